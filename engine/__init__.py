@@ -1,0 +1,1 @@
+"""motifgram.engine: image -> atoms -> features -> tokens -> graph; pipeline and CLI."""

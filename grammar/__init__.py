@@ -1,0 +1,1 @@
+"""motifgram.grammar: the motif grammar (DSL, induction, parsing, comparison)."""

@@ -1,0 +1,1 @@
+"""Bundled YAML specs (the demo and real-data analyses)."""
