@@ -317,7 +317,7 @@ class TokensSpec:
 
     k: int | None = _key(None, minimum=1, doc="Number of tokens. auto: chosen by BIC within k_range.")
     k_range: tuple[int, int] = _key(
-        (2, 8), minimum=1, maximum=20, ordered=True, doc="Smallest and largest k tried when k is auto.")
+        (1, 8), minimum=1, maximum=20, ordered=True, doc="Smallest and largest k tried when k is auto.")
     names: tuple[str, ...] | None = _key(
         None, pattern=_TOKEN_PATTERN, unique=True,
         doc="Token names, in the order of the learned classes; exactly k when k is given. Each a letter "

@@ -1,0 +1,179 @@
+"""The ``motifgram`` command line.
+
+Thin commands: parse the arguments, call one library function, print its result. Errors caused by the
+input (:class:`~motifgram.engine.errors.MotifgramError`) exit with 2 and a one-paragraph message; anything
+else is a bug and exits with 1.
+"""
+
+import argparse
+import json
+import logging
+import sys
+import traceback
+from pathlib import Path
+
+from .errors import MotifgramError
+
+__all__ = ["main"]
+
+log = logging.getLogger("motifgram")
+
+
+def main(argv=None) -> int:
+    parser = _build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "simulate":
+        parser.error(f"unrecognised arguments: {' '.join(extra)}")
+    _set_up_logging(quiet=getattr(args, "quiet", False), verbose=getattr(args, "verbose", False))
+    try:
+        return args.handler(args, extra) or 0
+    except MotifgramError as exc:
+        print(f"motifgram: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("motifgram: interrupted; nothing was written", file=sys.stderr)
+        return 130
+    except Exception:  # an unexpected failure is a bug: show where it happened
+        traceback.print_exc()
+        print("motifgram: internal error (a bug); please report it with the traceback above", file=sys.stderr)
+        return 1
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="motifgram",
+        description="Learn the vocabulary and grammar of atomic-resolution micrographs.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the whole pipeline for a spec (no spec: the bundled demo)")
+    run.add_argument("spec", nargs="?", type=Path, help="YAML spec (default: the bundled demo spec)")
+    run.add_argument("--out", type=Path, help="run directory (overrides output.dir)")
+    run.add_argument("--force", action="store_true", help="replace an existing run directory")
+    _add_verbosity(run)
+    run.set_defaults(handler=_cmd_run)
+
+    show = commands.add_parser("show", help="print a learned grammar and a short summary")
+    show.add_argument("path", type=Path, help="run directory or grammar.txt")
+    show.add_argument("--tree", metavar="IMAGE", help="also print the parse tree of IMAGE (run directory only)")
+    show.set_defaults(handler=_cmd_show)
+
+    parse = commands.add_parser("parse", help="apply an existing grammar and token model to a new micrograph")
+    parse.add_argument("grammar", type=Path, help="grammar.txt of a run (tokens.npz must sit beside it)")
+    parse.add_argument("image", type=Path, help="micrograph file")
+    parse.add_argument("--out", type=Path, help="output directory (default: runs/parse-<image stem>)")
+    parse.add_argument("--pixel-size", type=float, help="pixel size in nm (overrides the file's)")
+    parse.add_argument("--force", action="store_true", help="replace an existing output directory")
+    _add_verbosity(parse)
+    parse.set_defaults(handler=_cmd_parse)
+
+    validate = commands.add_parser("validate", help="check a spec and list every problem")
+    validate.add_argument("spec", type=Path)
+    validate.set_defaults(handler=_cmd_validate)
+
+    schema = commands.add_parser("schema", help="print the spec's JSON Schema")
+    schema.set_defaults(handler=_cmd_schema)
+
+    simulate = commands.add_parser(
+        "simulate",
+        help="write a synthetic micrograph and its ground truth",
+        description="Simulator options of the kind are given as --name value (e.g. --stone-wales-density 0.01).",
+    )
+    simulate.add_argument("kind", help="graphene, graphene_gb, mos2, perovskite, cairo, crn, ...")
+    simulate.add_argument("--out", type=Path, required=True, help="image file (.npy or .tif)")
+    simulate.add_argument("--truth", type=Path, help="truth CSV (atoms; bonds/rings/defects in a .json beside it)")
+    simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument("--size", type=int, default=512, help="image side in pixels")
+    _add_verbosity(simulate)
+    simulate.set_defaults(handler=_cmd_simulate)
+    return parser
+
+
+def _add_verbosity(parser):
+    parser.add_argument("--quiet", action="store_true", help="no progress display, warnings only")
+    parser.add_argument("--verbose", action="store_true", help="debug logging")
+
+
+def _set_up_logging(*, quiet: bool, verbose: bool) -> None:
+    level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("jax", "absl", "matplotlib", "PIL", "distributed", "numba", "rsciio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _cmd_run(args, _extra):
+    from .pipeline import run
+
+    out = run(args.spec, out_dir=args.out, force=args.force, quiet=args.quiet)
+    print(out)
+
+
+def _cmd_validate(args, _extra):
+    from .spec import load_spec
+
+    spec = load_spec(args.spec)
+    print(f"{args.spec}: ok ({len(spec.inputs)} input{'s' if len(spec.inputs) != 1 else ''})")
+
+
+def _cmd_schema(_args, _extra):
+    from .spec import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+
+
+def _cmd_show(args, _extra):
+    from .pipeline import show_grammar
+
+    print(show_grammar(args.path, tree_of=args.tree))
+
+
+def _cmd_parse(args, _extra):
+    from .pipeline import parse_with_grammar
+
+    out = parse_with_grammar(
+        args.grammar, args.image, out_dir=args.out, pixel_size_nm=args.pixel_size, force=args.force
+    )
+    print(out)
+
+
+def _cmd_simulate(args, extra):
+    import numpy as np
+
+    from .simulate import simulate
+
+    options = _options_from_flags(extra)
+    sim = simulate(args.kind, size=args.size, seed=args.seed, **options)
+    suffix = args.out.suffix.lower()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".npy":
+        np.save(args.out, sim.image)
+    elif suffix in (".tif", ".tiff"):
+        import tifffile
+
+        tifffile.imwrite(args.out, sim.image)
+    else:
+        raise MotifgramError(f"--out {args.out}: write .npy or .tif")
+    if args.truth:
+        sim.truth.to_files(args.truth)
+    print(f"{args.out}: {len(sim.truth.xy)} atoms, pixel size {sim.pixel_size_nm:.4g} nm")
+
+
+def _options_from_flags(extra: list[str]) -> dict:
+    """Turn ``--stone-wales-density 0.01 --twist 4`` into ``{"stone_wales_density": 0.01, "twist": 4.0}``."""
+    options, i = {}, 0
+    while i < len(extra):
+        flag = extra[i]
+        if not flag.startswith("--") or i + 1 >= len(extra):
+            raise MotifgramError(f"simulate: expected '--option value' pairs, got '{' '.join(extra[i:])}'")
+        options[flag[2:].replace("-", "_")] = _scalar(extra[i + 1])
+        i += 2
+    return options
+
+
+def _scalar(text: str):
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)

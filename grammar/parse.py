@@ -1,0 +1,730 @@
+"""Apply a motif grammar to a micrograph's atom graph: the parse tree, its counts and its description length.
+
+Parsing (:func:`parse_graph`) runs the grammar's rules in their order on the ring-adjacency graph:
+
+1. **Rings.** Each ring's cyclic token word, in dihedral canonical form, gets the symbol of the ring rule with
+   that word; else the wildcard rule of its size (``ring5(*)``); else it is an *unknown ring*, a level-1 leaf
+   named ``R<size>?`` that no rule mentions (it is costed with an escape code, see below).
+2. **Domains are marked first.** Connected regions of a domain rule's ring symbol with at least
+   ``min_domain_size`` rings (default: ``1 + ring size``, the smallest region that can hold a ring together
+   with its complete first shell of edge-sharing neighbours: 7 for hexagons) become one frozen domain node
+   each. Frozen nodes take no part in motif matching, so motifs cannot eat into a crystal; rings of the
+   domain symbol outside such regions stay available to motifs. Induction makes the same split.
+3. **Motifs** in rule order: every induced, label-preserving occurrence of the rule's graph among the free
+   top-level nodes (:meth:`SymbolGraph.occurrences`), taken greedily without overlap in canonical order
+   (:func:`select_disjoint`), each contracted into one node (:meth:`SymbolGraph.contract`) whose "touch"
+   edges are the union of its parts' outside edges. Domains whose symbol is a motif are found after all
+   motifs, the same way as ring domains.
+4. **Root.** The remaining top-level nodes and the atoms in no ring hang under one root node.
+
+:mod:`motifgram.grammar.induce` uses the same :class:`SymbolGraph`, matcher and contraction, and the same
+data code (:class:`DataCode`), so parsing a training micrograph with its own grammar reproduces the
+induction's final graph and bits exactly.
+
+The data code (bits to describe a micrograph's top-level symbol graph given the grammar)
+-----------------------------------------------------------------------------------------
+With ``V`` top-level nodes, ``E`` top-level edges (simple, undirected) and ``k_v`` the number of rings
+under node ``v`` (1 for a ring, the member count for a domain)::
+
+    bits = γ(V) + γ(E) + log2 C(V(V-1)/2, E)        which pairs of nodes touch (uniform over graphs)
+         + Σ_v deg(v) · log2 k_v                     which part of a composite node each touch attaches to
+         + Σ_v −log2 p(symbol_v)                     the node symbols, from the stochastic grammar
+         + Σ_domain nodes γ(k_v)                     each domain's size
+         + Σ_rings word bits                         tokens of wildcard/unknown rings, −log2 abundance each,
+                                                     plus γ(size) for an unknown ring
+
+where ``γ(n) = 2⌊log2(n+1)⌋ + 1`` (Elias gamma of n+1, the code of :meth:`Grammar.description_length_bits`).
+Symbol probabilities are add-½ estimates from the *top-level usage* ``u`` of each of the grammar's ``K`` ring,
+motif and domain symbols, with one escape slot for unknown rings::
+
+    p(s) = (u_s + ½) / (U + ½(K + 1)),   p(unknown) = ½ / (U + ½(K + 1)),   U = Σ u_s
+
+and ``u`` derives from the rule counts alone: a domain's usage is its count; a motif's is its count minus its
+uses inside later motifs and domains; a ring's is its count minus its uses inside motifs and the members of
+its domains (``DomainRule.size``). ``bits_per_atom`` divides by the number of atoms.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import lark
+import numpy as np
+
+from motifgram.engine.errors import GrammarError
+from motifgram.grammar.model import Grammar, canonical_ring_word
+
+__all__ = [
+    "ParseNode",
+    "ParseResult",
+    "SymbolGraph",
+    "DataCode",
+    "parse_graph",
+    "select_disjoint",
+    "ring_words",
+    "canonical_ring_order",
+    "graph_data_bits",
+    "structure_bits",
+    "usage_bits",
+    "auto_min_domain_size",
+    "unknown_ring_symbol",
+    "ROOT_SYMBOL",
+]
+
+log = logging.getLogger(__name__)
+
+ROOT_SYMBOL = "micrograph"
+"""Symbol of the root node of every parse tree."""
+
+
+def unknown_ring_symbol(size: int) -> str:
+    """Symbol of a ring that no rule of the grammar matches: ``R<size>?`` (not a grammar name)."""
+    return f"R{size}?"
+
+
+def auto_min_domain_size(ring_size: int) -> int:
+    """Default smallest domain: ``1 + ring_size`` rings, a ring plus its complete first shell (7 for hexagons)."""
+    return 1 + int(ring_size)
+
+
+def _gamma_bits(n: int) -> float:
+    """Elias gamma code length of ``n + 1`` in bits (a universal code for integers n >= 0)."""
+    return float(2 * (int(n) + 1).bit_length() - 1)
+
+
+def _log2_comb(n: int, k: int) -> float:
+    """log2 of the binomial coefficient C(n, k) (0 <= k <= n)."""
+    return (math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)) / math.log(2.0)
+
+
+def structure_bits(n_nodes: int, n_edges: int) -> float:
+    """Bits for the top-level graph's node and edge counts and which node pairs touch.
+
+    ``γ(V) + γ(E) + log2 C(V(V-1)/2, E)``; see the module docstring.
+    """
+    pairs = n_nodes * (n_nodes - 1) // 2
+    return _gamma_bits(n_nodes) + _gamma_bits(n_edges) + _log2_comb(pairs, n_edges)
+
+
+def usage_bits(usage: Mapping[str, int], n_symbols: int) -> float:
+    """Bits for the symbols of all top-level nodes when each symbol ``s`` is used ``usage[s]`` times.
+
+    The add-½ code of :class:`DataCode` with its probabilities estimated from ``usage`` itself (as during
+    induction): ``-Σ_s u_s log2((u_s + ½) / (U + ½(n_symbols + 1)))``.
+    """
+    total = sum(usage.values()) + 0.5 * (n_symbols + 1)
+    return -math.fsum(u * math.log2((u + 0.5) / total) for u in usage.values() if u > 0)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Ring words
+
+
+def ring_words(graph) -> list[tuple[str, ...]]:
+    """The dihedral canonical token word of every ring of ``graph``, in ring order.
+
+    Parameters
+    ----------
+    graph : AtomGraph
+        Uses ``graph.tokens`` ((N,) str) and ``graph.rings``.
+
+    Returns
+    -------
+    list of tuple of str
+        One canonical word (:func:`~motifgram.grammar.model.canonical_ring_word`) per ring.
+    """
+    tokens = np.asarray(graph.tokens).astype(str).tolist()
+    cache: dict[tuple[str, ...], tuple[str, ...]] = {}
+    out = []
+    for ring in graph.rings:
+        raw = tuple(tokens[a] for a in ring)
+        word = cache.get(raw)
+        if word is None:
+            word = cache[raw] = canonical_ring_word(raw)
+        out.append(word)
+    return out
+
+
+def canonical_ring_order(rings: Sequence[Sequence[int]]) -> np.ndarray:
+    """(R,) int64 permutation sorting rings by their sorted atom tuples: independent of the input ring order."""
+    keys = [tuple(sorted(r)) for r in rings]
+    return np.array(sorted(range(len(keys)), key=keys.__getitem__), dtype=np.int64)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The symbol graph shared by induction and parsing
+
+
+class SymbolGraph:
+    """The mutable graph of top-level symbols of one micrograph, contracted step by step.
+
+    Node ids ``0 .. R-1`` are the rings (in the order given); contraction appends new nodes. A node is *alive*
+    while it is top-level; a *domain* node is frozen (never part of a motif occurrence). Edges join alive
+    nodes only: two rings share a bond, composite nodes touch when any of their parts do.
+
+    Attributes (per node id, lists)
+    -------------------------------
+    labels : str
+        The node's symbol.
+    levels : int
+        1 for rings, the rule's level for motifs and domains.
+    n_rings : int
+        Number of rings under the node (``k_v`` of the data code).
+    parts : tuple of int
+        Child node ids (empty for rings), ascending.
+    parent : int
+        The node that contracted this one, or -1 while it is top-level.
+    adj : set of int
+        Current neighbours (empty once absorbed).
+    is_domain : bool
+        Whether the node is a (frozen) domain.
+    n_edges : int
+        Number of edges among alive nodes.
+    """
+
+    def __init__(self, ring_labels: Sequence[str], ring_edges: np.ndarray):
+        """Build the ring-adjacency graph.
+
+        Parameters
+        ----------
+        ring_labels : sequence of str, length R
+            Symbol of each ring.
+        ring_edges : (E, 2) int array
+            Pairs of ring indices sharing a bond, each pair once.
+        """
+        n = len(ring_labels)
+        self.labels: list[str] = list(ring_labels)
+        self.levels: list[int] = [1] * n
+        self.n_rings: list[int] = [1] * n
+        self.parts: list[tuple[int, ...]] = [()] * n
+        self.parent: list[int] = [-1] * n
+        self.is_domain: list[bool] = [False] * n
+        self.adj: list[set[int]] = [set() for _ in range(n)]
+        edges = np.unique(np.sort(np.asarray(ring_edges, dtype=np.int64).reshape(-1, 2), axis=1), axis=0)
+        edges = edges[edges[:, 0] != edges[:, 1]]
+        for i, j in edges.tolist():
+            self.adj[i].add(j)
+            self.adj[j].add(i)
+        self.n_edges = len(edges)
+        self.n_alive = n
+
+    # -- queries -------------------------------------------------------------------------------------------
+
+    def alive_nodes(self) -> list[int]:
+        """Ids of the top-level nodes, ascending."""
+        return [v for v, p in enumerate(self.parent) if p < 0]
+
+    def is_free(self, v: int) -> bool:
+        """Whether node ``v`` is top-level and not a domain (available to motifs)."""
+        return self.parent[v] < 0 and not self.is_domain[v]
+
+    def top_ancestor(self) -> np.ndarray:
+        """(n_nodes,) int64: the top-level node above each node (itself when top-level)."""
+        top = np.arange(len(self.parent), dtype=np.int64)
+        for v in range(len(self.parent) - 1, -1, -1):  # parents have larger ids than their parts
+            p = self.parent[v]
+            if p >= 0:
+                top[v] = top[p]
+        return top
+
+    def attach_bits(self) -> float:
+        """``Σ_v deg(v) log2 k_v`` over alive nodes (which part each touch attaches to)."""
+        return math.fsum(len(self.adj[v]) * math.log2(self.n_rings[v]) for v in self.alive_nodes()
+                         if self.n_rings[v] > 1)
+
+    def domain_bits(self) -> float:
+        """``Σ γ(k_v)`` over the domain nodes (each domain's size)."""
+        return math.fsum(_gamma_bits(k) for k, d in zip(self.n_rings, self.is_domain, strict=True) if d)
+
+    def top_level_usage(self) -> Counter:
+        """Symbol -> number of top-level nodes with it."""
+        return Counter(self.labels[v] for v in self.alive_nodes())
+
+    def regions(self, symbol: str, min_size: int) -> list[tuple[int, ...]]:
+        """Connected regions of free nodes labelled ``symbol`` with at least ``min_size`` nodes.
+
+        Returns
+        -------
+        list of tuple of int
+            Each region's node ids ascending; regions ordered by their smallest id.
+        """
+        seen: set[int] = set()
+        out = []
+        for v in range(len(self.labels)):
+            if v in seen or self.labels[v] != symbol or not self.is_free(v):
+                continue
+            seen.add(v)
+            stack, region = [v], [v]
+            while stack:
+                for w in self.adj[stack.pop()]:
+                    if w not in seen and self.labels[w] == symbol and self.is_free(w):
+                        seen.add(w)
+                        stack.append(w)
+                        region.append(w)
+            if len(region) >= min_size:
+                out.append(tuple(sorted(region)))
+        return out
+
+    def occurrences(self, nodes: Sequence[str], edges: Iterable[tuple[int, int]]) -> list[tuple[int, ...]]:
+        """Every induced occurrence of a labelled pattern among the free nodes.
+
+        Backtracking anchored at the pattern node whose label is rarest among the free nodes, then extending
+        along pattern edges; a candidate must have the right label and be adjacent to exactly the already
+        matched nodes the pattern says (induced matching). Automorphic embeddings collapse to one node set.
+
+        Parameters
+        ----------
+        nodes : sequence of str, length n
+            Pattern node labels.
+        edges : iterable of (int, int)
+            Pattern edges (connected pattern).
+
+        Returns
+        -------
+        list of tuple of int
+            Distinct occurrences as ascending node-id tuples, sorted lexicographically.
+        """
+        n = len(nodes)
+        padj: list[set[int]] = [set() for _ in range(n)]
+        for i, j in edges:
+            padj[i].add(j)
+            padj[j].add(i)
+        by_label: dict[str, list[int]] = {}
+        wanted = set(nodes)
+        for v in self.alive_nodes():
+            if not self.is_domain[v] and self.labels[v] in wanted:
+                by_label.setdefault(self.labels[v], []).append(v)
+        if any(label not in by_label for label in wanted):
+            return []
+        rarity = {label: len(vs) for label, vs in by_label.items()}
+        order = [min(range(n), key=lambda i: (rarity[nodes[i]], i))]
+        while len(order) < n:
+            placed = set(order)
+            order.append(min((i for i in range(n) if i not in placed),
+                             key=lambda i: (-len(padj[i] & placed), rarity[nodes[i]], i)))
+        # For each pattern node after the first: an earlier neighbour to extend from, and the earlier nodes
+        # with their required adjacency.
+        via = [None] + [next(q for q in order[:k] if q in padj[order[k]]) for k in range(1, n)]
+        checks = [[(q, q in padj[order[k]]) for q in order[:k]] for k in range(n)]
+        match = [-1] * n
+        found: set[tuple[int, ...]] = set()
+        adj, labels = self.adj, self.labels
+
+        def extend(k: int, used: set[int]) -> None:
+            if k == n:
+                found.add(tuple(sorted(match)))
+                return
+            p = order[k]
+            label = nodes[p]
+            for c in adj[match[via[k]]]:
+                if c in used or labels[c] != label or not self.is_free(c):
+                    continue
+                if all((match[q] in adj[c]) == linked for q, linked in checks[k]):
+                    match[p] = c
+                    used.add(c)
+                    extend(k + 1, used)
+                    used.discard(c)
+
+        for anchor in by_label[nodes[order[0]]]:
+            match[order[0]] = anchor
+            extend(1, {anchor})
+        return sorted(found)
+
+    # -- contraction ---------------------------------------------------------------------------------------
+
+    def contraction_delta(self, instances: Sequence[tuple[int, ...]]) -> tuple[int, int, float]:
+        """What contracting disjoint ``instances`` would change, without changing anything.
+
+        Returns
+        -------
+        d_nodes : int
+            Change in the number of alive nodes.
+        d_edges : int
+            Change in the number of edges (internal edges vanish; parallel touches merge).
+        d_attach : float
+            Change in :meth:`attach_bits`.
+        """
+        owner: dict[int, int] = {}
+        for i, inst in enumerate(instances):
+            for m in inst:
+                owner[m] = i
+        weight = [math.log2(sum(self.n_rings[m] for m in inst)) for inst in instances]
+        removed, attach, added = 0, 0.0, 0
+        inst_pairs: set[tuple[int, int]] = set()
+        for i, inst in enumerate(instances):
+            outside: set[int] = set()
+            for m in inst:
+                wm = math.log2(self.n_rings[m])
+                for y in self.adj[m]:
+                    j = owner.get(y)
+                    if j is None:
+                        removed += 1
+                        attach -= wm + math.log2(self.n_rings[y])
+                        outside.add(y)
+                    elif y > m:  # an edge between two members: count it once
+                        removed += 1
+                        attach -= wm + math.log2(self.n_rings[y])
+                    if j is not None and j != i:
+                        inst_pairs.add((min(i, j), max(i, j)))
+            added += len(outside)
+            attach += math.fsum(weight[i] + math.log2(self.n_rings[y]) for y in outside)
+        added += len(inst_pairs)
+        attach += math.fsum(weight[i] + weight[j] for i, j in inst_pairs)
+        d_nodes = -sum(len(inst) - 1 for inst in instances)
+        return d_nodes, added - removed, attach
+
+    def contract(self, instances: Sequence[tuple[int, ...]], symbol: str, level: int, *,
+                 domain: bool = False) -> list[int]:
+        """Replace each instance (disjoint sets of alive nodes) by one new node; return the new ids.
+
+        The new node's neighbours are the union of its parts' neighbours outside the instance.
+        """
+        new_ids = []
+        for inst in instances:
+            nid = len(self.labels)
+            members = set(inst)
+            outside: set[int] = set()
+            removed = 0
+            for m in inst:
+                for y in self.adj[m]:
+                    if y in members:
+                        removed += y > m
+                    else:
+                        removed += 1
+                        outside.add(y)
+                        self.adj[y].discard(m)
+                self.adj[m] = set()
+                self.parent[m] = nid
+            for y in outside:
+                self.adj[y].add(nid)
+            self.labels.append(symbol)
+            self.levels.append(level)
+            self.n_rings.append(sum(self.n_rings[m] for m in inst))
+            self.parts.append(tuple(sorted(inst)))
+            self.parent.append(-1)
+            self.is_domain.append(domain)
+            self.adj.append(outside)
+            self.n_edges += len(outside) - removed
+            self.n_alive += 1 - len(inst)
+            new_ids.append(nid)
+        return new_ids
+
+
+def select_disjoint(instances: Sequence[tuple[int, ...]]) -> list[tuple[int, ...]]:
+    """Greedy non-overlapping selection: walk ``instances`` in sorted order, keep each one sharing no node
+    with those kept before. Deterministic; node ids are canonical, so it does not depend on input order."""
+    used: set[int] = set()
+    out = []
+    for inst in sorted(instances):
+        if used.isdisjoint(inst):
+            used.update(inst)
+            out.append(inst)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The data code
+
+
+@dataclass(frozen=True)
+class DataCode:
+    """The code for a micrograph's top-level symbols given a grammar (see the module docstring).
+
+    Attributes
+    ----------
+    usage : dict of str to int
+        Top-level usage ``u_s`` of every ring, motif and domain symbol.
+    n_symbols : int
+        ``K``, the number of ring, motif and domain symbols (the escape is one more slot).
+    token_bits : dict of str to float
+        ``-log2 abundance`` of each token.
+    """
+
+    usage: dict[str, int]
+    n_symbols: int
+    token_bits: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_grammar(cls, grammar: Grammar) -> DataCode:
+        """Derive the top-level usage from the rule counts alone."""
+        usage = {r.name: r.count for r in grammar.rings}
+        for m in grammar.motifs:
+            usage[m.name] = m.count
+        for m in grammar.motifs:
+            for part, mult in Counter(m.nodes).items():
+                if part in usage:
+                    usage[part] -= mult * m.count
+        for d in grammar.domains:
+            if d.symbol in usage:
+                usage[d.symbol] -= d.size
+            usage[d.name] = d.count
+        usage = {s: max(u, 0) for s, u in usage.items()}
+        return cls(usage, len(usage), _token_bits({t.name: t.abundance for t in grammar.tokens}))
+
+    def _denominator(self) -> float:
+        return sum(self.usage.values()) + 0.5 * (self.n_symbols + 1)
+
+    def symbol_bits(self, symbol: str) -> float:
+        """``-log2 p(symbol)``; the escape probability for a symbol outside the grammar."""
+        return -math.log2((self.usage.get(symbol, 0) + 0.5) / self._denominator())
+
+    def word_bits(self, word: Sequence[str]) -> float:
+        """Bits to spell a ring word token by token (``-log2 abundance`` each)."""
+        return math.fsum(self.token_bits[t] for t in word)
+
+
+def _token_bits(abundance: Mapping[str, float]) -> dict[str, float]:
+    """``-log2 a`` per token; a zero abundance is floored at 2**-32 so that the cost stays finite."""
+    return {t: -math.log2(max(a, 2.0**-32)) for t, a in abundance.items()}
+
+
+def graph_data_bits(sg: SymbolGraph, code: DataCode, ring_extra_bits: float) -> float:
+    """Total data bits of one micrograph's top-level graph under ``code`` (module docstring formula).
+
+    ``ring_extra_bits`` is the sum of the word bits of its wildcard and unknown rings (and γ(size) for the
+    unknown ones), which no contraction changes.
+    """
+    alive = sg.alive_nodes()
+    labels = math.fsum(code.symbol_bits(sg.labels[v]) for v in alive)
+    return (structure_bits(len(alive), sg.n_edges) + sg.attach_bits() + labels + sg.domain_bits()
+            + ring_extra_bits)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Parse trees
+
+
+@dataclass(frozen=True)
+class ParseNode:
+    """A node of a parse tree.
+
+    Attributes
+    ----------
+    symbol : str
+        Grammar symbol (a token name for level-0 leaves, :data:`ROOT_SYMBOL` for the root).
+    level : int
+        0 atoms, 1 rings, >= 2 motifs and domains; the root is one above the grammar's highest level.
+    atoms : tuple of int
+        Atom ids covered: a ring's atoms in cyclic order, otherwise ascending (the union over the children,
+        with every atom of every ring underneath).
+    children : tuple of ParseNode
+        Sub-nodes. A ring's children are the leaves of the atoms it *owns*: every atom is owned by exactly
+        one ring (of those containing it, the one whose top-level node has the highest level, then the
+        first in canonical ring order), so each atom appears in exactly one leaf.
+    """
+
+    symbol: str
+    level: int
+    atoms: tuple[int, ...]
+    children: tuple[ParseNode, ...] = ()
+
+    def to_dict(self) -> dict:
+        """``{"symbol", "level", "atoms": [ids], "children": [...]}`` (INTERFACE.md, ``parses/<image>.json``)."""
+        return {
+            "symbol": self.symbol,
+            "level": self.level,
+            "atoms": list(self.atoms),
+            "children": [c.to_dict() for c in self.children],
+        }
+
+    def to_lark_tree(self) -> lark.Tree:
+        """The tree as a ``lark.Tree`` (``.pretty()`` prints it); a leaf holds its atom id as a string."""
+        if self.level == 0 and not self.children:
+            return lark.Tree(self.symbol, [str(a) for a in self.atoms])
+        return lark.Tree(self.symbol, [c.to_lark_tree() for c in self.children])
+
+    def iter_nodes(self):
+        """Depth-first pre-order iterator over this node and all nodes below it."""
+        stack = [self]
+        while stack:
+            node = stack.pop()
+            yield node
+            stack.extend(reversed(node.children))
+
+
+@dataclass(frozen=True, eq=False)
+class ParseResult:
+    """A micrograph parsed with a grammar.
+
+    Attributes
+    ----------
+    root : ParseNode
+        The tree: micrograph -> motifs and domains -> rings -> atoms.
+    ring_symbols : (R,) str ndarray
+        Level-1 symbol of every ring, in the graph's ring order (``rings.csv``'s ``symbol``).
+    motif_counts : dict of int to dict of str to int
+        Level (>= 1) -> symbol -> number of nodes in the tree.
+    coverage : dict of int to float
+        Level (0 .. the grammar's top level) -> fraction of atoms covered by a node of that level or higher.
+    bits_per_atom : float
+        Data description length of the micrograph under the grammar divided by the number of atoms
+        (0 for a graph without atoms).
+    relative_abundance : dict of int to dict of str to float
+        ``motif_counts`` normalised to sum 1 per level.
+    data_bits : float
+        The total data description length (bits).
+    """
+
+    root: ParseNode
+    ring_symbols: np.ndarray
+    motif_counts: dict[int, dict[str, int]]
+    coverage: dict[int, float]
+    bits_per_atom: float
+    relative_abundance: dict[int, dict[str, float]]
+    data_bits: float
+
+
+def ring_symbol_table(grammar: Grammar) -> tuple[dict[tuple[str, ...], str], dict[int, str]]:
+    """Canonical word -> ring symbol, and ring size -> wildcard symbol, of a grammar's ring rules."""
+    exact = {r.word: r.name for r in grammar.rings if not r.is_wildcard}
+    wild = {r.size: r.name for r in grammar.rings if r.is_wildcard}
+    return exact, wild
+
+
+def _check_tokens(grammar: Grammar, graph) -> None:
+    known = {t.name for t in grammar.tokens}
+    present = set(np.asarray(graph.tokens).astype(str).tolist())
+    missing = sorted(present - known)
+    if missing:
+        raise GrammarError(
+            f"the micrograph has token(s) {', '.join(map(repr, missing))} that grammar {grammar.name!r} does not "
+            f"know (its tokens: {', '.join(sorted(known)) or 'none'}); assign tokens with the grammar's own token "
+            "model, or induce a grammar from this material"
+        )
+
+
+def parse_graph(grammar: Grammar, graph, *, min_domain_size: int | None = None) -> ParseResult:
+    """Parse a micrograph's atom graph with a grammar.
+
+    Parameters
+    ----------
+    grammar : Grammar
+        A valid grammar (e.g. from :func:`~motifgram.grammar.induce.induce_grammar` or ``Grammar.parse_text``).
+    graph : AtomGraph
+        Uses ``tokens`` ((N,) str), ``rings`` (atom indices in cyclic order) and ``ring_adjacency()``
+        ((E, 2) ring index pairs sharing a bond).
+    min_domain_size : int or None
+        Smallest connected region (in rings) that counts as a domain; ``None``: ``1 + ring size``
+        (:func:`auto_min_domain_size`); use the value the grammar was induced with.
+
+    Returns
+    -------
+    ParseResult
+
+    Raises
+    ------
+    GrammarError
+        The graph has tokens the grammar does not know (named in the message).
+
+    Notes
+    -----
+    The module docstring gives the algorithm and the data code. Cost: O(R) for rings and domains plus,
+    per motif rule, the backtracking search anchored at its rarest symbol.
+    """
+    _check_tokens(grammar, graph)
+    n_atoms = len(graph.tokens)
+    rings = graph.rings
+    order = canonical_ring_order(rings)
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    words = ring_words(graph)
+    exact, wild = ring_symbol_table(grammar)
+    code = DataCode.from_grammar(grammar)
+    labels, extra = [], 0.0
+    for word in words:
+        symbol = exact.get(word)
+        if symbol is None:
+            symbol = wild.get(len(word))
+            extra += code.word_bits(word)
+            if symbol is None:
+                symbol = unknown_ring_symbol(len(word))
+                extra += _gamma_bits(len(word))
+        labels.append(symbol)
+    ring_symbols = np.array(labels, dtype=np.str_).reshape(len(labels))
+    sg = SymbolGraph([labels[i] for i in order.tolist()], rank[np.asarray(graph.ring_adjacency(), dtype=np.int64)])
+    ring_size = {r.name: r.size for r in grammar.rings}
+
+    def threshold(symbol: str) -> int:
+        if min_domain_size is not None:
+            return int(min_domain_size)
+        return auto_min_domain_size(ring_size[symbol]) if symbol in ring_size else 2
+
+    for d in grammar.domains:
+        if d.symbol in ring_size:
+            sg.contract(sg.regions(d.symbol, threshold(d.symbol)), d.name, d.level, domain=True)
+    for m in grammar.motifs:
+        sg.contract(select_disjoint(sg.occurrences(m.nodes, m.edges)), m.name, m.level)
+    for d in grammar.domains:
+        if d.symbol not in ring_size:
+            sg.contract(sg.regions(d.symbol, threshold(d.symbol)), d.name, d.level, domain=True)
+    data_bits = graph_data_bits(sg, code, extra)
+    root_level = max(grammar.levels, default=0) + 1
+    root, counts, coverage = _build_tree(sg, [rings[i] for i in order.tolist()], graph.tokens, n_atoms, root_level)
+    abundance = {
+        level: {s: c / total for s, c in per.items()}
+        for level, per in counts.items()
+        if (total := sum(per.values())) > 0
+    }
+    return ParseResult(
+        root=root,
+        ring_symbols=ring_symbols,
+        motif_counts=counts,
+        coverage=coverage,
+        bits_per_atom=data_bits / n_atoms if n_atoms else 0.0,
+        relative_abundance=abundance,
+        data_bits=data_bits,
+    )
+
+
+def _build_tree(sg: SymbolGraph, rings: Sequence[tuple[int, ...]], tokens, n_atoms: int, root_level: int):
+    """Parse tree, per-level symbol counts and coverage from a contracted symbol graph (rings in node order)."""
+    tokens = np.asarray(tokens).astype(str).tolist()
+    n_ring_nodes = len(rings)
+    top = sg.top_ancestor()
+    levels = np.asarray(sg.levels, dtype=np.int64)
+    ring_level = levels[top[:n_ring_nodes]] if n_ring_nodes else np.empty(0, np.int64)
+    sizes = np.fromiter(map(len, rings), dtype=np.int64, count=n_ring_nodes)
+    entry_atom = np.fromiter((a for r in rings for a in r), dtype=np.int64, count=int(sizes.sum()))
+    entry_ring = np.repeat(np.arange(n_ring_nodes, dtype=np.int64), sizes)
+    # Owner ring of each atom: highest top-level ancestor level, then the first ring.
+    sort = np.lexsort((entry_ring, -ring_level[entry_ring], entry_atom))
+    atoms_sorted = entry_atom[sort]
+    first = np.ones(len(sort), dtype=bool)
+    first[1:] = atoms_sorted[1:] != atoms_sorted[:-1]
+    owner = np.full(n_atoms, -1, dtype=np.int64)
+    owner[atoms_sorted[first]] = entry_ring[sort][first]
+    covered = np.zeros(n_atoms, dtype=np.int64)
+    if len(entry_atom):
+        np.maximum.at(covered, entry_atom, ring_level[entry_ring])
+
+    owned: list[list[int]] = [[] for _ in range(n_ring_nodes)]
+    for a, r in enumerate(owner.tolist()):
+        if r >= 0:
+            owned[r].append(a)
+    nodes: list[ParseNode] = []
+    atom_sets: list[np.ndarray] = []
+    counts: dict[int, Counter] = {}
+    for v in range(len(sg.labels)):
+        symbol, level = sg.labels[v], sg.levels[v]
+        counts.setdefault(level, Counter())[symbol] += 1
+        if v < n_ring_nodes:
+            leaves = tuple(ParseNode(tokens[a], 0, (a,)) for a in owned[v])
+            nodes.append(ParseNode(symbol, level, tuple(rings[v]), leaves))
+            atom_sets.append(np.asarray(rings[v], dtype=np.int64))
+        else:
+            atoms = np.unique(np.concatenate([atom_sets[c] for c in sg.parts[v]]))
+            atom_sets.append(atoms)
+            nodes.append(ParseNode(symbol, level, tuple(atoms.tolist()), tuple(nodes[c] for c in sg.parts[v])))
+    children = [nodes[v] for v in sg.alive_nodes()]
+    children += [ParseNode(tokens[a], 0, (a,)) for a in np.flatnonzero(owner < 0).tolist()]
+    root = ParseNode(ROOT_SYMBOL, root_level, tuple(range(n_atoms)), tuple(children))
+    coverage = {
+        level: (float(np.count_nonzero(covered >= level)) / n_atoms if n_atoms else 0.0)
+        for level in range(root_level)
+    }
+    motif_counts = {level: dict(sorted(c.items())) for level, c in sorted(counts.items())}
+    return root, motif_counts, coverage

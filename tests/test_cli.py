@@ -1,0 +1,142 @@
+"""The command line: exit codes, messages and the files each command writes."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from motifgram.engine.cli import main
+
+
+def run_cli(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def write_spec(tmp_path, text):
+    path = tmp_path / "spec.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_schema_is_json_with_every_section(capsys):
+    code, out, _ = run_cli(capsys, "schema")
+    assert code == 0
+    schema = json.loads(out)
+    for section in ("inputs", "detect", "features", "tokens", "graph", "grammar", "compare", "engine", "output"):
+        assert section in schema["properties"]
+
+
+def test_validate_accepts_the_demo_and_reports_bad_keys(tmp_path, capsys):
+    from motifgram.engine.spec import bundled_spec_path
+
+    code, out, _ = run_cli(capsys, "validate", bundled_spec_path("demo"))
+    assert code == 0 and "ok" in out
+    bad = write_spec(tmp_path, "inputs:\n  - simulate: {kind: graphene}\ntokens:\n  k: eight\ndetct: {}\n")
+    code, _, err = run_cli(capsys, "validate", bad)
+    assert code == 2
+    assert "tokens.k" in err and "detct" in err and 'did you mean "detect"' in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "spec_text, expected",
+    [
+        ("inputs:\n  - path: missing.tif\n", "missing.tif"),
+        ("inputs: []\n", "inputs"),
+        ("inputs:\n  - path: '*.dm3'\n", "*.dm3"),
+        ("inputs:\n  - simulate: {kind: graphene, colour: red}\n", "colour"),
+    ],
+)
+def test_run_rejects_bad_specs_with_exit_2(tmp_path, capsys, spec_text, expected):
+    code, _, err = run_cli(capsys, "run", write_spec(tmp_path, spec_text), "--out", tmp_path / "run", "--quiet")
+    assert code == 2
+    assert expected in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "make_image, expected",
+    [
+        (lambda rng: np.full((128, 128), 3.0), "constant"),
+        (lambda rng: rng.normal(size=(256, 256)), "lattice"),
+    ],
+)
+def test_images_without_a_lattice_give_exit_2(tmp_path, capsys, make_image, expected):
+    np.save(tmp_path / "image.npy", make_image(np.random.default_rng(0)))
+    spec = write_spec(tmp_path, "inputs:\n  - path: image.npy\n")
+    code, _, err = run_cli(capsys, "run", spec, "--out", tmp_path / "run", "--quiet")
+    assert code == 2
+    assert expected in err and "image.npy" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_corrupt_image_gives_exit_2_naming_the_file(tmp_path, capsys):
+    (tmp_path / "broken.tif").write_bytes(b"II*\x00" + b"\x17" * 64)
+    spec = write_spec(tmp_path, "inputs:\n  - path: broken.tif\n")
+    code, _, err = run_cli(capsys, "run", spec, "--out", tmp_path / "run", "--quiet")
+    assert code == 2
+    assert "broken.tif" in err and "Traceback" not in err
+
+
+def test_simulate_writes_image_and_truth(tmp_path, capsys):
+    code, out, _ = run_cli(
+        capsys, "simulate", "graphene", "--out", tmp_path / "g.npy", "--truth", tmp_path / "g.csv",
+        "--size", 128, "--seed", 3, "--stone-wales-density", 0.0, "--quiet",
+    )
+    assert code == 0, out
+    image = np.load(tmp_path / "g.npy")
+    assert image.shape == (128, 128)
+    header = (tmp_path / "g.csv").read_text().splitlines()[0]
+    assert header == "id,x,y,label"
+    assert (tmp_path / "g.json").is_file()
+
+
+def test_simulate_unknown_option_is_exit_2(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "simulate", "graphene", "--out", tmp_path / "g.npy", "--colour", "red")
+    assert code == 2 and "colour" in err
+
+
+def test_show_rejects_a_malformed_grammar_with_line_and_column(tmp_path, capsys):
+    (tmp_path / "grammar.txt").write_text('grammar "x" version 1\nrings {\n  R6 ring(A A A A A A) 3\n}\n')
+    code, _, err = run_cli(capsys, "show", tmp_path / "grammar.txt")
+    assert code == 2
+    assert "3:" in err and "Traceback" not in err
+
+
+def test_unknown_command_is_exit_2(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["frobnicate"])
+    assert info.value.code == 2
+
+
+def test_existing_output_needs_force(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("old results")
+    spec = write_spec(tmp_path, "inputs:\n  - simulate: {kind: graphene, size: 128}\n")
+    code, _, err = run_cli(capsys, "run", spec, "--out", out, "--quiet")
+    assert code == 2 and "--force" in err
+    assert (out / "keep.txt").read_text() == "old results"
+
+
+def test_internal_errors_exit_1(monkeypatch, capsys):
+    import motifgram.engine.spec as spec_module
+
+    def broken():
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(spec_module, "json_schema", broken)
+    code, _, err = run_cli(capsys, "schema")
+    assert code == 1 and "internal error" in err
+
+
+def test_paths_in_messages_are_the_users(tmp_path, capsys):
+    spec = write_spec(tmp_path, "inputs:\n  - path: data/none.png\n")
+    code, _, err = run_cli(capsys, "validate", spec)
+    assert code == 2
+    assert str(Path("data/none.png")) in err

@@ -1,0 +1,261 @@
+"""Tests for motifgram.engine.simulate: structures checked against their own exact truth."""
+
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.spatial import Delaunay
+
+from motifgram.engine.errors import SpecError
+from motifgram.engine.simulate import KINDS, Simulation, Truth, simulate, simulate_options
+
+A_CC_PX = 8.0  # graphene bond at the default pixel size
+
+
+def bond_lengths(truth):
+    return np.hypot(*(truth.xy[truth.bonds[:, 0]] - truth.xy[truth.bonds[:, 1]]).T)
+
+
+def ring_edges(ring):
+    return [tuple(sorted((ring[k - 1], ring[k]))) for k in range(len(ring))]
+
+
+def check_truth(truth, size):
+    """Invariants every truth satisfies: valid arrays, rings are closed simple cycles of bonds and faces."""
+    n = len(truth.xy)
+    assert truth.xy.shape == (n, 2) and truth.xy.dtype == np.float64
+    assert truth.label.shape == (n,) and truth.label.dtype.kind == "U"
+    assert np.all((truth.xy >= -0.5) & (truth.xy < size - 0.5))
+    assert truth.bonds.dtype == np.int64 and truth.bonds.shape[1] == 2
+    assert np.all(truth.bonds[:, 0] < truth.bonds[:, 1]) and truth.bonds.max() < n
+    assert len(np.unique(truth.bonds, axis=0)) == len(truth.bonds)
+    bonds = set(map(tuple, truth.bonds.tolist()))
+    uses = Counter()
+    for ring in truth.rings:
+        assert 3 <= len(ring) <= 12 and len(set(ring)) == len(ring) and ring[0] == min(ring)
+        for edge in ring_edges(ring):
+            assert edge in bonds
+            uses[edge] += 1
+        x, y = truth.xy[list(ring)].T
+        assert np.sum(x * np.roll(y, -1) - np.roll(x, -1) * y) > 0  # counter-clockwise in (x, y)
+    assert max(uses.values(), default=0) <= 2  # a bond borders at most two faces
+    for d in truth.defects:
+        assert all(0 <= a < n for a in d.atoms) and all(0 <= r < len(truth.rings) for r in d.rings)
+    # Euler characteristic of the union of the rings (a 2-complex): 1 for a disk without holes.
+    ring_atoms = {a for r in truth.rings for a in r}
+    return len(ring_atoms) - len(uses) + len(truth.rings)
+
+
+def points_inside_rings(truth):
+    """Number of atoms strictly inside some ring polygon (0 when every ring is a face)."""
+    from matplotlib.path import Path
+
+    count = 0
+    for ring in truth.rings:
+        poly = truth.xy[list(ring)]
+        lo, hi = poly.min(axis=0), poly.max(axis=0)
+        near = np.flatnonzero(np.all((truth.xy > lo) & (truth.xy < hi), axis=1))
+        near = near[~np.isin(near, ring)]
+        count += int(Path(poly).contains_points(truth.xy[near], radius=-1e-6).sum())
+    return count
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_kind_shapes_and_invariants(kind):
+    sim = simulate(kind, size=160, seed=3)
+    assert isinstance(sim, Simulation)
+    assert sim.image.shape == (160, 160) and sim.image.dtype == np.float32
+    assert np.isfinite(sim.image).all()
+    assert sim.pixel_size_nm == pytest.approx(simulate_options(kind)["pixel_size_nm"])
+    euler = check_truth(sim.truth, 160)
+    assert euler == 1 if kind != "graphene_gb" else euler <= 1
+    assert points_inside_rings(sim.truth) == 0
+    assert set(sim.options) == set(simulate_options(kind))
+    assert sim.options["sigma_px"] > 0
+
+
+def test_deterministic_and_seeded():
+    a = simulate("graphene", size=128, seed=7)
+    b = simulate("graphene", size=128, seed=7)
+    c = simulate("graphene", size=128, seed=8)
+    np.testing.assert_array_equal(a.image, b.image)
+    np.testing.assert_array_equal(a.truth.xy, b.truth.xy)
+    assert a.truth.rings == b.truth.rings and a.truth.defects == b.truth.defects
+    assert a.options == b.options
+    assert not np.array_equal(a.image, c.image)
+
+
+def test_imaging_options_do_not_change_the_truth():
+    noisy = simulate("mos2", size=128, seed=2)
+    clean = simulate("mos2", size=128, seed=2, dose=None, read_noise=0.0, background=0.0, sigma_px=1.5)
+    np.testing.assert_array_equal(noisy.truth.xy, clean.truth.xy)
+    np.testing.assert_array_equal(noisy.truth.label, clean.truth.label)
+    assert not np.array_equal(noisy.image, clean.image)
+
+
+def test_noiseless_image_peaks_at_the_atoms():
+    sim = simulate("graphene", size=128, seed=1, dose=None, read_noise=0.0, background=0.0)
+    at_atoms = sim.image[tuple(np.rint(sim.truth.xy[:, ::-1]).astype(int).T)]
+    centres = np.array([sim.truth.xy[list(r)].mean(axis=0) for r in sim.truth.rings])
+    at_centres = sim.image[tuple(np.rint(centres[:, ::-1]).astype(int).T)]
+    assert at_atoms.min() > 0.8 and at_centres.max() < 0.25
+
+
+def test_stone_wales_gives_two_pentagons_and_two_heptagons():
+    truth = simulate("graphene", size=320, seed=4, stone_wales_density=0.004, vacancy_density=0.0).truth
+    sizes = truth.ring_sizes
+    assert len(truth.defects) >= 3 and all(d.kind == "stone_wales" for d in truth.defects)
+    for d in truth.defects:
+        assert sorted(sizes[list(d.rings)].tolist()) == [5, 5, 7, 7]
+        assert set(d.atoms) == {a for k in d.rings for a in truth.rings[k]}
+    in_defects = {k for d in truth.defects for k in d.rings}
+    assert all(sizes[k] == 6 for k in range(len(sizes)) if k not in in_defects)
+    assert Counter(sizes.tolist())[5] == 2 * len(truth.defects)
+
+
+def test_vacancy_gives_a_pentagon_and_a_nonagon():
+    truth = simulate("graphene", size=320, seed=5, stone_wales_density=0.0, vacancy_density=0.003).truth
+    sizes = truth.ring_sizes
+    degree = np.bincount(truth.bonds.ravel(), minlength=len(truth.xy))
+    assert len(truth.defects) >= 3 and all(d.kind == "vacancy" for d in truth.defects)
+    for d in truth.defects:
+        assert sorted(sizes[list(d.rings)].tolist()) == [5, 9]
+        assert set(d.atoms) == {a for k in d.rings for a in truth.rings[k]}
+        assert sorted(degree[list(d.atoms)].tolist()).count(2) == 1  # the one dangling bond
+    in_defects = {k for d in truth.defects for k in d.rings}
+    assert all(sizes[k] == 6 for k in range(len(sizes)) if k not in in_defects)
+
+
+def test_pristine_graphene_is_all_hexagons_with_exact_bonds():
+    truth = simulate("graphene", size=192, seed=6, stone_wales_density=0.0, vacancy_density=0.0).truth
+    assert set(truth.ring_sizes.tolist()) == {6} and not truth.defects
+    np.testing.assert_allclose(bond_lengths(truth), A_CC_PX, rtol=1e-9)
+    # ~1.30 a_cc**2 per atom
+    assert len(truth.xy) == pytest.approx(192**2 / (1.5 * math.sqrt(3) * A_CC_PX**2 / 2), rel=0.03)
+
+
+@pytest.mark.parametrize("kind", ["graphene", "crn", "mos2", "perovskite", "cairo"])
+def test_delaunay_with_a_length_cut_recovers_the_bonds(kind):
+    """The property the downstream graph stage relies on: bonds and non-bonds separate by length."""
+    options = {"stone_wales_density": 0.004, "vacancy_density": 0.003} if kind == "graphene" else {}
+    sim = simulate(kind, size=256, seed=9, **options)
+    truth = sim.truth
+    nn = 4 * sim.options["sigma_px"]  # sigma defaults to 0.25 x the nearest-neighbour distance
+    lengths = bond_lengths(truth) / nn
+    tolerance = 0.15 if kind != "crn" else 0.25
+    assert lengths.min() > 1 - tolerance and lengths.max() < 1 + tolerance
+    tri = Delaunay(truth.xy).simplices
+    edges = np.unique(np.sort(np.concatenate([tri[:, [0, 1]], tri[:, [1, 2]], tri[:, [0, 2]]]), axis=1), axis=0)
+    cut = np.hypot(*(truth.xy[edges[:, 0]] - truth.xy[edges[:, 1]]).T) < 1.28 * nn
+    np.testing.assert_array_equal(edges[cut], truth.bonds)
+
+
+def test_mos2_label_fractions():
+    truth = simulate("mos2", size=512, seed=1, s_vacancy_density=0.1, se_fraction=0.2).truth
+    counts = Counter(truth.label.tolist())
+    n_s = counts["S2"] + counts["S1"] + counts["SSe"] + counts["Se2"]
+    assert counts["Mo"] == pytest.approx(n_s, rel=0.02)
+    assert counts["S1"] / n_s == pytest.approx(0.1, abs=0.02)
+    intact = n_s - counts["S1"]
+    assert (counts["SSe"] + 2 * counts["Se2"]) / (2 * intact) == pytest.approx(0.2, abs=0.02)
+    assert set(truth.ring_sizes.tolist()) == {6}
+    s1 = np.flatnonzero(truth.label == "S1")
+    assert {d.atoms[0] for d in truth.defects} == set(s1.tolist())
+    bonded = truth.label[truth.bonds]
+    assert np.all((bonded == "Mo").sum(axis=1) == 1)  # bonds join Mo to S-site columns
+
+
+def test_perovskite_rings_are_a_o_b_o_squares():
+    truth = simulate("perovskite", size=160, seed=2).truth
+    assert set(truth.ring_sizes.tolist()) == {4}
+    for ring in truth.rings:
+        word = "".join(truth.label[list(ring)])
+        assert word in {"AOBO", "OBOA", "BOAO", "OAOB"}
+    assert Counter(truth.label.tolist())["O"] == pytest.approx(2 * Counter(truth.label.tolist())["A"], rel=0.05)
+
+
+def test_cairo_rings_are_pentagons_and_labels_follow_valence():
+    truth = simulate("cairo", size=200, seed=0).truth
+    assert set(truth.ring_sizes.tolist()) == {5}
+    degree = np.bincount(truth.bonds.ravel(), minlength=len(truth.xy))
+    interior = np.all((truth.xy > 12) & (truth.xy < 200 - 13), axis=1)
+    assert np.all(degree[interior & (truth.label == "A")] == 3)
+    assert np.all(degree[interior & (truth.label == "B")] == 4)
+    for ring in truth.rings:  # each pentagon: two 4-valent and three 3-valent vertices
+        assert sorted(truth.label[list(ring)].tolist()) == ["A", "A", "A", "B", "B"]
+
+
+def test_crn_is_disordered_with_mean_ring_six():
+    sizes = simulate("crn", size=320, seed=2).truth.ring_sizes
+    p = np.bincount(sizes) / len(sizes)
+    mean = float(np.sum(np.arange(len(p)) * p))
+    mu2 = float(np.sum((np.arange(len(p)) - mean) ** 2 * p))
+    assert mean == pytest.approx(6.0, abs=0.1)
+    assert mu2 > 0.3
+    assert p[5] > 0.1 and p[7] > 0.1
+
+
+def test_grain_boundary_has_a_defect_along_the_seam():
+    truth = simulate("graphene_gb", size=256, seed=1, boundary_angle=0.3).truth
+    (gb,) = truth.defects
+    assert gb.kind == "grain_boundary" and gb.rings and gb.atoms
+    sizes = truth.ring_sizes
+    assert all(sizes[k] == 6 for k in range(len(sizes)) if k not in set(gb.rings))
+    lengths = bond_lengths(truth) / A_CC_PX
+    assert lengths.min() > 0.8 and lengths.max() < 1.4
+    # the seam's atoms lie near the line through the centre at 0.3 rad
+    normal = np.array([-math.sin(0.3), math.cos(0.3)])
+    assert np.abs((truth.xy[list(gb.atoms)] - 127.5) @ normal).max() < 6 * A_CC_PX
+
+
+def test_truth_files_round_trip(tmp_path):
+    truth = simulate("graphene", size=128, seed=3, vacancy_density=0.004).truth
+    csv_path, json_path = truth.to_files(tmp_path / "truth.csv")
+    assert json_path == tmp_path / "truth.json"
+    assert csv_path.read_text().splitlines()[0] == "id,x,y,label"
+    back = Truth.from_files(csv_path)
+    np.testing.assert_array_equal(back.xy, truth.xy)
+    np.testing.assert_array_equal(back.label, truth.label)
+    np.testing.assert_array_equal(back.bonds, truth.bonds)
+    assert back.rings == truth.rings and back.defects == truth.defects
+
+
+def test_options_and_errors():
+    assert KINDS == ("graphene", "graphene_gb", "mos2", "perovskite", "cairo", "crn")
+    opts = simulate_options("graphene")
+    assert {"stone_wales_density", "vacancy_density", "rotation", "sigma_px", "dose"} <= set(opts)
+    assert {"s_vacancy_density", "se_fraction"} <= set(simulate_options("mos2"))
+    with pytest.raises(SpecError) as info:
+        simulate("graphene", size=128, stone_wales=0.1)
+    assert info.value.problems[0][0] == "simulate.stone_wales"
+    assert "valid:" in info.value.problems[0][1] and "stone_wales_density" in info.value.problems[0][1]
+    with pytest.raises(SpecError) as info:
+        simulate("graphene", size=32, dose=-1.0, se_fraction=0.1)
+    assert {p for p, _ in info.value.problems} == {"simulate.size", "simulate.dose", "simulate.se_fraction"}
+    with pytest.raises(SpecError, match="simulate.kind"):
+        simulate("quasicrystal")
+    with pytest.raises(SpecError, match="simulate.kind"):
+        simulate_options("quasicrystal")
+    with pytest.raises(SpecError, match="simulate.rotation"):
+        simulate("cairo", size=64, rotation="north")
+
+
+@settings(max_examples=6, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), size=st.integers(64, 140))
+def test_graphene_truth_is_consistent_for_any_seed_and_size(seed, size):
+    sim = simulate("graphene", size=size, seed=seed, stone_wales_density=0.01, vacancy_density=0.01)
+    assert sim.image.shape == (size, size)
+    assert check_truth(sim.truth, size) == 1
+    for d in sim.truth.defects:
+        expected = [5, 5, 7, 7] if d.kind == "stone_wales" else [5, 9]
+        assert sorted(sim.truth.ring_sizes[list(d.rings)].tolist()) == expected
+
+
+def test_large_image_renders():
+    """2048 x 2048 with ~50k atoms completes (its timing is measured in benchmarks/, not here)."""
+    sim = simulate("graphene", size=2048, seed=0, scan_distortion=1.0)
+    assert sim.image.shape == (2048, 2048)
+    assert 47_000 < len(sim.truth.xy) < 53_000
