@@ -74,6 +74,10 @@ def _build_parser() -> argparse.ArgumentParser:
     schema = commands.add_parser("schema", help="print the spec's JSON Schema")
     schema.set_defaults(handler=_cmd_schema)
 
+    report = commands.add_parser("report", help="rebuild report.html from a run's files")
+    report.add_argument("run_dir", type=Path)
+    report.set_defaults(handler=_cmd_report)
+
     simulate = commands.add_parser(
         "simulate",
         help="write a synthetic micrograph and its ground truth",
@@ -134,6 +138,14 @@ def _cmd_parse(args, _extra):
         args.grammar, args.image, out_dir=args.out, pixel_size_nm=args.pixel_size, force=args.force
     )
     print(out)
+
+
+def _cmd_report(args, _extra):
+    from .report import write_report
+
+    if not (args.run_dir / "summary.json").is_file():
+        raise MotifgramError(f"{args.run_dir}: not a run directory (no summary.json); give the folder 'motifgram run' wrote")
+    print(write_report(args.run_dir))
 
 
 def _cmd_simulate(args, extra):

@@ -1,0 +1,155 @@
+"""End to end: simulated micrographs with exact truth through detection, graph, tokens, grammar and outputs."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from scipy.spatial import cKDTree
+
+from motifgram.engine.detect import detect_atoms
+from motifgram.engine.graph import build_graph
+from motifgram.engine.pipeline import parse_with_grammar, run
+from motifgram.engine.simulate import simulate
+from motifgram.engine.spec import load_spec
+
+
+def match_to_truth(truth_xy, found_xy, radius):
+    """Index of the detected atom matching each truth atom (-1 when none within ``radius``), one-to-one."""
+    tree = cKDTree(found_xy)
+    dist, idx = tree.query(truth_xy, distance_upper_bound=radius)
+    idx = np.where(np.isfinite(dist), idx, -1)
+    _, first = np.unique(idx[idx >= 0], return_index=True)
+    keep = np.zeros(len(idx), bool)
+    keep[np.flatnonzero(idx >= 0)[first]] = True
+    return np.where(keep, idx, -1)
+
+
+@pytest.fixture(scope="module")
+def graphene_with_defects():
+    return simulate("graphene", size=512, seed=11, stone_wales_density=0.003, vacancy_density=0.0)
+
+
+def test_detection_f1_and_rmse_on_simulated_graphene(graphene_with_defects):
+    sim = graphene_with_defects
+    atoms = detect_atoms(sim.image)
+    match = match_to_truth(sim.truth.xy, atoms.xy, radius=0.5 * atoms.nn_distance_px)
+    true_positives = np.count_nonzero(match >= 0)
+    precision = true_positives / len(atoms.xy)
+    recall = true_positives / len(sim.truth.xy)
+    f1 = 2 * precision * recall / (precision + recall)
+    rmse = np.sqrt(np.mean(np.sum((atoms.xy[match[match >= 0]] - sim.truth.xy[match >= 0]) ** 2, axis=1)))
+    assert f1 >= 0.99
+    assert rmse <= 0.25
+
+
+def test_every_stone_wales_defect_appears_with_its_rings(graphene_with_defects):
+    sim = graphene_with_defects
+    atoms = detect_atoms(sim.image)
+    graph = build_graph(atoms.xy, image_shape=sim.image.shape)
+    match = match_to_truth(sim.truth.xy, atoms.xy, radius=0.5 * atoms.nn_distance_px)
+    found = {frozenset(ring) for ring in graph.rings}
+    defects = [d for d in sim.truth.defects if d.kind == "stone_wales"]
+    assert len(defects) >= 5
+    for defect in defects:
+        sizes = sorted(len(sim.truth.rings[r]) for r in defect.rings)
+        assert sizes == [5, 5, 7, 7]
+        for r in defect.rings:
+            mapped = match[list(sim.truth.rings[r])]
+            assert (mapped >= 0).all()
+            assert frozenset(mapped.tolist()) in found
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "run"
+    return run(None, out_dir=out, quiet=True)
+
+
+def read_rows(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_demo_writes_every_output_file(demo_run):
+    for name in ("atoms.csv", "bonds.csv", "rings.csv", "grammar.txt", "tokens.npz", "summary.json", "report.html"):
+        assert (demo_run / name).is_file(), name
+    summary = json.loads((demo_run / "summary.json").read_text())
+    assert set(summary["images"]) == {"graphene-1", "graphene-2"}
+    for image_id in summary["images"]:
+        assert (demo_run / "parses" / f"{image_id}.json").is_file()
+        assert (demo_run / "overlays" / f"{image_id}.png").is_file()
+    for stage in ("detect", "features", "graph", "tokens", "grammar", "parse"):
+        assert summary["timings"][stage] >= 0
+    assert not list(demo_run.parent.glob(".*partial*"))
+
+
+def test_demo_columns_follow_the_interface(demo_run):
+    atoms = read_rows(demo_run / "atoms.csv")
+    assert list(atoms[0]) == ["image", "id", "x", "y", "token", "confidence", "intensity"]
+    assert list(read_rows(demo_run / "bonds.csv")[0]) == ["image", "i", "j"]
+    rings = read_rows(demo_run / "rings.csv")
+    assert list(rings[0]) == ["image", "ring", "size", "symbol", "atoms"]
+    summary = json.loads((demo_run / "summary.json").read_text())
+    per_image = {}
+    for row in atoms:
+        per_image.setdefault(row["image"], []).append(row)
+        assert 0.0 <= float(row["confidence"]) <= 1.0
+    for image_id, rows in per_image.items():
+        info = summary["images"][image_id]
+        assert len(rows) == info["n_atoms"]
+        assert sum(info["token_counts"].values()) == info["n_atoms"]
+        assert [int(r["id"]) for r in rows] == list(range(len(rows)))
+    for ring in rings:
+        assert len(ring["atoms"].split()) == int(ring["size"])
+
+
+def test_demo_parse_trees_cover_each_atom_once(demo_run):
+    tree = json.loads((demo_run / "parses" / "graphene-1.json").read_text())
+    assert tree["symbol"] == "micrograph"
+    leaves = []
+
+    def walk(node, parent_atoms):
+        assert set(node["atoms"]) <= parent_atoms
+        if node["level"] == 0:
+            assert not node["children"]
+            leaves.extend(node["atoms"])
+        for child in node["children"]:
+            assert child["level"] < node["level"]
+            walk(child, set(node["atoms"]))
+
+    walk(tree, set(tree["atoms"]))
+    summary = json.loads((demo_run / "summary.json").read_text())
+    assert sorted(leaves) == list(range(summary["images"]["graphene-1"]["n_atoms"]))
+
+
+def test_rerun_is_byte_identical(demo_run, tmp_path):
+    again = run(None, out_dir=tmp_path / "again", quiet=True)
+    for name in ("atoms.csv", "bonds.csv", "rings.csv", "grammar.txt", "parses/graphene-1.json"):
+        assert (again / name).read_bytes() == (demo_run / name).read_bytes(), name
+
+
+def test_parse_applies_a_saved_grammar_to_a_new_micrograph(demo_run, tmp_path):
+    sim = simulate("graphene", size=384, seed=5, stone_wales_density=0.003, vacancy_density=0.002)
+    np.save(tmp_path / "new.npy", sim.image)
+    out = parse_with_grammar(demo_run / "grammar.txt", tmp_path / "new.npy", out_dir=tmp_path / "parsed", quiet=True)
+    summary = json.loads((out / "summary.json").read_text())
+    info = summary["images"]["new"]
+    assert info["n_atoms"] > 0.95 * len(sim.truth.xy)
+    assert (out / "grammar.txt").read_text() == (demo_run / "grammar.txt").read_text()
+    own = json.loads((demo_run / "summary.json").read_text())["images"]["graphene-1"]
+    assert info["coverage"]["1"] == pytest.approx(own["coverage"]["1"], abs=0.05)
+
+
+def test_failed_run_leaves_previous_results_intact(demo_run, tmp_path):
+    previous = tmp_path / "previous"
+    previous.mkdir()
+    (previous / "atoms.csv").write_text("old")
+    np.save(tmp_path / "noise.npy", np.random.default_rng(0).normal(size=(128, 128)))
+    spec = load_spec({"inputs": [{"path": "noise.npy"}]}, base_dir=tmp_path)
+    from motifgram.engine.errors import MotifgramError
+
+    with pytest.raises(MotifgramError):
+        run(spec, out_dir=previous, force=True, quiet=True)
+    assert (previous / "atoms.csv").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["noise.npy", "previous"]
