@@ -67,6 +67,15 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_verbosity(parse)
     parse.set_defaults(handler=_cmd_parse)
 
+    compare = commands.add_parser("compare", help="distances between grammars, disorder ranking, classification")
+    compare.add_argument("items", nargs="+", type=Path, help="run directories or grammar files")
+    compare.add_argument("--json", type=Path, help="also write the comparison as JSON")
+    compare.add_argument(
+        "--reference", action="append", default=[], metavar="LABEL=PATH",
+        help="classify every item against this reference (repeatable)",
+    )
+    compare.set_defaults(handler=_cmd_compare)
+
     validate = commands.add_parser("validate", help="check a spec and list every problem")
     validate.add_argument("spec", type=Path)
     validate.set_defaults(handler=_cmd_validate)
@@ -138,6 +147,23 @@ def _cmd_parse(args, _extra):
         args.grammar, args.image, out_dir=args.out, pixel_size_nm=args.pixel_size, force=args.force
     )
     print(out)
+
+
+def _cmd_compare(args, _extra):
+    from motifgram.grammar.compare import compare, format_table
+
+    from .outputs import write_json
+
+    references = {}
+    for text in args.reference:
+        label, sep, path = text.partition("=")
+        if not sep or not label or not path:
+            raise MotifgramError(f"--reference {text!r}: write it as LABEL=PATH (a run directory or grammar file)")
+        references[label] = Path(path)
+    result = compare(args.items, references=references or None)
+    print(format_table(result))
+    if args.json:
+        write_json(args.json, result.to_json())
 
 
 def _cmd_report(args, _extra):

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from motifgram.grammar import Grammar, induce_grammar, parse_graph
+from motifgram.grammar.induce import induce_grammar
+from motifgram.grammar.model import Grammar
+from motifgram.grammar.parse import parse_graph
 from motifgram.grammar.disorder import disorder_measures
 
 from .detect import Atoms, detect_atoms
