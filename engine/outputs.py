@@ -9,6 +9,7 @@ import contextlib
 import csv
 import json
 import logging
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -47,6 +48,7 @@ def atomic_run_dir(out_dir, *, force: bool):
     out_dir = check_output_dir(out_dir, force=force)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private; a run directory is as readable as any folder
     try:
         yield staging
     except BaseException:
@@ -62,11 +64,18 @@ def atomic_run_dir(out_dir, *, force: bool):
     log.info("wrote %s", out_dir)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_csv(path, header, rows) -> None:
-    """Write rows under a header; floats keep full precision so reruns are byte-identical."""
+    """Write rows (already formatted, so reruns are byte-identical) under a header; ``header=None`` writes none."""
     with open(path, "w", newline="") as fh:
         writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(header)
+        if header is not None:
+            writer.writerow(header)
         writer.writerows(rows)
 
 

@@ -1,13 +1,21 @@
 """The pipeline: spec → micrographs → atoms → features → tokens → atom graphs → grammar → parses → outputs.
 
-Per-micrograph stages (load, detect, features, graph, parse) are independent of one another; the global
-stages (token mixture, grammar induction) see all micrographs of the run. Orchestration only: every number
-comes from the stage modules.
+Three passes keep memory flat however many micrographs a run has:
+
+1. per micrograph (any executor): load, detect, features, graph; the result is cached on disk and only a
+   compact record (positions, graph, a seeded sample of features) comes back;
+2. global, in this process: the token mixture is fitted on the pooled samples, every micrograph is
+   tokenised from its cached features, and the grammar is induced from all ring graphs;
+3. per micrograph (any executor): parse, overlay and the micrograph's rows of the CSV files.
+
+Orchestration only: every number comes from the stage modules.
 """
 
 import dataclasses
+import json
 import logging
 import time
+import zlib
 from collections import Counter, defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,29 +23,49 @@ from pathlib import Path
 
 import numpy as np
 
+from motifgram.grammar.disorder import disorder_measures
 from motifgram.grammar.induce import induce_grammar
 from motifgram.grammar.model import Grammar
 from motifgram.grammar.parse import parse_graph
-from motifgram.grammar.disorder import disorder_measures
 
+from .cache import cache_dir_for, cache_key, fingerprint_file, load_entry, save_entry
 from .detect import Atoms, detect_atoms
 from .errors import GrammarError, ImageError, MotifgramError
+from .executor import open_executor
 from .graph import AtomGraph, build_graph, ring_statistics
 from .io import Micrograph, load_micrograph
 from .outputs import atomic_run_dir, check_output_dir, write_csv, write_json
-from .patches import extract_patches, normalise_image, patch_size_for
+from .patches import normalise_image, patch_size_for
 from .progress import Progress
 from .report import render_overlay, write_report
 from .simulate import simulate
 from .spec import Spec, bundled_spec_path, load_spec
 from .tokens import TokenModel, assign_tokens, class_averages, compute_features, learn_tokens
 
-__all__ = ["run", "analyse_micrograph", "load_input", "MicrographAnalysis", "show_grammar", "parse_with_grammar"]
+__all__ = [
+    "run",
+    "parse_with_grammar",
+    "show_grammar",
+    "read_grammar_file",
+    "analyse_micrograph",
+    "load_input",
+    "MicrographAnalysis",
+    "MicrographRecord",
+]
 
 log = logging.getLogger(__name__)
 
-#: Atoms used to fit the token mixture; the rest are assigned with the fitted model.
+#: Atoms used to fit the token mixture (pooled over micrographs); every atom is then tokenised.
 TOKEN_FIT_SAMPLE = 40_000
+#: Atoms per micrograph kept for the token fit, and for the rotation-aligned class averages.
+SAMPLE_PER_MICROGRAPH = 4096
+PATCHES_PER_MICROGRAPH = 512
+#: Bump when a change to the per-micrograph stages makes cached results stale.
+CACHE_VERSION = 1
+
+ATOMS_HEADER = ("image", "id", "x", "y", "token", "confidence", "intensity")
+BONDS_HEADER = ("image", "i", "j")
+RINGS_HEADER = ("image", "ring", "size", "symbol", "atoms")
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,9 +78,11 @@ class MicrographAnalysis:
     atoms : Atoms
         Sub-pixel atom positions (px) and intensities.
     moments : (N, M) complex64 ndarray
-        Zernike moments of each atom's patch.
+        Zernike moments of each atom's neighbourhood.
     invariants : (N, M) float32 ndarray
         Rotation invariants |A_nm|.
+    patches : (N, P, P) float32 ndarray
+        The normalised square patches around the atoms (class averages).
     graph : AtomGraph
         Bonds and rings (tokens not yet assigned).
     """
@@ -61,7 +91,64 @@ class MicrographAnalysis:
     atoms: Atoms
     moments: np.ndarray
     invariants: np.ndarray
+    patches: np.ndarray
     graph: AtomGraph
+
+
+@dataclass(frozen=True, eq=False)
+class MicrographRecord:
+    """The compact result of the first pass for one micrograph (no image, no full feature matrix).
+
+    Attributes
+    ----------
+    index : int
+        Position of the input in the spec.
+    id, group, source : str
+    shape : tuple of int
+        Image shape (H, W) in px.
+    pixel_size_nm : float or None
+    atoms : Atoms
+    graph : AtomGraph
+        Without tokens.
+    patch_size : int
+        Feature patch side (px).
+    sample : (S,) int ndarray
+        Atoms drawn (seeded by the input's id) for the token fit.
+    sample_invariants : (S, M) float32 ndarray
+    sample_moments : (S', M) complex64 ndarray
+        Moments of the first S' sampled atoms, for the class averages.
+    sample_patches : (S', P, P) float32 ndarray
+    cache_key : str
+        Entry of the feature cache holding all atoms' invariants.
+    recomputed : bool
+        False when the record came from the cache.
+    """
+
+    index: int
+    id: str
+    group: str
+    source: str
+    shape: tuple
+    pixel_size_nm: float | None
+    atoms: Atoms
+    graph: AtomGraph
+    patch_size: int
+    sample: np.ndarray
+    sample_invariants: np.ndarray
+    sample_moments: np.ndarray
+    sample_patches: np.ndarray
+    cache_key: str
+    recomputed: bool
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A micrograph that could not be analysed, and why."""
+
+    index: int
+    id: str
+    source: str
+    reason: str
 
 
 class StageTimer:
@@ -78,8 +165,16 @@ class StageTimer:
         finally:
             self.seconds[stage] += time.perf_counter() - start
 
+    def add(self, seconds: dict[str, float]) -> None:
+        for stage, value in seconds.items():
+            self.seconds[stage] += value
+
     def as_dict(self) -> dict[str, float]:
         return {stage: round(seconds, 4) for stage, seconds in self.seconds.items()}
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Per-micrograph stages
 
 
 def load_input(item) -> Micrograph:
@@ -114,7 +209,7 @@ def analyse_micrograph(micrograph: Micrograph, spec: Spec, timer: StageTimer | N
         features = compute_features(
             normalise_image(micrograph.image, atoms.xy),
             atoms.xy,
-            patch_size=spec.features.patch_size or _patch_size(atoms),
+            patch_size=spec.features.patch_size or patch_size_for(atoms.lattice_period_px),
             n_max=spec.features.n_max,
         )
     with timer("graph"):
@@ -125,7 +220,176 @@ def analyse_micrograph(micrograph: Micrograph, spec: Spec, timer: StageTimer | N
             max_ring=spec.graph.max_ring,
             border_px=spec.graph.border,
         )
-    return MicrographAnalysis(micrograph, atoms, features.moments, features.invariants, graph)
+    return MicrographAnalysis(micrograph, atoms, features.moments, features.invariants, features.patches, graph)
+
+
+def _input_cache_key(item, spec: Spec) -> str:
+    if item.simulate is not None:
+        content = {"simulate": dataclasses.asdict(item.simulate)}
+    else:
+        content = {"sha256": fingerprint_file(item.path)}
+    sections = spec.to_dict()
+    return cache_key(
+        CACHE_VERSION, content, item.id, item.pixel_size, spec.seed,
+        sections["detect"], sections["features"], sections["graph"],
+    )
+
+
+def _sample_rng(seed: int, image_id: str) -> np.random.Generator:
+    """A generator per micrograph that depends on its id, not its position, so caches survive reordering."""
+    return np.random.default_rng([seed, zlib.crc32(image_id.encode())])
+
+
+def first_pass(index: int, item, spec: Spec, cache_dir: Path | None):
+    """Detection, features and graph of one input, through the cache; a Failure for unusable input.
+
+    Top-level (picklable) so that every executor can run it. Returns ``(record_or_failure, seconds)``.
+    """
+    timer = StageTimer()
+    key = _input_cache_key(item, spec) if cache_dir is not None else ""
+    entry = load_entry(cache_dir, key) if cache_dir is not None else None
+    if entry is not None:
+        return _record_from_entry(index, item, key, entry), timer.as_dict()
+    try:
+        with timer("load"):
+            micrograph = load_input(item)
+        with _naming(micrograph.source):
+            analysis = analyse_micrograph(micrograph, spec, timer)
+    except MotifgramError as exc:
+        return Failure(index, item.id, str(item.path or f"simulate:{item.simulate.kind}"), str(exc)), timer.as_dict()
+    arrays = _entry_from_analysis(analysis, spec)
+    if cache_dir is not None:
+        save_entry(cache_dir, key, arrays)
+    return _record_from_entry(index, item, key, arrays, recomputed=True), timer.as_dict()
+
+
+def _entry_from_analysis(analysis: MicrographAnalysis, spec: Spec) -> dict:
+    """The cache entry of one micrograph: everything later passes need, as plain arrays."""
+    atoms, graph = analysis.atoms, analysis.graph
+    n = len(atoms.xy)
+    rng = _sample_rng(spec.seed, analysis.micrograph.id)
+    sample = np.sort(rng.choice(n, size=min(n, SAMPLE_PER_MICROGRAPH), replace=False))
+    with_patches = sample[:PATCHES_PER_MICROGRAPH]
+    ring_sizes = np.fromiter(map(len, graph.rings), dtype=np.int64, count=len(graph.rings))
+    return {
+        "source": np.array(analysis.micrograph.source),
+        "shape": np.array(analysis.micrograph.image.shape, dtype=np.int64),
+        "pixel_size_nm": np.array(np.nan if analysis.micrograph.pixel_size_nm is None
+                                  else analysis.micrograph.pixel_size_nm),
+        "xy": atoms.xy,
+        "intensity": atoms.intensity,
+        "lattice_period_px": np.array(atoms.lattice_period_px),
+        "nn_distance_px": np.array(atoms.nn_distance_px),
+        "bonds": graph.bonds,
+        "ring_sizes": ring_sizes,
+        "ring_atoms": np.fromiter((a for ring in graph.rings for a in ring), dtype=np.int64,
+                                  count=int(ring_sizes.sum())),
+        "bond_factor": np.array(graph.bond_factor),
+        "patch_size": np.array(analysis.patches.shape[-1] if analysis.patches.ndim == 3 else 0),
+        "invariants": analysis.invariants,
+        "sample": sample,
+        "sample_moments": analysis.moments[with_patches],
+        "sample_patches": analysis.patches[with_patches],
+    }
+
+
+def _record_from_entry(index: int, item, key: str, entry: dict, *, recomputed: bool = False) -> MicrographRecord:
+    sizes = entry["ring_sizes"]
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    ring_atoms = entry["ring_atoms"].tolist()
+    rings = tuple(tuple(ring_atoms[offsets[r]:offsets[r + 1]]) for r in range(len(sizes)))
+    shape = tuple(int(v) for v in entry["shape"])
+    pixel = float(entry["pixel_size_nm"])
+    atoms = Atoms(
+        xy=entry["xy"], intensity=entry["intensity"],
+        lattice_period_px=float(entry["lattice_period_px"]), nn_distance_px=float(entry["nn_distance_px"]),
+    )
+    graph = AtomGraph(
+        xy=entry["xy"].astype(np.float64), tokens=np.full(len(entry["xy"]), "", dtype="<U1"),
+        bonds=entry["bonds"], rings=rings, image_shape=shape, bond_factor=float(entry["bond_factor"]),
+    )
+    return MicrographRecord(
+        index=index, id=item.id, group=item.group, source=str(entry["source"]), shape=shape,
+        pixel_size_nm=None if np.isnan(pixel) else pixel, atoms=atoms, graph=graph,
+        patch_size=int(entry["patch_size"]), sample=entry["sample"],
+        sample_invariants=entry["invariants"][entry["sample"]], sample_moments=entry["sample_moments"],
+        sample_patches=entry["sample_patches"], cache_key=key, recomputed=recomputed,
+    )
+
+
+@dataclass(frozen=True)
+class _Finish:
+    """What the third pass needs besides the record (shared by all micrographs of a run)."""
+
+    token_names: tuple
+    grammar: Grammar
+    min_domain_size: int | None
+    ring_symbol_names: tuple
+    overlays: bool
+    staging: Path
+
+
+def third_pass(record: MicrographRecord, item, labels: np.ndarray, confidence: np.ndarray, finish: _Finish):
+    """Parse one tokenised micrograph, render its overlay and write its rows; returns its summary entry."""
+    timer = StageTimer()
+    names = np.asarray(finish.token_names)
+    graph = record.graph.with_tokens(names[labels])
+    with timer("parse"):
+        parse = parse_graph(finish.grammar, graph, min_domain_size=finish.min_domain_size)
+    with timer("write"):
+        parts = finish.staging / "parts"
+        xy, intensity = record.atoms.xy, record.atoms.intensity
+        write_csv(parts / f"{record.index:06d}.atoms.csv", None, (
+            (record.id, i, f"{xy[i, 0]:.3f}", f"{xy[i, 1]:.3f}", names[labels[i]], f"{confidence[i]:.4f}",
+             f"{intensity[i]:.6g}")
+            for i in range(len(xy))
+        ))
+        write_csv(parts / f"{record.index:06d}.bonds.csv", None, ((record.id, int(i), int(j)) for i, j in graph.bonds))
+        write_csv(parts / f"{record.index:06d}.rings.csv", None, (
+            (record.id, r, len(ring), symbol, " ".join(map(str, ring)))
+            for r, (ring, symbol) in enumerate(zip(graph.rings, parse.ring_symbols, strict=True))
+        ))
+        write_json(finish.staging / "parses" / f"{record.id}.json", parse.root.to_dict())
+    if finish.overlays:
+        with timer("overlay"):
+            image = load_input(item).image
+            render_overlay(
+                image, xy, labels, finish.token_names, graph.rings, parse.ring_symbols,
+                finish.staging / "overlays" / f"{record.id}.png", title=record.id,
+                ring_symbol_names=list(finish.ring_symbol_names),
+            )
+    return _image_summary(record, graph, labels, confidence, finish, parse), timer.as_dict()
+
+
+def _image_summary(record, graph, labels, confidence, finish: _Finish, parse) -> dict:
+    sizes = graph.ring_sizes
+    stats = ring_statistics(sizes)
+    counts = np.bincount(labels, minlength=len(finish.token_names))
+    measures = disorder_measures(finish.grammar, graph, parse)._asdict()
+    return {
+        "source": record.source,
+        "group": record.group,
+        "shape": list(record.shape),
+        "pixel_size_nm": record.pixel_size_nm,
+        "lattice_period_px": round(float(record.atoms.lattice_period_px), 4),
+        "nn_distance_px": round(float(record.atoms.nn_distance_px), 4),
+        "bond_factor": round(float(graph.bond_factor), 4),
+        "patch_size_px": record.patch_size,
+        "n_atoms": int(len(labels)),
+        "n_bonds": int(len(graph.bonds)),
+        "n_rings": int(len(sizes)),
+        "token_counts": {n: int(c) for n, c in zip(finish.token_names, counts)},
+        "mean_confidence": round(float(np.mean(confidence)), 4) if len(confidence) else None,
+        "ring_histogram": {str(n): int(c) for n, c in sorted(Counter(sizes.tolist()).items())},
+        "ring_stats": {"mean": _round(stats.mean), "mu2": _round(stats.mu2)},
+        "motif_counts": {str(level): dict(sorted(c.items())) for level, c in sorted(parse.motif_counts.items())},
+        "relative_abundance": {
+            str(level): {s: round(v, 5) for s, v in sorted(c.items())}
+            for level, c in sorted(parse.relative_abundance.items())
+        },
+        "coverage": {str(level): round(v, 5) for level, v in sorted(parse.coverage.items())},
+        **{key: round(value, 5) for key, value in measures.items()},
+    }
 
 
 @contextmanager
@@ -139,8 +403,51 @@ def _naming(source: str):
         raise MotifgramError(f"{source}: {exc}") from exc
 
 
-def _patch_size(atoms: Atoms) -> int:
-    return patch_size_for(atoms.lattice_period_px)
+# ------------------------------------------------------------------------------------------------------------
+# Global stages
+
+
+def _learn_tokens(records: list[MicrographRecord], spec: Spec) -> TokenModel:
+    """Fit the token mixture on a seeded sample pooled from every micrograph of the run.
+
+    Class averages need one patch size: they come from the micrographs whose automatic patch size is the
+    run's most common one (all of them when the micrographs share a magnification).
+    """
+    quota = max(1, -(-TOKEN_FIT_SAMPLE // len(records)))
+    invariants = np.concatenate([r.sample_invariants[:quota] for r in records])
+    common_size = Counter(r.patch_size for r in records).most_common(1)[0][0]
+    averaged = [r for r in records if r.patch_size == common_size]
+    k = spec.tokens.k if spec.tokens.k is not None else "auto"
+    model, _, _ = learn_tokens(
+        invariants,
+        k=k,
+        k_range=tuple(spec.tokens.k_range),
+        names=spec.tokens.names,
+        seed=spec.seed,
+        n_init=spec.tokens.n_init,
+        max_iter=spec.tokens.max_iter,
+        lattice_period_px=float(np.median([r.atoms.lattice_period_px for r in records])),
+    )
+    moments = np.concatenate([r.sample_moments for r in averaged])
+    patches = np.concatenate([r.sample_patches for r in averaged])
+    labels, _ = assign_tokens(model, np.concatenate([r.sample_invariants[:len(r.sample_moments)] for r in averaged]))
+    averages = class_averages(patches, moments, labels, len(model.names), seed=spec.seed)
+    return dataclasses.replace(model, class_averages=averages, patch_size=common_size)
+
+
+def _tokenise(records, token_model: TokenModel, cache_dir: Path, invariants_of=None):
+    """Token labels and confidences of every atom, reading each micrograph's features from the cache."""
+    labels, confidences = [], []
+    for record in records:
+        invariants = invariants_of(record) if invariants_of else load_entry(cache_dir, record.cache_key)["invariants"]
+        lab, conf = assign_tokens(token_model, invariants)
+        labels.append(lab)
+        confidences.append(conf)
+    return labels, confidences
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Runs
 
 
 def run(spec=None, *, out_dir=None, force: bool = False, quiet: bool = False) -> Path:
@@ -161,25 +468,39 @@ def run(spec=None, *, out_dir=None, force: bool = False, quiet: bool = False) ->
     -------
     Path
         The run directory, complete (it is moved into place only when every file is written).
+
+    Notes
+    -----
+    Per-micrograph results are cached in a hidden folder beside the run directory
+    (``.<run name>.cache``), keyed by each input's content and the stage parameters: a run that was
+    interrupted redoes only what is missing. A micrograph that cannot be analysed is skipped and listed in
+    ``summary.json`` under ``failed``; when none can be, the run stops with an error.
     """
     if not isinstance(spec, Spec):
         spec = load_spec(spec if spec is not None else bundled_spec_path("demo"))
     out_dir = Path(out_dir) if out_dir is not None else spec.run_dir()
     check_output_dir(out_dir, force=force)
+    cache_dir = cache_dir_for(out_dir)
     timer = StageTimer()
-    with Progress(enabled=not quiet) as progress:
-        analyses = []
-        with progress.task("atoms, features, graph", len(spec.inputs)) as advance:
-            for item in spec.inputs:
-                with timer("load"):
-                    micrograph = load_input(item)
-                with _naming(micrograph.source):
-                    analyses.append(analyse_micrograph(micrograph, spec, timer))
+    items = list(spec.inputs)
+    with Progress(enabled=not quiet) as progress, open_executor(spec.engine, len(items)) as executor:
+        records, failures = [], []
+        with progress.task("atoms, features, graph", len(items)) as advance:
+            for result, seconds in executor.map(
+                first_pass, range(len(items)), items, [spec] * len(items), [cache_dir] * len(items)
+            ):
+                timer.add(seconds)
+                (failures if isinstance(result, Failure) else records).append(result)
                 advance()
+        if not records:
+            raise MotifgramError("no micrograph could be analysed:\n" + "\n".join(f.reason for f in failures))
+        for failure in failures:
+            log.warning("skipped %s: %s", failure.id, failure.reason)
         with timer("tokens"):
-            token_model, labels, confidences = _learn_tokens(analyses, spec)
+            token_model = _learn_tokens(records, spec)
+            labels, confidences = _tokenise(records, token_model, cache_dir)
         graphs = [
-            a.graph.with_tokens(np.asarray(token_model.names)[lab]) for a, lab in zip(analyses, labels, strict=True)
+            r.graph.with_tokens(np.asarray(token_model.names)[lab]) for r, lab in zip(records, labels, strict=True)
         ]
         with timer("grammar"):
             grammar = induce_grammar(
@@ -189,140 +510,59 @@ def run(spec=None, *, out_dir=None, force: bool = False, quiet: bool = False) ->
                 max_motif_size=spec.grammar.max_motif_size,
                 min_domain_size=spec.grammar.min_domain_size,
             ).grammar
-        parses = []
-        with progress.task("parse", len(graphs)) as advance, timer("parse"):
-            for graph in graphs:
-                parses.append(parse_graph(grammar, graph, min_domain_size=spec.grammar.min_domain_size))
-                advance()
         with atomic_run_dir(out_dir, force=force) as staging:
+            images = _finish(staging, spec, records, labels, confidences, token_model, grammar,
+                             [items[r.index] for r in records], executor, progress, timer)
             with timer("write"):
-                _write_run(staging, spec, analyses, graphs, labels, confidences, token_model, grammar, parses, timer)
+                _write_globals(staging, spec, records, token_model, grammar, images, failures, timer)
     return out_dir
 
 
-def _learn_tokens(analyses: list[MicrographAnalysis], spec: Spec):
-    """Fit the token mixture on (a seeded sample of) all atoms of the run, then tokenise every atom.
-
-    Class averages need one patch size: they are taken from the micrographs whose automatic patch size is
-    the run's most common one (all of them when the micrographs share a magnification).
-    """
-    counts = [len(a.atoms.xy) for a in analyses]
-    invariants = np.concatenate([a.invariants for a in analyses])
-    rng = np.random.default_rng(spec.seed)
-    sample = np.sort(rng.choice(len(invariants), size=TOKEN_FIT_SAMPLE, replace=False)) \
-        if len(invariants) > TOKEN_FIT_SAMPLE else np.arange(len(invariants))
-    owner = np.repeat(np.arange(len(analyses)), counts)
-    local = np.arange(len(invariants)) - np.repeat(np.cumsum([0] + counts[:-1]), counts)
-    sizes = [spec.features.patch_size or _patch_size(a.atoms) for a in analyses]
-    common_size = Counter(sizes).most_common(1)[0][0]
-    with_patches = np.array([size == common_size for size in sizes])[owner[sample]]
-    averaged = sample[with_patches]
-    patches = np.concatenate([
-        extract_patches(normalise_image(a.micrograph.image, a.atoms.xy), a.atoms.xy[local[averaged][owner[averaged] == i]], patch_size=common_size)
-        for i, a in enumerate(analyses)
-    ])
-    moments = np.concatenate([a.moments for a in analyses])[averaged]
-    k = spec.tokens.k if spec.tokens.k is not None else "auto"
-    model, sample_labels, _ = learn_tokens(
-        invariants[sample],
-        k=k,
-        k_range=tuple(spec.tokens.k_range),
-        names=spec.tokens.names,
-        seed=spec.seed,
-        n_init=spec.tokens.n_init,
-        max_iter=spec.tokens.max_iter,
-        lattice_period_px=float(np.median([a.atoms.lattice_period_px for a in analyses])),
+def _finish(staging, spec, records, labels, confidences, token_model, grammar, items, executor, progress, timer):
+    """Third pass over every micrograph, then the CSV files assembled from its parts in input order."""
+    for folder in ("parts", "parses", *(("overlays",) if spec.output.overlays else ())):
+        (staging / folder).mkdir()
+    finish = _Finish(
+        token_names=tuple(token_model.names),
+        grammar=grammar,
+        min_domain_size=spec.grammar.min_domain_size,
+        ring_symbol_names=tuple(r.name for r in sorted(grammar.rings, key=lambda r: -r.count)),
+        overlays=spec.output.overlays,
+        staging=staging,
     )
-    averages = class_averages(patches, moments, sample_labels[with_patches], len(model.names), seed=spec.seed)
-    model = dataclasses.replace(model, class_averages=averages, patch_size=common_size)
-    labels, confidences = [], []
-    for a in analyses:
-        lab, conf = assign_tokens(model, a.invariants)
-        labels.append(lab)
-        confidences.append(conf)
-    return model, labels, confidences
+    images = {}
+    n = len(records)
+    with progress.task("parse, overlays", n) as advance:
+        for record, (summary, seconds) in zip(records, executor.map(
+            third_pass, records, items, labels, confidences, [finish] * n
+        ), strict=True):
+            images[record.id] = summary
+            timer.add(seconds)
+            advance()
+    with timer("write"):
+        for kind, header in (("atoms", ATOMS_HEADER), ("bonds", BONDS_HEADER), ("rings", RINGS_HEADER)):
+            with open(staging / f"{kind}.csv", "w", newline="") as out:
+                out.write(",".join(header) + "\n")
+                for record in records:
+                    part = staging / "parts" / f"{record.index:06d}.{kind}.csv"
+                    out.write(part.read_text())
+        for part in (staging / "parts").iterdir():
+            part.unlink()
+        (staging / "parts").rmdir()
+    return images
 
 
-def _write_run(staging: Path, spec, analyses, graphs, labels, confidences, token_model, grammar, parses, timer):
-    """Write every output file of a run into ``staging`` (moved into place by the caller)."""
-    names = np.asarray(token_model.names)
-    atom_rows, bond_rows, ring_rows = [], [], []
-    for a, graph, lab, conf, parse in zip(analyses, graphs, labels, confidences, parses, strict=True):
-        image_id = a.micrograph.id
-        for i, ((x, y), token, c, intensity) in enumerate(zip(a.atoms.xy, names[lab], conf, a.atoms.intensity)):
-            atom_rows.append((image_id, i, f"{x:.3f}", f"{y:.3f}", token, f"{c:.4f}", f"{intensity:.6g}"))
-        bond_rows.extend((image_id, int(i), int(j)) for i, j in graph.bonds)
-        for r, (ring, symbol) in enumerate(zip(graph.rings, parse.ring_symbols, strict=True)):
-            ring_rows.append((image_id, r, len(ring), symbol, " ".join(map(str, ring))))
-    write_csv(staging / "atoms.csv", ("image", "id", "x", "y", "token", "confidence", "intensity"), atom_rows)
-    write_csv(staging / "bonds.csv", ("image", "i", "j"), bond_rows)
-    write_csv(staging / "rings.csv", ("image", "ring", "size", "symbol", "atoms"), ring_rows)
+def _write_globals(staging, spec, records, token_model, grammar, images, failures, timer):
+    """grammar.txt, tokens.npz, embedding.npz, summary.json and report.html."""
     (staging / "grammar.txt").write_text(grammar.to_text())
     token_model.save(staging / "tokens.npz")
-    _write_embedding(staging / "embedding.npz", token_model, analyses, labels, seed=spec.seed)
-    (staging / "parses").mkdir()
-    for a, parse in zip(analyses, parses, strict=True):
-        write_json(staging / "parses" / f"{a.micrograph.id}.json", parse.root.to_dict())
-    if spec.output.overlays:
-        (staging / "overlays").mkdir()
-        ring_names = [r.name for r in sorted(grammar.rings, key=lambda r: -r.count)]
-        for a, graph, lab, parse in zip(analyses, graphs, labels, parses, strict=True):
-            render_overlay(
-                a.micrograph.image, a.atoms.xy, lab, token_model.names, graph.rings, parse.ring_symbols,
-                staging / "overlays" / f"{a.micrograph.id}.png", title=a.micrograph.id, ring_symbol_names=ring_names,
-            )
-    write_json(staging / "summary.json", _summary(spec, analyses, graphs, labels, confidences, token_model,
-                                                  grammar, parses, timer))
-    if spec.output.report:
-        write_report(staging)
-
-
-def _write_embedding(path: Path, token_model: TokenModel, analyses, labels, *, seed: int, max_points: int = 5000):
-    """The first two whitened principal components of a seeded sample of atoms (the report's scatter plot)."""
-    invariants = np.concatenate([a.invariants for a in analyses])
-    tokens = np.concatenate(labels)
-    rng = np.random.default_rng(seed)
-    pick = np.sort(rng.choice(len(tokens), size=min(max_points, len(tokens)), replace=False))
-    xy = token_model.transform(invariants[pick])[:, :2]
-    np.savez(path, xy=xy.astype(np.float32), token=tokens[pick].astype(np.int64))
-
-
-def _summary(spec, analyses, graphs, labels, confidences, token_model, grammar, parses, timer) -> dict:
-    names = list(token_model.names)
-    images = {}
-    for a, graph, lab, conf, parse in zip(analyses, graphs, labels, confidences, parses, strict=True):
-        sizes = graph.ring_sizes
-        stats = ring_statistics(sizes)
-        counts = np.bincount(lab, minlength=len(names))
-        images[a.micrograph.id] = {
-            "source": a.micrograph.source,
-            "group": a.micrograph.group,
-            "shape": list(a.micrograph.image.shape),
-            "pixel_size_nm": a.micrograph.pixel_size_nm,
-            "lattice_period_px": round(float(a.atoms.lattice_period_px), 4),
-            "nn_distance_px": round(float(a.atoms.nn_distance_px), 4),
-            "bond_factor": round(float(graph.bond_factor), 4),
-            "n_atoms": int(len(lab)),
-            "n_bonds": int(len(graph.bonds)),
-            "n_rings": int(len(sizes)),
-            "token_counts": {n: int(c) for n, c in zip(names, counts)},
-            "mean_confidence": round(float(np.mean(conf)), 4) if len(conf) else None,
-            "ring_histogram": {str(n): int(c) for n, c in sorted(Counter(sizes.tolist()).items())},
-            "ring_stats": {"mean": _round(stats.mean), "mu2": _round(stats.mu2)},
-            "motif_counts": {str(level): dict(sorted(c.items())) for level, c in sorted(parse.motif_counts.items())},
-            "relative_abundance": {
-                str(level): {s: round(v, 5) for s, v in sorted(c.items())}
-                for level, c in sorted(parse.relative_abundance.items())
-            },
-            "coverage": {str(level): round(v, 5) for level, v in sorted(parse.coverage.items())},
-            **{key: round(value, 5) for key, value in disorder_measures(grammar, graph, parse)._asdict().items()},
-        }
+    _write_embedding(staging / "embedding.npz", token_model, records, seed=spec.seed)
     groups = {}
-    for a in analyses:
-        groups.setdefault(a.micrograph.group, []).append(a.micrograph.id)
-    return {
+    for record in records:
+        groups.setdefault(record.group, []).append(record.id)
+    summary = {
         "name": spec.name,
-        "motifgram_version": _version(),
+        "motifgram_version": _versions().get("motifgram", "unknown"),
         "versions": _versions(),
         "spec": spec.to_dict(),
         "images": images,
@@ -334,11 +574,13 @@ def _summary(spec, analyses, graphs, labels, confidences, token_model, grammar, 
             }
             for group, ids in groups.items()
         },
+        "failed": {f.id: {"source": f.source, "reason": f.reason} for f in failures},
+        "recomputed": [r.id for r in records if r.recomputed],
         "tokens": {
-            "names": names,
-            "k": len(names),
+            "names": list(token_model.names),
+            "k": len(token_model.names),
             "k_selection": "fixed" if spec.tokens.k is not None else "bic",
-            "abundance": {n: round(float(v), 5) for n, v in zip(names, token_model.abundances)},
+            "abundance": {n: round(float(v), 5) for n, v in zip(token_model.names, token_model.abundances)},
             "patch_size_px": int(token_model.patch_size),
             "n_max": int(token_model.n_max),
         },
@@ -349,19 +591,23 @@ def _summary(spec, analyses, graphs, labels, confidences, token_model, grammar, 
         },
         "timings": timer.as_dict(),
     }
+    write_json(staging / "summary.json", summary)
+    if spec.output.report:
+        write_report(staging)
+
+
+def _write_embedding(path: Path, token_model: TokenModel, records, *, seed: int, max_points: int = 5000):
+    """The first two whitened principal components of a seeded sample of atoms (the report's scatter plot)."""
+    invariants = np.concatenate([r.sample_invariants for r in records])
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(len(invariants), size=min(max_points, len(invariants)), replace=False))
+    labels, _ = assign_tokens(token_model, invariants[pick])
+    xy = token_model.transform(invariants[pick])[:, :2]
+    np.savez(path, xy=xy.astype(np.float32), token=labels.astype(np.int64))
 
 
 def _round(value: float, digits: int = 5):
     return None if not np.isfinite(value) else round(float(value), digits)
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("motifgram")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def _versions() -> dict[str, str]:
@@ -376,6 +622,9 @@ def _versions() -> dict[str, str]:
             continue
     return found
 
+
+# ------------------------------------------------------------------------------------------------------------
+# Applying and showing a learned grammar
 
 def _grammar_path(path: Path) -> Path:
     path = Path(path)
@@ -407,8 +656,6 @@ def show_grammar(path, *, tree_of: str | None = None) -> str:
     )
     summary_path = grammar_path.parent / "summary.json"
     if summary_path.is_file():
-        import json
-
         summary = json.loads(summary_path.read_text())
         for image_id, info in summary.get("images", {}).items():
             lines.append(
@@ -419,8 +666,6 @@ def show_grammar(path, *, tree_of: str | None = None) -> str:
         tree_path = grammar_path.parent / "parses" / f"{tree_of}.json"
         if not tree_path.is_file():
             raise MotifgramError(f"{tree_path}: no parse tree for image '{tree_of}' in this run")
-        import json
-
         lines += ["", _tree_text(json.loads(tree_path.read_text()))]
     return "\n".join(lines)
 
@@ -471,16 +716,19 @@ def parse_with_grammar(grammar_path, image_path, *, out_dir=None, pixel_size_nm=
     })
     out_dir = Path(out_dir) if out_dir is not None else spec.run_dir()
     check_output_dir(out_dir, force=force)
+    cache_dir = cache_dir_for(out_dir)
     timer = StageTimer()
-    with timer("load"):
-        micrograph = load_input(spec.inputs[0])
-    with _naming(micrograph.source):
-        analysis = analyse_micrograph(micrograph, spec, timer)
+    items = list(spec.inputs)
+    record, seconds = first_pass(0, items[0], spec, cache_dir)
+    timer.add(seconds)
+    if isinstance(record, Failure):
+        raise MotifgramError(record.reason)
     with timer("tokens"):
-        labels, confidence = assign_tokens(token_model, analysis.invariants)
-    graph = analysis.graph.with_tokens(np.asarray(token_model.names)[labels])
-    with timer("parse"):
-        parse = parse_graph(grammar, graph)
-    with atomic_run_dir(out_dir, force=force) as staging, timer("write"):
-        _write_run(staging, spec, [analysis], [graph], [labels], [confidence], token_model, grammar, [parse], timer)
+        labels, confidences = _tokenise([record], token_model, cache_dir)
+    with Progress(enabled=not quiet) as progress, open_executor(spec.engine, 1) as executor:
+        with atomic_run_dir(out_dir, force=force) as staging:
+            images = _finish(staging, spec, [record], labels, confidences, token_model, grammar, items,
+                             executor, progress, timer)
+            with timer("write"):
+                _write_globals(staging, spec, [record], token_model, grammar, images, [], timer)
     return out_dir

@@ -1,0 +1,118 @@
+"""Where per-micrograph work runs: in this process, in a local process pool, or on a Dask cluster.
+
+Every executor maps a picklable top-level function over tasks and yields the results in task order, so the
+outputs of a run do not depend on which executor computed them.
+"""
+
+import logging
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+
+from .errors import MotifgramError
+
+__all__ = ["open_executor", "SerialExecutor", "ProcessExecutor", "DaskExecutor", "LOCAL_POOL_MIN_TASKS"]
+
+log = logging.getLogger(__name__)
+
+#: With ``workers: auto`` a local run uses a process pool only from this many micrographs on: a new process
+#: imports JAX and compiles the kernels (seconds), which a few micrographs do not repay.
+LOCAL_POOL_MIN_TASKS = 4
+
+
+class SerialExecutor:
+    """Runs every task in this process, one after another."""
+
+    name = "serial"
+    workers = 1
+
+    def map(self, fn, *iterables):
+        return map(fn, *iterables)
+
+
+class ProcessExecutor:
+    """A local pool of ``workers`` processes (spawned: JAX must not be forked after it started)."""
+
+    name = "local"
+
+    def __init__(self, workers: int):
+        self.workers = workers
+        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+
+    def map(self, fn, *iterables):
+        futures = [self._pool.submit(fn, *args) for args in zip(*iterables)]
+        try:
+            for future in futures:
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+
+    def close(self):
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class DaskExecutor:
+    """Tasks on a Dask cluster: a scheduler at ``address``, or a new ``LocalCluster`` of ``workers`` processes."""
+
+    name = "dask"
+
+    def __init__(self, workers: int, address: str | None):
+        from distributed import Client, LocalCluster
+
+        self._cluster = None
+        if address is None:
+            self._cluster = LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+            )
+            self._client = Client(self._cluster)
+        else:
+            try:
+                self._client = Client(address, timeout=30)
+            except OSError as exc:
+                raise MotifgramError(
+                    f"engine.address: cannot reach the Dask scheduler at {address} ({exc}); start it "
+                    "(dask scheduler) or remove engine.address to use a local cluster"
+                ) from exc
+        self.workers = len(self._client.scheduler_info().get("workers", {})) or workers
+
+    def map(self, fn, *iterables):
+        futures = self._client.map(fn, *iterables, pure=False)
+        try:
+            for future in futures:
+                yield future.result()
+        finally:
+            self._client.cancel(futures)
+
+    def close(self):
+        self._client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+
+@contextmanager
+def open_executor(engine, n_tasks: int):
+    """The executor an ``engine`` spec section asks for, closed on exit.
+
+    Parameters
+    ----------
+    engine : EngineSpec
+        ``executor`` ("local" or "dask"), ``workers`` (None = auto) and ``address``.
+    n_tasks : int
+        Number of micrographs; ``local`` with ``workers: auto`` runs in this process below
+        :data:`LOCAL_POOL_MIN_TASKS` micrographs, else in a pool sized to the cores.
+    """
+    cores = os.cpu_count() or 1
+    if engine.executor == "dask":
+        executor = DaskExecutor(engine.workers or min(cores, max(n_tasks, 1)), engine.address)
+    else:
+        workers = engine.workers or (min(cores, n_tasks) if n_tasks >= LOCAL_POOL_MIN_TASKS else 1)
+        executor = ProcessExecutor(workers) if workers > 1 else SerialExecutor()
+    log.info("executor: %s with %d worker(s)", executor.name, executor.workers)
+    try:
+        yield executor
+    finally:
+        close = getattr(executor, "close", None)
+        if close is not None:
+            close()

@@ -1,0 +1,94 @@
+"""Many micrographs: executors give identical results, interrupted runs resume, bad files are skipped."""
+
+import json
+
+import numpy as np
+import pytest
+
+import motifgram.engine.pipeline as pipeline
+from motifgram.engine.pipeline import run
+from motifgram.engine.simulate import simulate
+from motifgram.engine.spec import load_spec
+
+OUTPUTS = ("atoms.csv", "bonds.csv", "rings.csv", "grammar.txt")
+
+
+def spec_for(folder, *, executor="local", workers=1, pattern="*.npy"):
+    return load_spec(
+        {
+            "name": "many",
+            "inputs": [{"path": pattern, "group": "graphene"}],
+            "tokens": {"k_range": [1, 3], "n_init": 2},
+            "engine": {"executor": executor, "workers": workers},
+            "output": {"report": False, "overlays": False},
+        },
+        base_dir=folder,
+    )
+
+
+@pytest.fixture(scope="module")
+def micrographs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("micrographs")
+    for seed in range(4):
+        sim = simulate("graphene", size=192, seed=seed, stone_wales_density=0.004, vacancy_density=0.0)
+        np.save(folder / f"frame{seed}.npy", sim.image)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def serial_run(micrographs, tmp_path_factory):
+    return run(spec_for(micrographs), out_dir=tmp_path_factory.mktemp("serial") / "run", quiet=True)
+
+
+def assert_same_outputs(a, b):
+    for name in OUTPUTS:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("executor", ["local", "dask"])
+def test_executors_give_identical_outputs(micrographs, serial_run, tmp_path, executor):
+    out = run(spec_for(micrographs, executor=executor, workers=2), out_dir=tmp_path / "run", quiet=True)
+    assert_same_outputs(out, serial_run)
+
+
+def test_interrupted_run_resumes_recomputing_only_what_is_missing(micrographs, serial_run, tmp_path, monkeypatch):
+    real_first_pass = pipeline.first_pass
+    done = []
+
+    def interrupted(index, item, spec, cache_dir):
+        if len(done) == 2:
+            raise KeyboardInterrupt
+        done.append(item.id)
+        return real_first_pass(index, item, spec, cache_dir)
+
+    monkeypatch.setattr(pipeline, "first_pass", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(spec_for(micrographs), out_dir=tmp_path / "run", quiet=True)
+    assert not (tmp_path / "run").exists()
+    monkeypatch.setattr(pipeline, "first_pass", real_first_pass)
+    out = run(spec_for(micrographs), out_dir=tmp_path / "run", quiet=True)
+    summary = json.loads((out / "summary.json").read_text())
+    assert sorted(summary["recomputed"]) == ["frame2", "frame3"]
+    assert_same_outputs(out, serial_run)
+
+
+def test_a_corrupt_file_is_reported_and_the_others_complete(micrographs, serial_run, tmp_path):
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    for path in micrographs.glob("*.npy"):
+        (folder / path.name).write_bytes(path.read_bytes())
+    (folder / "frame9.npy").write_bytes(b"\x93NUMPY garbage")
+    out = run(spec_for(folder), out_dir=tmp_path / "run", quiet=True)
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(summary["failed"]) == ["frame9"]
+    assert "frame9.npy" in summary["failed"]["frame9"]["reason"]
+    assert sorted(summary["images"]) == ["frame0", "frame1", "frame2", "frame3"]
+    assert_same_outputs(out, serial_run)
+
+
+def test_a_stale_cache_entry_is_not_reused(micrographs, tmp_path):
+    first = run(spec_for(micrographs), out_dir=tmp_path / "run", quiet=True)
+    changed = load_spec({**spec_for(micrographs).to_dict(), "graph": {"max_ring": 9}}, base_dir=micrographs)
+    again = run(changed, out_dir=first, force=True, quiet=True)
+    summary = json.loads((again / "summary.json").read_text())
+    assert sorted(summary["recomputed"]) == ["frame0", "frame1", "frame2", "frame3"]
