@@ -35,12 +35,12 @@ from .executor import open_executor
 from .graph import AtomGraph, build_graph, ring_statistics
 from .io import Micrograph, load_micrograph
 from .outputs import atomic_run_dir, check_output_dir, write_csv, write_json
-from .patches import normalise_image, patch_size_for
+from .patches import extract_patches, normalise_image, patch_size_for
 from .progress import Progress
 from .report import render_overlay, write_report
 from .simulate import simulate
 from .spec import Spec, bundled_spec_path, load_spec
-from .tokens import TokenModel, assign_tokens, class_averages, compute_features, learn_tokens
+from .tokens import Features, TokenModel, assign_tokens, class_averages, compute_features, learn_tokens
 
 __all__ = [
     "run",
@@ -77,22 +77,25 @@ class MicrographAnalysis:
     micrograph : Micrograph
     atoms : Atoms
         Sub-pixel atom positions (px) and intensities.
-    moments : (N, M) complex64 ndarray
-        Zernike moments of each atom's neighbourhood.
-    invariants : (N, M) float32 ndarray
-        Rotation invariants |A_nm|.
-    patches : (N, P, P) float32 ndarray
-        The normalised square patches around the atoms (class averages).
+    features : Features
+        Zernike moments and rotation invariants of each atom's neighbourhood (and its square patches,
+        extracted when first used, for class averages).
     graph : AtomGraph
         Bonds and rings (tokens not yet assigned).
     """
 
     micrograph: Micrograph
     atoms: Atoms
-    moments: np.ndarray
-    invariants: np.ndarray
-    patches: np.ndarray
+    features: Features
     graph: AtomGraph
+
+    @property
+    def invariants(self) -> np.ndarray:
+        return self.features.invariants
+
+    @property
+    def moments(self) -> np.ndarray:
+        return self.features.moments
 
 
 @dataclass(frozen=True, eq=False)
@@ -220,7 +223,7 @@ def analyse_micrograph(micrograph: Micrograph, spec: Spec, timer: StageTimer | N
             max_ring=spec.graph.max_ring,
             border_px=spec.graph.border,
         )
-    return MicrographAnalysis(micrograph, atoms, features.moments, features.invariants, features.patches, graph)
+    return MicrographAnalysis(micrograph, atoms, features, graph)
 
 
 def _input_cache_key(item, spec: Spec) -> str:
@@ -266,9 +269,10 @@ def first_pass(index: int, item, spec: Spec, cache_dir: Path | None):
 def _entry_from_analysis(analysis: MicrographAnalysis, spec: Spec) -> dict:
     """The cache entry of one micrograph: everything later passes need, as plain arrays."""
     atoms, graph = analysis.atoms, analysis.graph
-    n = len(atoms.xy)
+    patch_size = analysis.features.patch_size
+    interior = _interior_atoms(atoms.xy, analysis.micrograph.image.shape, patch_size / 2)
     rng = _sample_rng(spec.seed, analysis.micrograph.id)
-    sample = np.sort(rng.choice(n, size=min(n, SAMPLE_PER_MICROGRAPH), replace=False))
+    sample = np.sort(rng.choice(interior, size=min(len(interior), SAMPLE_PER_MICROGRAPH), replace=False))
     with_patches = sample[:PATCHES_PER_MICROGRAPH]
     ring_sizes = np.fromiter(map(len, graph.rings), dtype=np.int64, count=len(graph.rings))
     return {
@@ -285,12 +289,24 @@ def _entry_from_analysis(analysis: MicrographAnalysis, spec: Spec) -> dict:
         "ring_atoms": np.fromiter((a for ring in graph.rings for a in ring), dtype=np.int64,
                                   count=int(ring_sizes.sum())),
         "bond_factor": np.array(graph.bond_factor),
-        "patch_size": np.array(analysis.patches.shape[-1] if analysis.patches.ndim == 3 else 0),
+        "patch_size": np.array(patch_size),
         "invariants": analysis.invariants,
         "sample": sample,
         "sample_moments": analysis.moments[with_patches],
-        "sample_patches": analysis.patches[with_patches],
+        "sample_patches": extract_patches(analysis.features.image, atoms.xy[with_patches], patch_size=patch_size),
     }
+
+
+def _interior_atoms(xy: np.ndarray, shape, radius_px: float) -> np.ndarray:
+    """Indices of the atoms whose feature disk lies inside the image (all atoms when none does).
+
+    Only these are sampled to fit the tokens: a disk that crosses the border sees a mirrored neighbourhood,
+    which would otherwise form tokens of its own.
+    """
+    height, width = shape
+    x, y = xy[:, 0], xy[:, 1]
+    inside = (x >= radius_px - 0.5) & (x <= width - 0.5 - radius_px) & (y >= radius_px - 0.5) & (y <= height - 0.5 - radius_px)
+    return np.flatnonzero(inside) if inside.any() else np.arange(len(xy))
 
 
 def _record_from_entry(index: int, item, key: str, entry: dict, *, recomputed: bool = False) -> MicrographRecord:

@@ -388,21 +388,24 @@ class TokenAlignment:
 
 
 def token_centroids(model: TokenModel) -> np.ndarray:
-    """Each token's mixture mean mapped back to raw rotation-invariant units.
+    """Each token's mean mapped back to raw rotation-invariant units.
 
     Parameters
     ----------
     model : TokenModel
-        Means live in the normalised space ``z = ((x - feature_mean) / feature_scale) @ projection``.
+        Token means (:meth:`TokenModel.token_means`: the weight-averaged means of the mixture components
+        merged into each token) live in the normalised space ``z = ((x - feature_mean) / feature_scale) @
+        projection``.
 
     Returns
     -------
-    (K, M) ndarray of float64
-        ``(means @ pinv(projection)) * feature_scale + feature_mean``: the centroid in units of the invariants
-        ``|A_nm|`` (M = number of Zernike moments), exact within the model's kept principal subspace.
+    (T, M) ndarray of float64
+        ``(token_means @ pinv(projection)) * feature_scale + feature_mean``, one row per token (in the order
+        of ``model.names``): the centroid in units of the invariants ``|A_nm|`` (M = number of Zernike
+        moments), exact within the model's kept principal subspace.
     """
     back = np.linalg.pinv(np.asarray(model.projection, dtype=np.float64))  # (D, M)
-    return (np.asarray(model.mixture.means, dtype=np.float64) @ back) * model.feature_scale + model.feature_mean
+    return (model.token_means() @ back) * model.feature_scale + model.feature_mean
 
 
 def align_tokens(model_a: TokenModel | None, model_b: TokenModel | None, *,

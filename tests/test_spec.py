@@ -71,7 +71,7 @@ def test_defaults(tmp_path):
     assert spec.detect == DetectSpec() and spec.detect.method == "atoms" and spec.detect.refine
     assert spec.detect.lattice_period is None and not spec.detect.dark_atoms
     assert (spec.features.n_max, spec.features.patch_size) == (10, None)
-    assert (spec.tokens.k, spec.tokens.k_range, spec.tokens.names) == (None, (2, 8), None)
+    assert (spec.tokens.k, spec.tokens.k_range, spec.tokens.names) == (None, (1, 8), None)
     assert (spec.tokens.n_init, spec.tokens.max_iter) == (4, 200)
     assert (spec.graph.bond_factor, spec.graph.max_ring, spec.graph.border) == (None, 12, None)
     assert (spec.grammar.min_count, spec.grammar.max_motif_size, spec.grammar.min_domain_size) == (2, 6, None)
@@ -273,7 +273,7 @@ def test_json_schema_matches_the_dataclasses():
     assert schema["additionalProperties"] is False and schema["required"] == ["inputs"]
     tokens = schema["$defs"]["TokensSpec"]["properties"]
     assert tokens["k"]["default"] == "auto" and tokens["k"]["description"]
-    assert tokens["k_range"]["default"] == [2, 8]
+    assert tokens["k_range"]["default"] == [1, 8]
     n_max = schema["$defs"]["FeaturesSpec"]["properties"]["n_max"]
     assert (n_max["minimum"], n_max["maximum"], n_max["default"]) == (2, 20, 10)
     assert schema["$defs"]["EngineSpec"]["properties"]["executor"]["enum"] == ["local", "dask"]
