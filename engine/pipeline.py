@@ -13,6 +13,7 @@ Orchestration only: every number comes from the stage modules.
 
 import dataclasses
 import json
+from datetime import datetime, timezone
 import logging
 import time
 import zlib
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from motifgram.grammar.compare import Comparable, compare
 from motifgram.grammar.disorder import disorder_measures
 from motifgram.grammar.induce import induce_grammar
 from motifgram.grammar.model import Grammar
@@ -526,12 +528,55 @@ def run(spec=None, *, out_dir=None, force: bool = False, quiet: bool = False) ->
                 max_motif_size=spec.grammar.max_motif_size,
                 min_domain_size=spec.grammar.min_domain_size,
             ).grammar
+        group_grammars, comparison = _compare_groups(spec, records, graphs, token_model, grammar, timer)
         with atomic_run_dir(out_dir, force=force) as staging:
             images = _finish(staging, spec, records, labels, confidences, token_model, grammar,
                              [items[r.index] for r in records], executor, progress, timer)
             with timer("write"):
-                _write_globals(staging, spec, records, token_model, grammar, images, failures, timer)
+                if group_grammars:
+                    (staging / "grammars").mkdir()
+                    for group, group_grammar in group_grammars.items():
+                        (staging / "grammars" / f"{group}.txt").write_text(group_grammar.to_text())
+                _write_globals(staging, spec, records, token_model, grammar, images, failures, timer,
+                               output_dir=out_dir.absolute(), comparison=comparison)
     return out_dir
+
+
+def _compare_groups(spec, records, graphs, token_model, grammar, timer):
+    """One grammar per group (when a run has several) and their comparison, with the spec's references.
+
+    Returns ``({group: Grammar}, Comparison or None)``; a run of one group is compared only when the spec
+    names references (its joint grammar is then classified).
+    """
+    groups: dict[str, list[int]] = {}
+    for position, record in enumerate(records):
+        groups.setdefault(record.group, []).append(position)
+    references = dict(spec.compare.references) or None
+    if len(groups) < 2 and references is None:
+        return {}, None
+    grammar_options = dict(
+        min_count=spec.grammar.min_count,
+        max_motif_size=spec.grammar.max_motif_size,
+        min_domain_size=spec.grammar.min_domain_size,
+    )
+    group_grammars = {}
+    if len(groups) > 1:
+        with timer("grammar"):
+            for group, members in groups.items():
+                group_grammars[group] = induce_grammar(
+                    [graphs[i] for i in members], name=f"{spec.name}/{group}", **grammar_options
+                ).grammar
+    with timer("compare"):
+        by_group = group_grammars or {next(iter(groups)): grammar}
+        items = [
+            Comparable.from_graphs(
+                group, by_group[group], {records[i].id: graphs[i] for i in members}, token_model=token_model,
+                group=group, min_domain_size=spec.grammar.min_domain_size,
+            )
+            for group, members in groups.items()
+        ]
+        comparison = compare(items, references=references)
+    return group_grammars, comparison
 
 
 def _finish(staging, spec, records, labels, confidences, token_model, grammar, items, executor, progress, timer):
@@ -568,7 +613,8 @@ def _finish(staging, spec, records, labels, confidences, token_model, grammar, i
     return images
 
 
-def _write_globals(staging, spec, records, token_model, grammar, images, failures, timer):
+def _write_globals(staging, spec, records, token_model, grammar, images, failures, timer, *, output_dir,
+                   comparison=None):
     """grammar.txt, tokens.npz, embedding.npz, summary.json and report.html."""
     (staging / "grammar.txt").write_text(grammar.to_text())
     token_model.save(staging / "tokens.npz")
@@ -578,6 +624,8 @@ def _write_globals(staging, spec, records, token_model, grammar, images, failure
         groups.setdefault(record.group, []).append(record.id)
     summary = {
         "name": spec.name,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "output_dir": str(output_dir),
         "motifgram_version": _versions().get("motifgram", "unknown"),
         "versions": _versions(),
         "spec": spec.to_dict(),
@@ -607,6 +655,8 @@ def _write_globals(staging, spec, records, token_model, grammar, images, failure
         },
         "timings": timer.as_dict(),
     }
+    if comparison is not None:
+        summary["comparison"] = {**comparison.to_summary(), "classification": comparison.to_json().get("classification", {})}
     write_json(staging / "summary.json", summary)
     if spec.output.report:
         write_report(staging)
@@ -746,5 +796,6 @@ def parse_with_grammar(grammar_path, image_path, *, out_dir=None, pixel_size_nm=
             images = _finish(staging, spec, [record], labels, confidences, token_model, grammar, items,
                              executor, progress, timer)
             with timer("write"):
-                _write_globals(staging, spec, [record], token_model, grammar, images, [], timer)
+                _write_globals(staging, spec, [record], token_model, grammar, images, [], timer,
+                               output_dir=out_dir.absolute())
     return out_dir

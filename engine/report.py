@@ -432,7 +432,7 @@ def _section_run(run_dir: Path, summary: dict) -> str:
     facts = [
         ("run", html.escape(str(name))),
         ("created", html.escape(str(summary.get("created", "—")))),
-        ("directory", html.escape(str(run_dir.resolve()))),
+        ("output", html.escape(str(summary.get("output_dir", run_dir.name)))),
         ("micrographs", _fmt(len(images))),
         ("groups", _fmt(len(summary.get("groups") or {}))),
         ("atoms", _fmt(sum(int(v.get("n_atoms", 0)) for v in images.values()))),
