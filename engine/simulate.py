@@ -2,12 +2,32 @@
 
 :func:`simulate` builds an atomic structure (graphene with Stone–Wales defects and vacancies, a graphene
 grain boundary, 2H-MoS2 with S vacancies and Se substitution, an ABO3 perovskite, the Cairo pentagonal
-tiling, or an amorphous continuous random network), computes its truth (atoms, bonds, rings, defects) and
-renders a HAADF-like image from it. One seed fixes everything; the structure and the image draw from
+tiling, an amorphous continuous random network, or twisted bilayer 2H-MoS2), computes its truth (atoms,
+bonds, rings, defects; for the bilayer, the local stacking class) and renders a HAADF-like image from it.
+One seed fixes everything; the structure and the image draw from
 independent streams, so imaging options (noise, background, blur) never change the truth.
 
-Scales: at the default pixel size of every kind the nearest-neighbour distance is 8 px, so a 512 x 512
-graphene image holds ~3,100 atoms and a 2048 x 2048 one ~50,000.
+Scales: at the default pixel size of every kind but ``tbl_mos2`` the nearest-neighbour distance is 8 px,
+so a 512 x 512 graphene image holds ~3,100 atoms and a 2048 x 2048 one ~50,000. ``tbl_mos2`` uses 6 px
+(0.0304 nm/px, lattice constant 10.4 px) so that a 1024 x 1024 image spans 3.4 moiré periods at a 2 deg
+twist (``lambda = a / (2 sin(theta / 2))`` = 9.05 nm) and 6.8 at 4 deg.
+
+Graphene defect densities (``stone_wales_density``, ``vacancy_density``: defects per atom in the image,
+each < 0.1) are honoured up to jamming: defects are first spread >= 4 lattice periods apart (the default
+densities never need more), then packed densely with non-overlapping footprints (no pristine hexagon
+rewired by two defects), so every Stone–Wales defect keeps its two 5- and two
+7-rings and every vacancy its 5- and 9-ring. Measured at 512 x 512, seed 1, one kind at a time: requested
+0.005 / 0.02 / 0.05 gives 0.0051 / 0.0200 / 0.0500 Stone–Wales and 0.0051 / 0.0204 / 0.0526 vacancies per
+remaining atom, bonds within 0.95-1.04 (SW) and 0.98-1.14 (vacancies) of a_CC. A warning ("placed m of n")
+appears only when no free site is left (Stone–Wales alone jam near 0.08 per atom; vacancies fit up to
+the 0.1 cap).
+
+Twisted bilayer (``tbl_mos2``): two pristine MoS2 monolayers (``a = 0.316`` nm, Mo and S2 columns), the
+second 2H-stacked on the first (Mo over S2, S2 over Mo) and then rotated by ``twist`` (DEGREES, unlike
+the other angle options, which are radians) about a random point. Columns of both layers are rendered
+and add where they overlap. The truth lists every column of both layers (labels ``"Mo@L1"``, ``"S2@L1"``,
+``"Mo@L2"``, ``"S2@L2"``), no bonds, rings or defects, and :class:`Stacking`: the local stacking class
+on a grid.
 
 Coordinates are ``xy`` = (x = column, y = row) in pixels, origin at the centre of the top-left pixel.
 Rings list their atoms in cyclic order with positive signed area
@@ -45,17 +65,20 @@ from scipy.spatial import Delaunay, cKDTree
 
 from motifgram.engine.errors import MotifgramError, SpecError
 
-__all__ = ["KINDS", "Defect", "Truth", "Simulation", "simulate", "simulate_options"]
+__all__ = ["KINDS", "STACKING_CLASSES", "Defect", "Stacking", "Truth", "Simulation", "simulate", "simulate_options"]
 
 log = logging.getLogger(__name__)
 
-KINDS = ("graphene", "graphene_gb", "mos2", "perovskite", "cairo", "crn")
+KINDS = ("graphene", "graphene_gb", "mos2", "perovskite", "cairo", "crn", "tbl_mos2")
+STACKING_CLASSES = ("AA'", "AB'", "A'B", "other")
+"""Local stacking classes of ``tbl_mos2`` (see :class:`Stacking`)."""
 
 A_CC_NM = 0.142  # graphene C–C bond length
 MOS2_MO_S_NM = 0.1825  # projected Mo–S2 column distance (lattice constant sqrt(3) x 0.1825 = 0.316 nm)
 PEROVSKITE_A_NM = 0.39  # SrTiO3-like cubic lattice constant
 CAIRO_EDGE_NM = 0.2  # nominal edge length of the model Cairo tiling
-NN_PX = 8.0  # nearest-neighbour distance (px) at every kind's default pixel size
+NN_PX = 8.0  # nearest-neighbour distance (px) at every kind's default pixel size but tbl_mos2's
+TBL_NN_PX = 6.0  # tbl_mos2: Mo–S2 distance (px) at its default pixel size, so 1024 px hold 3.4 moire periods at 2 deg
 MIN_RING, MAX_RING = 3, 12
 SQRT3 = math.sqrt(3.0)
 
@@ -116,6 +139,11 @@ _KIND_OPTIONS = {
     "crn": {
         "pixel_size_nm": A_CC_NM / NN_PX,
     },
+    "tbl_mos2": {
+        "pixel_size_nm": MOS2_MO_S_NM / TBL_NN_PX,
+        "rotation": None,  # rotation of layer 1 (rad); None: random
+        "twist": 4.0,  # rotation of layer 2 relative to 2H (AA') stacking, in DEGREES, about a random point
+    },
 }
 
 
@@ -146,6 +174,31 @@ class Defect:
 
 
 @dataclass(frozen=True, eq=False)
+class Stacking:
+    """Local stacking of a twisted bilayer, sampled on a square grid.
+
+    At a point ``r`` the top layer (layer 2) is the 2H-stacked (AA') partner of layer 1 rotated by the
+    twist ``theta`` about the pivot ``p``; locally it is that partner translated by
+    ``u(r) = (I - R(-theta)) (r - p)``. ``u`` modulo the lattice is compared with the three high-symmetry
+    registries of 2H bilayers: ``u = 0`` "AA'" (Mo over S2, S2 over Mo: 2H), ``u = -delta`` "AB'" (Mo over
+    Mo, top S2 over the hollow), ``u = +delta`` "A'B" (S2 over S2, top Mo over the hollow), where ``delta``
+    is the Mo -> S2 vector of layer 1 (length a / sqrt(3)). A point within ``a / 4`` of one registry takes
+    its class, else ``"other"``; the three disks cover 3 x 22.7 % of the plane, so a large enough field
+    of view holds ~23 % of each class and ~32 % "other" (at zero twist, 100 % "AA'").
+
+    Attributes
+    ----------
+    grid_xy : (G, 2) float64 ndarray, px
+        Grid points (x, y) inside the image, spaced by the lattice constant ``a``.
+    grid_label : (G,) str ndarray
+        One of :data:`STACKING_CLASSES` per point.
+    """
+
+    grid_xy: np.ndarray
+    grid_label: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
 class Truth:
     """The exact structure behind a simulated micrograph.
 
@@ -155,13 +208,18 @@ class Truth:
         Atom-column positions (x = column, y = row) of every column inside the image.
     label : (N,) str ndarray
         Site class of each column: ``"C"``; ``"Mo"``, ``"S2"``, ``"S1"``, ``"SSe"``, ``"Se2"``;
-        ``"A"``, ``"B"``, ``"O"`` (perovskite, and Cairo 3- and 4-valent vertices as ``"A"``/``"B"``).
+        ``"A"``, ``"B"``, ``"O"`` (perovskite, and Cairo 3- and 4-valent vertices as ``"A"``/``"B"``);
+        ``"Mo@L1"``, ``"S2@L1"``, ``"Mo@L2"``, ``"S2@L2"`` (twisted bilayer: species and layer; a column of
+        one layer that projects onto a column of the other is still two entries).
     bonds : (B, 2) int64 ndarray
-        Bonds between columns, ``i < j``, rows sorted.
+        Bonds between columns, ``i < j``, rows sorted (none for a twisted bilayer: its projected columns
+        form no planar bond network).
     rings : tuple of tuple of int
         Bounded faces of the bond graph of size 3..12 whose atoms are all in the image and not within
         half a bond length of its edge; atoms in cyclic order (positive signed area in xy), smallest first.
     defects : tuple of Defect
+    stacking : Stacking or None
+        Local stacking classes of a twisted bilayer (``tbl_mos2``); None for every other kind.
     """
 
     xy: np.ndarray
@@ -169,6 +227,7 @@ class Truth:
     bonds: np.ndarray
     rings: tuple[tuple[int, ...], ...]
     defects: tuple[Defect, ...]
+    stacking: Stacking | None = None
 
     @property
     def ring_sizes(self):
@@ -183,7 +242,8 @@ class Truth:
         csv_path : str or Path
             The atoms CSV (columns ``id,x,y,label``; x, y in px, full float precision). The sidecar is
             ``csv_path`` with suffix ``.json``: ``{"bonds": [[i, j], ...], "rings": [[...], ...],
-            "defects": [{"kind", "atoms", "rings"}, ...]}``.
+            "defects": [{"kind", "atoms", "rings"}, ...]}``, plus ``"stacking": {"grid_xy": [[x, y], ...],
+            "grid_label": [...]}`` when the truth has one.
 
         Returns
         -------
@@ -203,6 +263,11 @@ class Truth:
             "rings": [list(r) for r in self.rings],
             "defects": [{"kind": d.kind, "atoms": list(d.atoms), "rings": list(d.rings)} for d in self.defects],
         }
+        if self.stacking is not None:
+            sidecar["stacking"] = {
+                "grid_xy": self.stacking.grid_xy.tolist(),
+                "grid_label": self.stacking.grid_label.tolist(),
+            }
         json_path.write_text(json.dumps(sidecar, separators=(",", ":")))
         return csv_path, json_path
 
@@ -224,7 +289,13 @@ class Truth:
         bonds = np.array(side["bonds"], dtype=np.int64).reshape(-1, 2)
         rings = tuple(tuple(int(i) for i in r) for r in side["rings"])
         defects = tuple(Defect(d["kind"], tuple(d["atoms"]), tuple(d["rings"])) for d in side["defects"])
-        return cls(xy=xy, label=label, bonds=bonds, rings=rings, defects=defects)
+        stacking = None
+        if "stacking" in side:
+            stacking = Stacking(
+                grid_xy=np.array(side["stacking"]["grid_xy"], dtype=np.float64).reshape(-1, 2),
+                grid_label=np.array(side["stacking"]["grid_label"], dtype=str),
+            )
+        return cls(xy=xy, label=label, bonds=bonds, rings=rings, defects=defects, stacking=stacking)
 
 
 @dataclass(frozen=True, eq=False)
@@ -339,11 +410,12 @@ _CHECKS = {
     "rotation": (True, None, True, None, "a number (radians) or null"),
     "boundary_angle": (True, None, True, None, "a number (radians) or null"),
     "misorientation": (False, None, True, None, "a number (radians)"),
-    "stone_wales_density": (False, 0.0, True, 0.05, "a number in [0, 0.05)"),
-    "vacancy_density": (False, 0.0, True, 0.05, "a number in [0, 0.05)"),
+    "stone_wales_density": (False, 0.0, True, 0.1, "a number in [0, 0.1)"),
+    "vacancy_density": (False, 0.0, True, 0.1, "a number in [0, 0.1)"),
     "s_vacancy_density": (False, 0.0, True, 1.0, "a number in [0, 1)"),
     "se_fraction": (False, 0.0, True, 1.0000001, "a number in [0, 1]"),
     "o_intensity": (False, 0.0, True, None, "a number >= 0"),
+    "twist": (False, -60.0, False, 60.0, "a number of degrees in (-60, 60)"),
     "sigma_px": (True, 0.0, False, None, "a number > 0 (px) or null"),
     "background": (False, 0.0, True, None, "a number >= 0"),
     "dose": (True, 0.0, False, None, "a number > 0 (counts per unit amplitude) or null"),
@@ -403,6 +475,7 @@ class _Structure(NamedTuple):
     defects: list  # of _DefectSpec
     nn_px: float  # nearest-neighbour (bond) distance, px
     intensity: Mapping[str, float]  # column amplitude per label
+    stacking: Stacking | None = None  # local stacking classes (tbl_mos2), grid inside the image
 
 
 def _rotation_matrix(theta):
@@ -562,7 +635,6 @@ def _draw_rotation(opts, rng, period):
 
 def _graphene(size, rng, opts):
     acc = A_CC_NM / opts["pixel_size_nm"]
-    a = SQRT3 * acc
     rotation = _draw_rotation(opts, rng, math.pi / 3)
     xy, _ = _honeycomb(acc, rotation, size, 4 * acc, rng)
     n = len(xy)
@@ -574,24 +646,19 @@ def _graphene(size, rng, opts):
         opts["vacancy_density"] * n_inside
     )
     rng.shuffle(todo)
-    border, separation = 3 * a, 4 * a
-    candidates = np.flatnonzero(np.all((xy >= border - 0.5) & (xy <= size - 0.5 - border), axis=1))
-    candidates = candidates[rng.permutation(len(candidates))]
+    sites = _DefectSites(xy, bonds, ptr, nbr, size=size, acc=acc, rng=rng)
     bond_set = set(map(tuple, bonds.tolist()))
     alive = np.ones(n, dtype=bool)
-    centres, defects, cursor = [], [], 0
+    centres, defects = [], []
     for kind in todo:
-        while cursor < len(candidates):
-            atom = int(candidates[cursor])
-            cursor += 1
-            if not centres or np.min(np.hypot(*(np.array(centres) - xy[atom]).T)) >= separation:
-                break
-        else:
+        site = sites.take(kind)
+        if site is None:
             break
+        atom, choice = site
         centres.append(xy[atom].copy())
         neighbours = [int(k) for k in nbr[ptr[atom] : ptr[atom + 1]]]
         if kind == "stone_wales":
-            i, j = atom, neighbours[rng.integers(3)]
+            i, j = atom, neighbours[choice]
             others = sorted((set(nbr[ptr[i] : ptr[i + 1]]) | set(nbr[ptr[j] : ptr[j + 1]])) - {i, j})
             mid = (xy[i] + xy[j]) / 2
             quarter = _rotation_matrix(math.pi / 2)
@@ -605,19 +672,124 @@ def _graphene(size, rng, opts):
             bond_set.update(tuple(sorted((j, int(o)))) for o in near_i[2:])
             defects.append(_DefectSpec("stone_wales", _contains_any({i, j}), (i, j), (), True))
         else:
-            n1, n2 = (neighbours[k] for k in ((0, 1), (0, 2), (1, 2))[rng.integers(3)])
+            n1, n2 = (neighbours[k] for k in ((0, 1), (0, 2), (1, 2))[choice])
             alive[atom] = False
             bond_set.add(tuple(sorted((n1, n2))))
             defects.append(_DefectSpec("vacancy", _contains_bond(n1, n2), (n1, n2), (), True))
     if len(defects) < len(todo):
-        log.warning("placed %d of %d requested graphene defects: no room left at size %d", len(defects), len(todo), size)
+        log.warning(
+            "placed %d of %d requested graphene defects (%.4f of %.4f per atom): every remaining site's rings "
+            "overlap another defect's at size %d",
+            len(defects),
+            len(todo),
+            len(defects) / max(n_inside, 1),
+            len(todo) / max(n_inside, 1),
+            size,
+        )
     bonds = _sort_bonds(list(bond_set))
     if centres:
-        mobile = alive & (cKDTree(np.array(centres)).query(xy)[0] < 3 * a)
+        mobile = alive & (cKDTree(np.array(centres)).query(xy)[0] < 3 * SQRT3 * acc)
         xy = _relax(xy, bonds[alive[bonds].all(axis=1)], mobile, bond_px=acc)
     label = np.full(n, "C")
     xy, label, bonds, defects = _compact(xy, label, bonds, alive, defects)
     return _Structure(xy, label, bonds, defects, acc, {"C": 1.0})
+
+
+class _DefectSites:
+    """Where the next graphene defect goes: sparse sites first, then dense, non-interacting ones.
+
+    A defect's *footprint* is the set of pristine hexagons it rewires: for a Stone–Wales defect on bond
+    (i, j) the four hexagons holding i or j (they become its 5-, 5-, 7- and 7-rings), for a vacancy at v the
+    three hexagons holding v (its 5- and 9-ring). All bonds a defect removes or adds lie inside its
+    footprint, so two defects with disjoint footprints never change each other's rings, and each keeps its
+    exact topology (they may still share atoms and bonds of their rings).
+
+    Sparse phase (the only one for the default densities, which it leaves unchanged): centre atoms in
+    random order at least 3 lattice periods from the image edge, each at least 4 periods from every earlier
+    centre. When no such atom is left, the dense phase visits every atom once, in a new random order, and
+    takes it if its footprint is disjoint from every placed defect's and all the footprint's atoms lie at
+    least one bond length inside the image (for a Stone–Wales defect the three bonds of the atom are
+    tried in random order). Dense Stone–Wales placement jams near 0.08 defects per atom (measured at
+    512 px); vacancies fit up to the 0.1 cap (random sequential adsorption of footprints of 4 and 3
+    hexagons, 0.5 hexagon per atom).
+    """
+
+    def __init__(self, xy, bonds, ptr, nbr, *, size, acc, rng):
+        a = SQRT3 * acc
+        border = 3 * a
+        self._xy = xy.copy()  # pristine positions (the caller's array is rewired in place)
+        self._bonds, self._ptr, self._nbr = bonds, ptr, nbr
+        self._size, self._acc, self._rng = size, acc, rng
+        candidates = np.flatnonzero(np.all((xy >= border - 0.5) & (xy <= size - 0.5 - border), axis=1))
+        self._sparse = candidates[rng.permutation(len(candidates))].tolist()
+        self._separation = 4 * a
+        self._cursor = 0
+        self._centres = []
+        self._placed = []  # atoms whose hexagons form each placed defect's footprint
+        self._dense = None  # (order, hexagons per atom, usable hexagon mask), built when the sparse sites run out
+        self._occupied = None
+
+    def _neighbours(self, atom):
+        return [int(k) for k in self._nbr[self._ptr[atom] : self._ptr[atom + 1]]]
+
+    def take(self, kind):
+        """``(centre atom, choice)`` for a defect of ``kind``, or None when no site is left.
+
+        ``choice`` indexes the centre's neighbours: the rotated bond's partner (Stone–Wales) or, as 0, 1, 2,
+        the pair (0, 1), (0, 2), (1, 2) of neighbours that the vacancy bonds.
+        """
+        if self._dense is None:
+            while self._cursor < len(self._sparse):
+                atom = self._sparse[self._cursor]
+                self._cursor += 1
+                gaps = np.hypot(*(np.array(self._centres) - self._xy[atom]).T) if self._centres else [np.inf]
+                if np.min(gaps) >= self._separation:
+                    choice = int(self._rng.integers(3))
+                    self._centres.append(self._xy[atom])
+                    partner = self._neighbours(atom)[choice] if kind == "stone_wales" else None
+                    self._placed.append((atom,) if partner is None else (atom, partner))
+                    return atom, choice
+            self._start_dense()
+        order, hexes_of, usable = self._dense
+        while self._cursor < len(order):
+            atom = order[self._cursor]
+            self._cursor += 1
+            own = hexes_of[atom]
+            if not usable[own].all() or self._occupied[own].any():
+                continue
+            if kind == "vacancy":
+                choice = int(self._rng.integers(3))
+                self._occupied[own] = True
+                return atom, choice
+            neighbours = self._neighbours(atom)
+            for choice in self._rng.permutation(3).tolist():
+                theirs = hexes_of[neighbours[choice]]
+                if usable[theirs].all() and not self._occupied[theirs].any():
+                    self._occupied[own] = True
+                    self._occupied[theirs] = True
+                    return atom, choice
+        return None
+
+    def _start_dense(self):
+        n = len(self._xy)
+        faces = [f for f in _faces(self._xy, self._bonds) if len(f) == 6]
+        hexagons = np.array(faces, dtype=np.int64).reshape(-1, 6)
+        edge = self._acc
+        clear = np.all((self._xy >= edge - 0.5) & (self._xy <= self._size - 0.5 - edge), axis=1)
+        usable = np.append(clear[hexagons].all(axis=1), False)  # index -1: a missing hexagon, never usable
+        hexes_of = np.full((n, 3), -1, dtype=np.int64)
+        filled = np.zeros(n, dtype=np.int64)
+        for h, ring in enumerate(hexagons.tolist()):
+            for atom in ring:
+                hexes_of[atom, filled[atom]] = h
+                filled[atom] += 1
+        self._occupied = np.zeros(len(hexagons) + 1, dtype=bool)
+        for atoms in self._placed:
+            for atom in atoms:
+                self._occupied[hexes_of[atom]] = True
+        self._dense = (self._rng.permutation(n).tolist(), hexes_of, usable)
+        self._cursor = 0
+        log.debug("graphene defects: sparse sites used up after %d; placing the rest densely", len(self._placed))
 
 
 def _contains_any(atoms):
@@ -765,6 +937,59 @@ def _crn(size, rng, opts):
     return _Structure(xy, label, bonds, [], acc, {"C": 1.0})
 
 
+def _tbl_mos2(size, rng, opts):
+    d = MOS2_MO_S_NM / opts["pixel_size_nm"]
+    a = SQRT3 * d
+    rotation = _draw_rotation(opts, rng, 2 * math.pi / 3)
+    twist = math.radians(opts["twist"])
+    pivot = rng.uniform(0.0, size - 1, size=2)
+    margin = 4 * d
+    # Layer 2 before the twist is layer 1's 2H partner (Mo over S2, S2 over Mo): one lattice, four basis sites.
+    # Its points within reach of the image after the twist lie within `reach` of the image (plus margin).
+    reach = 2 * math.sin(abs(twist) / 2) * math.sqrt(2) * (size + 2 * margin)
+    cell = np.array([[a, 0.0], [a / 2, a * SQRT3 / 2]])
+    delta = np.array([a / 2, a * SQRT3 / 6])  # Mo -> S2 of layer 1, in the lattice frame
+    basis = np.array([[0.0, 0.0], delta, delta, [0.0, 0.0]])
+    xy, site = _lattice(cell, basis, size=size, margin=margin + reach, rotation=rotation, rng=rng)
+    top = site >= 2
+    xy[top] = pivot + (xy[top] - pivot) @ _rotation_matrix(twist).T
+    keep = np.all((xy >= -margin) & (xy <= size - 1 + margin), axis=1)
+    xy, site = xy[keep], site[keep]
+    names = np.array(["Mo@L1", "S2@L1", "Mo@L2", "S2@L2"])
+    intensity = {name: _MOS2_INTENSITY[name.split("@")[0]] for name in names.tolist()}
+    turn = _rotation_matrix(rotation)
+    stacking = _stacking_classes(size, lattice=cell @ turn.T, delta=turn @ delta, twist=twist, pivot=pivot)
+    return _Structure(xy, names[site], np.empty((0, 2), dtype=np.int64), [], d, intensity, stacking)
+
+
+def _stacking_classes(size, *, lattice, delta, twist, pivot):
+    """Local stacking class on a square grid of step ``a`` over the image (see :class:`Stacking`).
+
+    Parameters
+    ----------
+    lattice : (2, 2) float, px
+        Rows: layer 1's lattice vectors in the image.
+    delta : (2,) float, px
+        Layer 1's Mo -> S2 vector in the image.
+    twist : float, rad
+    pivot : (2,) float, px
+    """
+    a = float(np.linalg.norm(lattice[0]))
+    ticks = np.arange(a / 2, size, a) - 0.5
+    gx, gy = np.meshgrid(ticks, ticks)
+    grid = np.stack([gx.ravel(), gy.ravel()], axis=1)
+    u = (grid - pivot) - (grid - pivot) @ _rotation_matrix(-twist).T
+    inverse = np.linalg.inv(lattice)
+    registries = np.array([[0.0, 0.0], -delta, delta]) @ inverse  # AA', AB', A'B in lattice coordinates
+    frac = (u @ inverse)[:, None, :] - registries[None, :, :]  # (G, 3, 2)
+    frac -= np.round(frac)
+    cells = np.array([[i, j] for i in (-1, 0, 1) for j in (-1, 0, 1)], dtype=float)
+    distance = np.linalg.norm((frac[:, :, None, :] + cells[None, None, :, :]) @ lattice, axis=-1).min(axis=2)
+    nearest = distance.argmin(axis=1)
+    label = np.array(STACKING_CLASSES)[np.where(distance.min(axis=1) <= a / 4, nearest, 3)]
+    return Stacking(grid_xy=grid, grid_label=label)
+
+
 _BUILDERS = {
     "graphene": _graphene,
     "graphene_gb": _graphene_gb,
@@ -772,6 +997,7 @@ _BUILDERS = {
     "perovskite": _perovskite,
     "cairo": _cairo,
     "crn": _crn,
+    "tbl_mos2": _tbl_mos2,
 }
 
 
@@ -849,6 +1075,7 @@ def _truth(structure, size):
         bonds=_sort_bonds(new[kept]),
         rings=rings,
         defects=tuple(defects),
+        stacking=structure.stacking,
     )
 
 

@@ -1,6 +1,6 @@
 """Atom tokens: the learned vocabulary of local neighbourhoods.
 
-Each atom's neighbourhood (a disk of about two lattice periods across, sampled on a polar grid) is
+Each atom's neighbourhood (a disk about one lattice period across by default, sampled on a polar grid) is
 described by rotation-invariant Zernike magnitudes, and a Gaussian mixture is fitted to those features (the
 number of components K chosen by BIC). BIC measures density fit, not cluster count: a unimodal but
 non-Gaussian class (skewed, heavy-tailed or curved, as the neighbourhoods of one site class are) takes

@@ -9,7 +9,8 @@ Token vocabularies
 ------------------
 Each run learns its own tokens, so two grammars speak different alphabets. :func:`align_tokens` matches them
 by their centroids in *raw* rotation-invariant units (the Zernike magnitudes ``|A_nm|``): a token model's
-mixture means live in its own standardised and whitened PCA space ``z = ((x - mean) / scale) @ P``, and
+token means (weight-averaged over the token's mixture components) live in its own standardised and whitened
+PCA space ``z = ((x - mean) / scale) @ P``, and
 :func:`token_centroids` maps them back with the pseudo-inverse of the projection, ``x = (z @ pinv(P)) * scale
 + mean`` (exact within the kept principal subspace; the discarded axes carry < 1e-6 of the variance or lie
 beyond ``n_pca``). Two centroids are compared by their *relative distance*

@@ -18,10 +18,11 @@ from motifgram.engine.patches import (
 )
 
 
-def test_patch_size_for_is_odd_two_periods_and_bounded():
-    assert patch_size_for(12.0) == 25
-    assert patch_size_for(12.4) == 25
-    assert patch_size_for(7.6) == 17
+def test_patch_size_for_is_odd_about_one_period_and_bounded():
+    assert patch_size_for(12.0) == 13
+    assert patch_size_for(12.4) == 13
+    assert patch_size_for(18.2) == 19
+    assert patch_size_for(7.6) == 9
     assert patch_size_for(0.5) == MIN_PATCH_SIZE
     assert patch_size_for(1e4) == MAX_PATCH_SIZE
     for period in np.linspace(1, 80, 50):

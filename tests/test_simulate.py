@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy.spatial import Delaunay
+from scipy.spatial import Delaunay, cKDTree
 
 from motifgram.engine.errors import SpecError
-from motifgram.engine.simulate import KINDS, Simulation, Truth, simulate, simulate_options
+from motifgram.engine.simulate import KINDS, STACKING_CLASSES, Simulation, Truth, simulate, simulate_options
 
 A_CC_PX = 8.0  # graphene bond at the default pixel size
 
@@ -30,7 +30,7 @@ def check_truth(truth, size):
     assert truth.label.shape == (n,) and truth.label.dtype.kind == "U"
     assert np.all((truth.xy >= -0.5) & (truth.xy < size - 0.5))
     assert truth.bonds.dtype == np.int64 and truth.bonds.shape[1] == 2
-    assert np.all(truth.bonds[:, 0] < truth.bonds[:, 1]) and truth.bonds.max() < n
+    assert np.all(truth.bonds[:, 0] < truth.bonds[:, 1]) and np.all(truth.bonds < n)
     assert len(np.unique(truth.bonds, axis=0)) == len(truth.bonds)
     bonds = set(map(tuple, truth.bonds.tolist()))
     uses = Counter()
@@ -71,7 +71,10 @@ def test_every_kind_shapes_and_invariants(kind):
     assert np.isfinite(sim.image).all()
     assert sim.pixel_size_nm == pytest.approx(simulate_options(kind)["pixel_size_nm"])
     euler = check_truth(sim.truth, 160)
-    assert euler == 1 if kind != "graphene_gb" else euler <= 1
+    if kind == "graphene_gb":
+        assert euler <= 1
+    else:
+        assert euler == (0 if kind == "tbl_mos2" else 1)  # a twisted bilayer's truth has no rings
     assert points_inside_rings(sim.truth) == 0
     assert set(sim.options) == set(simulate_options(kind))
     assert sim.options["sigma_px"] > 0
@@ -224,7 +227,7 @@ def test_truth_files_round_trip(tmp_path):
 
 
 def test_options_and_errors():
-    assert KINDS == ("graphene", "graphene_gb", "mos2", "perovskite", "cairo", "crn")
+    assert KINDS == ("graphene", "graphene_gb", "mos2", "perovskite", "cairo", "crn", "tbl_mos2")
     opts = simulate_options("graphene")
     assert {"stone_wales_density", "vacancy_density", "rotation", "sigma_px", "dose"} <= set(opts)
     assert {"s_vacancy_density", "se_fraction"} <= set(simulate_options("mos2"))
@@ -259,3 +262,122 @@ def test_large_image_renders():
     sim = simulate("graphene", size=2048, seed=0, scan_distortion=1.0)
     assert sim.image.shape == (2048, 2048)
     assert 47_000 < len(sim.truth.xy) < 53_000
+
+
+# --------------------------------------------------------------------------------------------------
+# Dense graphene defects (disorder series)
+
+
+def check_defect_rings(truth):
+    sizes = truth.ring_sizes
+    for d in truth.defects:
+        expected = [5, 5, 7, 7] if d.kind == "stone_wales" else [5, 9]
+        assert sorted(sizes[list(d.rings)].tolist()) == expected
+        assert set(d.atoms) == {a for k in d.rings for a in truth.rings[k]}
+    in_defects = [k for d in truth.defects for k in d.rings]
+    assert len(in_defects) == len(set(in_defects))  # no ring belongs to two defects
+    assert all(sizes[k] == 6 for k in range(len(sizes)) if k not in set(in_defects))
+
+
+@pytest.mark.parametrize("kind", ["stone_wales", "vacancy"])
+def test_dense_defects_at_five_percent(kind, caplog):
+    options = {"stone_wales_density": 0.0, "vacancy_density": 0.0, f"{kind}_density": 0.05}
+    with caplog.at_level("WARNING", logger="motifgram.engine.simulate"):
+        truth = simulate("graphene", size=256, seed=3, **options).truth
+    assert not caplog.records  # 5 % fits: no "placed m of n" warning
+    assert all(d.kind == kind for d in truth.defects)
+    assert len(truth.defects) / len(truth.xy) == pytest.approx(0.05, rel=0.08)
+    check_defect_rings(truth)
+    lengths = bond_lengths(truth) / A_CC_PX
+    assert lengths.min() > 0.85 and lengths.max() < 1.15  # the downstream bond cut's tolerance
+    assert check_truth(truth, 256) == 1 and points_inside_rings(truth) == 0
+
+
+def test_mixed_dense_defects_and_an_impossible_request_warns(caplog):
+    truth = simulate("graphene", size=200, seed=4, stone_wales_density=0.02, vacancy_density=0.02).truth
+    assert len(truth.defects) / len(truth.xy) == pytest.approx(0.04, rel=0.1)
+    check_defect_rings(truth)
+    with caplog.at_level("WARNING", logger="motifgram.engine.simulate"):
+        jammed = simulate("graphene", size=128, seed=4, stone_wales_density=0.095, vacancy_density=0.0).truth
+    assert any("placed" in r.getMessage() for r in caplog.records)
+    check_defect_rings(jammed)
+    assert len(jammed.defects) / len(jammed.xy) > 0.04  # jams well above the sparse cap of ~0.014
+
+
+def test_default_density_keeps_defects_sparse():
+    """At the default densities every defect keeps >= 4 lattice periods from the others (sparse phase)."""
+    truth = simulate("graphene", size=512, seed=0).truth
+    centres = np.array([truth.xy[list(d.atoms)].mean(axis=0) for d in truth.defects])
+    gaps = np.hypot(*(centres[:, None] - centres[None]).transpose(2, 0, 1))
+    assert len(truth.defects) >= 5 and gaps[~np.eye(len(centres), dtype=bool)].min() > 3.5 * math.sqrt(3) * A_CC_PX
+
+
+# --------------------------------------------------------------------------------------------------
+# Twisted bilayer MoS2
+
+
+def test_tbl_mos2_columns_and_no_bonds():
+    sim = simulate("tbl_mos2", size=256, seed=1, twist=5.0)
+    truth = sim.truth
+    counts = Counter(truth.label.tolist())
+    assert set(counts) == {"Mo@L1", "S2@L1", "Mo@L2", "S2@L2"}
+    assert all(c == pytest.approx(counts["Mo@L1"], rel=0.03) for c in counts.values())
+    assert len(truth.bonds) == 0 and truth.rings == () and truth.defects == ()
+    assert sim.options["twist"] == 5.0 and sim.options["sigma_px"] == pytest.approx(1.5)
+    # each layer is a honeycomb of Mo–S2 distance 6 px; layer 2 is layer 1 turned by the twist
+    def directions(layer):
+        xy = truth.xy[np.char.endswith(truth.label, layer)]
+        d, k = cKDTree(xy).query(xy, k=2)
+        assert np.allclose(d[:, 1], 6.0)
+        v = xy[k[:, 1]] - xy
+        return np.degrees(np.arctan2(v[:, 1], v[:, 0])) % 60
+
+    turn = (np.median(directions("@L2")) - np.median(directions("@L1"))) % 60
+    assert min(turn, 60 - turn) == pytest.approx(5.0, abs=1e-6)
+
+
+def test_tbl_mos2_stacking_classes_match_the_columns():
+    truth = simulate("tbl_mos2", size=512, seed=2, twist=4.0, dose=None).truth
+    stacking = truth.stacking
+    assert stacking.grid_xy.shape == (len(stacking.grid_label), 2)
+    fractions = {c: float(np.mean(stacking.grid_label == c)) for c in STACKING_CLASSES}
+    for c in ("AA'", "AB'", "A'B"):
+        assert fractions[c] == pytest.approx(0.227, abs=0.03)
+    assert fractions["other"] == pytest.approx(0.32, abs=0.04)
+    def tree(label):
+        return cKDTree(truth.xy[truth.label == label])
+
+    a = 6.0 * math.sqrt(3)
+    inner = np.all((stacking.grid_xy > 20) & (stacking.grid_xy < 491), axis=1)
+    # Mo of layer 2 near each point sits over: S2 (AA'), Mo (AB'), the hollow (A'B: S2 over S2)
+    for label, top, under in (("AA'", "Mo@L2", "S2@L1"), ("AB'", "Mo@L2", "Mo@L1"), ("A'B", "S2@L2", "S2@L1")):
+        points = stacking.grid_xy[inner & (stacking.grid_label == label)]
+        _, k = tree(top).query(points)
+        column = truth.xy[truth.label == top][k]
+        offset, _ = tree(under).query(column)
+        assert np.percentile(offset, 95) < a / 4 + 0.5
+
+
+def test_tbl_mos2_zero_twist_is_2h_everywhere_and_round_trips(tmp_path):
+    truth = simulate("tbl_mos2", size=128, seed=0, twist=0.0).truth
+    assert set(truth.stacking.grid_label.tolist()) == {"AA'"}
+    assert simulate("graphene", size=64, seed=0).truth.stacking is None
+    truth = simulate("tbl_mos2", size=128, seed=0, twist=3.0).truth
+    csv_path, json_path = truth.to_files(tmp_path / "tbl.csv")
+    back = Truth.from_files(csv_path)
+    np.testing.assert_array_equal(back.xy, truth.xy)
+    np.testing.assert_array_equal(back.label, truth.label)
+    assert back.bonds.shape == (0, 2) and back.rings == () and back.defects == ()
+    np.testing.assert_array_equal(back.stacking.grid_xy, truth.stacking.grid_xy)
+    np.testing.assert_array_equal(back.stacking.grid_label, truth.stacking.grid_label)
+    with pytest.raises(SpecError, match="simulate.twist"):
+        simulate("tbl_mos2", size=64, twist=75.0)
+
+
+def test_tbl_mos2_overlapping_columns_add():
+    sim = simulate("tbl_mos2", size=128, seed=3, twist=0.0, dose=None, read_noise=0.0, background=0.0)
+    # at zero twist every column holds Mo of one layer and S2 of the other: 1 + S2's relative Z-contrast
+    peaks = sim.image[tuple(np.rint(sim.truth.xy[:, ::-1]).astype(int).clip(0, 127).T)]
+    inner = np.all((sim.truth.xy > 8) & (sim.truth.xy < 119), axis=1)
+    expected = 1 + 2 * 16**1.7 / 42**1.7
+    assert np.median(peaks[inner]) == pytest.approx(expected, rel=0.05)
