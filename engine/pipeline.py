@@ -32,10 +32,11 @@ from motifgram.grammar.parse import parse_graph
 
 from .cache import cache_dir_for, cache_key, fingerprint_file, load_entry, save_entry
 from .detect import Atoms, detect_atoms
-from .errors import GrammarError, ImageError, MotifgramError
+from .errors import GrammarError, ImageError, MotifgramError, NoLatticeError
 from .executor import open_executor
 from .graph import AtomGraph, build_graph, ring_statistics
 from .io import Micrograph, load_micrograph
+from .moire import grid_points, measure_moire
 from .outputs import atomic_run_dir, check_output_dir, write_csv, write_json
 from .patches import extract_patches, normalise_image, patch_size_for
 from .progress import Progress
@@ -127,6 +128,8 @@ class MicrographRecord:
         Entry of the feature cache holding all atoms' invariants.
     recomputed : bool
         False when the record came from the cache.
+    moire : dict or None
+        Twist and moiré period (``detect.method: grid`` only; see :mod:`motifgram.engine.moire`).
     """
 
     index: int
@@ -144,6 +147,7 @@ class MicrographRecord:
     sample_patches: np.ndarray
     cache_key: str
     recomputed: bool
+    moire: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -201,15 +205,18 @@ def analyse_micrograph(micrograph: Micrograph, spec: Spec, timer: StageTimer | N
     timer = timer or StageTimer()
     detect = spec.detect
     with timer("detect"):
-        atoms = detect_atoms(
-            micrograph.image,
-            lattice_period_px=detect.lattice_period,
-            min_distance_px=detect.min_distance,
-            threshold=detect.threshold,
-            denoise_sigma_px=detect.denoise_sigma,
-            refine=detect.refine,
-            dark_atoms=detect.dark_atoms,
-        )
+        if detect.method == "grid":
+            atoms = grid_points(micrograph.image, spacing_px=detect.spacing)
+        else:
+            atoms = detect_atoms(
+                micrograph.image,
+                lattice_period_px=detect.lattice_period,
+                min_distance_px=detect.min_distance,
+                threshold=detect.threshold,
+                denoise_sigma_px=detect.denoise_sigma,
+                refine=detect.refine,
+                dark_atoms=detect.dark_atoms,
+            )
     with timer("features"):
         features = compute_features(
             normalise_image(micrograph.image, atoms.xy),
@@ -263,9 +270,20 @@ def first_pass(index: int, item, spec: Spec, cache_dir: Path | None):
     except MotifgramError as exc:
         return Failure(index, item.id, str(item.path or f"simulate:{item.simulate.kind}"), str(exc)), timer.as_dict()
     arrays = _entry_from_analysis(analysis, spec)
+    if spec.detect.method == "grid":
+        with timer("moire"):
+            arrays["moire"] = np.array(json.dumps(_moire_summary(micrograph)))
     if cache_dir is not None:
         save_entry(cache_dir, key, arrays)
     return _record_from_entry(index, item, key, arrays, recomputed=True), timer.as_dict()
+
+
+def _moire_summary(micrograph: Micrograph) -> dict | None:
+    """Twist angle and moiré period from the Fourier transform; None when the image shows no lattice."""
+    try:
+        return measure_moire(micrograph.image, pixel_size_nm=micrograph.pixel_size_nm).to_summary()
+    except NoLatticeError:
+        return None
 
 
 def _entry_from_analysis(analysis: MicrographAnalysis, spec: Spec) -> dict:
@@ -332,6 +350,7 @@ def _record_from_entry(index: int, item, key: str, entry: dict, *, recomputed: b
         patch_size=int(entry["patch_size"]), sample=entry["sample"],
         sample_invariants=entry["invariants"][entry["sample"]], sample_moments=entry["sample_moments"],
         sample_patches=entry["sample_patches"], cache_key=key, recomputed=recomputed,
+        moire=json.loads(str(entry["moire"])) if "moire" in entry else None,
     )
 
 
@@ -345,6 +364,7 @@ class _Finish:
     ring_symbol_names: tuple
     overlays: bool
     staging: Path
+    sampling: str
 
 
 def third_pass(record: MicrographRecord, item, labels: np.ndarray, confidence: np.ndarray, finish: _Finish):
@@ -407,6 +427,8 @@ def _image_summary(record, graph, labels, confidence, finish: _Finish, parse) ->
         },
         "coverage": {str(level): round(v, 5) for level, v in sorted(parse.coverage.items())},
         **{key: round(value, 5) for key, value in measures.items()},
+        "sampling": finish.sampling,
+        **({"moire": record.moire} if record.moire is not None else {}),
     }
 
 
@@ -590,6 +612,7 @@ def _finish(staging, spec, records, labels, confidences, token_model, grammar, i
         ring_symbol_names=tuple(r.name for r in sorted(grammar.rings, key=lambda r: -r.count)),
         overlays=spec.output.overlays,
         staging=staging,
+        sampling=spec.detect.method,
     )
     images = {}
     n = len(records)

@@ -70,7 +70,7 @@ SimulationKind = Literal["graphene", "graphene_gb", "mos2", "perovskite", "cairo
 SIMULATION_KINDS = typing.get_args(SimulationKind)
 
 # Detection methods; "grid" (lattice-cell sampling) is reserved for a later release.
-DetectMethod = Literal["atoms"]
+DetectMethod = Literal["atoms", "grid"]
 
 _AUTO = "auto"
 # (regular expression, the same in words)
@@ -287,7 +287,12 @@ class InputSpec:
 class DetectSpec:
     """Finding atom columns."""
 
-    method: DetectMethod = _key("atoms", doc="How to find sites: 'atoms' (peaks of atom columns).")
+    method: DetectMethod = _key(
+        "atoms", doc="How to find sites: 'atoms' (peaks of atom columns) or 'grid' (sample points on a triangular "
+                     "lattice, for images whose columns overlap, e.g. twisted bilayers; atoms.csv then lists the "
+                     "sample points).")
+    spacing: float | None = _key(
+        None, exclusive_minimum=0.0, doc="grid only: spacing of the sample points in px. auto: one lattice period.")
     lattice_period: float | None = _key(
         None, exclusive_minimum=0.0, doc="Lattice period in px. auto: from the image's Fourier transform.")
     min_distance: float | None = _key(
