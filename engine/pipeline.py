@@ -565,10 +565,21 @@ def run(spec=None, *, out_dir=None, force: bool = False, quiet: bool = False) ->
 
 
 def _compare_groups(spec, records, graphs, token_model, grammar, timer):
-    """One grammar per group (when a run has several) and their comparison, with the spec's references.
+    """One grammar per group (when a run has several) and the comparison of the groups.
 
-    Returns ``({group: Grammar}, Comparison or None)``; a run of one group is compared only when the spec
-    names references (its joint grammar is then classified).
+    The groups share the run's token vocabulary and joint grammar, so they are compared in that common
+    basis: each group's micrographs are parsed with the joint grammar and the distance is the
+    Jensen–Shannon divergence of their rule usage (a per-group grammar, learned from a few micrographs,
+    also models their idiosyncrasies: two micrographs of one material can learn different rare motifs).
+    The per-group grammars are returned for the run directory (``grammars/<group>.txt``); comparing them
+    by cross description length is ``motifgram compare`` between runs. A run of one group is compared only
+    when the spec names references (its grammar is then classified against them).
+
+    Returns
+    -------
+    group_grammars : dict of str to Grammar
+        Empty for a run of one group.
+    comparison : Comparison or None
     """
     groups: dict[str, list[int]] = {}
     for position, record in enumerate(records):
@@ -576,23 +587,18 @@ def _compare_groups(spec, records, graphs, token_model, grammar, timer):
     references = dict(spec.compare.references) or None
     if len(groups) < 2 and references is None:
         return {}, None
-    grammar_options = dict(
-        min_count=spec.grammar.min_count,
-        max_motif_size=spec.grammar.max_motif_size,
-        min_domain_size=spec.grammar.min_domain_size,
-    )
     group_grammars = {}
     if len(groups) > 1:
         with timer("grammar"):
             for group, members in groups.items():
                 group_grammars[group] = induce_grammar(
-                    [graphs[i] for i in members], name=f"{spec.name}/{group}", **grammar_options
+                    [graphs[i] for i in members], name=f"{spec.name}/{group}", min_count=spec.grammar.min_count,
+                    max_motif_size=spec.grammar.max_motif_size, min_domain_size=spec.grammar.min_domain_size,
                 ).grammar
     with timer("compare"):
-        by_group = group_grammars or {next(iter(groups)): grammar}
         items = [
             Comparable.from_graphs(
-                group, by_group[group], {records[i].id: graphs[i] for i in members}, token_model=token_model,
+                group, grammar, {records[i].id: graphs[i] for i in members}, token_model=token_model,
                 group=group, min_domain_size=spec.grammar.min_domain_size,
             )
             for group, members in groups.items()

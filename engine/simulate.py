@@ -138,6 +138,7 @@ _KIND_OPTIONS = {
     },
     "crn": {
         "pixel_size_nm": A_CC_NM / NN_PX,
+        "regularity": 0.9,  # blue-noise repulsion radius / (sqrt(3) a_CC), in (0, 1): lower is more disordered
     },
     "tbl_mos2": {
         "pixel_size_nm": MOS2_MO_S_NM / TBL_NN_PX,
@@ -416,6 +417,7 @@ _CHECKS = {
     "se_fraction": (False, 0.0, True, 1.0000001, "a number in [0, 1]"),
     "o_intensity": (False, 0.0, True, None, "a number >= 0"),
     "twist": (False, -60.0, False, 60.0, "a number of degrees in (-60, 60)"),
+    "regularity": (False, 0.0, False, 1.0, "a number in (0, 1)"),
     "sigma_px": (True, 0.0, False, None, "a number > 0 (px) or null"),
     "background": (False, 0.0, True, None, "a number >= 0"),
     "dose": (True, 0.0, False, None, "a number > 0 (counts per unit amplitude) or null"),
@@ -899,7 +901,7 @@ def _crn(size, rng, opts):
     lo, hi = -2 * margin, size - 1 + 2 * margin
     n_points = round((hi - lo) ** 2 / (1.5 * SQRT3 * acc**2))
     points = rng.uniform(lo, hi, size=(n_points, 2))
-    radius = 0.95 * SQRT3 * acc  # repulsion radius: blue noise, short of crystallising into a triangular lattice
+    radius = opts["regularity"] * SQRT3 * acc  # repulsion radius: blue noise, short of crystallising
     for _ in range(30):
         pairs = cKDTree(points).query_pairs(radius, output_type="ndarray")
         d = points[pairs[:, 0]] - points[pairs[:, 1]]
