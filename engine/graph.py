@@ -11,11 +11,14 @@ Pipeline (:func:`build_graph`):
    ``L / max(s[i], s[j])`` is below the bond factor ``tau``. Bonds are a subset of Delaunay edges, so
    they never cross: the bond graph is a planar straight-line graph.
 3. **Auto bond factor** (``bond_factor=None``): histogram of the ratios of all candidate edges on
-   ``[1, 2]`` in bins of 0.02, smoothed with a 3-bin box. Nearest-neighbour bonds form the first peak,
-   at ratio ~1; ``tau`` is the first minimum after it: the midpoint of the first run of
-   bins that attain the lowest smoothed count inside the window :data:`AUTO_BOND_WINDOW` = [1.15, 1.6].
-   A perfect honeycomb (ratios 1 and sqrt(3)) gives 1.37, a square lattice (1 and sqrt(2)) 1.26. The
-   value is logged at INFO and kept as :attr:`AtomGraph.bond_factor`.
+   ``[1, 2.5]`` in bins of 0.02, smoothed with a 3-bin box. Nearest-neighbour bonds form the first peak,
+   at ratio ~1; ``tau`` is the first minimum after it: the midpoint of the first run of bins that attain
+   the lowest smoothed count inside the window :data:`AUTO_BOND_WINDOW` = [1.15, 1.6]. When that cut gives
+   a mean degree below :data:`MIN_MEAN_DEGREE` (pairs or chains, e.g. Si dumbbells or a rectangular
+   lattice's short side, which cannot hold rings), ``tau`` moves on to the next valley (a local minimum at
+   most half as high as the highest bin before it) whose cut reaches that degree, up to ratio 2.5. A
+   perfect honeycomb (ratios 1 and sqrt(3)) gives 1.37, a square lattice (1 and sqrt(2)) 1.26. The value
+   is logged at INFO and kept as :attr:`AtomGraph.bond_factor`.
 4. **Faces** by half-edge traversal, vectorised: half-edges sorted by (origin, angle); the successor of
    half-edge ``u -> v`` in its face is ``v -> w``, where ``w`` is the neighbour of ``v`` following ``u``
    in increasing ``atan2(dy, dx)`` order at ``v``. Face cycles are the cycles of this permutation,
@@ -62,6 +65,8 @@ from motifgram.engine.errors import MotifgramError
 
 __all__ = [
     "AUTO_BOND_WINDOW",
+    "AUTO_BOND_SEARCH_MAX",
+    "MIN_MEAN_DEGREE",
     "DUPLICATE_TOL_PX",
     "AtomGraph",
     "RingStats",
@@ -73,6 +78,12 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 AUTO_BOND_WINDOW = (1.15, 1.6)
+#: When the first cut leaves pairs or chains, the auto bond factor searches later valleys of the ratio
+#: histogram, up to this ratio, ...
+AUTO_BOND_SEARCH_MAX = 2.5
+#: ... for the first whose bonds give the atoms at least this mean degree (a network with rings: a honeycomb
+#: has 3, a square lattice 4; a cut inside a dumbbell or a chain gives 1–2).
+MIN_MEAN_DEGREE = 2.5
 """Bounds of the automatic bond factor (ratio of edge length to local nearest-neighbour distance)."""
 
 DUPLICATE_TOL_PX = 1e-6
@@ -336,7 +347,7 @@ def build_graph(xy, *, image_shape, bond_factor=None, max_ring=12, border_px=Non
     scale = _local_scale(n, cand, length)
     ratio = length / np.maximum(scale[cand[:, 0]], scale[cand[:, 1]])
     if bond_factor is None:
-        bond_factor = _auto_bond_factor(ratio)
+        bond_factor = _auto_bond_factor(ratio, n)
         log.info("auto bond factor %.3f (edge ratio histogram of %d candidate edges)", bond_factor, len(ratio))
     bond_factor = float(bond_factor)
     keep = ratio < bond_factor
@@ -406,19 +417,54 @@ def _local_scale(n, cand, length):
     return d_nn[by_value[key[np.cumsum(count) - count + (count - 1) // 2] % n]]
 
 
-def _auto_bond_factor(ratio):
-    """First minimum of the smoothed edge-ratio histogram after the nearest-neighbour peak (module doc)."""
+def _auto_bond_factor(ratio, n_atoms):
+    """The first minimum of the smoothed edge-ratio histogram that bonds the atoms into a network (module doc)."""
     lo, hi = AUTO_BOND_WINDOW
-    n_bins = int(round(1.0 / _HIST_BIN))
-    hist, edges = np.histogram(ratio, bins=n_bins, range=(1.0, 2.0))
+    n_bins = int(round((AUTO_BOND_SEARCH_MAX - 1.0) / _HIST_BIN))
+    hist, edges = np.histogram(ratio, bins=n_bins, range=(1.0, AUTO_BOND_SEARCH_MAX))
     smooth = np.convolve(hist, np.ones(3), mode="same")
     centres = 0.5 * (edges[:-1] + edges[1:])
+    sorted_ratio = np.sort(ratio)
+
+    def mean_degree(tau):
+        return 2.0 * np.searchsorted(sorted_ratio, tau) / max(n_atoms, 1)
+
     window = np.flatnonzero((centres >= lo - 1e-9) & (centres <= hi + 1e-9))
     vals = smooth[window]
-    low = vals == vals.min()
-    first = int(np.argmax(low))
-    last = first + (int(np.argmin(low[first:])) if not low[first:].all() else len(low) - first) - 1
-    return float(0.5 * (centres[window[first]] + centres[window[last]]))
+    lowest = vals == vals.min()
+    first = int(np.argmax(lowest))
+    last = first + (int(np.argmin(lowest[first:])) if not lowest[first:].all() else len(lowest) - first) - 1
+    tau = float(0.5 * (centres[window[first]] + centres[window[last]]))
+    if mean_degree(tau) >= MIN_MEAN_DEGREE:
+        return tau
+    for low, high in _valleys(smooth, centres, tau + _HIST_BIN):
+        candidate = float(0.5 * (low + high))
+        if mean_degree(candidate) >= MIN_MEAN_DEGREE:
+            log.info("bond factor %.3f leaves a mean degree of %.2f (pairs or chains): bonding the next shell, %.3f",
+                     tau, mean_degree(tau), candidate)
+            return candidate
+    return tau
+
+
+def _valleys(smooth, centres, start):
+    """``(low, high)`` ratio spans of the histogram's valleys from ``start`` on, in order.
+
+    A valley is a run of bins at a local minimum whose count is at most half the highest count before it
+    (a real gap between two shells of neighbours, not noise on a shoulder).
+    """
+    out = []
+    n = len(smooth)
+    i = int(np.searchsorted(centres, start - 1e-9))
+    while i < n:
+        j = i
+        while j + 1 < n and smooth[j + 1] == smooth[i]:
+            j += 1
+        left = smooth[i - 1] if i > 0 else np.inf
+        right = smooth[j + 1] if j + 1 < n else np.inf
+        if smooth[i] <= left and smooth[i] < right and smooth[i] <= 0.5 * smooth[: i + 1].max():
+            out.append((centres[i], centres[j]))
+        i = j + 1
+    return out
 
 
 def _half_edges(xy, bonds):

@@ -445,3 +445,19 @@ def test_atom_graph_validates_fields():
     g = AtomGraph(xy=[[0, 0], [1, 0], [0, 1]], tokens=["A", "B", "C"], bonds=[[0, 1], [0, 2], [1, 2]],
                   rings=[[0, 2, 1]], image_shape=(4, 4))
     assert g.rings == ((0, 2, 1),) and math.isnan(g.bond_factor) and g.xy.dtype == np.float64
+
+
+def test_auto_bond_factor_bonds_past_a_first_shell_of_pairs_or_chains():
+    """A rectangular lattice (rows 1.45x farther apart than columns) and a lattice of dumbbells: the first
+    histogram minimum would leave chains or isolated pairs; the auto cut bonds the next shell and finds rings."""
+    rng = np.random.default_rng(3)
+    rect = np.array([[x * 10.0, y * 14.5] for y in range(12) for x in range(16)]) + 20
+    rect += rng.normal(0, 0.2, rect.shape)
+    g = build_graph(rect, image_shape=(220, 200))
+    assert 1.45 < g.bond_factor < 1.75
+    assert set(g.ring_sizes.tolist()) == {4} and len(g.rings) == 13 * 9  # the outer layer touches the hull
+    centres = np.array([[x * 24.0, y * 20.0] for y in range(10) for x in range(10)]) + 20
+    dumbbells = np.concatenate([centres - [0, 4.0], centres + [0, 4.0]]) + rng.normal(0, 0.2, (200, 2))
+    g = build_graph(dumbbells, image_shape=(230, 260))
+    degree = np.bincount(g.bonds.ravel(), minlength=len(dumbbells))
+    assert np.mean(degree) >= 2.5 and len(g.rings) > 0
