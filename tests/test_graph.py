@@ -456,8 +456,9 @@ def test_auto_bond_factor_bonds_past_a_first_shell_of_pairs_or_chains():
     g = build_graph(rect, image_shape=(220, 200))
     assert 1.45 < g.bond_factor < 1.75
     assert set(g.ring_sizes.tolist()) == {4} and len(g.rings) == 13 * 9  # the outer layer touches the hull
-    centres = np.array([[x * 24.0, y * 20.0] for y in range(10) for x in range(10)]) + 20
+    # pairs 8 px apart; 12 px end to end along the columns, 14 px between columns
+    centres = np.array([[x * 14.0, y * 20.0] for y in range(10) for x in range(10)]) + 20
     dumbbells = np.concatenate([centres - [0, 4.0], centres + [0, 4.0]]) + rng.normal(0, 0.2, (200, 2))
-    g = build_graph(dumbbells, image_shape=(230, 260))
+    g = build_graph(dumbbells, image_shape=(230, 170))
     degree = np.bincount(g.bonds.ravel(), minlength=len(dumbbells))
     assert np.mean(degree) >= 2.5 and len(g.rings) > 0
