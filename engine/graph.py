@@ -72,6 +72,7 @@ __all__ = [
     "RingStats",
     "build_graph",
     "ring_statistics",
+    "face_cycles",
     "aboav_weaire",
 ]
 
@@ -502,40 +503,78 @@ def _half_edges(xy, bonds):
     return org, dst, nxt, face.astype(np.int64)
 
 
-def _rings(xy, bonds, tri, image_shape, max_ring, border_px):
-    """Rings of the bond graph (module docstring), sorted; ``tri`` is the Delaunay triangulation of ``xy``."""
-    n = len(xy)
-    if len(bonds) < 3:
-        return ()
+def _face_walk(xy, bonds, max_ring):
+    """Bounded faces of 3..max_ring half-edges of a planar straight-line graph, walked vectorised.
+
+    Returns ``(ring, length, simple, first, dst)``: ``ring`` (F, W) atom ids in the module's orientation,
+    starting at the smallest, padded with distinct negatives; ``length`` (F,); ``simple`` (F,) no atom
+    repeated; ``first`` (F,) the half-edge each walk starts from and ``dst`` the half-edges' destinations.
+    """
     org, dst, nxt, face = _half_edges(xy, bonds)
     n_faces = int(face.max()) + 1
     size = np.bincount(face, minlength=n_faces)
     c = xy - xy.mean(axis=0)
     area2 = np.bincount(face, weights=c[org, 0] * c[dst, 1] - c[dst, 0] * c[org, 1], minlength=n_faces)
     cand = np.flatnonzero((size >= 3) & (size <= max_ring) & (area2 < 0))
-    if len(cand) == 0:
-        return ()
-
     # Walk each candidate face from its half-edge with the smallest origin, so rings start at their minimum.
     by_face = np.lexsort((org, face))
     first = by_face[np.cumsum(size) - size][cand]
     length = size[cand]
-    width = int(length.max())
+    width = int(length.max()) if len(cand) else 0
     cols = np.arange(width)
     ring = np.empty((len(cand), width), dtype=np.int64)
     h = first
     for k in range(width):
         ring[:, k] = org[h]
         h = nxt[h]
-    valid = cols < length[:, None]
-    ring = np.where(valid, ring, -1 - cols)  # distinct negative padding
+    ring = np.where(cols < length[:, None], ring, -1 - cols)  # distinct negative padding
     srt = np.sort(ring, axis=1)
     simple = np.all(srt[:, 1:] != srt[:, :-1], axis=1)
+    return ring, length, simple, first, dst
+
+
+def face_cycles(xy, bonds, *, max_ring=12):
+    """Every simple bounded face of 3..``max_ring`` atoms of a planar straight-line graph.
+
+    Unlike :func:`build_graph`'s rings, no face is dropped for the border, the outer face or atoms inside
+    it: this is the plain topology of a given bond set (the simulator's truth uses it).
+
+    Parameters
+    ----------
+    xy : (N, 2) array_like of float
+        Positions, px.
+    bonds : (B, 2) array_like of int
+        Edges that do not cross.
+    max_ring : int
+
+    Returns
+    -------
+    list of tuple of int
+        Atom ids in cyclic order (counter-clockwise as displayed, as :attr:`AtomGraph.rings`), smallest first.
+    """
+    xy = np.asarray(xy, dtype=np.float64)
+    bonds = np.asarray(bonds, dtype=np.int64).reshape(-1, 2)
+    if len(bonds) < 3:
+        return []
+    ring, length, simple, _, _ = _face_walk(xy, bonds, max_ring)
+    return [tuple(r[:m]) for r, m, ok in zip(ring.tolist(), length.tolist(), simple.tolist()) if ok]
+
+
+def _rings(xy, bonds, tri, image_shape, max_ring, border_px):
+    """Rings of the bond graph (module docstring), sorted; ``tri`` is the Delaunay triangulation of ``xy``."""
+    n = len(xy)
+    if len(bonds) < 3:
+        return ()
+    ring, length, simple, first, dst = _face_walk(xy, bonds, max_ring)
+    if len(ring) == 0:
+        return ()
+    cols = np.arange(ring.shape[1])
+    valid = cols < length[:, None]
 
     # Emptiness and the outer face from the Delaunay triangles grouped into bond-bounded regions.
     region, n_tri, outer_atoms = _regions(xy, bonds, tri)
     t_key = _tri_edge_keys(xy, tri)
-    key = dst[first] * n + org[first]  # triangle right of u -> v is left of v -> u
+    key = dst[first] * n + ring[:, 0]  # triangle right of u -> v is left of v -> u (the walk starts at u)
     pos = np.searchsorted(t_key[0], key)
     found = t_key[0][np.minimum(pos, len(t_key[0]) - 1)] == key
     reg = np.where(found, region[t_key[1][np.minimum(pos, len(t_key[0]) - 1)]], -1)

@@ -30,9 +30,9 @@ and add where they overlap. The truth lists every column of both layers (labels 
 on a grid.
 
 Coordinates are ``xy`` = (x = column, y = row) in pixels, origin at the centre of the top-left pixel.
-Rings list their atoms in cyclic order with positive signed area
-``sum(x[i] * y[i+1] - x[i+1] * y[i]) > 0`` (counter-clockwise in the (x, y) axes, i.e. clockwise on a
-screen where y points down), starting at their smallest atom index.
+Rings list their atoms in cyclic order, counter-clockwise as displayed (y down; negative signed area
+``sum(x[i] * y[i+1] - x[i+1] * y[i]) < 0`` in raw (x, y)), starting at their smallest atom index: the
+convention of :attr:`motifgram.engine.graph.AtomGraph.rings`, whose face walk they come from.
 
 Image formation (one implementation for all kinds): each atom column is a Gaussian of standard deviation
 ``sigma_px`` whose amplitude comes from the column's label (HAADF Z-contrast, ``sum Z**1.7`` over the column,
@@ -64,6 +64,7 @@ from scipy import ndimage
 from scipy.spatial import Delaunay, cKDTree
 
 from motifgram.engine.errors import MotifgramError, SpecError
+from motifgram.engine.graph import face_cycles
 
 __all__ = ["KINDS", "STACKING_CLASSES", "Defect", "Stacking", "Truth", "Simulation", "simulate", "simulate_options"]
 
@@ -79,7 +80,7 @@ PEROVSKITE_A_NM = 0.39  # SrTiO3-like cubic lattice constant
 CAIRO_EDGE_NM = 0.2  # nominal edge length of the model Cairo tiling
 NN_PX = 8.0  # nearest-neighbour distance (px) at every kind's default pixel size but tbl_mos2's
 TBL_NN_PX = 6.0  # tbl_mos2: Mo–S2 distance (px) at its default pixel size, so 1024 px hold 3.4 moire periods at 2 deg
-MIN_RING, MAX_RING = 3, 12
+MAX_RING = 12
 SQRT3 = math.sqrt(3.0)
 
 
@@ -217,7 +218,8 @@ class Truth:
         form no planar bond network).
     rings : tuple of tuple of int
         Bounded faces of the bond graph of size 3..12 whose atoms are all in the image and not within
-        half a bond length of its edge; atoms in cyclic order (positive signed area in xy), smallest first.
+        half a bond length of its edge; atoms in cyclic order (counter-clockwise as displayed, as
+        :attr:`motifgram.engine.graph.AtomGraph.rings`), smallest first.
     defects : tuple of Defect
     stacking : Stacking or None
         Local stacking classes of a twisted bilayer (``tbl_mos2``); None for every other kind.
@@ -774,7 +776,7 @@ class _DefectSites:
 
     def _start_dense(self):
         n = len(self._xy)
-        faces = [f for f in _faces(self._xy, self._bonds) if len(f) == 6]
+        faces = [f for f in face_cycles(self._xy, self._bonds, max_ring=MAX_RING) if len(f) == 6]
         hexagons = np.array(faces, dtype=np.int64).reshape(-1, 6)
         edge = self._acc
         clear = np.all((self._xy >= edge - 0.5) & (self._xy <= self._size - 0.5 - edge), axis=1)
@@ -827,7 +829,7 @@ def _graphene_gb(size, rng, opts):
         edges = _sort_bonds(np.concatenate([simplices[:, [0, 1]], simplices[:, [1, 2]], simplices[:, [0, 2]]]))
         bonds = edges[np.hypot(*(xy[edges[:, 0]] - xy[edges[:, 1]]).T) <= 1.25 * acc]
         # A 3-ring at the seam is an artefact of the distance cut: drop its lone atom from the other grain.
-        triangles = np.array([f for f in _faces(xy, bonds) if len(f) == 3], dtype=np.int64).reshape(-1, 3)
+        triangles = np.array([f for f in face_cycles(xy, bonds, max_ring=MAX_RING) if len(f) == 3], dtype=np.int64).reshape(-1, 3)
         if not len(triangles):
             break
         tags = grain[triangles]
@@ -1007,53 +1009,12 @@ _BUILDERS = {
 # Truth: faces and cropping
 
 
-def _faces(xy, bonds):
-    """Simple bounded faces of a planar straight-line graph, by half-edge traversal.
-
-    Returns
-    -------
-    list of tuple of int
-        Each face's atoms in cyclic order with positive signed area, smallest index first.
-    """
-    n_bonds = len(bonds)
-    src = np.concatenate([bonds[:, 0], bonds[:, 1]])
-    dst = np.concatenate([bonds[:, 1], bonds[:, 0]])
-    angle = np.arctan2(xy[dst, 1] - xy[src, 1], xy[dst, 0] - xy[src, 0])
-    order = np.lexsort((angle, src))  # half-edges grouped by source, counter-clockwise
-    sorted_src = src[order]
-    first = np.searchsorted(sorted_src, sorted_src, side="left")
-    last = np.searchsorted(sorted_src, sorted_src, side="right") - 1
-    position = np.arange(len(order))
-    before = np.where(position == first, last, position - 1)
-    clockwise = np.empty_like(order)
-    clockwise[order] = order[before]
-    twin = (np.arange(2 * n_bonds) + n_bonds) % (2 * n_bonds)
-    successor = clockwise[twin].tolist()  # face on the left of u->v continues with v->w, w clockwise of u
-    src_list = src.tolist()
-    seen = [False] * (2 * n_bonds)
-    faces = []
-    for start in range(2 * n_bonds):
-        if seen[start]:
-            continue
-        cycle, e = [], start
-        while not seen[e]:
-            seen[e] = True
-            cycle.append(src_list[e])
-            e = successor[e]
-        if MIN_RING <= len(cycle) <= MAX_RING and len(set(cycle)) == len(cycle):
-            p = xy[cycle]
-            if np.sum(p[:, 0] * np.roll(p[:, 1], -1) - np.roll(p[:, 0], -1) * p[:, 1]) > 0:
-                k = cycle.index(min(cycle))
-                faces.append(tuple(cycle[k:] + cycle[:k]))
-    return faces
-
-
 def _truth(structure, size):
     xy, bonds = structure.xy, structure.bonds
     inside = np.all((xy >= -0.5) & (xy < size - 0.5), axis=1)
     edge = 0.5 * structure.nn_px
     clear = np.all((xy >= -0.5 + edge) & (xy <= size - 0.5 - edge), axis=1)
-    full_rings = sorted(r for r in _faces(xy, bonds) if clear[list(r)].all())
+    full_rings = sorted(r for r in face_cycles(xy, bonds, max_ring=MAX_RING) if clear[list(r)].all())
     new = np.cumsum(inside) - 1
     rings = tuple(tuple(int(new[a]) for a in r) for r in full_rings)
     rings_of = [[] for _ in range(len(xy))]

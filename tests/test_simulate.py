@@ -40,7 +40,7 @@ def check_truth(truth, size):
             assert edge in bonds
             uses[edge] += 1
         x, y = truth.xy[list(ring)].T
-        assert np.sum(x * np.roll(y, -1) - np.roll(x, -1) * y) > 0  # counter-clockwise in (x, y)
+        assert np.sum(x * np.roll(y, -1) - np.roll(x, -1) * y) < 0  # counter-clockwise as displayed (y down)
     assert max(uses.values(), default=0) <= 2  # a bond borders at most two faces
     for d in truth.defects:
         assert all(0 <= a < n for a in d.atoms) and all(0 <= r < len(truth.rings) for r in d.rings)
