@@ -1,0 +1,101 @@
+"""Many micrographs: wall time and peak memory of a glob spec run serially and with the local process pool.
+
+Usage::
+
+    python benchmarks/many.py [--counts 50 200] [--size 512] [--out benchmarks/many.json]
+
+Writes ``--size``² simulated graphene micrographs (fixed seeds) to a scratch folder, then runs the same
+spec over the first N of them with ``engine: {executor: local, workers: 1}`` and ``workers: 2``, each run in a
+fresh process; the peak resident memory of its largest process (``ru_maxrss`` of the children) is recorded. The
+per-micrograph cache is removed before every run, so every run computes everything.
+"""
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+RUN = """
+import sys, yaml
+from motifgram.engine.pipeline import run
+from motifgram.engine.spec import load_spec
+spec = load_spec(yaml.safe_load(open(sys.argv[1])), base_dir=sys.argv[2])
+run(spec, out_dir=sys.argv[3], force=True, quiet=True)
+"""
+
+
+def write_micrographs(folder: Path, count: int, size: int) -> None:
+    from motifgram.engine.simulate import simulate
+
+    for seed in range(count):
+        path = folder / f"frame{seed:04d}.npy"
+        if not path.exists():
+            np.save(path, simulate("graphene", size=size, seed=seed).image)
+
+
+def timed_run(spec: dict, folder: Path, out: Path) -> dict:
+    spec_path = folder / "spec.yaml"
+    import yaml
+
+    spec_path.write_text(yaml.safe_dump(spec))
+    shutil.rmtree(out.parent / f".{out.name}.cache", ignore_errors=True)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", RUN, str(spec_path), str(folder), str(out)], check=True)
+    seconds = time.perf_counter() - start
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return {"seconds": round(seconds, 2), "peak_rss_mib": round(max(peak_kib, before) / 1024, 1)}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--counts", type=int, nargs="+", default=[50, 200])
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/many.json"))
+    args = parser.parse_args(argv)
+    scratch = Path(tempfile.mkdtemp(prefix="motifgram-many-"))
+    results = {"size": args.size, "cores": os.cpu_count(), "runs": []}
+    try:
+        write_micrographs(scratch, max(args.counts), args.size)
+        for count in args.counts:
+            folder = scratch / f"n{count}"
+            folder.mkdir()
+            for i in range(count):
+                (folder / f"frame{i:04d}.npy").symlink_to(scratch / f"frame{i:04d}.npy")
+            for workers in (1, 2):
+                spec = {
+                    "name": f"many-{count}-{workers}",
+                    "inputs": [{"path": "*.npy", "group": "graphene"}],
+                    "engine": {"executor": "local", "workers": workers},
+                    "output": {"report": False, "overlays": False},
+                }
+                # ru_maxrss of children is the largest child so far: run each configuration in its own
+                # python so the figure belongs to this run alone
+                result = json.loads(subprocess.run(
+                    [sys.executable, __file__, "--_one", json.dumps(spec), str(folder)],
+                    check=True, capture_output=True, text=True,
+                ).stdout)
+                result.update(count=count, workers=workers)
+                results["runs"].append(result)
+                print(json.dumps(result), file=sys.stderr)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--_one":
+        spec, folder = json.loads(sys.argv[2]), Path(sys.argv[3])
+        print(json.dumps(timed_run(spec, folder, folder / "run")))
+        sys.exit(0)
+    sys.exit(main())
