@@ -79,9 +79,13 @@ def write_csv(path, header, rows) -> None:
         writer.writerows(rows)
 
 
-def write_json(path, data) -> None:
+def write_json(path, data, *, compact: bool = False) -> None:
+    """Write JSON, indented for people or ``compact`` (large parse trees: the C encoder, several times faster)."""
     with open(path, "w") as fh:
-        json.dump(data, fh, indent=2, sort_keys=False, default=_json_default)
+        if compact:
+            fh.write(json.dumps(data, separators=(",", ":"), default=_json_default))
+        else:
+            json.dump(data, fh, indent=2, sort_keys=False, default=_json_default)
         fh.write("\n")
 
 

@@ -60,9 +60,11 @@ log = logging.getLogger(__name__)
 
 #: Atoms used to fit the token mixture (pooled over micrographs); every atom is then tokenised.
 TOKEN_FIT_SAMPLE = 40_000
-#: Atoms per micrograph kept for the token fit, and for the rotation-aligned class averages.
+#: Atoms per micrograph kept for the token fit, and for the rotation-aligned class averages (cached) ...
 SAMPLE_PER_MICROGRAPH = 4096
 PATCHES_PER_MICROGRAPH = 512
+#: ... of which a run keeps an equal share per micrograph, about this many patches in all.
+PATCH_SAMPLE = 8192
 #: Bump when a change to the per-micrograph stages makes cached results stale.
 CACHE_VERSION = 1
 
@@ -387,7 +389,7 @@ def third_pass(record: MicrographRecord, item, labels: np.ndarray, confidence: n
             (record.id, r, len(ring), symbol, " ".join(map(str, ring)))
             for r, (ring, symbol) in enumerate(zip(graph.rings, parse.ring_symbols, strict=True))
         ))
-        write_json(finish.staging / "parses" / f"{record.id}.json", parse.root.to_dict())
+        write_json(finish.staging / "parses" / f"{record.id}.json", parse.root.to_dict(), compact=True)
     if finish.overlays:
         with timer("overlay"):
             image = load_input(item).image
@@ -447,14 +449,27 @@ def _naming(source: str):
 # Global stages
 
 
+def _trimmed(record: MicrographRecord, n_inputs: int) -> MicrographRecord:
+    """Keep only the share of a record's feature sample that the token fit will use (flat memory in runs
+    of many micrographs: the pooled sample stays near TOKEN_FIT_SAMPLE atoms however many there are)."""
+    quota = -(-TOKEN_FIT_SAMPLE // n_inputs)
+    with_patches = -(-PATCH_SAMPLE // n_inputs)
+    return dataclasses.replace(
+        record,
+        sample=record.sample[:quota],
+        sample_invariants=record.sample_invariants[:quota],
+        sample_moments=record.sample_moments[:with_patches],
+        sample_patches=record.sample_patches[:with_patches],
+    )
+
+
 def _learn_tokens(records: list[MicrographRecord], spec: Spec) -> TokenModel:
     """Fit the token mixture on a seeded sample pooled from every micrograph of the run.
 
     Class averages need one patch size: they come from the micrographs whose automatic patch size is the
     run's most common one (all of them when the micrographs share a magnification).
     """
-    quota = max(1, -(-TOKEN_FIT_SAMPLE // len(records)))
-    invariants = np.concatenate([r.sample_invariants[:quota] for r in records])
+    invariants = np.concatenate([r.sample_invariants for r in records])
     common_size = Counter(r.patch_size for r in records).most_common(1)[0][0]
     averaged = [r for r in records if r.patch_size == common_size]
     k = spec.tokens.k if spec.tokens.k is not None else "auto"
@@ -530,7 +545,10 @@ def run(spec=None, *, out_dir=None, force: bool = False, quiet: bool = False) ->
                 first_pass, range(len(items)), items, [spec] * len(items), [cache_dir] * len(items)
             ):
                 timer.add(seconds)
-                (failures if isinstance(result, Failure) else records).append(result)
+                if isinstance(result, Failure):
+                    failures.append(result)
+                else:
+                    records.append(_trimmed(result, len(items)))
                 advance()
         if not records:
             raise MotifgramError("no micrograph could be analysed:\n" + "\n".join(f.reason for f in failures))

@@ -60,6 +60,9 @@ log = logging.getLogger(__name__)
 
 _FORMAT = 2  # 2: component_token added (format 1 files load with one token per component)
 
+#: Rows on which BIC scores each number of mixture components (see :func:`learn_tokens`).
+BIC_SAMPLE = 10_000
+
 DEFAULT_MERGE_THRESHOLD = 0.25
 """Merge two component groups while their Bhattacharyya coefficient exceeds this (see :func:`merge_components`)."""
 
@@ -456,7 +459,8 @@ def learn_tokens(
         overlapping components into tokens (``merge_threshold``). An int: exactly ``k`` tokens, one per
         component of a ``k``-component mixture (no merging).
     k_range : tuple of int
-        ``(k_min, k_max)`` mixture components, inclusive, for ``k="auto"``.
+        ``(k_min, k_max)`` mixture components, inclusive, for ``k="auto"``: BIC scores each K on at most
+        :data:`BIC_SAMPLE` rows (a seeded subsample of larger inputs, then the chosen K is fitted on all rows).
     names : sequence of str, optional
         One name per *token*, most abundant first; default ``A, B, C, ...``. With ``k="auto"`` the token
         count is known only after the fit: a wrong count raises ``ValueError``.
@@ -505,7 +509,14 @@ def learn_tokens(
     z = ((inv - mean) / scale) @ projection
     options = dict(seed=seed, n_init=n_init, max_iter=max_iter, covariance=covariance)
     if k == "auto":
-        mixture = select_n_components(z, k_range=k_range, min_weight=min_weight, **options)
+        # BIC chooses K on at most BIC_SAMPLE seeded rows (the scan's cost stops growing with the sample); the
+        # chosen K is then refitted on all rows
+        if len(z) > BIC_SAMPLE:
+            scan = z[np.sort(np.random.default_rng(seed).choice(len(z), size=BIC_SAMPLE, replace=False))]
+            chosen = select_n_components(scan, k_range=k_range, min_weight=min_weight, **options)
+            mixture = fit_mixture(z, n_components=len(chosen.weights), **options)
+        else:
+            mixture = select_n_components(z, k_range=k_range, min_weight=min_weight, **options)
         if merge_threshold is None:
             groups = np.arange(len(mixture.weights))
         else:
