@@ -59,6 +59,7 @@ from motifgram.grammar.parse import (
     select_disjoint,
     structure_bits,
     usage_bits,
+    without_cyclic_gc,
 )
 
 __all__ = ["MergeStep", "InductionResult", "induce_grammar"]
@@ -171,6 +172,7 @@ def _validate_args(graphs, min_count, max_motif_size, min_domain_size, beam_widt
             )
 
 
+@without_cyclic_gc
 def induce_grammar(
     graphs: Sequence,
     *,
