@@ -104,3 +104,16 @@ def test_disorder_series_is_ranked_and_twins_are_nearest(tmp_path):
     for i, name in enumerate(names):
         material, twin = name.rsplit("-", 1)
         assert names[int(np.argmin(distance[i]))] == f"{material}-{3 - int(twin)}", name
+
+
+def test_mos2_selenium_series_is_ranked_in_order(tmp_path):
+    """MoS2 with 0, 5 and 15 % of S replaced by Se, two micrographs each, in one run of three groups."""
+    inputs = [
+        {"simulate": {"kind": "mos2", "size": 384, "seed": seed, "se_fraction": fraction, "s_vacancy_density": 0.0},
+         "group": f"se{round(100 * fraction):02d}"}
+        for seed, fraction in enumerate((0.0, 0.0, 0.05, 0.05, 0.15, 0.15), start=1)
+    ]
+    _, _, summary = run_spec(tmp_path, "selenium", inputs)
+    assert summary["comparison"]["ranking"] == ["se00", "se05", "se15"]
+    disorder = summary["comparison"]["disorder"]
+    assert disorder["se00"] < disorder["se05"] < disorder["se15"]
