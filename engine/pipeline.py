@@ -28,7 +28,7 @@ from motifgram.grammar.compare import Comparable, compare
 from motifgram.grammar.disorder import disorder_measures
 from motifgram.grammar.induce import induce_grammar
 from motifgram.grammar.model import Grammar
-from motifgram.grammar.parse import parse_graph
+from motifgram.grammar.parse import ParseNode, parse_graph
 
 from .cache import cache_dir_for, cache_key, fingerprint_file, load_entry, save_entry
 from .detect import Atoms, detect_atoms
@@ -779,20 +779,8 @@ def show_grammar(path, *, tree_of: str | None = None) -> str:
         tree_path = grammar_path.parent / "parses" / f"{tree_of}.json"
         if not tree_path.is_file():
             raise MotifgramError(f"{tree_path}: no parse tree for image '{tree_of}' in this run")
-        lines += ["", _tree_text(json.loads(tree_path.read_text()))]
+        lines += ["", ParseNode.from_dict(json.loads(tree_path.read_text())).to_lark_tree().pretty()]
     return "\n".join(lines)
-
-
-def _tree_text(node: dict) -> str:
-    """A parse tree read from ``parses/<image>.json`` as an indented lark tree."""
-    import lark
-
-    def build(n):
-        if n["level"] == 0 and not n["children"]:
-            return lark.Tree(n["symbol"], [str(a) for a in n["atoms"]])
-        return lark.Tree(n["symbol"], [build(c) for c in n["children"]])
-
-    return build(node).pretty()
 
 
 def parse_with_grammar(grammar_path, image_path, *, out_dir=None, pixel_size_nm=None, force=False,

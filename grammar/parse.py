@@ -533,6 +533,16 @@ class ParseNode:
             "children": [c.to_dict() for c in self.children],
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping) -> ParseNode:
+        """The node written by :meth:`to_dict` (e.g. read back from ``parses/<image>.json``)."""
+        return cls(
+            symbol=str(data["symbol"]),
+            level=int(data["level"]),
+            atoms=tuple(int(a) for a in data["atoms"]),
+            children=tuple(cls.from_dict(c) for c in data["children"]),
+        )
+
     def to_lark_tree(self) -> lark.Tree:
         """The tree as a ``lark.Tree`` (``.pretty()`` prints it); a leaf holds its atom id as a string."""
         if self.level == 0 and not self.children:

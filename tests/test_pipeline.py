@@ -153,3 +153,15 @@ def test_failed_run_leaves_previous_results_intact(demo_run, tmp_path):
         run(spec, out_dir=previous, force=True, quiet=True)
     assert (previous / "atoms.csv").read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["noise.npy", "previous"]
+
+
+def test_show_prints_the_grammar_and_a_parse_tree(demo_run):
+    from motifgram.engine.pipeline import show_grammar
+    from motifgram.grammar import Grammar
+
+    text = show_grammar(demo_run, tree_of="graphene-1")
+    grammar = Grammar.parse_text((demo_run / "grammar.txt").read_text())
+    assert text.startswith(grammar.to_text().rstrip())
+    assert "graphene-1:" in text and "bits/atom" in text
+    tree = text.split("\n\n")[-1]
+    assert tree.startswith("micrograph") and any(d.name in tree for d in grammar.domains)
