@@ -181,7 +181,6 @@ def induce_grammar(
     max_motif_size: int = 6,
     min_domain_size: int | None = None,
     beam_width: int = 4,
-    seed: int = 0,
 ) -> InductionResult:
     """Learn a stochastic motif grammar from atom graphs by MDL.
 
@@ -198,10 +197,8 @@ def induce_grammar(
     min_domain_size : int or None
         Smallest connected region of one ring symbol that becomes a domain; ``None``: ``1 + ring size``.
     beam_width : int
-        Patterns of each size kept for growth (SUBDUE's beam).
-    seed : int
-        Unused: induction is deterministic (every tie is broken by content); accepted so that every
-        pipeline stage takes a seed.
+        Patterns of each size kept for growth (SUBDUE's beam). Induction is deterministic: every tie is
+        broken by content, so it takes no seed.
 
     Returns
     -------
@@ -223,7 +220,6 @@ def induce_grammar(
     >>> [d.symbol for d in result.grammar.domains], result.grammar.motifs
     (['R6'], ())
     """
-    del seed
     graphs = list(graphs)
     _validate_args(graphs, min_count, max_motif_size, min_domain_size, beam_width)
 
