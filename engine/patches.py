@@ -36,6 +36,8 @@ __all__ = [
     "rotate_patches",
     "peak_values",
     "normalise_image",
+    "intensity_quantiles",
+    "INTENSITY_QUANTILES",
 ]
 
 log = logging.getLogger(__name__)
@@ -373,3 +375,37 @@ def normalise_image(image, xy):
     if not np.isfinite(scale) or scale <= 0:
         scale = float(img.max() - background) or 1.0
     return (img - background) / np.float32(scale)
+
+
+#: Quantile levels of :func:`intensity_quantiles`.
+INTENSITY_QUANTILES = np.linspace(0.05, 0.995, 12)
+
+
+def intensity_quantiles(image, xy, *, radius_px):
+    """Quantiles of the pixel values in a disk around each point: a translation-invariant descriptor.
+
+    For sites that are not atom columns (grid points, whose place in the unit cell is arbitrary), rotation
+    invariants of a disk still change as the disk slides over the unit cell; the distribution of the values
+    in a disk that spans more than a unit cell does not, but it does tell how the columns of two overlapping
+    lattices stack locally (where columns coincide, the brightest values are higher).
+
+    Parameters
+    ----------
+    image : (H, W) array_like of float
+    xy : (N, 2) array_like of float
+        Points (x = column, y = row) in px.
+    radius_px : float
+        Disk radius in px (more than a unit cell; the pipeline uses 1.5 lattice periods).
+
+    Returns
+    -------
+    (N, Q) ndarray of float32
+        The :data:`INTENSITY_QUANTILES` quantiles of the bilinear samples on the whole-pixel offsets inside
+        the disk (mirror borders, as :func:`sample_image`).
+    """
+    reach = int(np.ceil(radius_px))
+    dy, dx = np.mgrid[-reach : reach + 1, -reach : reach + 1]
+    inside = dx**2 + dy**2 <= radius_px**2
+    offsets = np.stack([dx[inside], dy[inside]], axis=1).astype(np.float32)
+    values = np.asarray(sample_image(image, xy, offsets=offsets))
+    return np.quantile(values, INTENSITY_QUANTILES, axis=1).T.astype(np.float32)

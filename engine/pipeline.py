@@ -38,7 +38,7 @@ from .graph import AtomGraph, build_graph, ring_statistics
 from .io import Micrograph, load_micrograph
 from .moire import grid_points, measure_moire
 from .outputs import atomic_run_dir, check_output_dir, write_csv, write_json
-from .patches import extract_patches, normalise_image, patch_size_for
+from .patches import extract_patches, intensity_quantiles, normalise_image, patch_size_for
 from .progress import Progress
 from .report import render_overlay, write_report
 from .simulate import simulate
@@ -60,6 +60,9 @@ log = logging.getLogger(__name__)
 
 #: Atoms used to fit the token mixture (pooled over micrographs); every atom is then tokenised.
 TOKEN_FIT_SAMPLE = 40_000
+#: Radius of the intensity-quantile disk (``features.descriptor: intensity``), in lattice periods: more than
+#: a unit cell, so the descriptor does not depend on where a grid point falls in it.
+INTENSITY_RADIUS_PERIODS = 1.5
 #: Atoms per micrograph kept for the token fit, and for the rotation-aligned class averages (cached) ...
 SAMPLE_PER_MICROGRAPH = 4096
 PATCHES_PER_MICROGRAPH = 512
@@ -220,12 +223,16 @@ def analyse_micrograph(micrograph: Micrograph, spec: Spec, timer: StageTimer | N
                 dark_atoms=detect.dark_atoms,
             )
     with timer("features"):
+        image = normalise_image(micrograph.image, atoms.xy)
         features = compute_features(
-            normalise_image(micrograph.image, atoms.xy),
+            image,
             atoms.xy,
             patch_size=spec.features.patch_size or patch_size_for(atoms.lattice_period_px),
             n_max=spec.features.n_max,
         )
+        if feature_descriptor(spec) == "intensity":
+            quantiles = intensity_quantiles(image, atoms.xy, radius_px=INTENSITY_RADIUS_PERIODS * atoms.lattice_period_px)
+            features = dataclasses.replace(features, invariants=quantiles)
     with timer("graph"):
         graph = build_graph(
             atoms.xy,
@@ -235,6 +242,13 @@ def analyse_micrograph(micrograph: Micrograph, spec: Spec, timer: StageTimer | N
             border_px=spec.graph.border,
         )
     return MicrographAnalysis(micrograph, atoms, features, graph)
+
+
+def feature_descriptor(spec: Spec) -> str:
+    """``features.descriptor`` with ``auto`` resolved: intensity quantiles for grid points, else Zernike."""
+    if spec.features.descriptor != "auto":
+        return spec.features.descriptor
+    return "intensity" if spec.detect.method == "grid" else "zernike"
 
 
 def _input_cache_key(item, spec: Spec) -> str:
@@ -482,12 +496,13 @@ def _learn_tokens(records: list[MicrographRecord], spec: Spec) -> TokenModel:
         n_init=spec.tokens.n_init,
         max_iter=spec.tokens.max_iter,
         lattice_period_px=float(np.median([r.atoms.lattice_period_px for r in records])),
+        descriptor=feature_descriptor(spec),
     )
     moments = np.concatenate([r.sample_moments for r in averaged])
     patches = np.concatenate([r.sample_patches for r in averaged])
     labels, _ = assign_tokens(model, np.concatenate([r.sample_invariants[:len(r.sample_moments)] for r in averaged]))
     averages = class_averages(patches, moments, labels, len(model.names), seed=spec.seed)
-    return dataclasses.replace(model, class_averages=averages, patch_size=common_size)
+    return dataclasses.replace(model, class_averages=averages, patch_size=common_size, n_max=spec.features.n_max)
 
 
 def _tokenise(records, token_model: TokenModel, cache_dir: Path, invariants_of=None):
@@ -812,7 +827,9 @@ def parse_with_grammar(grammar_path, image_path, *, out_dir=None, pixel_size_nm=
     spec = load_spec({
         "name": f"parse-{image_path.stem}",
         "inputs": [item],
-        "features": {"n_max": int(token_model.n_max)},
+        "features": {"n_max": int(token_model.n_max), "descriptor": token_model.descriptor},
+        # intensity tokens describe grid points (twisted bilayers); Zernike tokens describe atom columns
+        "detect": {"method": "grid" if token_model.descriptor == "intensity" else "atoms"},
         "tokens": {"k": len(token_model.names), "names": list(token_model.names)},
     })
     out_dir = Path(out_dir) if out_dir is not None else spec.run_dir()

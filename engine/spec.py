@@ -71,6 +71,7 @@ SIMULATION_KINDS = typing.get_args(SimulationKind)
 
 # Detection methods; "grid" (lattice-cell sampling) is reserved for a later release.
 DetectMethod = Literal["atoms", "grid"]
+FeatureDescriptor = Literal["auto", "zernike", "intensity"]
 
 _AUTO = "auto"
 # (regular expression, the same in words)
@@ -308,12 +309,17 @@ class DetectSpec:
 
 @dataclass(frozen=True, kw_only=True)
 class FeaturesSpec:
-    """Zernike-moment features of each atom's neighbourhood."""
+    """Features of each site's neighbourhood: Zernike moments (atoms) or intensity quantiles (grid points)."""
 
     n_max: int = _key(10, minimum=2, maximum=20, doc="Highest Zernike order (10 gives 36 moments).")
     patch_size: int | None = _key(
-        None, minimum=5, odd=True, doc="Side of the square patch around each atom in px, odd. auto: about "
-                                        "2 x lattice period + 1.")
+        None, minimum=5, odd=True, doc="Diameter of the disk around each site in px, odd. auto: about one "
+                                        "lattice period + 1.")
+    descriptor: FeatureDescriptor = _key(
+        "auto", doc="What the tokens are learned from: 'zernike' (rotation invariants of the disk; atoms) or "
+                  "'intensity' (quantiles of the pixel values within 1.5 lattice periods: translation invariant, "
+                  "for grid points, whose place in the unit cell is arbitrary). auto: 'intensity' with "
+                  "detect.method grid, else 'zernike'.")
 
 
 @dataclass(frozen=True, kw_only=True)

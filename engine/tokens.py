@@ -58,7 +58,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_FORMAT = 2  # 2: component_token added (format 1 files load with one token per component)
+_FORMAT = 3  # 2: component_token added (format 1 loads with one token per component); 3: descriptor added
 
 #: Rows on which BIC scores each number of mixture components (see :func:`learn_tokens`).
 BIC_SAMPLE = 10_000
@@ -172,6 +172,9 @@ class TokenModel:
         Fraction of the training atoms assigned to each token.
     component_token : (K,) ndarray of int64
         Token of each mixture component; ``None`` (the default) means one token per component.
+    descriptor : {"zernike", "intensity"}
+        What the features are: rotation invariants of Zernike moments, or intensity quantiles
+        (:func:`motifgram.engine.patches.intensity_quantiles`, for grid points).
     """
 
     names: tuple
@@ -185,6 +188,7 @@ class TokenModel:
     class_averages: np.ndarray
     abundances: np.ndarray
     component_token: np.ndarray = None
+    descriptor: str = "zernike"
 
     def __post_init__(self):
         k = len(self.mixture.weights)
@@ -242,6 +246,7 @@ class TokenModel:
             class_averages=self.class_averages,
             abundances=self.abundances,
             component_token=self.component_token,
+            descriptor=np.array(self.descriptor),
         )
 
     @classmethod
@@ -250,9 +255,9 @@ class TokenModel:
         try:
             with np.load(Path(path), allow_pickle=False) as data:
                 version = int(data["format"])
-                if version not in (1, _FORMAT):
+                if version not in (1, 2, _FORMAT):
                     raise MotifgramError(
-                        f"{path}: token model format {version}, expected 1 or {_FORMAT}; re-learn the tokens "
+                        f"{path}: token model format {version}, expected 1 to {_FORMAT}; re-learn the tokens "
                         "with this version of motifgram"
                     )
                 mixture = Mixture(
@@ -276,6 +281,7 @@ class TokenModel:
                     class_averages=data["class_averages"],
                     abundances=data["abundances"],
                     component_token=data["component_token"] if version >= 2 else None,
+                    descriptor=str(data["descriptor"]) if version >= 3 else "zernike",
                 )
         except (OSError, KeyError, ValueError) as err:
             raise MotifgramError(f"cannot read a token model from {path}: {err}") from err
@@ -447,6 +453,7 @@ def learn_tokens(
     min_weight=0.01,
     covariance="full",
     merge_threshold=DEFAULT_MERGE_THRESHOLD,
+    descriptor="zernike",
 ):
     """Learn a token vocabulary from per-atom rotation invariants.
 
@@ -488,6 +495,10 @@ def learn_tokens(
         components splitting one site class overlapped at 0.30–0.49, pure components of different
         site classes at <= 0.22; a broad component mixing a rare class with stray atoms of a common one can
         reach 0.3–0.37 with the common class and is then merged into it.
+    descriptor : {"zernike", "intensity"}
+        What ``invariants`` hold: Zernike rotation invariants (``n_max`` follows from their count) or
+        intensity quantiles (:func:`motifgram.engine.patches.intensity_quantiles`; ``n_max`` is then 0).
+        Recorded in the model, so new micrographs are described the same way.
 
     Returns
     -------
@@ -502,7 +513,7 @@ def learn_tokens(
         raise ValueError(f"invariants must have shape (N, M) with N >= 2, got {inv.shape}")
     if not np.isfinite(inv).all():
         raise ValueError("invariants contain NaN or infinite values")
-    n_max = n_max_for(inv.shape[1])
+    n_max = n_max_for(inv.shape[1]) if descriptor == "zernike" else 0
     if (patches is None) != (moments is None):
         raise ValueError("give both patches and moments (for class averages) or neither")
     mean, scale, projection = _normalisation(inv, int(n_pca))
@@ -566,6 +577,7 @@ def learn_tokens(
         class_averages=averages,
         abundances=np.bincount(labels, minlength=n_tokens) / len(labels),
         component_token=groups,
+        descriptor=descriptor,
     )
     log.info(
         "learned %d tokens %s from %d mixture components, abundances %s",
