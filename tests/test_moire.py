@@ -141,3 +141,28 @@ def test_grid_mode_tokens_recover_the_stacking_and_the_twist(tmp_path, seed, twi
     ari = adjusted_rand_index(np.unique(tokens[named], return_inverse=True)[1],
                               np.unique(label[named], return_inverse=True)[1])
     assert ari >= 0.8
+
+
+def test_twist_series_micrographs_are_nearest_to_their_own_angle(tmp_path):
+    """The bundled twist-series spec (0, 2, 4, 8, 15 degrees, two micrographs each), at 512 px to stay quick."""
+    import json
+
+    import yaml
+
+    from motifgram.engine.pipeline import run
+    from motifgram.engine.spec import bundled_spec_path, load_spec
+
+    data = yaml.safe_load(bundled_spec_path("twist_series").read_text())
+    for item in data["inputs"]:
+        item["simulate"]["size"] = 512
+    data["output"] = {"report": False, "overlays": False}
+    out = run(load_spec(data), out_dir=tmp_path / "run", quiet=True)
+    summary = json.loads((out / "summary.json").read_text())
+    names = summary["comparison"]["items"]
+    distance = np.array(summary["comparison"]["distance"])
+    np.fill_diagonal(distance, np.inf)
+    for i, name in enumerate(names):
+        nearest = names[int(np.argmin(distance[i]))]
+        assert nearest.split("-")[0] == name.split("-")[0], (name, nearest)
+        measured = summary["images"][name]["moire"]["twist_deg"]
+        assert measured == pytest.approx(float(name[5:7]), abs=0.3)
