@@ -718,10 +718,27 @@ def _write_globals(staging, spec, records, token_model, grammar, images, failure
         "timings": timer.as_dict(),
     }
     if comparison is not None:
-        summary["comparison"] = {**comparison.to_summary(), "classification": comparison.to_json().get("classification", {})}
+        full = comparison.to_json()
+        summary["comparison"] = {
+            **comparison.to_summary(),
+            "classification": full.get("classification", {}),
+            "differences": _rule_differences(full.get("pairs", [])),
+        }
     write_json(staging / "summary.json", summary)
     if spec.output.report:
         write_report(staging)
+
+
+def _rule_differences(pairs: list[dict], *, max_pairs: int = 20, max_rules: int = 5) -> list[dict]:
+    """The rules each pair of compared items does not share (heaviest first), for the closest pairs."""
+    closest = sorted(pairs, key=lambda p: (p["distance"], p["a"], p["b"]))[:max_pairs]
+    keep = ("symbol", "level", "weight")
+    return [
+        {"a": p["a"], "b": p["b"],
+         "only_in_a": [{k: e[k] for k in keep} for e in p["only_in_a"][:max_rules]],
+         "only_in_b": [{k: e[k] for k in keep} for e in p["only_in_b"][:max_rules]]}
+        for p in closest
+    ]
 
 
 def _write_embedding(path: Path, token_model: TokenModel, records, *, seed: int, max_points: int = 5000):

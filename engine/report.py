@@ -844,6 +844,16 @@ def _comparison_html(comparison: Mapping) -> str:
     if ranking:
         rows = [(str(k + 1), html.escape(str(name)), _fmt(disorder.get(str(name)))) for k, name in enumerate(ranking)]
         body += "<p>Ranking, least to most disordered:</p>" + _table(("rank", "name", "disorder"), rows, cls="narrow")
+    differences = comparison.get("differences") or []
+    if differences:
+        rows = [
+            (html.escape(f"{d['a']} / {d['b']}"),
+             html.escape(", ".join(f"{e['symbol']} ({e['weight']:.0%})" for e in d["only_in_a"]) or "—"),
+             html.escape(", ".join(f"{e['symbol']} ({e['weight']:.0%})" for e in d["only_in_b"]) or "—"))
+            for d in differences
+        ]
+        body += ("<p>Rules used by one item and not the other (share of their level's usage), for the closest "
+                 "pairs:</p>" + _table(("pair", "only in the first", "only in the second"), rows))
     return body
 
 

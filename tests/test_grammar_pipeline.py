@@ -104,6 +104,9 @@ def test_disorder_series_is_ranked_and_twins_are_nearest(tmp_path):
     for i, name in enumerate(names):
         material, twin = name.rsplit("-", 1)
         assert names[int(np.argmin(distance[i]))] == f"{material}-{3 - int(twin)}", name
+    # the closest pairs name the rules one uses and the other does not: the pristine twins share everything
+    differences = {(d["a"], d["b"]): d for d in comparison["differences"]}
+    assert differences[("g0-1", "g0-2")]["only_in_a"] == differences[("g0-1", "g0-2")]["only_in_b"] == []
 
 
 def test_mos2_selenium_series_is_ranked_in_order(tmp_path):
