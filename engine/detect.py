@@ -43,9 +43,15 @@ from scipy.spatial import cKDTree
 
 from motifgram.engine.errors import ImageError, NoLatticeError
 
-__all__ = ["Atoms", "estimate_lattice_period", "detect_atoms", "refine_positions"]
+__all__ = ["Atoms", "estimate_lattice_period", "detect_atoms", "refine_positions", "EDGE_MARGIN_NN"]
 
 log = logging.getLogger(__name__)
+
+#: Columns centred closer than this many nearest-neighbour distances to the image edge are dropped: the
+#: edge cuts their profile (measured on the hand-annotated graphene_flower image: such half-columns were 46 of
+#: 64 detections absent from the annotation; on simulated graphene, whose truth keeps them, F1 falls from 0.999
+#: to 0.993).
+EDGE_MARGIN_NN = 0.2
 
 _MIN_SIDE_PX = 32  # smallest image side that can show a few lattice periods
 _MIN_PERIOD_PX = 3.0  # finer lattices cannot be resolved into separate columns
@@ -475,6 +481,14 @@ def detect_atoms(
             f"only {xy.shape[0]} atom column(s) survived refinement; is this an atomic-resolution image?"
         )
     nn = _nn_distance(xy.astype(np.float64))
+    # a column centred this close to the edge is cut off: neither its position nor its height can be measured
+    margin = EDGE_MARGIN_NN * nn
+    h, w = img.shape
+    whole = (xy[:, 0] >= margin - 0.5) & (xy[:, 0] <= w - 0.5 - margin) & (xy[:, 1] >= margin - 0.5) & (
+        xy[:, 1] <= h - 0.5 - margin
+    )
+    if whole.sum() >= 2:
+        xy, intensity = xy[whole], intensity[whole]
     log.info("detected %d atoms, nearest-neighbour distance %.3f px", xy.shape[0], nn)
     return Atoms(
         xy=np.ascontiguousarray(xy, dtype=np.float32),

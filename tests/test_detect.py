@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from scipy.spatial import cKDTree
 
 from motifgram.engine import detect
-from motifgram.engine.detect import Atoms, detect_atoms, estimate_lattice_period, refine_positions
+from motifgram.engine.detect import EDGE_MARGIN_NN, Atoms, detect_atoms, estimate_lattice_period, refine_positions
 from motifgram.engine.errors import ImageError, NoLatticeError
 
 
@@ -80,6 +80,13 @@ def amorphous_image(*, size=192, min_distance=7.0, sigma=1.8, seed=0):
     image = rng.poisson(clean * 300) / 300 + rng.normal(0, 0.02, clean.shape)
     inside = np.all((accepted >= -0.5) & (accepted <= size - 0.5), axis=1)
     return image.astype(np.float32), accepted[inside]
+
+
+def whole_columns(truth, size, nn):
+    """Truth columns that detection reports: centred at least EDGE_MARGIN_NN x nn inside the image."""
+    margin = EDGE_MARGIN_NN * nn
+    inside = np.all((truth >= margin - 0.5) & (truth <= size - 0.5 - margin), axis=1)
+    return truth[inside], inside
 
 
 def match(found, truth, radius):
@@ -156,8 +163,9 @@ def test_weak_and_strong_columns_all_found():
         "honeycomb", size=256, spacing=8.0, sigma=2.0, angle=0.7, amplitudes=(1.0, 0.3), dose=800, seed=3
     )
     atoms = detect_atoms(image)
+    truth, inside = whole_columns(truth, 256, 8.0)
     f1, rmse, hit = match(atoms.xy, truth, 4.0)
-    assert hit[site == 1].mean() >= 0.99
+    assert hit[site[inside] == 1].mean() >= 0.99
     assert f1 >= 0.99
     assert rmse <= 0.3
     assert abs(atoms.nn_distance_px / 8.0 - 1) < 0.03
@@ -166,14 +174,14 @@ def test_weak_and_strong_columns_all_found():
 def test_square_lattice_detection():
     image, truth, _ = lattice_image("square", size=256, spacing=9.0, sigma=2.2, angle=0.4, seed=4)
     atoms = detect_atoms(image)
-    f1, rmse, _ = match(atoms.xy, truth, 4.5)
+    f1, rmse, _ = match(atoms.xy, whole_columns(truth, 256, 9.0)[0], 4.5)
     assert f1 >= 0.99 and rmse <= 0.25
 
 
 def test_dark_atoms():
     image, truth, _ = lattice_image("square", size=160, spacing=9.0, sigma=2.2, angle=0.4, seed=8)
     atoms = detect_atoms(1.0 - image, dark_atoms=True)
-    f1, _, _ = match(atoms.xy, truth, 4.5)
+    f1, _, _ = match(atoms.xy, whole_columns(truth, 160, 9.0)[0], 4.5)
     assert f1 >= 0.99
 
 
@@ -264,3 +272,13 @@ def test_explicit_parameters_override_auto():
     f1, _, _ = match(atoms.xy, truth, 4.5)
     assert f1 >= 0.95  # columns centred on the outermost pixels are dropped without a fit
     assert np.all(atoms.xy == np.rint(atoms.xy))
+
+
+def test_columns_cut_by_the_edge_are_dropped():
+    image, truth, _ = lattice_image("square", size=160, spacing=9.0, sigma=2.2, angle=0.4, seed=8)
+    atoms = detect_atoms(image)
+    margin = EDGE_MARGIN_NN * atoms.nn_distance_px
+    assert np.all((atoms.xy >= margin - 0.5) & (atoms.xy <= 160 - 0.5 - margin))
+    # and every whole column is still found
+    f1, _, hit = match(atoms.xy, whole_columns(truth, 160, 9.0)[0], 4.5)
+    assert hit.all()

@@ -179,7 +179,7 @@ def test_graphene_flower_detection_f1(runs):
     window = (ref.min(0) - radius, ref.max(0) + radius)     # the annotator marked no spot within ~6 px of the edge
     precision, _, f1 = detection_scores(xy, ref, radius=radius, window=window)
     assert recall > 0.95
-    assert f1_all > 0.91
+    assert f1_all >= 0.95  # the target, counting every detection
     assert f1 > 0.955
 
 
