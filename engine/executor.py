@@ -31,6 +31,20 @@ class SerialExecutor:
         return map(fn, *iterables)
 
 
+#: Set in each pool worker before it imports JAX: one compute thread per worker process, so that ``workers``
+#: processes share the cores instead of each running a thread per core (oversubscription).
+WORKER_ENVIRONMENT = {
+    "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+}
+
+
+def _single_threaded_worker():
+    os.environ.update(WORKER_ENVIRONMENT)
+
+
 class ProcessExecutor:
     """A local pool of ``workers`` processes (spawned: JAX must not be forked after it started)."""
 
@@ -38,7 +52,9 @@ class ProcessExecutor:
 
     def __init__(self, workers: int):
         self.workers = workers
-        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        self._pool = ProcessPoolExecutor(
+            max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_single_threaded_worker
+        )
 
     def map(self, fn, *iterables):
         futures = [self._pool.submit(fn, *args) for args in zip(*iterables)]
