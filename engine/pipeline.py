@@ -123,9 +123,8 @@ class MicrographRecord:
         Without tokens.
     patch_size : int
         Feature patch side (px).
-    sample : (S,) int ndarray
-        Atoms drawn (seeded by the input's id) for the token fit.
     sample_invariants : (S, M) float32 ndarray
+        Features of the atoms drawn (seeded by the input's id, away from the border) for the token fit.
     sample_moments : (S', M) complex64 ndarray
         Moments of the first S' sampled atoms, for the class averages.
     sample_patches : (S', P, P) float32 ndarray
@@ -146,7 +145,6 @@ class MicrographRecord:
     atoms: Atoms
     graph: AtomGraph
     patch_size: int
-    sample: np.ndarray
     sample_invariants: np.ndarray
     sample_moments: np.ndarray
     sample_patches: np.ndarray
@@ -363,7 +361,7 @@ def _record_from_entry(index: int, item, key: str, entry: dict, *, recomputed: b
     return MicrographRecord(
         index=index, id=item.id, group=item.group, source=str(entry["source"]), shape=shape,
         pixel_size_nm=None if np.isnan(pixel) else pixel, atoms=atoms, graph=graph,
-        patch_size=int(entry["patch_size"]), sample=entry["sample"],
+        patch_size=int(entry["patch_size"]),
         sample_invariants=entry["invariants"][entry["sample"]], sample_moments=entry["sample_moments"],
         sample_patches=entry["sample_patches"], cache_key=key, recomputed=recomputed,
         moire=json.loads(str(entry["moire"])) if "moire" in entry else None,
@@ -470,7 +468,6 @@ def _trimmed(record: MicrographRecord, n_inputs: int) -> MicrographRecord:
     with_patches = -(-PATCH_SAMPLE // n_inputs)
     return dataclasses.replace(
         record,
-        sample=record.sample[:quota],
         sample_invariants=record.sample_invariants[:quota],
         sample_moments=record.sample_moments[:with_patches],
         sample_patches=record.sample_patches[:with_patches],
@@ -487,7 +484,7 @@ def _learn_tokens(records: list[MicrographRecord], spec: Spec) -> TokenModel:
     common_size = Counter(r.patch_size for r in records).most_common(1)[0][0]
     averaged = [r for r in records if r.patch_size == common_size]
     k = spec.tokens.k if spec.tokens.k is not None else "auto"
-    model, _, _ = learn_tokens(
+    model, labels, _ = learn_tokens(
         invariants,
         k=k,
         k_range=tuple(spec.tokens.k_range),
@@ -498,19 +495,24 @@ def _learn_tokens(records: list[MicrographRecord], spec: Spec) -> TokenModel:
         lattice_period_px=float(np.median([r.atoms.lattice_period_px for r in records])),
         descriptor=feature_descriptor(spec),
     )
+    # the sampled patches are the first rows of each record's sample: take their labels from the fit
+    starts = np.cumsum([0] + [len(r.sample_invariants) for r in records])
+    patch_labels = np.concatenate([
+        labels[start : start + len(r.sample_moments)]
+        for r, start in zip(records, starts[:-1], strict=True)
+        if r.patch_size == common_size
+    ])
     moments = np.concatenate([r.sample_moments for r in averaged])
     patches = np.concatenate([r.sample_patches for r in averaged])
-    labels, _ = assign_tokens(model, np.concatenate([r.sample_invariants[:len(r.sample_moments)] for r in averaged]))
-    averages = class_averages(patches, moments, labels, len(model.names), seed=spec.seed)
+    averages = class_averages(patches, moments, patch_labels, len(model.names), seed=spec.seed)
     return dataclasses.replace(model, class_averages=averages, patch_size=common_size, n_max=spec.features.n_max)
 
 
-def _tokenise(records, token_model: TokenModel, cache_dir: Path, invariants_of=None):
+def _tokenise(records, token_model: TokenModel, cache_dir: Path):
     """Token labels and confidences of every atom, reading each micrograph's features from the cache."""
     labels, confidences = [], []
     for record in records:
-        invariants = invariants_of(record) if invariants_of else load_entry(cache_dir, record.cache_key)["invariants"]
-        lab, conf = assign_tokens(token_model, invariants)
+        lab, conf = assign_tokens(token_model, load_entry(cache_dir, record.cache_key)["invariants"])
         labels.append(lab)
         confidences.append(conf)
     return labels, confidences
