@@ -78,6 +78,7 @@ from scipy.spatial.distance import squareform
 from motifgram.engine.errors import GrammarError, MotifgramError
 from motifgram.engine.graph import AtomGraph
 from motifgram.engine.tokens import TokenModel
+from motifgram.grammar.disorder import disorder_index, disorder_measures
 from motifgram.grammar.model import Grammar, TokenSymbol, canonical_motif, is_valid_name
 from motifgram.grammar.parse import parse_graph
 
@@ -192,8 +193,6 @@ class Comparable:
 
         For grammars held in memory, e.g. one per micrograph group of a run.
         """
-        from motifgram.grammar.disorder import disorder_measures
-
         images, usage = {}, defaultdict(Counter)
         for image_id, graph in graphs.items():
             parse = parse_graph(grammar, graph, min_domain_size=min_domain_size)
@@ -637,7 +636,7 @@ def grammar_disorder_estimate(grammar: Grammar) -> float:
     entropy = float(-(p * np.log2(p)).sum())
     ring_names = {r.name for r in grammar.rings}
     coverage = min(sum(d.size for d in grammar.domains if d.symbol in ring_names) / counts.sum(), 1.0)
-    return 0.5 * (1.0 - coverage) + 0.5 * entropy / (1.0 + entropy)
+    return disorder_index(entropy, coverage)
 
 
 # --------------------------------------------------------------------------------------------------------------

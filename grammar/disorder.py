@@ -24,7 +24,7 @@ import numpy as np
 
 from .model import Grammar, canonical_ring_word
 
-__all__ = ["DisorderMeasures", "ring_word_entropy", "domain_coverage", "disorder_measures"]
+__all__ = ["DisorderMeasures", "ring_word_entropy", "domain_coverage", "disorder_index", "disorder_measures"]
 
 
 def ring_word_entropy(graph) -> float:
@@ -50,6 +50,11 @@ def domain_coverage(grammar: Grammar, parse) -> float:
     return len(in_domains & in_rings) / len(in_rings) if in_rings else 0.0
 
 
+def disorder_index(entropy_bits: float, coverage: float) -> float:
+    """``½ (1 − coverage) + ½ H / (1 + H)`` (module docstring), in [0, 1)."""
+    return 0.5 * (1.0 - coverage) + 0.5 * entropy_bits / (1.0 + entropy_bits)
+
+
 class DisorderMeasures(NamedTuple):
     """Disorder measures of one micrograph (see the module docstring)."""
 
@@ -67,5 +72,5 @@ def disorder_measures(grammar: Grammar, graph, parse) -> DisorderMeasures:
         ring_entropy_bits=entropy,
         domain_coverage=coverage,
         bits_per_atom=float(parse.bits_per_atom),
-        disorder=0.5 * (1.0 - coverage) + 0.5 * entropy / (1.0 + entropy),
+        disorder=disorder_index(entropy, coverage),
     )
