@@ -377,9 +377,10 @@ def detect_atoms(
         the nearest-neighbour distance, which is measured by a first peak search at a separation of
         ``0.25 x`` the period.
     threshold : float, optional
-        Minimum peak height above the local background, in units of the denoised image. ``None``:
-        ``max(6 sigma, 0.12 h95)`` with ``sigma`` the noise of the denoised image (from the finest
-        diagonal wavelet band) and ``h95`` the 95th percentile of the peak heights.
+        Minimum peak height of the denoised image above its local background, as a fraction of the
+        image's intensity range (99.9th minus 0.1th percentile), in [0, 1]. ``None``: ``max(5 sigma,
+        0.1 h95)`` with ``sigma`` the noise of the denoised image (from the finest diagonal wavelet band)
+        and ``h95`` the 95th percentile of the peak heights above that noise floor.
     denoise_sigma_px : float, optional
         Sigma of the Gaussian denoising filter, px. ``None``: ``0.2 x`` the nearest-neighbour distance.
     refine : bool
@@ -408,6 +409,11 @@ def detect_atoms(
     ]:
         if value is not None and not (np.isfinite(value) and value > 0):
             raise ValueError(f"{name} must be a positive number of pixels or None (auto), got {value}")
+    if threshold is not None:
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be a fraction of the intensity range in [0, 1] or None, got {threshold}")
+        low, high = np.percentile(img, [0.1, 99.9])
+        threshold = float(threshold) * float(high - low)
     if dark_atoms:
         img = -img
     period = float(lattice_period_px) if lattice_period_px is not None else estimate_lattice_period(img)

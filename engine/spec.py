@@ -300,7 +300,8 @@ class DetectSpec:
         None, exclusive_minimum=0.0, doc="Least distance between two atom columns in px. auto: from the period.")
     threshold: float | None = _key(
         None, minimum=0.0, maximum=1.0,
-        doc="Least peak height, as a fraction of the image's intensity range. auto: chosen from the peaks.")
+        doc="Least peak height above the local background (denoised image), as a fraction of the image's "
+        "intensity range (0.1-99.9 percentiles). auto: from the noise and the strongest peaks.")
     denoise_sigma: float | None = _key(
         None, minimum=0.0, doc="Gaussian smoothing before peak finding in px (0: none). auto: from the period.")
     refine: bool = _key(True, doc="Refine positions to sub-pixel precision by a Gaussian fit.")

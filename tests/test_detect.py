@@ -171,6 +171,26 @@ def test_weak_and_strong_columns_all_found():
     assert abs(atoms.nn_distance_px / 8.0 - 1) < 0.03
 
 
+def test_threshold_is_a_fraction_of_the_intensity_range():
+    # Mo (1.0) and S2 (0.3) columns (denoised heights ~0.45 and ~0.18 of the range): a threshold of 0.3 keeps
+    # only Mo (less a few cut by the edge), 0.1 keeps both, and the same fraction gives the same atoms whatever
+    # the image's units
+    image, truth, site = lattice_image(
+        "honeycomb", size=192, spacing=8.0, sigma=2.0, angle=0.7, amplitudes=(1.0, 0.3), dose=800, seed=3
+    )
+    truth, inside = whole_columns(truth, 192, 8.0)
+    strong_only = detect_atoms(image, threshold=0.3)
+    _, _, hit = match(strong_only.xy, truth, 4.0)
+    assert hit[site[inside] == 0].mean() >= 0.95 and hit[site[inside] == 1].mean() <= 0.01
+    both = detect_atoms(image, threshold=0.1)
+    _, _, hit = match(both.xy, truth, 4.0)
+    assert hit.mean() >= 0.99
+    scaled = detect_atoms(1000.0 * image + 50.0, threshold=0.3)
+    np.testing.assert_allclose(scaled.xy, strong_only.xy, atol=1e-3)
+    with pytest.raises(ValueError, match="threshold"):
+        detect_atoms(image, threshold=2.0)
+
+
 def test_square_lattice_detection():
     image, truth, _ = lattice_image("square", size=256, spacing=9.0, sigma=2.2, angle=0.4, seed=4)
     atoms = detect_atoms(image)
