@@ -54,8 +54,8 @@ from motifgram.grammar.parse import (
     SymbolGraph,
     canonical_ring_order,
     auto_min_domain_size,
+    distinct_ring_words,
     graph_data_bits,
-    ring_words,
     select_disjoint,
     structure_bits,
     usage_bits,
@@ -229,19 +229,25 @@ def induce_grammar(
         token_counts.update(np.asarray(g.tokens).astype(str).tolist())
     n_tokens = sum(token_counts.values())
     tokens = tuple(TokenSymbol(t, c / n_tokens) for t, c in sorted(token_counts.items()))
-    words = [ring_words(g) for g in graphs]
-    word_counts = Counter(w for ws in words for w in ws)
+    words = [distinct_ring_words(g) for g in graphs]
+    word_counts = Counter()
+    for distinct, index in words:
+        for w, c in zip(distinct, np.bincount(index, minlength=len(distinct)).tolist(), strict=True):
+            word_counts[w] += c
     rings, symbol_of, wild_of = _ring_rules(word_counts, min_count)
     code = DataCode({}, 0, DataCode.from_grammar(Grammar(name, 1, tokens)).token_bits)
 
     # Ring-adjacency graphs in canonical ring order, then domains.
     states = []
-    for g, ws in zip(graphs, words, strict=True):
+    for g, (distinct, index) in zip(graphs, words, strict=True):
         order = canonical_ring_order(g.rings)
         rank = np.empty(len(order), dtype=np.int64)
         rank[order] = np.arange(len(order))
-        labels = [symbol_of.get(ws[i]) or wild_of[len(ws[i])] for i in order.tolist()]
-        extra = math.fsum(code.word_bits(w) for w in ws if w not in symbol_of)
+        symbols = [symbol_of.get(w) or wild_of[len(w)] for w in distinct]
+        labels = list(map(symbols.__getitem__, index[order].tolist()))
+        bits = [code.word_bits(w) for w in distinct]
+        wildcard = np.array([w not in symbol_of for w in distinct], dtype=bool).reshape(len(distinct))
+        extra = math.fsum(map(bits.__getitem__, index[wildcard[index]].tolist()))
         adjacency = np.asarray(g.ring_adjacency(), dtype=np.int64).reshape(-1, 2)
         states.append(_State(SymbolGraph(labels, rank[adjacency]), extra))
     domains = []

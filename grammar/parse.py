@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import itertools
 import logging
 import math
 from collections import Counter
@@ -56,8 +57,11 @@ from dataclasses import dataclass, field
 
 import lark
 import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from motifgram.engine.errors import GrammarError
+from motifgram.engine.graph import Rings
 from motifgram.grammar.model import Grammar, canonical_ring_word
 
 __all__ = [
@@ -68,6 +72,7 @@ __all__ = [
     "parse_graph",
     "select_disjoint",
     "ring_words",
+    "distinct_ring_words",
     "canonical_ring_order",
     "graph_data_bits",
     "structure_bits",
@@ -78,6 +83,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+_NO_NEIGHBOURS: frozenset[int] = frozenset()  # the neighbours of every absorbed node
 
 ROOT_SYMBOL = "micrograph"
 """Symbol of the root node of every parse tree."""
@@ -137,24 +144,68 @@ def ring_words(graph) -> list[tuple[str, ...]]:
     Returns
     -------
     list of tuple of str
-        One canonical word (:func:`~motifgram.grammar.model.canonical_ring_word`) per ring.
+        One canonical word (:func:`~motifgram.grammar.model.canonical_ring_word`) per ring; rings with the
+        same word share one tuple.
     """
-    tokens = np.asarray(graph.tokens).astype(str).tolist()
-    cache: dict[tuple[str, ...], tuple[str, ...]] = {}
-    out = []
-    for ring in graph.rings:
-        raw = tuple(tokens[a] for a in ring)
-        word = cache.get(raw)
-        if word is None:
-            word = cache[raw] = canonical_ring_word(raw)
-        out.append(word)
-    return out
+    words, index = distinct_ring_words(graph)
+    return list(map(words.__getitem__, index.tolist()))
+
+
+def distinct_ring_words(graph) -> tuple[list[tuple[str, ...]], np.ndarray]:
+    """The distinct canonical ring words of ``graph`` and which one each ring has.
+
+    Returns
+    -------
+    words : list of tuple of str
+        Distinct canonical words (:func:`~motifgram.grammar.model.canonical_ring_word`), by ring size, then
+        by the first raw word (token ids in sorted name order) that gives them.
+    index : (R,) int64 ndarray
+        ``words[index[k]]`` is ring ``k``'s word.
+
+    Only the distinct raw words (rows of token ids) are canonicalised in Python: as many as there are
+    different words, not rings (one for a crystal of a single token).
+    """
+    rings = Rings.from_sequences(graph.rings)
+    names, token_id = np.unique(np.asarray(graph.tokens).astype(str), return_inverse=True)
+    names = names.tolist()
+    n_tokens = max(len(names), 1)
+    sizes = rings.sizes
+    starts = rings.offsets[:-1]
+    index = np.zeros(len(sizes), dtype=np.int64)
+    words: list[tuple[str, ...]] = []
+    position: dict[tuple[str, ...], int] = {}
+    for m in np.unique(sizes).tolist():
+        idx = np.flatnonzero(sizes == m)
+        rows = token_id[rings.atoms[starts[idx, None] + np.arange(m)]]
+        if n_tokens ** m < 2**62:  # one integer per row; same grouping as unique rows, much faster
+            key = rows @ (n_tokens ** np.arange(m - 1, -1, -1, dtype=np.int64))
+            _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+            raw = rows[first]
+        else:
+            raw, inverse = np.unique(rows, axis=0, return_inverse=True)
+        slot = np.empty(len(raw), dtype=np.int64)
+        for k, row in enumerate(raw.tolist()):
+            word = canonical_ring_word([names[t] for t in row])
+            slot[k] = position.setdefault(word, len(position))
+            if slot[k] == len(words):
+                words.append(word)
+        index[idx] = slot[inverse.reshape(-1)]
+    return words, index
 
 
 def canonical_ring_order(rings: Sequence[Sequence[int]]) -> np.ndarray:
-    """(R,) int64 permutation sorting rings by their sorted atom tuples: independent of the input ring order."""
-    keys = [tuple(sorted(r)) for r in rings]
-    return np.array(sorted(range(len(keys)), key=keys.__getitem__), dtype=np.int64)
+    """(R,) int64 permutation sorting rings by their sorted atom tuples: independent of the input ring order.
+
+    Ties keep the input order (a stable sort), and a ring whose sorted atoms are a prefix of another's comes
+    first, as when sorting the tuples themselves.
+    """
+    rings = Rings.from_sequences(rings)
+    if len(rings) == 0:
+        return np.empty(0, dtype=np.int64)
+    big = np.iinfo(np.int64).max
+    keys = np.sort(rings.padded(fill=big), axis=1)
+    keys[keys == big] = -1  # shorter rings first among equal prefixes
+    return np.lexsort(keys.T[::-1]).astype(np.int64)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -205,12 +256,18 @@ class SymbolGraph:
         self.parts: list[tuple[int, ...]] = [()] * n
         self.parent: list[int] = [-1] * n
         self.is_domain: list[bool] = [False] * n
-        self.adj: list[set[int]] = [set() for _ in range(n)]
-        edges = np.unique(np.sort(np.asarray(ring_edges, dtype=np.int64).reshape(-1, 2), axis=1), axis=0)
-        edges = edges[edges[:, 0] != edges[:, 1]]
-        for i, j in edges.tolist():
-            self.adj[i].add(j)
-            self.adj[j].add(i)
+        edges = np.sort(np.asarray(ring_edges, dtype=np.int64).reshape(-1, 2), axis=1)
+        key = np.unique(edges[edges[:, 0] != edges[:, 1]] @ np.array([max(n, 1), 1]))  # sorted pairs, once each
+        edges = np.stack([key // max(n, 1), key % max(n, 1)], axis=1)
+        # Each set gets its neighbours in ascending order, as adding the sorted edges one by one would.
+        src = np.concatenate([edges[:, 0], edges[:, 1]])
+        dst = np.concatenate([edges[:, 1], edges[:, 0]])
+        by_node = np.lexsort((dst, src))
+        bounds = np.searchsorted(src[by_node], np.arange(n + 1)).tolist()
+        neighbours = dst[by_node].tolist()
+        self.adj: list[set[int]] = [set(neighbours[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+        self._ring_edges = edges  # edges between two alive rings are the rings' own: see _ring_regions()
+        self._n_ring_nodes = n
         self.n_edges = len(edges)
         self.n_alive = n
 
@@ -254,6 +311,12 @@ class SymbolGraph:
         list of tuple of int
             Each region's node ids ascending; regions ordered by their smallest id.
         """
+        labels, parent, is_domain = self.labels, self.parent, self.is_domain
+        members = [v for v, label in enumerate(labels) if label == symbol and parent[v] < 0 and not is_domain[v]]
+        if not members:
+            return []
+        if members[-1] < self._n_ring_nodes:
+            return self._ring_regions(np.asarray(members, dtype=np.int64), min_size)
         seen: set[int] = set()
         out = []
         for v in range(len(self.labels)):
@@ -270,6 +333,31 @@ class SymbolGraph:
             if len(region) >= min_size:
                 out.append(tuple(sorted(region)))
         return out
+
+    def _ring_regions(self, members: np.ndarray, min_size: int) -> list[tuple[int, ...]]:
+        """:meth:`regions` when every node of the symbol is a ring, by connected components over arrays.
+
+        Contraction removes the edges of the nodes it absorbs and adds edges to the new node only, so the
+        edges between two alive ring nodes are exactly their edges in the initial ring-adjacency graph.
+        """
+        n = self._n_ring_nodes
+        mask = np.zeros(n, dtype=bool)
+        mask[members] = True
+        e = self._ring_edges
+        e = e[mask[e[:, 0]] & mask[e[:, 1]]]
+        _, component = connected_components(
+            coo_matrix((np.ones(len(e), dtype=np.int8), (e[:, 0], e[:, 1])), shape=(n, n)), directed=False
+        )
+        component = component[members]
+        by_component = np.argsort(component, kind="stable")  # members ascending within each component
+        members, component = members[by_component], component[by_component]
+        starts = np.flatnonzero(np.r_[True, component[1:] != component[:-1]])
+        sizes = np.diff(np.r_[starts, len(members)])
+        keep = sizes >= min_size
+        starts, sizes = starts[keep], sizes[keep]
+        order = np.argsort(members[starts], kind="stable")  # regions by their smallest node
+        flat = members.tolist()
+        return [tuple(flat[a:a + m]) for a, m in zip(starts[order].tolist(), sizes[order].tolist())]
 
     def occurrences(self, nodes: Sequence[str], edges: Iterable[tuple[int, int]]) -> list[tuple[int, ...]]:
         """Every induced occurrence of a labelled pattern among the free nodes.
@@ -338,6 +426,24 @@ class SymbolGraph:
 
     # -- contraction ---------------------------------------------------------------------------------------
 
+    def _detach_region(self, inst: Sequence[int], members: set[int]) -> tuple[set[int], int]:
+        """Cut a (large) instance's outside edges with set operations: its outside neighbours, edges removed.
+
+        The same edges and counts as :meth:`contract`'s loop over every member's neighbours, in time
+        proportional to the members plus the boundary; the new node's set is built in another insertion order,
+        which only a domain (frozen, never expanded) may have.
+        """
+        adj = self.adj
+        outside = set().union(*[adj[m] for m in inst])
+        outside -= members
+        degree = sum(map(len, [adj[m] for m in inst]))
+        external = 0
+        for y in outside:
+            touching = adj[y] & members
+            external += len(touching)
+            adj[y] -= touching
+        return outside, (degree + external) // 2  # internal edges counted twice in the degree, external once
+
     def contraction_delta(self, instances: Sequence[tuple[int, ...]]) -> tuple[int, int, float]:
         """What contracting disjoint ``instances`` would change, without changing anything.
 
@@ -386,26 +492,31 @@ class SymbolGraph:
         The new node's neighbours are the union of its parts' neighbours outside the instance.
         """
         new_ids = []
+        adj = self.adj
         for inst in instances:
             nid = len(self.labels)
             members = set(inst)
-            outside: set[int] = set()
-            removed = 0
+            if domain:
+                outside, removed = self._detach_region(inst, members)
+            else:
+                outside = set()
+                removed = 0
+                for m in inst:
+                    for y in adj[m]:
+                        if y in members:
+                            removed += y > m
+                        else:
+                            removed += 1
+                            outside.add(y)
+                            adj[y].discard(m)
             for m in inst:
-                for y in self.adj[m]:
-                    if y in members:
-                        removed += y > m
-                    else:
-                        removed += 1
-                        outside.add(y)
-                        self.adj[y].discard(m)
-                self.adj[m] = set()
+                adj[m] = _NO_NEIGHBOURS
                 self.parent[m] = nid
             for y in outside:
                 self.adj[y].add(nid)
             self.labels.append(symbol)
             self.levels.append(level)
-            self.n_rings.append(sum(self.n_rings[m] for m in inst))
+            self.n_rings.append(sum(map(self.n_rings.__getitem__, inst)))
             self.parts.append(tuple(sorted(inst)))
             self.parent.append(-1)
             self.is_domain.append(domain)
@@ -500,7 +611,7 @@ def graph_data_bits(sg: SymbolGraph, code: DataCode, ring_extra_bits: float) -> 
 # Parse trees
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ParseNode:
     """A node of a parse tree.
 
@@ -662,25 +773,26 @@ def parse_graph(grammar: Grammar, graph, *, min_domain_size: int | None = None) 
     """
     _check_tokens(grammar, graph)
     n_atoms = len(graph.tokens)
-    rings = graph.rings
+    rings = Rings.from_sequences(graph.rings)
     order = canonical_ring_order(rings)
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))
-    words = ring_words(graph)
+    words, word_index = distinct_ring_words(graph)
     exact, wild = ring_symbol_table(grammar)
     code = DataCode.from_grammar(grammar)
-    labels, extra = [], 0.0
-    for word in words:
-        symbol = exact.get(word)
-        if symbol is None:
-            symbol = wild.get(len(word))
-            extra += code.word_bits(word)
-            if symbol is None:
-                symbol = unknown_ring_symbol(len(word))
-                extra += _gamma_bits(len(word))
-        labels.append(symbol)
+    symbols = [exact.get(w) or wild.get(len(w)) or unknown_ring_symbol(len(w)) for w in words]
+    # Word bits of the wildcard and unknown rings, added in ring order (the same float sum as ring by ring).
+    extra = 0.0
+    costed = np.array([w not in exact for w in words], dtype=bool).reshape(len(words))
+    for k in word_index[costed[word_index]].tolist():
+        word = words[k]
+        extra += code.word_bits(word)
+        if len(word) not in wild:
+            extra += _gamma_bits(len(word))
+    labels = list(map(symbols.__getitem__, word_index.tolist()))
     ring_symbols = np.array(labels, dtype=np.str_).reshape(len(labels))
-    sg = SymbolGraph([labels[i] for i in order.tolist()], rank[np.asarray(graph.ring_adjacency(), dtype=np.int64)])
+    sg = SymbolGraph(list(map(labels.__getitem__, order.tolist())),
+                     rank[np.asarray(graph.ring_adjacency(), dtype=np.int64)])
     ring_size = {r.name: r.size for r in grammar.rings}
 
     def threshold(symbol: str) -> int:
@@ -698,7 +810,7 @@ def parse_graph(grammar: Grammar, graph, *, min_domain_size: int | None = None) 
             sg.contract(sg.regions(d.symbol, threshold(d.symbol)), d.name, d.level, domain=True)
     data_bits = graph_data_bits(sg, code, extra)
     root_level = max(grammar.levels, default=0) + 1
-    root, counts, coverage = _build_tree(sg, [rings[i] for i in order.tolist()], graph.tokens, n_atoms, root_level)
+    root, counts, coverage = _build_tree(sg, rings.take(order), graph.tokens, n_atoms, root_level)
     abundance = {
         level: {s: c / total for s, c in per.items()}
         for level, per in counts.items()
@@ -715,15 +827,15 @@ def parse_graph(grammar: Grammar, graph, *, min_domain_size: int | None = None) 
     )
 
 
-def _build_tree(sg: SymbolGraph, rings: Sequence[tuple[int, ...]], tokens, n_atoms: int, root_level: int):
+def _build_tree(sg: SymbolGraph, rings: Rings, tokens, n_atoms: int, root_level: int):
     """Parse tree, per-level symbol counts and coverage from a contracted symbol graph (rings in node order)."""
     tokens = np.asarray(tokens).astype(str).tolist()
     n_ring_nodes = len(rings)
     top = sg.top_ancestor()
     levels = np.asarray(sg.levels, dtype=np.int64)
     ring_level = levels[top[:n_ring_nodes]] if n_ring_nodes else np.empty(0, np.int64)
-    sizes = np.fromiter(map(len, rings), dtype=np.int64, count=n_ring_nodes)
-    entry_atom = np.fromiter((a for r in rings for a in r), dtype=np.int64, count=int(sizes.sum()))
+    sizes = rings.sizes
+    entry_atom = rings.atoms
     entry_ring = np.repeat(np.arange(n_ring_nodes, dtype=np.int64), sizes)
     # Owner ring of each atom: highest top-level ancestor level, then the first ring.
     sort = np.lexsort((entry_ring, -ring_level[entry_ring], entry_atom))
@@ -736,24 +848,25 @@ def _build_tree(sg: SymbolGraph, rings: Sequence[tuple[int, ...]], tokens, n_ato
     if len(entry_atom):
         np.maximum.at(covered, entry_atom, ring_level[entry_ring])
 
-    owned: list[list[int]] = [[] for _ in range(n_ring_nodes)]
-    for a, r in enumerate(owner.tolist()):
-        if r >= 0:
-            owned[r].append(a)
-    nodes: list[ParseNode] = []
-    atom_sets: list[np.ndarray] = []
+    # Leaves of the owned atoms, ascending per ring, built in one pass (no Python loop per atom).
+    owned = np.flatnonzero(owner >= 0)
+    owned = owned[np.argsort(owner[owned], kind="stable")].tolist()
+    leaves = list(map(ParseNode, [tokens[a] for a in owned], itertools.repeat(0), zip(owned)))
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(owner[owner >= 0], minlength=n_ring_nodes))]).tolist()
+    nodes: list[ParseNode] = list(map(
+        ParseNode, sg.labels[:n_ring_nodes], sg.levels[:n_ring_nodes], rings.to_tuples(),
+        [tuple(leaves[a:b]) for a, b in zip(bounds[:-1], bounds[1:])],
+    ))
+    ring_members: dict[int, np.ndarray] = {}  # composite node -> the ring nodes under it
+    for v in range(n_ring_nodes, len(sg.labels)):
+        parts = np.asarray(sg.parts[v], dtype=np.int64)
+        under = np.concatenate([parts[parts < n_ring_nodes]] + [ring_members[c] for c in parts[parts >= n_ring_nodes].tolist()])
+        ring_members[v] = under
+        atoms = np.unique(rings.take(under).atoms)
+        nodes.append(ParseNode(sg.labels[v], sg.levels[v], tuple(atoms.tolist()), tuple(map(nodes.__getitem__, sg.parts[v]))))
     counts: dict[int, Counter] = {}
-    for v in range(len(sg.labels)):
-        symbol, level = sg.labels[v], sg.levels[v]
-        counts.setdefault(level, Counter())[symbol] += 1
-        if v < n_ring_nodes:
-            leaves = tuple(ParseNode(tokens[a], 0, (a,)) for a in owned[v])
-            nodes.append(ParseNode(symbol, level, tuple(rings[v]), leaves))
-            atom_sets.append(np.asarray(rings[v], dtype=np.int64))
-        else:
-            atoms = np.unique(np.concatenate([atom_sets[c] for c in sg.parts[v]]))
-            atom_sets.append(atoms)
-            nodes.append(ParseNode(symbol, level, tuple(atoms.tolist()), tuple(nodes[c] for c in sg.parts[v])))
+    for (level, symbol), c in Counter(zip(sg.levels, sg.labels)).items():
+        counts.setdefault(level, Counter())[symbol] = c
     children = [nodes[v] for v in sg.alive_nodes()]
     children += [ParseNode(tokens[a], 0, (a,)) for a in np.flatnonzero(owner < 0).tolist()]
     root = ParseNode(ROOT_SYMBOL, root_level, tuple(range(n_atoms)), tuple(children))

@@ -462,3 +462,29 @@ def test_auto_bond_factor_bonds_past_a_first_shell_of_pairs_or_chains():
     g = build_graph(dumbbells, image_shape=(230, 170))
     degree = np.bincount(g.bonds.ravel(), minlength=len(dumbbells))
     assert np.mean(degree) >= 2.5 and len(g.rings) > 0
+
+
+def test_rings_read_as_a_tuple_of_tuples():
+    """Rings: a ragged array that indexes, iterates, compares and prints as the tuple of tuples it holds."""
+    import pickle
+
+    from motifgram.engine.graph import Rings
+
+    tuples = ((0, 2, 1), (1, 2, 3, 4), (5, 6, 7))
+    r = Rings.from_sequences([list(t) for t in tuples])
+    assert len(r) == 3 and r[1] == (1, 2, 3, 4) and r[-1] == (5, 6, 7) and type(r[0][0]) is int
+    assert tuple(r) == tuples and r == tuples and r == list(tuples) and r != tuples[:2] and repr(r) == repr(tuples)
+    assert r.sizes.tolist() == [3, 4, 3] and r.offsets.tolist() == [0, 3, 7, 10]
+    assert r.padded().tolist() == [[0, 2, 1, -1], [1, 2, 3, 4], [5, 6, 7, -1]]
+    assert r.take([2, 0]) == (tuples[2], tuples[0]) and r[1:] == tuples[1:]
+    assert pickle.loads(pickle.dumps(r)) == r and Rings.from_sequences(r) is r
+    assert Rings([], [0]) == () and not Rings([], [0])
+    with pytest.raises(ValueError):
+        r.atoms[0] = 9  # read-only
+    with pytest.raises(IndexError):
+        r[3]
+    with pytest.raises(MotifgramError, match="offsets"):
+        Rings([1, 2], [0, 3])
+    g = _SW_GRAPH
+    assert isinstance(g.rings, Rings) and g.rings.to_tuples() == tuple(g.rings)
+    assert AtomGraph(g.xy, g.tokens, g.bonds, g.rings.to_tuples(), g.image_shape).rings == g.rings

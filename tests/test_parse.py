@@ -196,3 +196,67 @@ def test_symbol_graph_matching_and_contraction():
     assert sg.adj[new[2]] == {new[1], 6}
     assert sg.alive_nodes() == [6, *new]
     assert sg.occurrences(("P", "P"), [(0, 1)]) == [(new[0], new[1]), (new[1], new[2])]
+
+
+def _random_symbol_graph(rng, n=60, p=0.08):
+    labels = rng.choice(["A", "B", "C"], size=n).tolist()
+    pairs = np.array([(i, j) for i in range(n) for j in range(i + 1, n) if rng.random() < p], dtype=np.int64)
+    return labels, pairs.reshape(-1, 2)
+
+
+def _bfs_regions(sg, symbol, min_size):
+    """Reference for SymbolGraph.regions: breadth-first search over the current neighbour sets."""
+    seen, out = set(), []
+    for v in range(len(sg.labels)):
+        if v in seen or sg.labels[v] != symbol or not sg.is_free(v):
+            continue
+        seen.add(v)
+        stack, region = [v], [v]
+        while stack:
+            for w in sg.adj[stack.pop()]:
+                if w not in seen and sg.labels[w] == symbol and sg.is_free(w):
+                    seen.add(w)
+                    stack.append(w)
+                    region.append(w)
+        if len(region) >= min_size:
+            out.append(tuple(sorted(region)))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_regions_and_domain_contraction_match_the_reference(seed):
+    """The array path of regions() and the set path of domain contraction agree with the plain loops."""
+    rng = np.random.default_rng(seed)
+    labels, edges = _random_symbol_graph(rng)
+    fast, slow = SymbolGraph(labels, edges), SymbolGraph(labels, edges)
+    # Neighbour sets hold what the edges say, after a motif contraction too.
+    motif = select_disjoint(fast.occurrences(("A", "B"), [(0, 1)]))[:3]
+    for sg in (fast, slow):
+        sg.contract(motif, "M", 2)
+    for symbol in ("A", "B", "C"):
+        expected = _bfs_regions(slow, symbol, 2)
+        assert fast.regions(symbol, 2) == expected
+        # Domain contraction (set operations) vs motif-style contraction (member loop) of the same regions.
+        fast.contract(expected, f"D_{symbol}", 2, domain=True)
+        slow.contract(expected, f"D_{symbol}", 2)
+        assert fast.n_edges == slow.n_edges and fast.n_alive == slow.n_alive
+        assert [set(a) for a in fast.adj] == [set(a) for a in slow.adj]
+        assert fast.parent == slow.parent and fast.n_rings == slow.n_rings
+    assert fast.n_edges == sum(len(fast.adj[v]) for v in fast.alive_nodes()) // 2
+
+
+def test_ring_words_and_order_match_the_definitions():
+    """Per-ring words equal canonical_ring_word of the ring's tokens; the order sorts the sorted atom tuples."""
+    from motifgram.grammar.model import canonical_ring_word
+    from motifgram.grammar.parse import canonical_ring_order, distinct_ring_words, ring_words
+
+    graph, _ = atom_graph("crn", size=256, seed=2)
+    rng = np.random.default_rng(0)
+    graph = graph.with_tokens(rng.choice(["C", "A", "Bb"], size=graph.n_atoms))
+    words = ring_words(graph)
+    assert words == [canonical_ring_word([graph.tokens[a] for a in r]) for r in graph.rings]
+    distinct, index = distinct_ring_words(graph)
+    assert len(set(distinct)) == len(distinct) and [distinct[k] for k in index] == words
+    rings = [tuple(r) for r in graph.rings] + [(3, 1, 2), (1, 2, 3, 0), (2, 1, 3)]
+    expected = sorted(range(len(rings)), key=lambda k: tuple(sorted(rings[k])))
+    assert canonical_ring_order(rings).tolist() == expected
