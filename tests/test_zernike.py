@@ -58,8 +58,9 @@ def test_orders_and_counts():
     assert n_max_for(36) == 10
     with pytest.raises(ValueError):
         n_max_for(35)
-    assert polar_shape(25) == (13, 64) and polar_shape(7, 10) == (6, 64) and polar_shape(25, 20) == (13, 84)
-    assert polar_offsets(25).shape == (13 * 64, 2)
+    assert polar_shape(25) == (13, 44) and polar_shape(7, 10) == (6, 44) and polar_shape(25, 20) == (13, 84)
+    assert polar_shape(7, 4) == (4, 32)  # MIN_N_THETA
+    assert polar_offsets(25).shape == (13 * 44, 2)
     np.testing.assert_allclose(np.hypot(*polar_offsets(25).T).max(), 12.5, rtol=0.01)
 
 
