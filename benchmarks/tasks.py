@@ -228,12 +228,16 @@ def task_mg_kernels(args, opts):
 
 
 def task_mg_grammar_scaling(args, opts):
-    """Grammar induction and parsing of square crops of one tokenised 2048^2 graph, ~5k to ~50k atoms.
+    """Graph, grammar induction and parsing of square crops of one tokenised 2048^2 graph, ~5k to ~50k atoms.
 
     One process, one token model (fitted as the pipeline does, on the whole image): only the crop size
-    changes. The largest crop is also timed with Python's cyclic garbage collector disabled (diagnostic).
+    changes. Each crop also times ``build_graph`` and, alone, the scipy (qhull) Delaunay triangulation inside
+    it (the graph stage's one super-linear part). The largest crop is also timed with Python's cyclic garbage
+    collector disabled (diagnostic).
     """
     import gc
+
+    from scipy.spatial import Delaunay
 
     from motifgram.engine.detect import detect_atoms
     from motifgram.engine.graph import build_graph
@@ -258,14 +262,18 @@ def task_mg_grammar_scaling(args, opts):
     for fraction in opts.get("fractions", (0.1, 0.2, 0.4, 1.0)):
         side = int(round(args.size * fraction**0.5))
         sel = np.flatnonzero((atoms.xy[:, 0] < side - 0.5) & (atoms.xy[:, 1] < side - 0.5))
-        graph = build_graph(atoms.xy[sel], image_shape=(side, side)).with_tokens(tokens[sel])
+        t_graph, ts_graph, graph = timed(lambda: build_graph(atoms.xy[sel], image_shape=(side, side)),
+                                         repeats=args.repeats)
+        t_delaunay, ts_delaunay, _ = timed(lambda: Delaunay(atoms.xy[sel]), repeats=args.repeats)
+        graph = graph.with_tokens(tokens[sel])
         t_ind, ts_ind, result = timed(lambda: induce_grammar([graph], name="bench", **kw), repeats=args.repeats)
         t_par, ts_par, _ = timed(
             lambda: parse_graph(result.grammar, graph, min_domain_size=grammar_spec.min_domain_size),
             repeats=args.repeats,
         )
         rows.append({"side_px": side, "n_atoms": int(len(sel)), "n_rings": len(graph.rings),
-                     "n_rules": result.grammar.n_rules, "grammar_s": t_ind, "grammar_all": ts_ind,
+                     "n_rules": result.grammar.n_rules, "graph_s": t_graph, "graph_all": ts_graph,
+                     "delaunay_s": t_delaunay, "delaunay_all": ts_delaunay, "grammar_s": t_ind, "grammar_all": ts_ind,
                      "parse_s": t_par, "parse_all": ts_par})
     gc.disable()
     try:
