@@ -6,8 +6,15 @@ Usage::
 
 Writes ``--size``² simulated graphene micrographs (fixed seeds) to a scratch folder, then runs the same
 spec over the first N of them with ``engine: {executor: local, workers: 1}`` and ``workers: 2``, each run in a
-fresh process; the peak resident memory of its largest process (``ru_maxrss`` of the children) is recorded. The
-per-micrograph cache is removed before every run, so every run computes everything.
+fresh process. The per-micrograph cache is removed before every run, so every run computes everything.
+
+Memory of a run is the memory of all its processes: the main process and the pool's workers. Recorded per run:
+
+- ``peak_total_rss_mib``: peak over the run of the summed resident memory of the run's process tree (sampled
+  every 0.1 s; counts the pages of shared libraries once per process);
+- ``peak_total_pss_mib``: the same with proportional set sizes (shared pages split between the processes that
+  map them; sampled every 1 s, so a short peak can be missed);
+- ``peak_rss_mib``: the largest single process (``ru_maxrss`` of the children, exact).
 """
 
 import argparse
@@ -18,10 +25,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
+import psutil  # installed with dask.distributed
 
 RUN = """
 import sys, yaml
@@ -41,6 +50,40 @@ def write_micrographs(folder: Path, count: int, size: int) -> None:
             np.save(path, simulate("graphene", size=size, seed=seed).image)
 
 
+class TreeMemory:
+    """Peak summed RSS (and PSS) of a process and its descendants, sampled in a thread until ``stop()``."""
+
+    def __init__(self, pid: int, *, every_s: float = 0.1, pss_every: int = 10):
+        self.peak_rss = self.peak_pss = 0
+        self._root = psutil.Process(pid)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, args=(every_s, pss_every), daemon=True)
+        self._thread.start()
+
+    def _sample(self, every_s: float, pss_every: int) -> None:
+        tick = 0
+        while not self._stop.wait(every_s):
+            try:
+                procs = [self._root, *self._root.children(recursive=True)]
+            except psutil.Error:
+                continue
+            rss = pss = 0
+            for proc in procs:
+                try:
+                    rss += proc.memory_info().rss
+                    if tick % pss_every == 0:
+                        pss += proc.memory_full_info().pss
+                except psutil.Error:
+                    continue
+            self.peak_rss = max(self.peak_rss, rss)
+            self.peak_pss = max(self.peak_pss, pss)
+            tick += 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def timed_run(spec: dict, folder: Path, out: Path) -> dict:
     spec_path = folder / "spec.yaml"
     import yaml
@@ -49,16 +92,29 @@ def timed_run(spec: dict, folder: Path, out: Path) -> dict:
     shutil.rmtree(out.parent / f".{out.name}.cache", ignore_errors=True)
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", RUN, str(spec_path), str(folder), str(out)], check=True)
+    child = subprocess.Popen([sys.executable, "-c", RUN, str(spec_path), str(folder), str(out)])
+    memory = TreeMemory(child.pid)
+    try:
+        if child.wait() != 0:
+            raise subprocess.CalledProcessError(child.returncode, child.args)
+    finally:
+        memory.stop()
     seconds = time.perf_counter() - start
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return {"seconds": round(seconds, 2), "peak_rss_mib": round(max(peak_kib, before) / 1024, 1)}
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {
+        "seconds": round(seconds, 2),
+        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
+        "peak_total_rss_mib": round(memory.peak_rss / 2**20, 1),
+        "peak_total_pss_mib": round(memory.peak_pss / 2**20, 1),
+        "peak_rss_mib": round(max(usage.ru_maxrss, before) / 1024, 1),
+    }
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--counts", type=int, nargs="+", default=[50, 200])
     parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/many.json"))
     args = parser.parse_args(argv)
     scratch = Path(tempfile.mkdtemp(prefix="motifgram-many-"))
@@ -70,7 +126,7 @@ def main(argv=None) -> int:
             folder.mkdir()
             for i in range(count):
                 (folder / f"frame{i:04d}.npy").symlink_to(scratch / f"frame{i:04d}.npy")
-            for workers in (1, 2):
+            for workers in args.workers:
                 spec = {
                     "name": f"many-{count}-{workers}",
                     "inputs": [{"path": "*.npy", "group": "graphene"}],

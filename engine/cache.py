@@ -56,14 +56,18 @@ def save_entry(cache_dir: Path, key: str, arrays: dict) -> Path:
     return target
 
 
-def load_entry(cache_dir: Path, key: str) -> dict | None:
-    """The arrays of an entry, or None when there is none or it cannot be read (then it is recomputed)."""
+def load_entry(cache_dir: Path, key: str, names=None) -> dict | None:
+    """The arrays of an entry, or None when there is none or it cannot be read (then it is recomputed).
+
+    ``names`` (an iterable of str) reads only those arrays (an ``.npz`` member is read only when asked for):
+    the later passes of a run read a micrograph's graph or features, not the whole entry.
+    """
     path = cache_dir / f"{key}.npz"
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as data:
-            return {name: data[name] for name in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+            return {name: data[name] for name in (data.files if names is None else names)}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
         log.warning("ignoring unreadable cache entry %s (%s); recomputing", path.name, exc)
         return None

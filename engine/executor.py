@@ -4,6 +4,8 @@ Every executor maps a picklable top-level function over tasks and yields the res
 outputs of a run do not depend on which executor computed them.
 """
 
+import collections
+import itertools
 import logging
 import multiprocessing
 import os
@@ -19,6 +21,30 @@ log = logging.getLogger(__name__)
 #: With ``workers: auto`` a local run uses a process pool only from this many micrographs on: a new process
 #: imports JAX and compiles the kernels (seconds), which a few micrographs do not repay.
 LOCAL_POOL_MIN_TASKS = 4
+
+
+#: Tasks submitted ahead per worker: enough to keep every worker busy while results are read in task order,
+#: few enough that a run's pending arguments and finished results never pile up in memory.
+IN_FLIGHT_PER_WORKER = 4
+
+
+def _windowed_map(submit, cancel, fn, iterables, *, window: int):
+    """Results of ``fn`` over ``zip(*iterables)`` in task order, at most ``window`` tasks submitted at a time.
+
+    A result is dropped by the executor as soon as it is yielded (no list of futures keeps every result
+    of a pass alive); on an exception or when the caller stops early, the pending tasks are cancelled.
+    """
+    tasks = zip(*iterables)
+    pending = collections.deque(submit(fn, *args) for args in itertools.islice(tasks, window))
+    try:
+        while pending:
+            result = pending.popleft().result()
+            pending.extend(submit(fn, *args) for args in itertools.islice(tasks, 1))
+            yield result
+            del result
+    finally:
+        for future in pending:
+            cancel(future)
 
 
 class SerialExecutor:
@@ -57,13 +83,8 @@ class ProcessExecutor:
         )
 
     def map(self, fn, *iterables):
-        futures = [self._pool.submit(fn, *args) for args in zip(*iterables)]
-        try:
-            for future in futures:
-                yield future.result()
-        finally:
-            for future in futures:
-                future.cancel()
+        return _windowed_map(self._pool.submit, lambda future: future.cancel(), fn, iterables,
+                             window=IN_FLIGHT_PER_WORKER * self.workers)
 
     def close(self):
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -94,12 +115,8 @@ class DaskExecutor:
         self.workers = len(self._client.scheduler_info().get("workers", {})) or workers
 
     def map(self, fn, *iterables):
-        futures = self._client.map(fn, *iterables, pure=False)
-        try:
-            for future in futures:
-                yield future.result()
-        finally:
-            self._client.cancel(futures)
+        return _windowed_map(lambda *args: self._client.submit(*args, pure=False), lambda future: future.cancel(),
+                             fn, iterables, window=IN_FLIGHT_PER_WORKER * self.workers)
 
     def close(self):
         self._client.close()

@@ -7,6 +7,8 @@ new outputs: an existing, non-empty run directory is replaced only with ``force=
 
 import contextlib
 import csv
+import functools
+import io
 import json
 import logging
 import os
@@ -18,7 +20,7 @@ import numpy as np
 
 from .errors import MotifgramError
 
-__all__ = ["atomic_run_dir", "check_output_dir", "write_csv", "write_json"]
+__all__ = ["atomic_run_dir", "check_output_dir", "write_csv", "write_json", "csv_field"]
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,23 @@ def write_csv(path, header, rows) -> None:
         if header is not None:
             writer.writerow(header)
         writer.writerows(rows)
+
+
+@functools.lru_cache(maxsize=4096)
+def csv_field(value: str) -> str:
+    """``value`` as :func:`write_csv` writes it within a row (quoted only when it holds a comma, quote or newline).
+
+    For rows assembled as text (many rows of one micrograph: several times faster than ``csv.writer`` on
+    tuples), byte-identical to what ``write_csv`` writes.
+
+    Examples
+    --------
+    >>> csv_field("frame0"), csv_field("a,b")
+    ('frame0', '"a,b"')
+    """
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow([value, ""])
+    return buffer.getvalue()[:-2]
 
 
 def write_json(path, data, *, compact: bool = False) -> None:

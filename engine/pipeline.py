@@ -1,12 +1,15 @@
 """The pipeline: spec → micrographs → atoms → features → tokens → atom graphs → grammar → parses → outputs.
 
-Three passes keep memory flat however many micrographs a run has:
+Passes over the micrographs keep memory flat however many a run has: per-atom data lives in each
+micrograph's cache entry, and the passes that need it read it there.
 
 1. per micrograph (any executor): load, detect, features, graph; the result is cached on disk and only a
-   compact record (positions, graph, a seeded sample of features) comes back;
-2. global, in this process: the token mixture is fitted on the pooled samples, every micrograph is
-   tokenised from its cached features, and the grammar is induced from all ring graphs;
-3. per micrograph (any executor): parse, overlay and the micrograph's rows of the CSV files.
+   compact record (scalars and the micrograph's share of the token fit's sample) comes back;
+2. global, in this process: the token mixture is fitted on the pooled samples;
+3. per micrograph (any executor): tokens of every atom from the cached features, and the micrograph's rows
+   of atoms.csv; only the labels (one byte per atom) come back;
+4. global, in this process: the grammar is induced from all ring graphs (read from the cache);
+5. per micrograph (any executor): parse, overlay, the rows of bonds.csv and rings.csv and the summary.
 
 Orchestration only: every number comes from the stage modules.
 """
@@ -15,6 +18,7 @@ import dataclasses
 import json
 from datetime import datetime, timezone
 import logging
+import shutil
 import time
 import zlib
 from collections import Counter, defaultdict
@@ -31,13 +35,14 @@ from motifgram.grammar.model import Grammar
 from motifgram.grammar.parse import ParseNode, parse_graph
 
 from .cache import cache_dir_for, cache_key, fingerprint_file, load_entry, save_entry
+from .context import context_features
 from .detect import Atoms, detect_atoms
 from .errors import GrammarError, ImageError, MotifgramError, NoLatticeError
 from .executor import open_executor
-from .graph import AtomGraph, build_graph, ring_statistics
+from .graph import AtomGraph, Rings, build_graph, ring_statistics
 from .io import Micrograph, load_micrograph
 from .moire import grid_points, measure_moire
-from .outputs import atomic_run_dir, check_output_dir, write_csv, write_json
+from .outputs import atomic_run_dir, check_output_dir, csv_field, write_json
 from .patches import extract_patches, intensity_quantiles, normalise_image, patch_size_for
 from .progress import Progress
 from .report import render_overlay, write_report
@@ -54,6 +59,7 @@ __all__ = [
     "load_input",
     "MicrographAnalysis",
     "MicrographRecord",
+    "FitSample",
 ]
 
 log = logging.getLogger(__name__)
@@ -68,8 +74,9 @@ SAMPLE_PER_MICROGRAPH = 4096
 PATCHES_PER_MICROGRAPH = 512
 #: ... of which a run keeps an equal share per micrograph, about this many patches in all.
 PATCH_SAMPLE = 8192
-#: Bump when a change to the per-micrograph stages makes cached results stale.
-CACHE_VERSION = 1
+#: Bump when a change to the per-micrograph stages makes cached results stale (2: the zernike_context
+#: descriptor became the default for atoms).
+CACHE_VERSION = 2
 
 ATOMS_HEADER = ("image", "id", "x", "y", "token", "confidence", "intensity")
 BONDS_HEADER = ("image", "i", "j")
@@ -107,8 +114,31 @@ class MicrographAnalysis:
 
 
 @dataclass(frozen=True, eq=False)
+class FitSample:
+    """One micrograph's share of the pooled sample the token mixture is fitted on.
+
+    Attributes
+    ----------
+    invariants : (S, M) float32 ndarray
+        Features of the atoms drawn (seeded by the input's id, away from the border).
+    moments : (S', M) complex64 ndarray
+        Moments of the first S' of them, for the class averages.
+    patches : (S', P, P) float32 ndarray
+        Their square patches, P = the record's ``patch_size``.
+    """
+
+    invariants: np.ndarray
+    moments: np.ndarray
+    patches: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
 class MicrographRecord:
-    """The compact result of the first pass for one micrograph (no image, no full feature matrix).
+    """The compact result of the first pass for one micrograph, kept for the whole run.
+
+    No per-atom array: positions, bonds, rings and all atoms' features stay in the cache entry
+    ``cache_key``, read by the passes that need them, so the main process holds a few hundred bytes per
+    micrograph (plus the share of the token fit's sample, whose total is capped).
 
     Attributes
     ----------
@@ -118,22 +148,18 @@ class MicrographRecord:
     shape : tuple of int
         Image shape (H, W) in px.
     pixel_size_nm : float or None
-    atoms : Atoms
-    graph : AtomGraph
-        Without tokens.
+    n_atoms : int
+    lattice_period_px, nn_distance_px : float
     patch_size : int
         Feature patch side (px).
-    sample_invariants : (S, M) float32 ndarray
-        Features of the atoms drawn (seeded by the input's id, away from the border) for the token fit.
-    sample_moments : (S', M) complex64 ndarray
-        Moments of the first S' sampled atoms, for the class averages.
-    sample_patches : (S', P, P) float32 ndarray
     cache_key : str
-        Entry of the feature cache holding all atoms' invariants.
+        Entry of the cache holding the micrograph's atoms, graph and features.
     recomputed : bool
         False when the record came from the cache.
     moire : dict or None
         Twist and moiré period (``detect.method: grid`` only; see :mod:`motifgram.engine.moire`).
+    sample : FitSample or None
+        This micrograph's share of the token fit's sample (None once the tokens are fitted).
     """
 
     index: int
@@ -142,15 +168,14 @@ class MicrographRecord:
     source: str
     shape: tuple
     pixel_size_nm: float | None
-    atoms: Atoms
-    graph: AtomGraph
+    n_atoms: int
+    lattice_period_px: float
+    nn_distance_px: float
     patch_size: int
-    sample_invariants: np.ndarray
-    sample_moments: np.ndarray
-    sample_patches: np.ndarray
     cache_key: str
     recomputed: bool
     moire: dict | None = None
+    sample: FitSample | None = None
 
 
 @dataclass(frozen=True)
@@ -228,9 +253,13 @@ def analyse_micrograph(micrograph: Micrograph, spec: Spec, timer: StageTimer | N
             patch_size=spec.features.patch_size or patch_size_for(atoms.lattice_period_px),
             n_max=spec.features.n_max,
         )
-        if feature_descriptor(spec) == "intensity":
+        descriptor = feature_descriptor(spec)
+        if descriptor == "intensity":
             quantiles = intensity_quantiles(image, atoms.xy, radius_px=INTENSITY_RADIUS_PERIODS * atoms.lattice_period_px)
             features = dataclasses.replace(features, invariants=quantiles)
+        elif descriptor == "zernike_context":
+            context = context_features(features.moments, image, atoms.xy, nn_distance_px=atoms.nn_distance_px)
+            features = dataclasses.replace(features, invariants=context)
     with timer("graph"):
         graph = build_graph(
             atoms.xy,
@@ -243,10 +272,11 @@ def analyse_micrograph(micrograph: Micrograph, spec: Spec, timer: StageTimer | N
 
 
 def feature_descriptor(spec: Spec) -> str:
-    """``features.descriptor`` with ``auto`` resolved: intensity quantiles for grid points, else Zernike."""
+    """``features.descriptor`` with ``auto`` resolved: intensity quantiles for grid points, else Zernike
+    invariants with the chemical context (:mod:`motifgram.engine.context`)."""
     if spec.features.descriptor != "auto":
         return spec.features.descriptor
-    return "intensity" if spec.detect.method == "grid" else "zernike"
+    return "intensity" if spec.detect.method == "grid" else "zernike_context"
 
 
 def _input_cache_key(item, spec: Spec) -> str:
@@ -266,16 +296,18 @@ def _sample_rng(seed: int, image_id: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(image_id.encode())])
 
 
-def first_pass(index: int, item, spec: Spec, cache_dir: Path | None):
+def first_pass(index: int, item, spec: Spec, cache_dir: Path, n_inputs: int):
     """Detection, features and graph of one input, through the cache; a Failure for unusable input.
 
-    Top-level (picklable) so that every executor can run it. Returns ``(record_or_failure, seconds)``.
+    Top-level (picklable) so that every executor can run it. The record carries this micrograph's share
+    (one in ``n_inputs``) of the token fit's sample, copied out of the entry so that only that share
+    travels and stays in memory. Returns ``(record_or_failure, seconds)``.
     """
     timer = StageTimer()
-    key = _input_cache_key(item, spec) if cache_dir is not None else ""
-    entry = load_entry(cache_dir, key) if cache_dir is not None else None
+    key = _input_cache_key(item, spec)
+    entry = load_entry(cache_dir, key)
     if entry is not None:
-        return _record_from_entry(index, item, key, entry), timer.as_dict()
+        return _record_from_entry(index, item, key, entry, n_inputs), timer.as_dict()
     try:
         with timer("load"):
             micrograph = load_input(item)
@@ -287,9 +319,8 @@ def first_pass(index: int, item, spec: Spec, cache_dir: Path | None):
     if spec.detect.method == "grid":
         with timer("moire"):
             arrays["moire"] = np.array(json.dumps(_moire_summary(micrograph)))
-    if cache_dir is not None:
-        save_entry(cache_dir, key, arrays)
-    return _record_from_entry(index, item, key, arrays, recomputed=True), timer.as_dict()
+    save_entry(cache_dir, key, arrays)
+    return _record_from_entry(index, item, key, arrays, n_inputs, recomputed=True), timer.as_dict()
 
 
 def _moire_summary(micrograph: Micrograph) -> dict | None:
@@ -308,7 +339,6 @@ def _entry_from_analysis(analysis: MicrographAnalysis, spec: Spec) -> dict:
     rng = _sample_rng(spec.seed, analysis.micrograph.id)
     sample = np.sort(rng.choice(interior, size=min(len(interior), SAMPLE_PER_MICROGRAPH), replace=False))
     with_patches = sample[:PATCHES_PER_MICROGRAPH]
-    ring_sizes = np.fromiter(map(len, graph.rings), dtype=np.int64, count=len(graph.rings))
     return {
         "source": np.array(analysis.micrograph.source),
         "shape": np.array(analysis.micrograph.image.shape, dtype=np.int64),
@@ -319,9 +349,8 @@ def _entry_from_analysis(analysis: MicrographAnalysis, spec: Spec) -> dict:
         "lattice_period_px": np.array(atoms.lattice_period_px),
         "nn_distance_px": np.array(atoms.nn_distance_px),
         "bonds": graph.bonds,
-        "ring_sizes": ring_sizes,
-        "ring_atoms": np.fromiter((a for ring in graph.rings for a in ring), dtype=np.int64,
-                                  count=int(ring_sizes.sum())),
+        "ring_sizes": graph.ring_sizes,
+        "ring_atoms": graph.rings.atoms,
         "bond_factor": np.array(graph.bond_factor),
         "patch_size": np.array(patch_size),
         "invariants": analysis.invariants,
@@ -343,29 +372,76 @@ def _interior_atoms(xy: np.ndarray, shape, radius_px: float) -> np.ndarray:
     return np.flatnonzero(inside) if inside.any() else np.arange(len(xy))
 
 
-def _record_from_entry(index: int, item, key: str, entry: dict, *, recomputed: bool = False) -> MicrographRecord:
-    sizes = entry["ring_sizes"]
-    offsets = np.concatenate([[0], np.cumsum(sizes)])
-    ring_atoms = entry["ring_atoms"].tolist()
-    rings = tuple(tuple(ring_atoms[offsets[r]:offsets[r + 1]]) for r in range(len(sizes)))
-    shape = tuple(int(v) for v in entry["shape"])
+def _record_from_entry(index: int, item, key: str, entry: dict, n_inputs: int, *,
+                       recomputed: bool = False) -> MicrographRecord:
     pixel = float(entry["pixel_size_nm"])
-    atoms = Atoms(
-        xy=entry["xy"], intensity=entry["intensity"],
-        lattice_period_px=float(entry["lattice_period_px"]), nn_distance_px=float(entry["nn_distance_px"]),
-    )
-    graph = AtomGraph(
-        xy=entry["xy"].astype(np.float64), tokens=np.full(len(entry["xy"]), "", dtype="<U1"),
-        bonds=entry["bonds"], rings=rings, image_shape=shape, bond_factor=float(entry["bond_factor"]),
+    # the run's pooled sample stays near TOKEN_FIT_SAMPLE atoms (and PATCH_SAMPLE patches) however many
+    # micrographs it has; copies, so that the entry's full arrays are not kept alive by views
+    quota = -(-TOKEN_FIT_SAMPLE // n_inputs)
+    with_patches = -(-PATCH_SAMPLE // n_inputs)
+    sample = FitSample(
+        invariants=entry["invariants"][entry["sample"][:quota]],
+        moments=entry["sample_moments"][:with_patches].copy(),
+        patches=entry["sample_patches"][:with_patches].copy(),
     )
     return MicrographRecord(
-        index=index, id=item.id, group=item.group, source=str(entry["source"]), shape=shape,
-        pixel_size_nm=None if np.isnan(pixel) else pixel, atoms=atoms, graph=graph,
-        patch_size=int(entry["patch_size"]),
-        sample_invariants=entry["invariants"][entry["sample"]], sample_moments=entry["sample_moments"],
-        sample_patches=entry["sample_patches"], cache_key=key, recomputed=recomputed,
-        moire=json.loads(str(entry["moire"])) if "moire" in entry else None,
+        index=index, id=item.id, group=item.group, source=str(entry["source"]),
+        shape=tuple(int(v) for v in entry["shape"]), pixel_size_nm=None if np.isnan(pixel) else pixel,
+        n_atoms=len(entry["xy"]), lattice_period_px=float(entry["lattice_period_px"]),
+        nn_distance_px=float(entry["nn_distance_px"]), patch_size=int(entry["patch_size"]), cache_key=key,
+        recomputed=recomputed, moire=json.loads(str(entry["moire"])) if "moire" in entry else None, sample=sample,
     )
+
+
+#: Cache entry arrays that make a micrograph's atom graph.
+_GRAPH_ARRAYS = ("xy", "shape", "bonds", "ring_sizes", "ring_atoms", "bond_factor")
+
+
+def _load_graph(record: MicrographRecord, cache_dir: Path, tokens: np.ndarray) -> AtomGraph:
+    """The atom graph of a micrograph, read from its cache entry, with ``tokens`` ((N,) str) as token names."""
+    entry = _read_entry(cache_dir, record, _GRAPH_ARRAYS)
+    rings = Rings(entry["ring_atoms"], np.concatenate([[0], np.cumsum(entry["ring_sizes"])]))
+    return AtomGraph(
+        xy=entry["xy"].astype(np.float64), tokens=tokens, bonds=entry["bonds"], rings=rings,
+        image_shape=tuple(int(v) for v in entry["shape"]), bond_factor=float(entry["bond_factor"]),
+    )
+
+
+def _read_entry(cache_dir: Path, record: MicrographRecord, names) -> dict:
+    entry = load_entry(cache_dir, record.cache_key, names)
+    if entry is None:
+        raise MotifgramError(
+            f"{record.source}: the cache entry {cache_dir / record.cache_key}.npz disappeared during the run; "
+            "run again"
+        )
+    return entry
+
+
+def _label_dtype(n_tokens: int) -> np.dtype:
+    """The smallest unsigned integer type of token labels (one byte up to 256 tokens)."""
+    return np.min_scalar_type(max(n_tokens - 1, 0))
+
+
+def token_pass(record: MicrographRecord, token_model: TokenModel, cache_dir: Path, parts: Path):
+    """Tokens of every atom of one micrograph from its cached features, and its rows of atoms.csv.
+
+    Top-level (picklable) so that every executor can run it. Returns ``(labels, mean_confidence, seconds)``:
+    labels ((N,) unsigned int, the smallest type that holds them) index ``token_model.names``.
+    """
+    timer = StageTimer()
+    with timer("tokens"):
+        entry = _read_entry(cache_dir, record, ("invariants", "xy", "intensity"))
+        labels, confidence = assign_tokens(token_model, entry["invariants"])
+    with timer("write"):
+        image, names = csv_field(record.id), [csv_field(name) for name in token_model.names]
+        (parts / f"{record.index:06d}.atoms.csv").write_text("".join(
+            f"{image},{i},{x:.3f},{y:.3f},{names[t]},{c:.4f},{v:.6g}\n"
+            for i, ((x, y), t, c, v) in enumerate(zip(
+                entry["xy"].tolist(), labels.tolist(), confidence.tolist(), entry["intensity"].tolist(), strict=True
+            ))
+        ))
+    mean_confidence = round(float(np.mean(confidence)), 4) if len(confidence) else None
+    return labels.astype(_label_dtype(len(names))), mean_confidence, timer.as_dict()
 
 
 @dataclass(frozen=True)
@@ -379,26 +455,24 @@ class _Finish:
     overlays: bool
     staging: Path
     sampling: str
+    cache_dir: Path
 
 
-def third_pass(record: MicrographRecord, item, labels: np.ndarray, confidence: np.ndarray, finish: _Finish):
+def third_pass(record: MicrographRecord, item, labels: np.ndarray, mean_confidence: float | None, finish: _Finish):
     """Parse one tokenised micrograph, render its overlay and write its rows; returns its summary entry."""
     timer = StageTimer()
     names = np.asarray(finish.token_names)
-    graph = record.graph.with_tokens(names[labels])
     with timer("parse"):
+        graph = _load_graph(record, finish.cache_dir, names[labels])
         parse = parse_graph(finish.grammar, graph, min_domain_size=finish.min_domain_size)
     with timer("write"):
-        parts = finish.staging / "parts"
-        xy, intensity = record.atoms.xy, record.atoms.intensity
-        write_csv(parts / f"{record.index:06d}.atoms.csv", None, (
-            (record.id, i, f"{xy[i, 0]:.3f}", f"{xy[i, 1]:.3f}", names[labels[i]], f"{confidence[i]:.4f}",
-             f"{intensity[i]:.6g}")
-            for i in range(len(xy))
-        ))
-        write_csv(parts / f"{record.index:06d}.bonds.csv", None, ((record.id, int(i), int(j)) for i, j in graph.bonds))
-        write_csv(parts / f"{record.index:06d}.rings.csv", None, (
-            (record.id, r, len(ring), symbol, " ".join(map(str, ring)))
+        parts, image = finish.staging / "parts", csv_field(record.id)
+        xy = graph.xy
+        (parts / f"{record.index:06d}.bonds.csv").write_text(
+            "".join(f"{image},{i},{j}\n" for i, j in graph.bonds.tolist())
+        )
+        (parts / f"{record.index:06d}.rings.csv").write_text("".join(
+            f"{image},{r},{len(ring)},{csv_field(symbol)},{' '.join(map(str, ring))}\n"
             for r, (ring, symbol) in enumerate(zip(graph.rings, parse.ring_symbols, strict=True))
         ))
         write_json(finish.staging / "parses" / f"{record.id}.json", parse.root.to_dict(), compact=True)
@@ -410,10 +484,10 @@ def third_pass(record: MicrographRecord, item, labels: np.ndarray, confidence: n
                 finish.staging / "overlays" / f"{record.id}.png", title=record.id,
                 ring_symbol_names=list(finish.ring_symbol_names),
             )
-    return _image_summary(record, graph, labels, confidence, finish, parse), timer.as_dict()
+    return _image_summary(record, graph, labels, mean_confidence, finish, parse), timer.as_dict()
 
 
-def _image_summary(record, graph, labels, confidence, finish: _Finish, parse) -> dict:
+def _image_summary(record, graph, labels, mean_confidence, finish: _Finish, parse) -> dict:
     sizes = graph.ring_sizes
     stats = ring_statistics(sizes)
     counts = np.bincount(labels, minlength=len(finish.token_names))
@@ -423,15 +497,15 @@ def _image_summary(record, graph, labels, confidence, finish: _Finish, parse) ->
         "group": record.group,
         "shape": list(record.shape),
         "pixel_size_nm": record.pixel_size_nm,
-        "lattice_period_px": round(float(record.atoms.lattice_period_px), 4),
-        "nn_distance_px": round(float(record.atoms.nn_distance_px), 4),
+        "lattice_period_px": round(float(record.lattice_period_px), 4),
+        "nn_distance_px": round(float(record.nn_distance_px), 4),
         "bond_factor": round(float(graph.bond_factor), 4),
         "patch_size_px": record.patch_size,
         "n_atoms": int(len(labels)),
         "n_bonds": int(len(graph.bonds)),
         "n_rings": int(len(sizes)),
         "token_counts": {n: int(c) for n, c in zip(finish.token_names, counts)},
-        "mean_confidence": round(float(np.mean(confidence)), 4) if len(confidence) else None,
+        "mean_confidence": mean_confidence,
         "ring_histogram": {str(n): int(c) for n, c in sorted(Counter(sizes.tolist()).items())},
         "ring_stats": {"mean": _round(stats.mean), "mu2": _round(stats.mu2)},
         "motif_counts": {str(level): dict(sorted(c.items())) for level, c in sorted(parse.motif_counts.items())},
@@ -461,26 +535,13 @@ def _naming(source: str):
 # Global stages
 
 
-def _trimmed(record: MicrographRecord, n_inputs: int) -> MicrographRecord:
-    """Keep only the share of a record's feature sample that the token fit will use (flat memory in runs
-    of many micrographs: the pooled sample stays near TOKEN_FIT_SAMPLE atoms however many there are)."""
-    quota = -(-TOKEN_FIT_SAMPLE // n_inputs)
-    with_patches = -(-PATCH_SAMPLE // n_inputs)
-    return dataclasses.replace(
-        record,
-        sample_invariants=record.sample_invariants[:quota],
-        sample_moments=record.sample_moments[:with_patches],
-        sample_patches=record.sample_patches[:with_patches],
-    )
-
-
 def _learn_tokens(records: list[MicrographRecord], spec: Spec) -> TokenModel:
     """Fit the token mixture on a seeded sample pooled from every micrograph of the run.
 
     Class averages need one patch size: they come from the micrographs whose automatic patch size is the
     run's most common one (all of them when the micrographs share a magnification).
     """
-    invariants = np.concatenate([r.sample_invariants for r in records])
+    invariants = _pooled_invariants(records)
     common_size = Counter(r.patch_size for r in records).most_common(1)[0][0]
     averaged = [r for r in records if r.patch_size == common_size]
     k = spec.tokens.k if spec.tokens.k is not None else "auto"
@@ -492,30 +553,47 @@ def _learn_tokens(records: list[MicrographRecord], spec: Spec) -> TokenModel:
         seed=spec.seed,
         n_init=spec.tokens.n_init,
         max_iter=spec.tokens.max_iter,
-        lattice_period_px=float(np.median([r.atoms.lattice_period_px for r in records])),
+        lattice_period_px=float(np.median([r.lattice_period_px for r in records])),
         descriptor=feature_descriptor(spec),
     )
     # the sampled patches are the first rows of each record's sample: take their labels from the fit
-    starts = np.cumsum([0] + [len(r.sample_invariants) for r in records])
+    starts = np.cumsum([0] + [len(r.sample.invariants) for r in records])
     patch_labels = np.concatenate([
-        labels[start : start + len(r.sample_moments)]
+        labels[start : start + len(r.sample.moments)]
         for r, start in zip(records, starts[:-1], strict=True)
         if r.patch_size == common_size
     ])
-    moments = np.concatenate([r.sample_moments for r in averaged])
-    patches = np.concatenate([r.sample_patches for r in averaged])
+    moments = np.concatenate([r.sample.moments for r in averaged])
+    patches = np.concatenate([r.sample.patches for r in averaged])
     averages = class_averages(patches, moments, patch_labels, len(model.names), seed=spec.seed)
     return dataclasses.replace(model, class_averages=averages, patch_size=common_size, n_max=spec.features.n_max)
 
 
-def _tokenise(records, token_model: TokenModel, cache_dir: Path):
-    """Token labels and confidences of every atom, reading each micrograph's features from the cache."""
-    labels, confidences = [], []
-    for record in records:
-        lab, conf = assign_tokens(token_model, load_entry(cache_dir, record.cache_key)["invariants"])
-        labels.append(lab)
-        confidences.append(conf)
-    return labels, confidences
+def _pooled_invariants(records) -> np.ndarray:
+    """(S, M) float32: the token fit's sample, pooled over the records in order."""
+    return np.concatenate([r.sample.invariants for r in records])
+
+
+def _tokenise(records, token_model: TokenModel, cache_dir: Path, parts: Path, executor, progress, timer):
+    """Token labels of every atom (one array per record) and the mean confidence of each record, computed
+    per micrograph on the executor (which also writes the rows of atoms.csv)."""
+    labels, mean_confidences = [], []
+    n = len(records)
+    with progress.task("tokens", n) as advance:
+        for lab, mean_confidence, seconds in executor.map(
+            token_pass, records, [token_model] * n, [cache_dir] * n, [parts] * n
+        ):
+            labels.append(lab)
+            mean_confidences.append(mean_confidence)
+            timer.add(seconds)
+            advance()
+    return labels, mean_confidences
+
+
+def _graphs(records, labels, token_model: TokenModel, cache_dir: Path) -> list[AtomGraph]:
+    """Every micrograph's atom graph, with tokens, read from the cache (for the global grammar stages)."""
+    names = np.asarray(token_model.names)
+    return [_load_graph(r, cache_dir, names[lab]) for r, lab in zip(records, labels, strict=True)]
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -557,15 +635,14 @@ def run(spec=None, *, out_dir=None, force: bool = False, quiet: bool = False) ->
     items = list(spec.inputs)
     with Progress(enabled=not quiet) as progress, open_executor(spec.engine, len(items)) as executor:
         records, failures = [], []
-        with progress.task("atoms, features, graph", len(items)) as advance:
-            for result, seconds in executor.map(
-                first_pass, range(len(items)), items, [spec] * len(items), [cache_dir] * len(items)
-            ):
+        n = len(items)
+        with progress.task("atoms, features, graph", n) as advance:
+            for result, seconds in executor.map(first_pass, range(n), items, [spec] * n, [cache_dir] * n, [n] * n):
                 timer.add(seconds)
                 if isinstance(result, Failure):
                     failures.append(result)
                 else:
-                    records.append(_trimmed(result, len(items)))
+                    records.append(result)
                 advance()
         if not records:
             raise MotifgramError("no micrograph could be analysed:\n" + "\n".join(f.reason for f in failures))
@@ -573,29 +650,32 @@ def run(spec=None, *, out_dir=None, force: bool = False, quiet: bool = False) ->
             log.warning("skipped %s: %s", failure.id, failure.reason)
         with timer("tokens"):
             token_model = _learn_tokens(records, spec)
-            labels, confidences = _tokenise(records, token_model, cache_dir)
-        graphs = [
-            r.graph.with_tokens(np.asarray(token_model.names)[lab]) for r, lab in zip(records, labels, strict=True)
-        ]
-        with timer("grammar"):
-            grammar = induce_grammar(
-                graphs,
-                name=spec.name,
-                min_count=spec.grammar.min_count,
-                max_motif_size=spec.grammar.max_motif_size,
-                min_domain_size=spec.grammar.min_domain_size,
-            ).grammar
-        group_grammars, comparison = _compare_groups(spec, records, graphs, token_model, grammar, timer)
+        fit_invariants = _pooled_invariants(records)
+        records = [dataclasses.replace(r, sample=None) for r in records]
         with atomic_run_dir(out_dir, force=force) as staging:
-            images = _finish(staging, spec, records, labels, confidences, token_model, grammar,
-                             [items[r.index] for r in records], executor, progress, timer)
+            (staging / "parts").mkdir()
+            labels, mean_confidences = _tokenise(records, token_model, cache_dir, staging / "parts", executor,
+                                                 progress, timer)
+            with timer("grammar"):
+                graphs = _graphs(records, labels, token_model, cache_dir)
+                grammar = induce_grammar(
+                    graphs,
+                    name=spec.name,
+                    min_count=spec.grammar.min_count,
+                    max_motif_size=spec.grammar.max_motif_size,
+                    min_domain_size=spec.grammar.min_domain_size,
+                ).grammar
+            group_grammars, comparison = _compare_groups(spec, records, graphs, token_model, grammar, timer)
+            del graphs  # the ring graphs of every micrograph: the largest thing a run holds at once
+            images = _finish(staging, spec, records, labels, mean_confidences, token_model, grammar,
+                             [items[r.index] for r in records], executor, progress, timer, cache_dir=cache_dir)
             with timer("write"):
                 if group_grammars:
                     (staging / "grammars").mkdir()
                     for group, group_grammar in group_grammars.items():
                         (staging / "grammars" / f"{group}.txt").write_text(group_grammar.to_text())
                 _write_globals(staging, spec, records, token_model, grammar, images, failures, timer,
-                               output_dir=out_dir.absolute(), comparison=comparison)
+                               fit_invariants=fit_invariants, output_dir=out_dir.absolute(), comparison=comparison)
     return out_dir
 
 
@@ -642,9 +722,13 @@ def _compare_groups(spec, records, graphs, token_model, grammar, timer):
     return group_grammars, comparison
 
 
-def _finish(staging, spec, records, labels, confidences, token_model, grammar, items, executor, progress, timer):
-    """Third pass over every micrograph, then the CSV files assembled from its parts in input order."""
-    for folder in ("parts", "parses", *(("overlays",) if spec.output.overlays else ())):
+def _finish(staging, spec, records, labels, mean_confidences, token_model, grammar, items, executor, progress,
+            timer, *, cache_dir):
+    """Last pass over every micrograph, then the CSV files assembled from their parts in input order.
+
+    The rows of atoms.csv are already in ``staging/parts`` (written by :func:`token_pass`).
+    """
+    for folder in ("parses", *(("overlays",) if spec.output.overlays else ())):
         (staging / folder).mkdir()
     finish = _Finish(
         token_names=tuple(token_model.names),
@@ -654,35 +738,36 @@ def _finish(staging, spec, records, labels, confidences, token_model, grammar, i
         overlays=spec.output.overlays,
         staging=staging,
         sampling=spec.detect.method,
+        cache_dir=cache_dir,
     )
     images = {}
     n = len(records)
     with progress.task("parse, overlays", n) as advance:
         for record, (summary, seconds) in zip(records, executor.map(
-            third_pass, records, items, labels, confidences, [finish] * n
+            third_pass, records, items, labels, mean_confidences, [finish] * n
         ), strict=True):
             images[record.id] = summary
             timer.add(seconds)
             advance()
     with timer("write"):
         for kind, header in (("atoms", ATOMS_HEADER), ("bonds", BONDS_HEADER), ("rings", RINGS_HEADER)):
-            with open(staging / f"{kind}.csv", "w", newline="") as out:
-                out.write(",".join(header) + "\n")
+            with open(staging / f"{kind}.csv", "wb") as out:
+                out.write((",".join(header) + "\n").encode())
                 for record in records:
-                    part = staging / "parts" / f"{record.index:06d}.{kind}.csv"
-                    out.write(part.read_text())
+                    with open(staging / "parts" / f"{record.index:06d}.{kind}.csv", "rb") as part:
+                        shutil.copyfileobj(part, out)
         for part in (staging / "parts").iterdir():
             part.unlink()
         (staging / "parts").rmdir()
     return images
 
 
-def _write_globals(staging, spec, records, token_model, grammar, images, failures, timer, *, output_dir,
-                   comparison=None):
+def _write_globals(staging, spec, records, token_model, grammar, images, failures, timer, *, fit_invariants,
+                   output_dir, comparison=None):
     """grammar.txt, tokens.npz, embedding.npz, summary.json and report.html."""
     (staging / "grammar.txt").write_text(grammar.to_text())
     token_model.save(staging / "tokens.npz")
-    _write_embedding(staging / "embedding.npz", token_model, records, seed=spec.seed)
+    _write_embedding(staging / "embedding.npz", token_model, fit_invariants, seed=spec.seed)
     groups = {}
     for record in records:
         groups.setdefault(record.group, []).append(record.id)
@@ -743,9 +828,11 @@ def _rule_differences(pairs: list[dict], *, max_pairs: int = 20, max_rules: int 
     ]
 
 
-def _write_embedding(path: Path, token_model: TokenModel, records, *, seed: int, max_points: int = 5000):
-    """The first two whitened principal components of a seeded sample of atoms (the report's scatter plot)."""
-    invariants = np.concatenate([r.sample_invariants for r in records])
+def _write_embedding(path: Path, token_model: TokenModel, invariants, *, seed: int, max_points: int = 5000):
+    """The first two whitened principal components of a seeded sample of atoms (the report's scatter plot).
+
+    ``invariants`` ((S, M) float32) is the token fit's pooled sample.
+    """
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(len(invariants), size=min(max_points, len(invariants)), replace=False))
     labels, _ = assign_tokens(token_model, invariants[pick])
@@ -856,17 +943,20 @@ def parse_with_grammar(grammar_path, image_path, *, out_dir=None, pixel_size_nm=
     cache_dir = cache_dir_for(out_dir)
     timer = StageTimer()
     items = list(spec.inputs)
-    record, seconds = first_pass(0, items[0], spec, cache_dir)
+    record, seconds = first_pass(0, items[0], spec, cache_dir, 1)
     timer.add(seconds)
     if isinstance(record, Failure):
         raise MotifgramError(record.reason)
-    with timer("tokens"):
-        labels, confidences = _tokenise([record], token_model, cache_dir)
+    fit_invariants = _pooled_invariants([record])
+    record = dataclasses.replace(record, sample=None)
     with Progress(enabled=not quiet) as progress, open_executor(spec.engine, 1) as executor:
         with atomic_run_dir(out_dir, force=force) as staging:
-            images = _finish(staging, spec, [record], labels, confidences, token_model, grammar, items,
-                             executor, progress, timer)
+            (staging / "parts").mkdir()
+            labels, mean_confidences = _tokenise([record], token_model, cache_dir, staging / "parts", executor,
+                                                 progress, timer)
+            images = _finish(staging, spec, [record], labels, mean_confidences, token_model, grammar, items,
+                             executor, progress, timer, cache_dir=cache_dir)
             with timer("write"):
                 _write_globals(staging, spec, [record], token_model, grammar, images, [], timer,
-                               output_dir=out_dir.absolute())
+                               fit_invariants=fit_invariants, output_dir=out_dir.absolute())
     return out_dir

@@ -71,7 +71,7 @@ SIMULATION_KINDS = typing.get_args(SimulationKind)
 
 # Detection methods; "grid" (lattice-cell sampling) is reserved for a later release.
 DetectMethod = Literal["atoms", "grid"]
-FeatureDescriptor = Literal["auto", "zernike", "intensity"]
+FeatureDescriptor = Literal["auto", "zernike", "zernike_context", "intensity"]
 
 _AUTO = "auto"
 # (regular expression, the same in words)
@@ -317,10 +317,12 @@ class FeaturesSpec:
         None, minimum=5, odd=True, doc="Diameter of the disk around each site in px, odd. auto: about one "
                                         "lattice period + 1.")
     descriptor: FeatureDescriptor = _key(
-        "auto", doc="What the tokens are learned from: 'zernike' (rotation invariants of the disk; atoms) or "
-                  "'intensity' (quantiles of the pixel values within 1.5 lattice periods: translation invariant, "
-                  "for grid points, whose place in the unit cell is arbitrary). auto: 'intensity' with "
-                  "detect.method grid, else 'zernike'.")
+        "auto", doc="What the tokens are learned from: 'zernike' (rotation invariants of the disk; atoms), "
+                  "'zernike_context' (the invariants normalised to unit norm, plus each column's peak intensity "
+                  "and its dimmest nearest neighbour's: tells a metal from an equally bright substituted "
+                  "chalcogen; atoms) or 'intensity' (quantiles of the pixel values within 1.5 lattice periods: "
+                  "translation invariant, for grid points, whose place in the unit cell is arbitrary). auto: "
+                  "'intensity' with detect.method grid, else 'zernike_context'.")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -13,7 +13,9 @@ assigned and named ``A, B, C, ...``. Rotation-aligned class averages show what e
 Feature normalisation (stored in the model and re-applied by :func:`assign_tokens`): each invariant is
 standardised (mean 0, standard deviation 1 over the training atoms; constant columns keep scale 1), then
 projected onto its leading principal axes (at most ``n_pca``, 10 by default, and only axes carrying at
-least ``1e-6`` of the total variance) and whitened (unit variance per axis).
+least ``1e-6`` of the total variance) and whitened (unit variance per axis). With the ``zernike_context``
+descriptor (:mod:`motifgram.engine.context`) the chemical-context columns are normalised the same way but
+on their own (all their axes kept), and their axes follow the invariants' (a block-diagonal projection).
 
 References
 ----------
@@ -32,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from motifgram.engine.context import CONTEXT_COLUMNS
 from motifgram.engine.errors import MotifgramError
 from motifgram.engine.mixture import Mixture, fit_mixture, posterior, select_n_components
 from motifgram.engine.patches import extract_patches, rotate_patches
@@ -58,7 +61,13 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_FORMAT = 3  # 2: component_token added (format 1 loads with one token per component); 3: descriptor added
+# 2: component_token added (format 1 loads with one token per component); 3: descriptor added;
+# 4: descriptor "zernike_context" (a block-diagonal projection); formats 1-3 load as before
+_FORMAT = 4
+
+#: Descriptors (``TokenModel.descriptor``) and the number of chemical-context columns after the Zernike or
+#: intensity columns of their features.
+DESCRIPTORS = {"zernike": 0, "intensity": 0, "zernike_context": CONTEXT_COLUMNS}
 
 #: Rows on which BIC scores each number of mixture components (see :func:`learn_tokens`).
 BIC_SAMPLE = 10_000
@@ -172,9 +181,10 @@ class TokenModel:
         Fraction of the training atoms assigned to each token.
     component_token : (K,) ndarray of int64
         Token of each mixture component; ``None`` (the default) means one token per component.
-    descriptor : {"zernike", "intensity"}
-        What the features are: rotation invariants of Zernike moments, or intensity quantiles
-        (:func:`motifgram.engine.patches.intensity_quantiles`, for grid points).
+    descriptor : {"zernike", "intensity", "zernike_context"}
+        What the features are: rotation invariants of Zernike moments, intensity quantiles
+        (:func:`motifgram.engine.patches.intensity_quantiles`, for grid points), or normalised Zernike
+        invariants followed by the chemical context (:func:`motifgram.engine.context.context_features`).
     """
 
     names: tuple
@@ -200,6 +210,8 @@ class TokenModel:
                 f"tokens, got {groups.tolist()}"
             )
         object.__setattr__(self, "component_token", groups)
+        if self.descriptor not in DESCRIPTORS:
+            raise MotifgramError(f"unknown token descriptor {self.descriptor!r}; expected one of {sorted(DESCRIPTORS)}")
 
     def token_means(self):
         """Each token's mean ``(T, D)`` in the normalised feature space: the weight-averaged means of its
@@ -219,7 +231,8 @@ class TokenModel:
         if inv.ndim != 2 or inv.shape[1] != len(self.feature_mean):
             raise MotifgramError(
                 f"invariants have shape {inv.shape}, but this token model expects (N, {len(self.feature_mean)}) "
-                f"(Zernike n_max={self.n_max}); compute features with the model's n_max and patch_size"
+                f"(descriptor {self.descriptor}, Zernike n_max={self.n_max}); compute features with the model's "
+                "descriptor, n_max and patch_size"
             )
         return ((inv - self.feature_mean) / self.feature_scale) @ self.projection
 
@@ -255,7 +268,7 @@ class TokenModel:
         try:
             with np.load(Path(path), allow_pickle=False) as data:
                 version = int(data["format"])
-                if version not in (1, 2, _FORMAT):
+                if version not in (1, 2, 3, _FORMAT):
                     raise MotifgramError(
                         f"{path}: token model format {version}, expected 1 to {_FORMAT}; re-learn the tokens "
                         "with this version of motifgram"
@@ -287,8 +300,8 @@ class TokenModel:
             raise MotifgramError(f"cannot read a token model from {path}: {err}") from err
 
 
-def _normalisation(inv, n_pca):
-    """Standardisation (mean, scale) and whitening PCA projection (M, D) of invariants (N, M)."""
+def _whitening(inv, n_pca):
+    """Standardisation (mean, scale) and whitening PCA projection (M, D) of features (N, M)."""
     mean = inv.mean(axis=0)
     scale = inv.std(axis=0)
     scale = np.where(scale > 1e-12 * max(np.abs(mean).max(), 1.0), scale, 1.0)
@@ -299,6 +312,23 @@ def _normalisation(inv, n_pca):
     keep = max(keep, 1)
     projection = vt[:keep].T / np.sqrt(np.maximum(var[:keep], 1e-300))
     return mean, scale, projection
+
+
+def _normalisation(inv, n_pca, n_context=0):
+    """Standardisation (mean, scale) and whitening projection (M, D) of features (N, M).
+
+    The last ``n_context`` columns (chemical context) are whitened on their own, keeping all their axes; the
+    projection is block-diagonal, the invariants' ``n_pca`` (at most) axes first.
+    """
+    if n_context == 0:
+        return _whitening(inv, n_pca)
+    split = inv.shape[1] - n_context
+    mean_a, scale_a, proj_a = _whitening(inv[:, :split], n_pca)
+    mean_b, scale_b, proj_b = _whitening(inv[:, split:], n_context)
+    projection = np.zeros((inv.shape[1], proj_a.shape[1] + proj_b.shape[1]))
+    projection[:split, : proj_a.shape[1]] = proj_a
+    projection[split:, proj_a.shape[1] :] = proj_b
+    return np.concatenate([mean_a, mean_b]), np.concatenate([scale_a, scale_b]), projection
 
 
 def bhattacharyya_coefficient(mean_a, cov_a, mean_b, cov_b):
@@ -495,10 +525,12 @@ def learn_tokens(
         components splitting one site class overlapped at 0.30–0.49, pure components of different
         site classes at <= 0.22; a broad component mixing a rare class with stray atoms of a common one can
         reach 0.3–0.37 with the common class and is then merged into it.
-    descriptor : {"zernike", "intensity"}
-        What ``invariants`` hold: Zernike rotation invariants (``n_max`` follows from their count) or
-        intensity quantiles (:func:`motifgram.engine.patches.intensity_quantiles`; ``n_max`` is then 0).
-        Recorded in the model, so new micrographs are described the same way.
+    descriptor : {"zernike", "intensity", "zernike_context"}
+        What ``invariants`` hold: Zernike rotation invariants (``n_max`` follows from their count),
+        intensity quantiles (:func:`motifgram.engine.patches.intensity_quantiles`; ``n_max`` is then 0), or
+        normalised invariants and then :data:`motifgram.engine.context.CONTEXT_COLUMNS` chemical-context
+        columns (:func:`motifgram.engine.context.context_features`; the two blocks are normalised separately,
+        see the module docstring). Recorded in the model, so new micrographs are described the same way.
 
     Returns
     -------
@@ -513,10 +545,15 @@ def learn_tokens(
         raise ValueError(f"invariants must have shape (N, M) with N >= 2, got {inv.shape}")
     if not np.isfinite(inv).all():
         raise ValueError("invariants contain NaN or infinite values")
-    n_max = n_max_for(inv.shape[1]) if descriptor == "zernike" else 0
+    if descriptor not in DESCRIPTORS:
+        raise ValueError(f"descriptor must be one of {sorted(DESCRIPTORS)}, got {descriptor!r}")
+    n_context = DESCRIPTORS[descriptor]
+    if inv.shape[1] <= n_context:
+        raise ValueError(f"{descriptor} features need more than {n_context} columns, got {inv.shape[1]}")
+    n_max = n_max_for(inv.shape[1] - n_context) if descriptor != "intensity" else 0
     if (patches is None) != (moments is None):
         raise ValueError("give both patches and moments (for class averages) or neither")
-    mean, scale, projection = _normalisation(inv, int(n_pca))
+    mean, scale, projection = _normalisation(inv, int(n_pca), n_context)
     z = ((inv - mean) / scale) @ projection
     options = dict(seed=seed, n_init=n_init, max_iter=max_iter, covariance=covariance)
     if k == "auto":

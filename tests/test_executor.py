@@ -55,11 +55,11 @@ def test_interrupted_run_resumes_recomputing_only_what_is_missing(micrographs, s
     real_first_pass = pipeline.first_pass
     done = []
 
-    def interrupted(index, item, spec, cache_dir):
+    def interrupted(index, item, *args):
         if len(done) == 2:
             raise KeyboardInterrupt
         done.append(item.id)
-        return real_first_pass(index, item, spec, cache_dir)
+        return real_first_pass(index, item, *args)
 
     monkeypatch.setattr(pipeline, "first_pass", interrupted)
     with pytest.raises(KeyboardInterrupt):
@@ -92,3 +92,41 @@ def test_a_stale_cache_entry_is_not_reused(micrographs, tmp_path):
     again = run(changed, out_dir=first, force=True, quiet=True)
     summary = json.loads((again / "summary.json").read_text())
     assert sorted(summary["recomputed"]) == ["frame0", "frame1", "frame2", "frame3"]
+
+
+def test_a_record_keeps_only_its_share_of_the_fit_sample(micrographs, tmp_path):
+    spec = spec_for(micrographs)
+    item = spec.inputs[0]
+    record, _ = pipeline.first_pass(0, item, spec, tmp_path / "cache", 1000)
+    again, _ = pipeline.first_pass(0, item, spec, tmp_path / "cache", 1000)  # from the cache entry
+    for r in (record, again):
+        quota = -(-pipeline.TOKEN_FIT_SAMPLE // 1000)
+        with_patches = -(-pipeline.PATCH_SAMPLE // 1000)
+        assert len(r.sample.invariants) == quota
+        assert len(r.sample.moments) == len(r.sample.patches) == with_patches
+        # copies, not views that would keep the entry's full arrays alive
+        assert all(a.base is None for a in (r.sample.invariants, r.sample.moments, r.sample.patches))
+    assert not again.recomputed
+    np.testing.assert_array_equal(record.sample.invariants, again.sample.invariants)
+
+
+def test_windowed_map_keeps_task_order_with_few_tasks_in_flight():
+    from concurrent.futures import Future
+
+    from motifgram.engine.executor import _windowed_map
+
+    in_flight, most = [], []
+
+    def submit(fn, *args):
+        future = Future()
+        future.set_result(fn(*args))
+        in_flight.append(future)
+        most.append(len(in_flight))
+        return future
+
+    results = []
+    for result in _windowed_map(submit, lambda f: f.cancel(), lambda a, b: a * b, (range(10), range(10)), window=3):
+        in_flight.pop(0)
+        results.append(result)
+    assert results == [i * i for i in range(10)]
+    assert max(most) <= 3 + 1  # the window, plus the task submitted before the oldest result is handed on

@@ -160,9 +160,12 @@ def test_mos2_se_substitutions_and_vacancies(runs):
     xy, token, intensity, bonds, rings = read_run(rd)
     metal, chalcogen = honeycomb_sublattices(intensity, bonds, rings)
     assert len(metal) > 600 and len(chalcogen) > 600
-    bright_token = max(set(token), key=lambda t: intensity[token == t].mean())
-    assert np.all(token[metal] == bright_token)
-    se = int(np.sum(token[chalcogen] == bright_token))     # chalcogen sites with the metal-bright token
+    by_brightness = sorted(set(token), key=lambda t: intensity[token == t].mean())
+    s2_token, bright_token = by_brightness[0], by_brightness[-1]
+    # Mo columns are the brightest token, but for a few in the neighbourhood token of Se sites and defects
+    # (zernike_context: 3 tokens, the third holds 28 Mo and 37 chalcogen sites near Se and holes)
+    assert np.mean(token[metal] == bright_token) > 0.95 and not np.any(token[metal] == s2_token)
+    se = int(np.sum(token[chalcogen] != s2_token))          # chalcogen sites brighter than a plain S2 column
     assert 20 <= se <= 70
     rel = intensity[chalcogen] / np.median(intensity[chalcogen])
     vacancies = int(np.sum(rel < 0.6))                       # a single S left: about half an S2 column
