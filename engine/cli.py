@@ -8,6 +8,7 @@ else is a bug and exits with 1.
 import argparse
 import json
 import logging
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -25,6 +26,7 @@ def main(argv=None) -> int:
     if extra and args.command != "simulate":
         parser.error(f"unrecognised arguments: {' '.join(extra)}")
     _set_up_logging(quiet=getattr(args, "quiet", False), verbose=getattr(args, "verbose", False))
+    _keep_compiled_kernels()
     try:
         return args.handler(args, extra) or 0
     except MotifgramError as exc:
@@ -37,6 +39,26 @@ def main(argv=None) -> int:
         traceback.print_exc()
         print("motifgram: internal error (a bug); please report it with the traceback above", file=sys.stderr)
         return 1
+
+
+def _keep_compiled_kernels() -> None:
+    """Keep JAX's compiled kernels on disk between runs (JAX's persistent compilation cache).
+
+    Compiling the kernels is a large part of a small run (two 512^2 micrographs: 5.2 s with a cold cache,
+    3.2 s with a warm one) and every pool worker compiles them again. Set in JAX's configuration and in the
+    environment, which spawned pool workers inherit. The folder is
+    ``$XDG_CACHE_HOME/motifgram/jax`` (``~/.cache/motifgram/jax``) unless ``JAX_COMPILATION_CACHE_DIR`` is
+    set already; ``JAX_COMPILATION_CACHE_DIR=`` (empty) turns it off.
+    """
+    import jax
+
+    if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = str(base / "motifgram" / "jax")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"] or None)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                      float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -213,3 +235,7 @@ def _scalar(text: str):
         except ValueError:
             pass
     return {"true": True, "false": False}.get(text.lower(), text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,6 +1,9 @@
 """The command line: exit codes, messages and the files each command writes."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -140,3 +143,19 @@ def test_paths_in_messages_are_the_users(tmp_path, capsys):
     code, _, err = run_cli(capsys, "validate", spec)
     assert code == 2
     assert str(Path("data/none.png")) in err
+
+
+def test_run_keeps_compiled_kernels_in_the_user_cache(tmp_path):
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(
+        "name: tiny\ninputs:\n  - simulate: {kind: graphene, size: 160, seed: 1}\n"
+        "output: {overlays: false, report: false}\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    command = [sys.executable, "-m", "motifgram.engine.cli", "run", str(spec), "--quiet", "--force", "--out"]
+    subprocess.run([*command, str(tmp_path / "a")], env={**env, "XDG_CACHE_HOME": str(tmp_path / "cache")},
+                   check=True, capture_output=True)
+    assert len(list((tmp_path / "cache" / "motifgram" / "jax").iterdir())) >= 3
+    off = {**env, "XDG_CACHE_HOME": str(tmp_path / "unused"), "JAX_COMPILATION_CACHE_DIR": ""}
+    subprocess.run([*command, str(tmp_path / "b")], env=off, check=True, capture_output=True)
+    assert not (tmp_path / "unused" / "motifgram").exists()
