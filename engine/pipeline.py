@@ -22,8 +22,10 @@ import shutil
 import time
 import zlib
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -590,10 +592,12 @@ def _tokenise(records, token_model: TokenModel, cache_dir: Path, parts: Path, ex
     return labels, mean_confidences
 
 
-def _graphs(records, labels, token_model: TokenModel, cache_dir: Path) -> list[AtomGraph]:
-    """Every micrograph's atom graph, with tokens, read from the cache (for the global grammar stages)."""
+def _graphs(records, labels, token_model: TokenModel, cache_dir: Path, members=None) -> Iterator[AtomGraph]:
+    """The atom graphs, with tokens, of the micrographs at positions ``members`` (default: all), read from
+    the cache one at a time as they are consumed (for the global grammar stages)."""
     names = np.asarray(token_model.names)
-    return [_load_graph(r, cache_dir, names[lab]) for r, lab in zip(records, labels, strict=True)]
+    for i in range(len(records)) if members is None else members:
+        yield _load_graph(records[i], cache_dir, names[labels[i]])
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -657,16 +661,16 @@ def run(spec=None, *, out_dir=None, force: bool = False, quiet: bool = False) ->
             labels, mean_confidences = _tokenise(records, token_model, cache_dir, staging / "parts", executor,
                                                  progress, timer)
             with timer("grammar"):
-                graphs = _graphs(records, labels, token_model, cache_dir)
                 grammar = induce_grammar(
-                    graphs,
+                    _graphs(records, labels, token_model, cache_dir),
                     name=spec.name,
                     min_count=spec.grammar.min_count,
                     max_motif_size=spec.grammar.max_motif_size,
                     min_domain_size=spec.grammar.min_domain_size,
                 ).grammar
-            group_grammars, comparison = _compare_groups(spec, records, graphs, token_model, grammar, timer)
-            del graphs  # the ring graphs of every micrograph: the largest thing a run holds at once
+            group_grammars, comparison = _compare_groups(
+                spec, records, partial(_graphs, records, labels, token_model, cache_dir), token_model, grammar, timer
+            )
             images = _finish(staging, spec, records, labels, mean_confidences, token_model, grammar,
                              [items[r.index] for r in records], executor, progress, timer, cache_dir=cache_dir)
             with timer("write"):
@@ -679,7 +683,7 @@ def run(spec=None, *, out_dir=None, force: bool = False, quiet: bool = False) ->
     return out_dir
 
 
-def _compare_groups(spec, records, graphs, token_model, grammar, timer):
+def _compare_groups(spec, records, graphs_of, token_model, grammar, timer):
     """One grammar per group (when a run has several) and the comparison of the groups.
 
     The groups share the run's token vocabulary and joint grammar, so they are compared in that common
@@ -688,7 +692,8 @@ def _compare_groups(spec, records, graphs, token_model, grammar, timer):
     also models their idiosyncrasies: two micrographs of one material can learn different rare motifs).
     The per-group grammars are returned for the run directory (``grammars/<group>.txt``); comparing them
     by cross description length is ``motifgram compare`` between runs. A run of one group is compared only
-    when the spec names references (its grammar is then classified against them).
+    when the spec names references (its grammar is then classified against them). ``graphs_of(positions)``
+    yields the tokenised graphs of the micrographs at those positions.
 
     Returns
     -------
@@ -707,13 +712,14 @@ def _compare_groups(spec, records, graphs, token_model, grammar, timer):
         with timer("grammar"):
             for group, members in groups.items():
                 group_grammars[group] = induce_grammar(
-                    [graphs[i] for i in members], name=f"{spec.name}/{group}", min_count=spec.grammar.min_count,
+                    graphs_of(members), name=f"{spec.name}/{group}", min_count=spec.grammar.min_count,
                     max_motif_size=spec.grammar.max_motif_size, min_domain_size=spec.grammar.min_domain_size,
                 ).grammar
     with timer("compare"):
         items = [
             Comparable.from_graphs(
-                group, grammar, {records[i].id: graphs[i] for i in members}, token_model=token_model,
+                group, grammar, {records[i].id: g for i, g in zip(members, graphs_of(members), strict=True)},
+                token_model=token_model,
                 group=group, min_domain_size=spec.grammar.min_domain_size,
             )
             for group, members in groups.items()

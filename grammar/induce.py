@@ -42,7 +42,7 @@ import dataclasses
 import logging
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -151,7 +151,7 @@ class _Candidate:
     gain: float = -math.inf
 
 
-def _validate_args(graphs, min_count, max_motif_size, min_domain_size, beam_width) -> None:
+def _validate_args(min_count, max_motif_size, min_domain_size, beam_width) -> None:
     def positive_int(name, value, low):
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise GrammarError(f"induce_grammar: {name} must be an integer >= {low}, got {value!r}")
@@ -161,20 +161,35 @@ def _validate_args(graphs, min_count, max_motif_size, min_domain_size, beam_widt
     positive_int("beam_width", beam_width, 1)
     if min_domain_size is not None:
         positive_int("min_domain_size", min_domain_size, 1)
-    if not graphs:
-        raise GrammarError("induce_grammar: no micrographs given; pass at least one atom graph")
-    for k, g in enumerate(graphs):
-        tokens = np.asarray(g.tokens).astype(str)
-        if tokens.size and np.any(tokens == ""):
-            raise GrammarError(
-                f"induce_grammar: micrograph {k} has atoms without a token; assign tokens first "
-                "(AtomGraph.with_tokens)"
-            )
+
+
+@dataclass
+class _Rings:
+    """What induction keeps of one micrograph's graph: its ring words and ring adjacency (arrays)."""
+
+    distinct: list  # distinct ring words
+    index: np.ndarray  # (R,) ring -> its word in ``distinct``
+    rank: np.ndarray  # (R,) ring -> its position in canonical ring order
+    adjacency: np.ndarray  # (E, 2) adjacent rings, in canonical positions
+
+
+def _compact(k: int, g) -> _Rings:
+    tokens = np.asarray(g.tokens).astype(str)
+    if tokens.size and np.any(tokens == ""):
+        raise GrammarError(
+            f"induce_grammar: micrograph {k} has atoms without a token; assign tokens first (AtomGraph.with_tokens)"
+        )
+    distinct, index = distinct_ring_words(g)
+    order = canonical_ring_order(g.rings)
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    adjacency = rank[np.asarray(g.ring_adjacency(), dtype=np.int64).reshape(-1, 2)]
+    return _Rings(distinct, index, rank, adjacency)
 
 
 @without_cyclic_gc
 def induce_grammar(
-    graphs: Sequence,
+    graphs: Iterable,
     *,
     name: str = "grammar",
     min_count: int = 2,
@@ -186,8 +201,10 @@ def induce_grammar(
 
     Parameters
     ----------
-    graphs : sequence of AtomGraph
-        Micrographs with tokens; uses ``tokens`` ((N,) str), ``rings`` and ``ring_adjacency()``.
+    graphs : iterable of AtomGraph
+        Micrographs with tokens; uses ``tokens`` ((N,) str), ``rings`` and ``ring_adjacency()``. Read once,
+        one at a time: a generator that loads each graph keeps only one in memory (induction keeps ring
+        words and adjacency arrays, and each micrograph's symbol graph after its domains are contracted).
     name : str
         The grammar's name.
     min_count : int
@@ -220,50 +237,54 @@ def induce_grammar(
     >>> [d.symbol for d in result.grammar.domains], result.grammar.motifs
     (['R6'], ())
     """
-    graphs = list(graphs)
-    _validate_args(graphs, min_count, max_motif_size, min_domain_size, beam_width)
+    _validate_args(min_count, max_motif_size, min_domain_size, beam_width)
 
     # Tokens and ring rules.
     token_counts = Counter()
-    for g in graphs:
+    compact = []
+    for k, g in enumerate(graphs):
         token_counts.update(np.asarray(g.tokens).astype(str).tolist())
+        compact.append(_compact(k, g))
+    if not compact:
+        raise GrammarError("induce_grammar: no micrographs given; pass at least one atom graph")
     n_tokens = sum(token_counts.values())
     tokens = tuple(TokenSymbol(t, c / n_tokens) for t, c in sorted(token_counts.items()))
-    words = [distinct_ring_words(g) for g in graphs]
     word_counts = Counter()
-    for distinct, index in words:
-        for w, c in zip(distinct, np.bincount(index, minlength=len(distinct)).tolist(), strict=True):
-            word_counts[w] += c
+    for c in compact:
+        for w, n in zip(c.distinct, np.bincount(c.index, minlength=len(c.distinct)).tolist(), strict=True):
+            word_counts[w] += n
     rings, symbol_of, wild_of = _ring_rules(word_counts, min_count)
     code = DataCode({}, 0, DataCode.from_grammar(Grammar(name, 1, tokens)).token_bits)
 
-    # Ring-adjacency graphs in canonical ring order, then domains.
+    # Ring-adjacency graphs in canonical ring order, each with its domains contracted at once (a crystal's
+    # symbol graph shrinks to a few nodes, so memory follows the disorder, not the number of micrographs).
+    domain_rules = [
+        (f"D_{rule.name}", rule.name,
+         min_domain_size if min_domain_size is not None else auto_min_domain_size(rule.size))
+        for rule in sorted((r for r in rings if not r.is_wildcard), key=lambda r: r.name)
+    ]
+    n_regions, n_members = Counter(), Counter()
     states = []
-    for g, (distinct, index) in zip(graphs, words, strict=True):
-        order = canonical_ring_order(g.rings)
-        rank = np.empty(len(order), dtype=np.int64)
-        rank[order] = np.arange(len(order))
-        symbols = [symbol_of.get(w) or wild_of[len(w)] for w in distinct]
-        labels = list(map(symbols.__getitem__, index[order].tolist()))
-        bits = [code.word_bits(w) for w in distinct]
-        wildcard = np.array([w not in symbol_of for w in distinct], dtype=bool).reshape(len(distinct))
-        extra = math.fsum(map(bits.__getitem__, index[wildcard[index]].tolist()))
-        adjacency = np.asarray(g.ring_adjacency(), dtype=np.int64).reshape(-1, 2)
-        states.append(_State(SymbolGraph(labels, rank[adjacency]), extra))
+    for i in range(len(compact)):
+        c, compact[i] = compact[i], None  # free each micrograph's arrays once its symbol graph exists
+        symbols = [symbol_of.get(w) or wild_of[len(w)] for w in c.distinct]
+        labels = list(map(symbols.__getitem__, c.index[np.argsort(c.rank)].tolist()))
+        bits = [code.word_bits(w) for w in c.distinct]
+        wildcard = np.array([w not in symbol_of for w in c.distinct], dtype=bool).reshape(len(c.distinct))
+        extra = math.fsum(map(bits.__getitem__, c.index[wildcard[c.index]].tolist()))
+        sg = SymbolGraph(labels, c.adjacency)
+        for d_name, symbol, threshold in domain_rules:
+            regions = sg.regions(symbol, threshold)
+            sg.contract(regions, d_name, 2, domain=True)
+            n_regions[d_name] += len(regions)
+            n_members[d_name] += sum(map(len, regions))
+        states.append(_State(sg, extra))
     domains = []
-    for rule in sorted((r for r in rings if not r.is_wildcard), key=lambda r: r.name):
-        threshold = min_domain_size if min_domain_size is not None else auto_min_domain_size(rule.size)
-        d_name = f"D_{rule.name}"
-        n_regions = n_members = 0
-        for st in states:
-            regions = st.sg.regions(rule.name, threshold)
-            st.sg.contract(regions, d_name, 2, domain=True)
-            n_regions += len(regions)
-            n_members += sum(map(len, regions))
-        if n_regions:
-            domains.append(DomainRule(d_name, rule.name, n_regions, 2, n_members))
-            log.debug("domain %s = domain(%s): %d regions, %d rings (min size %d)", d_name, rule.name,
-                      n_regions, n_members, threshold)
+    for d_name, symbol, threshold in domain_rules:
+        if n_regions[d_name]:
+            domains.append(DomainRule(d_name, symbol, n_regions[d_name], 2, n_members[d_name]))
+            log.debug("domain %s = domain(%s): %d regions, %d rings (min size %d)", d_name, symbol,
+                      n_regions[d_name], n_members[d_name], threshold)
 
     grammar = Grammar(name, 1, tokens, rings, (), tuple(domains))
     usage = Counter()

@@ -97,6 +97,31 @@ def test_counts_sum_over_micrographs(defective):
         assert parse_graph(g, graph_k).data_bits == pytest.approx(bits, rel=1e-12)
 
 
+def test_graphs_are_read_once_one_at_a_time(defective):
+    # a generator of graphs (the pipeline loads each from its cache) gives the grammar a list gives, and
+    # induction keeps no reference to a graph but the one it is reading
+    import gc
+    import weakref
+
+    graph, _ = defective
+    other = atom_graph("graphene", size=448, seed=2, stone_wales_density=SW_DENSITY,
+                       vacancy_density=VACANCY_DENSITY)[0]
+    refs, alive_earlier = [], []
+
+    def stream():
+        for g in (graph, other, graph):
+            copy = g.with_tokens(g.tokens)
+            refs.append(weakref.ref(copy))
+            yield copy
+            del copy
+            gc.collect()
+            alive_earlier.append(sum(ref() is not None for ref in refs[:-1]))
+
+    result = induce_grammar(stream())
+    assert result.grammar.to_text() == induce_grammar([graph, other, graph]).grammar.to_text()
+    assert alive_earlier == [0, 0, 0]
+
+
 def test_rare_words_fall_back_to_the_wildcard():
     graph, _ = atom_graph("graphene", size=256, seed=4, stone_wales_density=0.0, vacancy_density=0.0)
     tokens = graph.tokens.astype("<U2")
