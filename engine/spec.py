@@ -320,9 +320,10 @@ class FeaturesSpec:
         "auto", doc="What the tokens are learned from: 'zernike' (rotation invariants of the disk; atoms), "
                   "'zernike_context' (the invariants normalised to unit norm, plus each column's peak intensity "
                   "and its dimmest nearest neighbour's: tells a metal from an equally bright substituted "
-                  "chalcogen; atoms) or 'intensity' (quantiles of the pixel values within 1.5 lattice periods: "
-                  "translation invariant, for grid points, whose place in the unit cell is arbitrary). auto: "
-                  "'intensity' with detect.method grid, else 'zernike_context'.")
+                  "chalcogen in a compound such as MoS2; on one-element lattices it gives defect neighbourhoods "
+                  "their own token; atoms) or 'intensity' (quantiles of the pixel values within 1.5 lattice "
+                  "periods: translation invariant, for grid points, whose place in the unit cell is arbitrary). "
+                  "auto: 'intensity' with detect.method grid, else 'zernike'.")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -163,7 +163,7 @@ def test_mos2_se_substitutions_and_vacancies(runs):
     by_brightness = sorted(set(token), key=lambda t: intensity[token == t].mean())
     s2_token, bright_token = by_brightness[0], by_brightness[-1]
     # Mo columns are the brightest token, but for a few in the neighbourhood token of Se sites and defects
-    # (zernike_context: 3 tokens, the third holds 28 Mo and 37 chalcogen sites near Se and holes)
+    # (3 tokens: the third holds 15 Mo and 31 chalcogen sites near Se and holes)
     assert np.mean(token[metal] == bright_token) > 0.95 and not np.any(token[metal] == s2_token)
     se = int(np.sum(token[chalcogen] != s2_token))          # chalcogen sites brighter than a plain S2 column
     assert 20 <= se <= 70
