@@ -432,8 +432,10 @@ def align_tokens(model_a: TokenModel | None, model_b: TokenModel | None, *,
     The cost of pairing token ``i`` of A with ``j`` of B is ``‖μa_i − μb_j‖ / sqrt(½(‖μa_i‖² + ‖μb_j‖²))``
     with the centroids of :func:`token_centroids`; :func:`scipy.optimize.linear_sum_assignment` minimises the
     total over one-to-one pairings, pairs above ``max_distance`` costing a constant so they never displace
-    a valid pair. Models with different Zernike orders (invariant counts) share no feature space: nothing
-    matches.
+    a valid pair. Models with different descriptors (:attr:`TokenModel.descriptor`) or Zernike orders
+    (invariant counts) share no feature space: nothing matches. ``max_distance`` was calibrated on the
+    plain invariants (``zernike``); ``zernike_context`` centroids are norm-scaled invariants and two peak
+    heights, on which unrelated tokens lie closer (0.2-0.38 measured between STO and TMD tokens).
     """
     names_a = tuple(names_a if names_a is not None else (model_a.names if model_a is not None else ()))
     names_b = tuple(names_b if names_b is not None else (model_b.names if model_b is not None else ()))
@@ -443,6 +445,10 @@ def align_tokens(model_a: TokenModel | None, model_b: TokenModel | None, *,
         return TokenAlignment({t: t for t in common}, tuple(t for t in names_a if t not in common),
                               tuple(t for t in names_b if t not in common),
                               {t: 0.0 for t in common} if method == "same model" else {}, method)
+    if model_a.descriptor != model_b.descriptor:
+        log.info("token models describe sites differently (%s and %s): no tokens can be matched",
+                 model_a.descriptor, model_b.descriptor)
+        return TokenAlignment({}, tuple(model_a.names), tuple(model_b.names), {}, "centroids")
     ca, cb = token_centroids(model_a), token_centroids(model_b)
     if ca.shape[1] != cb.shape[1]:
         log.info("token models use %d and %d invariants (different Zernike orders): no tokens can be matched",

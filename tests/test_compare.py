@@ -4,6 +4,7 @@ The graphene series uses densities the simulator can realise: at 384 px it place
 defects for 0.001, 0.004 and 0.02 defects per atom (it saturates near 0.008), so the true order is strict.
 """
 
+import dataclasses
 import json
 import shutil
 
@@ -138,6 +139,14 @@ def test_unrelated_vocabularies_do_not_align(runs):
     pair = compare_pair(load_comparable(runs["g0"]), load_comparable(runs["perovskite"]))
     assert pair.cross_dl_a_on_b is None and "cannot be aligned" in pair.cross_dl_note
     assert pair.distance >= 0.5
+
+
+def test_models_of_different_descriptors_do_not_align(runs):
+    # the same run's model, its features relabelled as another descriptor: a different feature space
+    graphene = TokenModel.load(runs["g0"] / "tokens.npz")
+    assert align_tokens(graphene, dataclasses.replace(graphene)).mapping == {"A": "A"}
+    other = dataclasses.replace(graphene, descriptor="intensity")
+    assert align_tokens(graphene, other).mapping == {}
 
 
 def test_mos2_is_classified_as_mos2(runs):
