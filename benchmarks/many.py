@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/many.py [--counts 50 200] [--size 512] [--out benchmarks/many.json]
+    python benchmarks/many.py [--counts 50 200] [--size 512] [--out benchmarks/many.json] [--kernel-cache DIR]
 
 Writes ``--size``² simulated graphene micrographs (fixed seeds) to a scratch folder, then runs the same
 spec over the first N of them with ``engine: {executor: local, workers: 1}`` and ``workers: 2``, each run in a
@@ -116,13 +116,20 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/many.json"))
+    parser.add_argument("--kernel-cache", type=Path, metavar="DIR",
+                        help="JAX's persistent compilation cache in DIR for every run and pool worker (as the CLI "
+                             "does), filled by an untimed run of the smallest count per worker setting first")
     args = parser.parse_args(argv)
+    if args.kernel_cache:
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = str(args.kernel_cache.absolute())
+        os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     scratch = Path(tempfile.mkdtemp(prefix="motifgram-many-"))
     results = {"size": args.size, "cores": os.cpu_count(), "runs": []}
     try:
         write_micrographs(scratch, max(args.counts), args.size)
-        for count in args.counts:
-            folder = scratch / f"n{count}"
+        warm_up = [min(args.counts)] if args.kernel_cache else []
+        for run_index, count in enumerate([*warm_up, *args.counts]):
+            folder = scratch / f"n{count}-{run_index}"
             folder.mkdir()
             for i in range(count):
                 (folder / f"frame{i:04d}.npy").symlink_to(scratch / f"frame{i:04d}.npy")
@@ -139,7 +146,9 @@ def main(argv=None) -> int:
                     [sys.executable, __file__, "--_one", json.dumps(spec), str(folder)],
                     check=True, capture_output=True, text=True,
                 ).stdout)
-                result.update(count=count, workers=workers)
+                result.update(count=count, workers=workers, kernel_cache=bool(args.kernel_cache))
+                if run_index < len(warm_up):
+                    continue
                 results["runs"].append(result)
                 print(json.dumps(result), file=sys.stderr)
     finally:
