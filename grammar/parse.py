@@ -317,6 +317,10 @@ class SymbolGraph:
             return []
         if members[-1] < self._n_ring_nodes:
             return self._ring_regions(np.asarray(members, dtype=np.int64), min_size)
+        return self._searched_regions(symbol, min_size)
+
+    def _searched_regions(self, symbol: str, min_size: int) -> list[tuple[int, ...]]:
+        """:meth:`regions` by a search over the current neighbour sets (any node, contracted ones too)."""
         seen: set[int] = set()
         out = []
         for v in range(len(self.labels)):
