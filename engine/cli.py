@@ -48,13 +48,18 @@ def _keep_compiled_kernels() -> None:
     3.2 s with a warm one) and every pool worker compiles them again. Set in JAX's configuration and in the
     environment, which spawned pool workers inherit. The folder is
     ``$XDG_CACHE_HOME/motifgram/jax`` (``~/.cache/motifgram/jax``) unless ``JAX_COMPILATION_CACHE_DIR`` is
-    set already; ``JAX_COMPILATION_CACHE_DIR=`` (empty) turns it off.
+    set already; ``JAX_COMPILATION_CACHE_DIR=`` (empty) turns it off, as does a folder that cannot be made.
     """
     import jax
 
     if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-        os.environ["JAX_COMPILATION_CACHE_DIR"] = str(base / "motifgram" / "jax")
+        folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "motifgram" / "jax"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            os.environ["JAX_COMPILATION_CACHE_DIR"] = str(folder)
+        except OSError as err:  # a read-only home: run without the cache rather than warn about every kernel
+            log.debug("no kernel cache: %s", err)
+            os.environ["JAX_COMPILATION_CACHE_DIR"] = ""
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"] or None)
     jax.config.update("jax_persistent_cache_min_compile_time_secs",
