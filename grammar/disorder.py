@@ -17,24 +17,23 @@ It lies in [0, 1): 0 for a perfect, fully domain-covered crystal, approaching 1 
 domains and many ring kinds. Both terms grow monotonically with the density of defects.
 """
 
-from collections import Counter
 from typing import NamedTuple
 
 import numpy as np
 
-from .model import Grammar, canonical_ring_word
+from .model import Grammar
+from .parse import distinct_ring_words
 
 __all__ = ["DisorderMeasures", "ring_word_entropy", "domain_coverage", "disorder_index", "disorder_measures"]
 
 
 def ring_word_entropy(graph) -> float:
     """Shannon entropy (bits) of the canonical ring words of an atom graph with tokens; 0 without rings."""
-    tokens = np.asarray(graph.tokens).astype(str)
-    words = Counter(canonical_ring_word(tuple(tokens[list(ring)])) for ring in graph.rings)
-    total = sum(words.values())
-    if total == 0:
+    _, index = distinct_ring_words(graph)
+    if len(index) == 0:
         return 0.0
-    p = np.array(list(words.values()), dtype=np.float64) / total
+    counts = np.bincount(index)
+    p = counts[counts > 0] / len(index)
     return float(-(p * np.log2(p)).sum())
 
 
