@@ -159,13 +159,52 @@ def task_mg_cold(args, opts):
     }
 
 
+def _time_zernike(out, d, reps):
+    """Time the Zernike features (positions -> invariants) and the kernel alone on integer square patches.
+
+    Adds ``out["zernike"]`` and ``out["zernike_kernel"]``; returns the features of the true positions.
+    """
+    from motifgram.engine.tokens import compute_features
+    from motifgram.engine.zernike import rotation_invariants
+
+    image, truth, patch = d["image"], d["truth_xy"], int(d["patch_size"])
+    t, ts, feats = timed(lambda: compute_features(image, truth, patch_size=patch, n_max=10), repeats=reps)
+    out["zernike"] = {"s": t, "all": ts, "n": len(truth), "n_moments": int(feats.moments.shape[1])}
+    # the same integer square patches motif-learn gets
+    patches = integer_patches(image, truth, patch)
+    t, ts, inv = timed(lambda: rotation_invariants(_square_moments(patches)), repeats=reps)
+    out["zernike_kernel"] = {"s": t, "all": ts, "n": len(patches), "n_moments": int(inv.shape[1])}
+    return feats
+
+
+def _time_em(z, em, reps):
+    """Time ``fit_mixture`` on the whitened invariants ``z`` with the shared EM settings."""
+    from motifgram.engine.mixture import fit_mixture
+
+    t, ts, mix = timed(
+        lambda: fit_mixture(z, n_components=em["k"], seed=0, n_init=em["n_init"], max_iter=em["max_iter"],
+                            tol=em["tol"], reg_covar=em["reg_covar"], covariance="full"),
+        repeats=reps,
+    )
+    return {
+        "s": t, "all": ts, "n": len(z), "d": int(z.shape[1]), "n_iter": mix.n_iter, "converged": mix.converged,
+        "mean_log_likelihood": gmm_mean_log_likelihood(z, mix.weights, mix.means, mix.covariances),
+        "reported_log_likelihood": float(mix.log_likelihood),
+    }
+
+
+def task_mg_paired(args, opts):
+    """The peer-compared kernels only (Zernike both ways, EM), for run.py's alternating paired rounds."""
+    out = {"size": args.size}
+    _time_zernike(out, load_data(args.size), args.repeats)
+    out["em"] = _time_em(np.load(DATA_DIR / f"em_{args.size}.npy"), opts["em"], args.repeats)
+    return out
+
+
 def task_mg_kernels(args, opts):
     """motifgram's kernels alone, on the same inputs the peers get (warm, median of R)."""
     from motifgram.engine.detect import detect_atoms, refine_positions
     from motifgram.engine.graph import build_graph
-    from motifgram.engine.mixture import fit_mixture
-    from motifgram.engine.tokens import compute_features
-    from motifgram.engine.zernike import rotation_invariants
 
     d = load_data(args.size)
     image, truth, nn = d["image"], d["truth_xy"], float(d["nn_px"])
@@ -192,14 +231,7 @@ def task_mg_kernels(args, opts):
         "crop": match_positions(xy, truth, max_dist=0.5 * nn, region=inner),
     }
 
-    # Zernike features on the true positions
-    t, ts, feats = timed(lambda: compute_features(image, truth, patch_size=patch, n_max=10), repeats=reps)
-    out["zernike"] = {"s": t, "all": ts, "n": len(truth), "n_moments": int(feats.moments.shape[1])}
-
-    # the Zernike kernel alone on the same integer square patches motif-learn gets
-    patches = integer_patches(image, truth, patch)
-    t, ts, inv = timed(lambda: rotation_invariants(_square_moments(patches)), repeats=reps)
-    out["zernike_kernel"] = {"s": t, "all": ts, "n": len(patches), "n_moments": int(inv.shape[1])}
+    feats = _time_zernike(out, d, reps)
 
     # EM on the whitened invariants (standardise, PCA to 10, whiten: as motifgram.engine.tokens does)
     inv = feats.invariants.astype(np.float64)
@@ -207,17 +239,7 @@ def task_mg_kernels(args, opts):
     _, s, vt = np.linalg.svd(z, full_matrices=False)
     z = z @ vt[:10].T / (s[:10] / np.sqrt(len(z)))
     np.save(DATA_DIR / f"em_{args.size}.npy", z)
-    em = opts["em"]
-    t, ts, mix = timed(
-        lambda: fit_mixture(z, n_components=em["k"], seed=0, n_init=em["n_init"], max_iter=em["max_iter"],
-                            tol=em["tol"], reg_covar=em["reg_covar"], covariance="full"),
-        repeats=reps,
-    )
-    out["em"] = {
-        "s": t, "all": ts, "n": len(z), "d": int(z.shape[1]), "n_iter": mix.n_iter, "converged": mix.converged,
-        "mean_log_likelihood": gmm_mean_log_likelihood(z, mix.weights, mix.means, mix.covariances),
-        "reported_log_likelihood": float(mix.log_likelihood),
-    }
+    out["em"] = _time_em(z, opts["em"], reps)
 
     # graph + rings on the true positions
     t, ts, graph = timed(lambda: build_graph(truth, image_shape=image.shape), repeats=reps)
@@ -415,6 +437,8 @@ def task_peer_zernike(args, opts):
     patches = integer_patches(image, truth, patch)
     t, ts, inv = timed(lambda: np.abs(zps.transform(patches).to_complex().data), repeats=args.repeats)
     out["mtflearn_kernel"] = {"s": t, "all": ts, "n": len(patches), "n_moments": int(inv.shape[1])}
+    if not opts.get("mahotas", True):
+        return out
     try:
         import mahotas.features
     except ImportError as exc:
