@@ -77,6 +77,7 @@ __all__ = [
     "Rings",
     "RingStats",
     "build_graph",
+    "graph_from_bonds",
     "ring_statistics",
     "face_cycles",
     "aboav_weaire",
@@ -148,8 +149,10 @@ class Rings(Sequence):
     @classmethod
     def from_padded(cls, padded, sizes):
         """Rings from an (R, L) array whose row ``k`` starts with ring ``k``'s ``sizes[k]`` atoms."""
+        sizes = np.asarray(sizes, dtype=np.int64).reshape(-1)
+        if len(sizes) == 0:  # (0, W) rows: reshape(0, -1) would fail
+            return cls([], [0])
         padded = np.asarray(padded, dtype=np.int64).reshape(len(sizes), -1)
-        sizes = np.asarray(sizes, dtype=np.int64)
         return cls(padded[np.arange(padded.shape[1]) < sizes[:, None]], np.concatenate([[0], np.cumsum(sizes)]))
 
     @property
@@ -492,6 +495,128 @@ def build_graph(xy, *, image_shape, bond_factor=None, max_ring=12, border_px=Non
     )
 
 
+def graph_from_bonds(xy, bonds, *, image_shape, max_ring=12, border_px=None, bond_factor=math.nan):
+    """Rings of atoms whose bonds are given rather than found by a distance cut (e.g. a triangulation's dual).
+
+    The rings follow :func:`build_graph`'s rule (module docstring, step 5), with the emptiness and
+    outer-face tests made on the given bonds instead of the Delaunay triangulation of ``xy`` (given bonds
+    need not be Delaunay edges): a ring is a simple bounded face of 3..``max_ring`` atoms with no other atom
+    inside its polygon, no atom on the outer boundary walk of a connected piece of the graph (its outer
+    face) and no atom within ``border_px`` of the image edge.
+
+    Parameters
+    ----------
+    xy : (N, 2) array_like of float, px
+        Atom positions (x = column, y = row), finite, no duplicates (as for :func:`build_graph`).
+    bonds : (B, 2) array_like of int
+        Bonded atom pairs, in any order and orientation; the straight bonds must not cross (a planar
+        straight-line graph), as the dual of a triangulation's triangles does not.
+    image_shape : tuple of int
+        ``(H, W)`` of the micrograph, px.
+    max_ring : int
+        Largest ring size kept (>= 3).
+    border_px : float or None
+        Rings with an atom closer than this to the image edge are dropped, px (>= 0). None: half the median
+        bond length.
+    bond_factor : float
+        Kept as :attr:`AtomGraph.bond_factor` (e.g. the bond factor of the lattice the bonds were derived
+        from); NaN: none.
+
+    Returns
+    -------
+    AtomGraph
+        With empty tokens, the bonds once each as ``(i, j)``, ``i < j``, sorted, and the rings oriented,
+        started and sorted as :func:`build_graph`'s.
+
+    Raises
+    ------
+    MotifgramError
+        Malformed ``xy`` or ``bonds``, bad parameters, or duplicate positions.
+
+    See Also
+    --------
+    build_graph : bonds from the distances.
+    motifgram.engine.dual.ring_centre_sites : atoms and bonds dual to a lattice of ring centres.
+
+    Examples
+    --------
+    The 4 x 4 square grid of :func:`build_graph`'s example, bonds given: only the central square is away
+    from the outer face.
+
+    >>> xy = np.array([[x, y] for y in range(4) for x in range(4)], float) * 10 + 5
+    >>> bonds = [(i, i + 1) for i in range(16) if i % 4 < 3] + [(i, i + 4) for i in range(12)]
+    >>> graph_from_bonds(xy, bonds, image_shape=(40, 40)).rings
+    ((5, 9, 10, 6),)
+    """
+    xy = _validate_xy(xy)
+    image_shape = _validate_image_shape(image_shape)
+    if isinstance(max_ring, bool) or not isinstance(max_ring, (int, np.integer)) or max_ring < 3:
+        raise MotifgramError(f"max_ring must be an integer >= 3, got {max_ring!r}")
+    if border_px is not None and not (math.isfinite(border_px) and border_px >= 0):
+        raise MotifgramError(f"border_px must be a finite number >= 0 px (or None for auto), got {border_px!r}")
+    n = len(xy)
+    bonds = np.asarray(bonds, dtype=np.int64).reshape(-1, 2) if len(bonds) else np.empty((0, 2), dtype=np.int64)
+    if len(bonds) and (bonds.min() < 0 or bonds.max() >= n or np.any(bonds[:, 0] == bonds[:, 1])):
+        raise MotifgramError(f"bonds must be pairs (i, j) of distinct atom indices in 0..{n - 1}")
+    bonds = np.unique(np.sort(bonds, axis=1), axis=0).reshape(-1, 2)
+    bond_len = np.hypot(*(xy[bonds[:, 1]] - xy[bonds[:, 0]]).T)
+    if border_px is None:
+        border_px = 0.5 * float(np.median(bond_len)) if len(bond_len) else 0.0
+    rings = _rings_of_bonds(xy, bonds, image_shape, max_ring, float(border_px))
+    return AtomGraph(xy=xy, tokens=np.full(n, "", dtype="<U1"), bonds=bonds, rings=rings,
+                     image_shape=image_shape, bond_factor=bond_factor)
+
+
+def _rings_of_bonds(xy, bonds, image_shape, max_ring, border_px):
+    """Rings of given planar bonds (:func:`graph_from_bonds`), sorted."""
+    if len(bonds) < 3:
+        return Rings([], [0])
+    ring, length, simple, _, _, outer = _face_walk(xy, bonds, max_ring)
+    if len(ring) == 0:
+        return Rings([], [0])
+    cols = np.arange(ring.shape[1])
+    valid = cols < length[:, None]
+    h_img, w_img = image_shape
+    dist = np.minimum.reduce([xy[:, 0] + 0.5, w_img - 0.5 - xy[:, 0], xy[:, 1] + 0.5, h_img - 0.5 - xy[:, 1]])
+    bad_atom = (dist < border_px) | outer
+    bad = np.any(np.where(valid, bad_atom[np.maximum(ring, 0)], False), axis=1)
+    keep = simple & ~bad
+    keep[keep] = _empty_polygons(xy, ring[keep], length[keep])
+    ring, length = ring[keep], length[keep]
+    ring = np.where(cols < length[:, None], ring, -1)
+    order = np.lexsort(ring.T[::-1])
+    return Rings.from_padded(ring[order], length[order])
+
+
+def _empty_polygons(xy, ring, length):
+    """(F,) bool: no atom but its own lies inside each ring's polygon (even-odd rule), vectorised over
+    (ring, nearby atom) pairs; ``ring`` (F, W) padded past ``length``."""
+    if len(ring) == 0:
+        return np.ones(0, dtype=bool)
+    cols = np.arange(ring.shape[1])
+    valid = cols < length[:, None]
+    p = xy[np.maximum(ring, 0)]  # (F, W, 2)
+    centre = np.sum(p * valid[..., None], axis=1) / length[:, None]
+    radius = np.max(np.where(valid, np.hypot(*(p - centre[:, None]).transpose(2, 0, 1)), 0.0), axis=1)
+    near = cKDTree(xy).query_ball_point(centre, radius * (1 + 1e-9))
+    counts = np.fromiter(map(len, near), dtype=np.int64, count=len(near))
+    f = np.repeat(np.arange(len(ring)), counts)
+    a = np.fromiter((i for lst in near for i in lst), dtype=np.int64, count=int(counts.sum()))
+    other = ~np.any(ring[f] == a[:, None], axis=1)
+    f, a = f[other], a[other]
+    nxt = np.where(cols + 1 < length[:, None], cols + 1, 0)  # (F, W) the following vertex of each edge
+    q = np.take_along_axis(p, nxt[..., None], axis=1)
+    px, py, qx, qy = p[f, :, 0], p[f, :, 1], q[f, :, 0], q[f, :, 1]
+    x0, y0 = xy[a, 0:1], xy[a, 1:2]
+    spans = (py > y0) != (qy > y0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x_cross = px + (y0 - py) * (qx - px) / (qy - py)
+    crossings = np.sum(spans & (x0 < x_cross) & valid[f], axis=1)
+    inside = np.zeros(len(ring), dtype=bool)
+    inside[f[crossings % 2 == 1]] = True
+    return ~inside
+
+
 def _validate_xy(xy):
     xy = np.asarray(xy, dtype=np.float64)
     if xy.size == 0:
@@ -630,15 +755,19 @@ def _half_edges(xy, bonds):
 def _face_walk(xy, bonds, max_ring):
     """Bounded faces of 3..max_ring half-edges of a planar straight-line graph, walked vectorised.
 
-    Returns ``(ring, length, simple, first, dst)``: ``ring`` (F, W) atom ids in the module's orientation,
-    starting at the smallest, padded with distinct negatives; ``length`` (F,); ``simple`` (F,) no atom
-    repeated; ``first`` (F,) the half-edge each walk starts from and ``dst`` the half-edges' destinations.
+    Returns ``(ring, length, simple, first, dst, outer)``: ``ring`` (F, W) atom ids in the module's
+    orientation, starting at the smallest, padded with distinct negatives; ``length`` (F,); ``simple`` (F,)
+    no atom repeated; ``first`` (F,) the half-edge each walk starts from and ``dst`` the half-edges'
+    destinations; ``outer`` (N,) bool, the atoms on a walk that is not a bounded face (area >= 0: the
+    outer boundary of each connected piece of the graph, or a tree).
     """
     org, dst, nxt, face = _half_edges(xy, bonds)
     n_faces = int(face.max()) + 1
     size = np.bincount(face, minlength=n_faces)
     c = xy - xy.mean(axis=0)
     area2 = np.bincount(face, weights=c[org, 0] * c[dst, 1] - c[dst, 0] * c[org, 1], minlength=n_faces)
+    outer = np.zeros(len(xy), dtype=bool)
+    outer[org[area2[face] >= 0]] = True
     cand = np.flatnonzero((size >= 3) & (size <= max_ring) & (area2 < 0))
     # Walk each candidate face from its half-edge with the smallest origin, so rings start at their minimum.
     by_face = np.lexsort((org, face))
@@ -654,7 +783,7 @@ def _face_walk(xy, bonds, max_ring):
     ring = np.where(cols < length[:, None], ring, -1 - cols)  # distinct negative padding
     srt = np.sort(ring, axis=1)
     simple = np.all(srt[:, 1:] != srt[:, :-1], axis=1)
-    return ring, length, simple, first, dst
+    return ring, length, simple, first, dst, outer
 
 
 def face_cycles(xy, bonds, *, max_ring=12):
@@ -680,7 +809,7 @@ def face_cycles(xy, bonds, *, max_ring=12):
     bonds = np.asarray(bonds, dtype=np.int64).reshape(-1, 2)
     if len(bonds) < 3:
         return []
-    ring, length, simple, _, _ = _face_walk(xy, bonds, max_ring)
+    ring, length, simple, _, _, _ = _face_walk(xy, bonds, max_ring)
     return [tuple(r[:m]) for r, m, ok in zip(ring.tolist(), length.tolist(), simple.tolist()) if ok]
 
 
@@ -689,7 +818,7 @@ def _rings(xy, bonds, tri, image_shape, max_ring, border_px):
     n = len(xy)
     if len(bonds) < 3:
         return Rings([], [0])
-    ring, length, simple, first, dst = _face_walk(xy, bonds, max_ring)
+    ring, length, simple, first, dst, _ = _face_walk(xy, bonds, max_ring)
     if len(ring) == 0:
         return Rings([], [0])
     cols = np.arange(ring.shape[1])

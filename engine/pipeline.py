@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 import logging
 import shutil
 import time
+import typing
 import zlib
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
 from motifgram.grammar.compare import Comparable, compare
 from motifgram.grammar.disorder import disorder_measures
@@ -39,9 +41,10 @@ from motifgram.grammar.parse import ParseNode, parse_graph
 from .cache import cache_dir_for, cache_key, fingerprint_file, load_entry, save_entry
 from .context import context_features
 from .detect import Atoms, detect_atoms
+from .dual import RingCentreSites, ring_centre_sites
 from .errors import GrammarError, ImageError, MotifgramError, NoLatticeError
 from .executor import open_executor
-from .graph import AtomGraph, Rings, build_graph, ring_statistics
+from .graph import AtomGraph, Rings, build_graph, graph_from_bonds, ring_statistics
 from .io import Micrograph, load_micrograph
 from .moire import grid_points, measure_moire
 from .outputs import atomic_run_dir, check_output_dir, csv_field, write_json
@@ -49,7 +52,7 @@ from .patches import extract_patches, intensity_quantiles, normalise_image, patc
 from .progress import Progress
 from .report import render_overlay, write_report
 from .simulate import simulate
-from .spec import Spec, bundled_spec_path, load_spec
+from .spec import Spec, SpotKind, bundled_spec_path, load_spec
 from .tokens import Features, TokenModel, assign_tokens, class_averages, compute_features, learn_tokens
 
 __all__ = [
@@ -58,6 +61,7 @@ __all__ = [
     "show_grammar",
     "read_grammar_file",
     "analyse_micrograph",
+    "atoms_at_ring_centres",
     "load_input",
     "MicrographAnalysis",
     "MicrographRecord",
@@ -247,6 +251,9 @@ def analyse_micrograph(micrograph: Micrograph, spec: Spec, timer: StageTimer | N
                 refine=detect.refine,
                 dark_atoms=detect.dark_atoms,
             )
+        sites = None
+        if detect.spots == "ring_centres":
+            atoms, sites = atoms_at_ring_centres(micrograph.image, atoms, bond_factor=spec.graph.bond_factor)
     with timer("features"):
         image = normalise_image(micrograph.image, atoms.xy)
         features = compute_features(
@@ -263,14 +270,54 @@ def analyse_micrograph(micrograph: Micrograph, spec: Spec, timer: StageTimer | N
             context = context_features(features.moments, image, atoms.xy, nn_distance_px=atoms.nn_distance_px)
             features = dataclasses.replace(features, invariants=context)
     with timer("graph"):
-        graph = build_graph(
-            atoms.xy,
-            image_shape=micrograph.image.shape,
-            bond_factor=spec.graph.bond_factor,
-            max_ring=spec.graph.max_ring,
-            border_px=spec.graph.border,
-        )
+        if sites is not None:  # the dual lattice's bonds, exact whatever the bond lengths
+            graph = graph_from_bonds(
+                atoms.xy,
+                sites.bonds,
+                image_shape=micrograph.image.shape,
+                max_ring=spec.graph.max_ring,
+                border_px=spec.graph.border,
+                bond_factor=sites.spot_bond_factor,
+            )
+        else:
+            graph = build_graph(
+                atoms.xy,
+                image_shape=micrograph.image.shape,
+                bond_factor=spec.graph.bond_factor,
+                max_ring=spec.graph.max_ring,
+                border_px=spec.graph.border,
+            )
     return MicrographAnalysis(micrograph, atoms, features, graph)
+
+
+def atoms_at_ring_centres(image: np.ndarray, spots: Atoms, *, bond_factor: float | None = None
+                          ) -> tuple[Atoms, RingCentreSites]:
+    """The atoms of the lattice whose ring centres are the detected ``spots`` (``detect.spots: ring_centres``).
+
+    Positions and bonds come from :func:`motifgram.engine.dual.ring_centre_sites` (``bond_factor`` bonds
+    the spots; None: auto). Each atom's intensity is the image at its position, interpolated bilinearly (in
+    HRTEM of graphene with bright hexagon centres the carbon sites are the darker points between them); the
+    lattice period is the spots' (the dual lattice has the same period) and the nearest-neighbour distance
+    the median length of the dual bonds.
+
+    Raises
+    ------
+    NoLatticeError
+        When the spots make fewer than two atoms (no triangle of bonded spots).
+    """
+    sites = ring_centre_sites(spots.xy, image_shape=image.shape, bond_factor=bond_factor)
+    if len(sites.xy) < 2:
+        raise NoLatticeError(
+            f"{len(spots)} spots give {len(sites.xy)} atom sites (no triangle of bonded spots); with detect.spots: "
+            "ring_centres the spots must form a lattice"
+        )
+    xy = sites.xy.astype(np.float32)
+    intensity = ndimage.map_coordinates(np.asarray(image, dtype=np.float32), [xy[:, 1], xy[:, 0]], order=1,
+                                        mode="nearest")
+    bond_len = np.hypot(*(sites.xy[sites.bonds[:, 1]] - sites.xy[sites.bonds[:, 0]]).T)
+    nn = float(np.median(bond_len)) if len(bond_len) else spots.nn_distance_px / np.sqrt(3.0)
+    return Atoms(xy=xy, intensity=intensity.astype(np.float32), lattice_period_px=spots.lattice_period_px,
+                 nn_distance_px=nn), sites
 
 
 def feature_descriptor(spec: Spec) -> str:
@@ -918,6 +965,16 @@ def show_grammar(path, *, tree_of: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def _learned_spots(summary_path: Path) -> str:
+    """``detect.spots`` of the run that learned a grammar (its summary.json); ``atoms`` when not recorded."""
+    try:
+        summary = json.loads(summary_path.read_text())
+    except (OSError, ValueError):
+        return "atoms"
+    spots = (summary.get("spec") or {}).get("detect", {}).get("spots", "atoms")
+    return spots if spots in typing.get_args(SpotKind) else "atoms"
+
+
 def parse_with_grammar(grammar_path, image_path, *, out_dir=None, pixel_size_nm=None, force=False,
                        quiet=False) -> Path:
     """Apply a learned grammar and its token model to a new micrograph, without re-learning.
@@ -948,8 +1005,10 @@ def parse_with_grammar(grammar_path, image_path, *, out_dir=None, pixel_size_nm=
         "name": f"parse-{image_path.stem}",
         "inputs": [item],
         "features": {"n_max": int(token_model.n_max), "descriptor": token_model.descriptor},
-        # intensity tokens describe grid points (twisted bilayers); Zernike tokens describe atom columns
-        "detect": {"method": "grid" if token_model.descriptor == "intensity" else "atoms"},
+        # intensity tokens describe grid points (twisted bilayers); Zernike tokens describe atom columns, or
+        # the atoms between ring-centre spots when the grammar's run said so
+        "detect": {"method": "grid" if token_model.descriptor == "intensity" else "atoms",
+                   "spots": _learned_spots(grammar_path.parent / "summary.json")},
         "tokens": {"k": len(token_model.names), "names": list(token_model.names)},
     })
     out_dir = Path(out_dir) if out_dir is not None else spec.run_dir()

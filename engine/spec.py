@@ -71,6 +71,7 @@ SIMULATION_KINDS = typing.get_args(SimulationKind)
 
 # Detection methods; "grid" (lattice-cell sampling) is reserved for a later release.
 DetectMethod = Literal["atoms", "grid"]
+SpotKind = Literal["atoms", "ring_centres"]
 FeatureDescriptor = Literal["auto", "zernike", "zernike_context", "intensity"]
 
 _AUTO = "auto"
@@ -128,11 +129,12 @@ class _ExactlyOne:
 
 @dataclass(frozen=True)
 class _OnlyWith:
-    """A key may be set (not auto) only when another key has a given value."""
+    """A key may be set (not auto, or not its default ``unset``) only when another key has a given value."""
 
     key: str
     other: str
     value: str
+    unset: str | None = None  # the key's value that counts as not set (None: auto)
     on_invalid: ClassVar = False
 
     @property
@@ -140,14 +142,16 @@ class _OnlyWith:
         return (self.key, self.other)
 
     def apply(self, values, path, ctx):
-        if values[self.key] is not None and values[self.other] != self.value:
+        if values[self.key] != self.unset and values[self.other] != self.value:
+            what = "set" if self.unset is None else _show(values[self.key])
             ctx.problem(_join(path, self.key),
-                        f"conflicting options: {_join(path, self.key)} is set but {_join(path, self.other)} is "
+                        f"conflicting options: {_join(path, self.key)} is {what} but {_join(path, self.other)} is "
                         f"{_show(values[self.other])}; set {self.other}: {self.value} or remove {self.key}")
         return values
 
     def schema(self):
-        return {"if": {"required": [self.key], "properties": {self.key: {"not": {"const": _AUTO}}}},
+        unset = _AUTO if self.unset is None else self.unset
+        return {"if": {"required": [self.key], "properties": {self.key: {"not": {"const": unset}}}},
                 "then": {"required": [self.other], "properties": {self.other: {"const": self.value}}}}
 
 
@@ -306,6 +310,16 @@ class DetectSpec:
         None, minimum=0.0, doc="Gaussian smoothing before peak finding in px (0: none). auto: from the period.")
     refine: bool = _key(True, doc="Refine positions to sub-pixel precision by a Gaussian fit.")
     dark_atoms: bool = _key(False, doc="Atoms are dark on a bright background (e.g. bright-field); invert first.")
+    spots: SpotKind = _key(
+        "atoms",
+        doc="What the bright spots are: 'atoms' (atom columns, the sites themselves) or 'ring_centres' (the "
+            "centres of the atom rings, as in aberration-corrected HRTEM of graphene, whose bright spots are "
+            "the hexagon centres). With ring_centres the sites are the atoms of the dual lattice: one per "
+            "triangle of bonded spots, at its centroid, bonded to the sites of the triangles it shares an edge "
+            "with; a face of 5-8 spots without a centre spot (a dim pentagon centre) gets one "
+            "(motifgram.engine.dual). Their intensity is the image at the site (bilinear). method: atoms only.")
+
+    _rules: ClassVar = (_OnlyWith("spots", "method", "atoms", unset="atoms"),)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -350,7 +364,8 @@ class GraphSpec:
     bond_factor: float | None = _key(
         None, minimum=1.0, maximum=2.5,
         doc="A bond joins atoms closer than bond_factor x the local nearest-neighbour distance. auto: from "
-            "the first minimum of the bond-length histogram.")
+            "the first minimum of the bond-length histogram. With detect.spots: ring_centres it bonds the spots "
+            "(which triangles of spots become atoms); the atoms' bonds are then those of the dual lattice.")
     max_ring: int = _key(12, minimum=3, maximum=30, doc="Largest ring (face) size kept.")
     border: float | None = _key(
         None, minimum=0.0, doc="Rings with an atom closer than this to the image edge are dropped, in px. "

@@ -136,6 +136,8 @@ def test_yaml_file_round_trip(full_spec, tmp_path):
         ({"detect": {"method": "atom"}}, "detect.method", 'did you mean "atoms"?'),
         ({"detect": {"refine": 1}}, "detect.refine", "expected true or false, got 1"),
         ({"detect": "fast"}, "detect", 'expected mapping, got "fast"'),
+        ({"detect": {"spots": "ring_centers"}}, "detect.spots", 'did you mean "ring_centres"?'),
+        ({"detect": {"spots": "ring_centres", "method": "grid"}}, "detect.spots", "conflicting options"),
         ({"engine": {"executor": "ray"}}, "engine.executor", 'one of "local", "dask"'),
         ({"engine": {"address": "tcp://h:1"}}, "engine.address", "conflicting options"),
         ({"engine": {"executor": "dask", "address": "h:1"}}, "engine.address", "tcp://host:8786"),
