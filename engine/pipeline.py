@@ -40,7 +40,7 @@ from motifgram.grammar.parse import ParseNode, parse_graph
 
 from .cache import cache_dir_for, cache_key, fingerprint_file, load_entry, save_entry
 from .context import context_features
-from .detect import Atoms, detect_atoms
+from .detect import Atoms, detect_atoms, remove_scan_noise
 from .dual import RingCentreSites, ring_centre_sites
 from .errors import GrammarError, ImageError, MotifgramError, NoLatticeError
 from .executor import open_executor
@@ -81,8 +81,8 @@ PATCHES_PER_MICROGRAPH = 512
 #: ... of which a run keeps an equal share per micrograph, about this many patches in all.
 PATCH_SAMPLE = 8192
 #: Bump when a change to the per-micrograph stages makes cached results stale (2: the zernike_context
-#: descriptor became the default for atoms).
-CACHE_VERSION = 3
+#: descriptor became the default for atoms; 4: fast-scan noise removed before detection and features).
+CACHE_VERSION = 4
 
 ATOMS_HEADER = ("image", "id", "x", "y", "token", "confidence", "intensity")
 BONDS_HEADER = ("image", "i", "j")
@@ -240,22 +240,25 @@ def analyse_micrograph(micrograph: Micrograph, spec: Spec, timer: StageTimer | N
     detect = spec.detect
     with timer("detect"):
         if detect.method == "grid":
-            atoms = grid_points(micrograph.image, spacing_px=detect.spacing)
+            cleaned = micrograph.image
+            atoms = grid_points(cleaned, spacing_px=detect.spacing)
         else:
+            cleaned = remove_scan_noise(micrograph.image)  # detection and features see the same image
             atoms = detect_atoms(
-                micrograph.image,
+                cleaned,
                 lattice_period_px=detect.lattice_period,
                 min_distance_px=detect.min_distance,
                 threshold=detect.threshold,
                 denoise_sigma_px=detect.denoise_sigma,
                 refine=detect.refine,
                 dark_atoms=detect.dark_atoms,
+                scan_noise_removal=False,
             )
         sites = None
         if detect.spots == "ring_centres":
-            atoms, sites = atoms_at_ring_centres(micrograph.image, atoms, bond_factor=spec.graph.bond_factor)
+            atoms, sites = atoms_at_ring_centres(cleaned, atoms, bond_factor=spec.graph.bond_factor)
     with timer("features"):
-        image = normalise_image(micrograph.image, atoms.xy)
+        image = normalise_image(cleaned, atoms.xy)
         features = compute_features(
             image,
             atoms.xy,

@@ -38,7 +38,9 @@ Image formation (one implementation for all kinds): each atom column is a Gaussi
 ``sigma_px`` whose amplitude comes from the column's label (HAADF Z-contrast, ``sum Z**1.7`` over the column,
 relative to the brightest host column); a smooth random background of mean ``background`` is added; then
 Poisson noise at ``dose`` counts per unit amplitude and Gaussian read noise of ``read_noise``; an optional
-scan distortion shifts every row along x. The image is returned in units of the unit amplitude (a carbon
+scan distortion shifts every row along x, and optional fast-scan noise (``scan_noise``, std) adds to every
+row its own noise, correlated along the row over ``scan_noise_length`` px (an AR(1) process) and independent
+between rows: the streaks of a drifting detector offset in a real STEM image. The image is returned in units of the unit amplitude (a carbon
 column in graphene peaks at ~1 above the background).
 
 Limitations: the spring model is a plausibility relaxation, not a force field (the 5-9 vacancy's new bond
@@ -61,6 +63,7 @@ from typing import NamedTuple
 
 import numpy as np
 from scipy import ndimage
+from scipy.signal import lfilter
 from scipy.spatial import Delaunay, cKDTree
 
 from motifgram.engine.errors import MotifgramError, SpecError
@@ -108,6 +111,8 @@ _IMAGING_OPTIONS = {
     "dose": 100.0,  # counts per unit amplitude (Poisson); None: noiseless
     "read_noise": 0.02,  # std of Gaussian read noise, in units of the unit amplitude
     "scan_distortion": 0.0,  # amplitude (px) of the row-wise x shift (sinusoidal drift + jitter)
+    "scan_noise": 0.0,  # std of the fast-scan (row) noise, in units of the unit amplitude
+    "scan_noise_length": 4.0,  # its correlation length along each row (px); rows are independent
 }
 _KIND_OPTIONS = {
     "graphene": {
@@ -393,6 +398,8 @@ def simulate(kind, *, size=512, seed=0, **options):
         dose=opts["dose"],
         read_noise=opts["read_noise"],
         scan_distortion=opts["scan_distortion"],
+        scan_noise=opts["scan_noise"],
+        scan_noise_length=opts["scan_noise_length"],
         rng=np.random.default_rng(image_seed),
     )
     log.debug("simulated %s: size=%d seed=%d atoms=%d options=%s", kind, size, seed, len(truth.xy), opts)
@@ -425,6 +432,8 @@ _CHECKS = {
     "dose": (True, 0.0, False, None, "a number > 0 (counts per unit amplitude) or null"),
     "read_noise": (False, 0.0, True, None, "a number >= 0"),
     "scan_distortion": (False, 0.0, True, None, "a number >= 0 (px)"),
+    "scan_noise": (False, 0.0, True, None, "a number >= 0"),
+    "scan_noise_length": (False, 0.0, False, None, "a number > 0 (px)"),
 }
 
 
@@ -1046,7 +1055,9 @@ def _truth(structure, size):
 # Image formation
 
 
-def _render(xy, amplitude, *, size, sigma, background, dose, read_noise, scan_distortion, rng):
+def _render(
+    xy, amplitude, *, size, sigma, background, dose, read_noise, scan_distortion, scan_noise, scan_noise_length, rng
+):
     """Render Gaussian columns, background, scan distortion and noise into a (size, size) float32 image.
 
     Each column is splatted on its own (2r+1)-px window (r = ceil(4 sigma)) in one vectorised pass and the
@@ -1087,4 +1098,18 @@ def _render(xy, amplitude, *, size, sigma, background, dose, read_noise, scan_di
     image = rng.poisson(clean * dose) / dose if dose is not None else clean
     if read_noise > 0:
         image = image + read_noise * rng.standard_normal((size, size))
+    if scan_noise > 0:
+        image = image + scan_noise * _row_noise(size, scan_noise_length, rng)
     return image.astype(np.float32)
+
+
+def _row_noise(size, length, rng):
+    """Unit-variance fast-scan noise (size, size): independent rows, each a stationary AR(1) along x.
+
+    Neighbouring pixels of a row correlate by ``exp(-1 / length)``: a slowly drifting detector offset
+    (``length`` >> size: one offset per row, the classic streaks).
+    """
+    rho = math.exp(-1.0 / length)
+    e = rng.standard_normal((size, size + 1))
+    noise, _ = lfilter([math.sqrt(1.0 - rho * rho)], [1.0, -rho], e[:, 1:], axis=1, zi=rho * e[:, :1])
+    return noise

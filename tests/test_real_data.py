@@ -163,7 +163,8 @@ def test_mos2_se_substitutions_and_vacancies(runs):
     by_brightness = sorted(set(token), key=lambda t: intensity[token == t].mean())
     s2_token, bright_token = by_brightness[0], by_brightness[-1]
     # Mo columns are the brightest token, but for a few in the neighbourhood token of Se sites and defects
-    # (3 tokens: the third holds 15 Mo and 31 chalcogen sites near Se and holes)
+    # (3 tokens: the third holds 33 Mo and 37 chalcogen sites near Se and holes; measured 0.954. Its size moves with
+    # small changes of the positions: 0.937-0.981 over seeds 0-3 before the fast-scan filter)
     assert np.mean(token[metal] == bright_token) > 0.95 and not np.any(token[metal] == s2_token)
     se = int(np.sum(token[chalcogen] != s2_token))          # chalcogen sites brighter than a plain S2 column
     assert 20 <= se <= 70
@@ -193,8 +194,9 @@ def test_sto_one_domain(runs):
     assert len(g.to_text()) > 0 and "motifs { }" in g_text
 
 
-@pytest.mark.xfail(reason="Si[110]: scan-line noise gives spurious columns between dumbbells and the inter-dumbbell "
-                          "distances spread over 1.6-2.9 x the dumbbell length; see examples/sto_si110.md",
+@pytest.mark.xfail(reason="Si[110]: unresolved dumbbells give single columns (the fast-scan filter removed the scan "
+                          "noise peaks, 51 -> 34 unpaired inner columns) and the inter-dumbbell distances spread over "
+                          "1.6-2.9 x the dumbbell length; see examples/sto_si110.md",
                    strict=False)
 def test_si110_one_domain(runs):
     assert "domain(R6a) 1 " in (Path(runs("si110")) / "grammar.txt").read_text()

@@ -226,6 +226,20 @@ def test_truth_files_round_trip(tmp_path):
     assert back.rings == truth.rings and back.defects == truth.defects
 
 
+@pytest.mark.parametrize("length", [1.5, 4.0, 16.0])
+def test_scan_noise_is_independent_between_rows_and_correlated_along_them(length):
+    plain = simulate("mos2", size=256, seed=5)
+    noisy = simulate("mos2", size=256, seed=5, scan_noise=0.2, scan_noise_length=length)
+    np.testing.assert_array_equal(noisy.truth.xy, plain.truth.xy)
+    added = noisy.image.astype(np.float64) - plain.image  # drawn last: the other noise is the same
+    assert added.std() == pytest.approx(0.2, rel=0.05)
+    along = np.corrcoef(added[:, :-1].ravel(), added[:, 1:].ravel())[0, 1]
+    across = np.corrcoef(added[:-1].ravel(), added[1:].ravel())[0, 1]
+    assert along == pytest.approx(math.exp(-1.0 / length), abs=0.03)
+    assert abs(across) < 0.03
+    assert simulate_options("graphene")["scan_noise"] == 0.0
+
+
 def test_options_and_errors():
     assert KINDS == ("graphene", "graphene_gb", "mos2", "perovskite", "cairo", "crn", "tbl_mos2")
     opts = simulate_options("graphene")
@@ -244,6 +258,9 @@ def test_options_and_errors():
         simulate_options("quasicrystal")
     with pytest.raises(SpecError, match="simulate.rotation"):
         simulate("cairo", size=64, rotation="north")
+    with pytest.raises(SpecError) as info:
+        simulate("cairo", size=64, scan_noise=-0.1, scan_noise_length=0.0)
+    assert {p for p, _ in info.value.problems} == {"simulate.scan_noise", "simulate.scan_noise_length"}
 
 
 @settings(max_examples=6, deadline=None)
