@@ -113,6 +113,10 @@ class EMState(NamedTuple):
 
 # ---------------------------------------------------------------------------------------------- kernels
 
+#: Full float32 products. GPUs otherwise multiply float32 in TF32 (10-bit mantissa): on an H200 the
+#: log-likelihood then fell along EM steps and covariances lost their small eigenvalues; CPUs are unaffected.
+_EXACT = jax.lax.Precision.HIGHEST
+
 
 def _precision_cholesky(cov):
     """(K, D, D) inverse Cholesky factors ``W`` with ``cov^-1 = W^T W`` and log-determinants of ``cov``."""
@@ -131,11 +135,11 @@ def _log_prob_fn(weights, means, covariances):
     inv, logdet = _precision_cholesky(covariances)
     k, d = means.shape
     flat = inv.transpose(2, 0, 1).reshape(d, k * d)  # one GEMM for all components
-    proj = jnp.einsum("kij,kj->ki", inv, means)
+    proj = jnp.einsum("kij,kj->ki", inv, means, precision=_EXACT)
     const = jnp.log(weights) - 0.5 * (d * _LOG_2PI + logdet)
 
     def log_prob(x):
-        y = jnp.dot(x, flat).reshape(-1, k, d) - proj
+        y = jnp.dot(x, flat, precision=_EXACT).reshape(-1, k, d) - proj
         return const - 0.5 * jnp.sum(y * y, axis=-1)
 
     return log_prob
@@ -165,7 +169,8 @@ def _sufficient_statistics(x, sample_weight, centre, assign, covariance):
         rdiff = resp[:, :, None] * diff
         first = jnp.sum(rdiff, 0)
         if covariance == "full":
-            second = jnp.dot(rdiff.reshape(-1, k * d).T, xc).reshape(k, d, d) - first[:, :, None] * centre[:, None, :]
+            second = jnp.dot(rdiff.reshape(-1, k * d).T, xc, precision=_EXACT).reshape(k, d, d)
+            second = second - first[:, :, None] * centre[:, None, :]
         else:
             second = jnp.sum(rdiff * diff, axis=0)[..., None] * jnp.eye(d, dtype=x.dtype)
         nk, first_sum, sq, total = acc
