@@ -3,7 +3,8 @@
 :func:`render_overlay` draws one micrograph with its atoms coloured by token and its rings filled by grammar
 symbol (``overlays/<image>.png``). :func:`write_report` reads a finished run directory (see INTERFACE.md:
 ``summary.json``, ``atoms.csv``, ``grammar.txt``, ``tokens.npz``, ``embedding.npz``, ``overlays/``) and writes
-``report.html`` without recomputing anything, so ``motifgram report RUN_DIR`` can rebuild it at any time.
+``report.html`` (and ``tokens.png``, the token gallery as a picture) without recomputing anything, so
+``motifgram report RUN_DIR`` can rebuild them at any time.
 
 The page is self-contained: images are embedded as base64 PNG (``data:`` URIs) or inline SVG, the CSS is
 inline, fonts come from the system stack, and there is no JavaScript and no external URL. Every optional
@@ -42,7 +43,7 @@ from scipy.spatial import cKDTree
 
 from .errors import GrammarError, MotifgramError
 
-__all__ = ["render_overlay", "write_report", "REPORT_SECTIONS", "token_colours", "ring_symbol_colours"]
+__all__ = ["render_overlay", "render_token_gallery", "write_report", "REPORT_SECTIONS", "token_colours", "ring_symbol_colours"]
 
 log = logging.getLogger(__name__)
 
@@ -283,11 +284,12 @@ def _embeddable_png(path: Path) -> bytes:
         return _pil_png(_quantised(img))
 
 
-def _fig_png(fig: Figure) -> bytes:
+def _fig_png(fig: Figure, *, quantise: bool = True) -> bytes:
+    """The figure as PNG; palette-quantised (small, for embedding) unless ``quantise`` is False."""
     canvas = FigureCanvasAgg(fig)
     canvas.draw()
-    rgb = np.asarray(canvas.buffer_rgba())[..., :3]
-    return _pil_png(_quantised(Image.fromarray(rgb)))
+    img = Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3])
+    return _pil_png(_quantised(img) if quantise else img)
 
 
 _SVG_PROLOGUE = re.compile(r"^.*?(?=<svg)", re.S)
@@ -511,7 +513,9 @@ def _token_names(summary: dict, npz: dict | None, atom_stats: dict | None) -> li
     return sorted(totals)
 
 
-def _section_tokens(run_dir: Path, summary: dict) -> str:
+def _token_gallery_data(run_dir: Path, summary: dict):
+    """Token names (colour order), per-token ``(atoms, mean confidence)``, class averages (T, P, P) or None,
+    and notes on what could not be read."""
     notes = []
     npz = None
     try:
@@ -533,13 +537,18 @@ def _section_tokens(run_dir: Path, summary: dict) -> str:
         for info in (summary.get("images") or {}).values():
             totals.update({k: int(v) for k, v in (info.get("token_counts") or {}).items()})
         atom_stats = {tok: (n, None) for tok, n in totals.items()}
-    total = sum(n for n, _ in atom_stats.values()) or 1
     averages = npz.get("class_averages") if npz is not None else None
     if averages is not None and (averages.ndim != 3 or len(averages) != len(names)):
         notes.append(f"No class averages: class_averages has shape {averages.shape}, expected ({len(names)}, P, P).")
         averages = None
     elif npz is not None and averages is None:
         notes.append("No class averages: tokens.npz has no 'class_averages' array.")
+    return names, atom_stats, averages, notes
+
+
+def _section_tokens(run_dir: Path, summary: dict) -> str:
+    names, atom_stats, averages, notes = _token_gallery_data(run_dir, summary)
+    total = sum(n for n, _ in atom_stats.values()) or 1
     colours = token_colours(len(names))
     cards = []
     for i, name in enumerate(names):
@@ -559,6 +568,40 @@ def _section_tokens(run_dir: Path, summary: dict) -> str:
     body += f'<div class="gallery">{"".join(cards)}</div>'
     body += "<h3>Embedding</h3>" + _optional("embedding plot", lambda: _embedding_html(run_dir, names))
     return _section("tokens", "Token gallery", body)
+
+
+def render_token_gallery(run_dir) -> bytes:
+    """The token gallery as one PNG: each token's rotation-aligned class average (its atoms' mean
+    neighbourhood), framed in the token's overlay colour, with its name, atom count and share.
+
+    Reads ``summary.json``, ``tokens.npz`` and ``atoms.csv`` of a run directory, as :func:`write_report`
+    does; a token without a class average gets an empty frame.
+
+    Returns
+    -------
+    bytes
+        PNG data (about 1.7 inches per token, 8 tokens per row, 100 dpi).
+    """
+    run_dir = Path(run_dir)
+    names, atom_stats, averages, _ = _token_gallery_data(run_dir, _read_json(run_dir / "summary.json"))
+    total = sum(n for n, _ in atom_stats.values()) or 1
+    colours = token_colours(len(names))
+    n_cols = max(1, min(len(names), 8))
+    n_rows = max(1, math.ceil(len(names) / n_cols))
+    fig = Figure(figsize=(1.7 * n_cols, 2.1 * n_rows), dpi=_DPI)
+    for i, name in enumerate(names):
+        ax = fig.add_subplot(n_rows, n_cols, i + 1)
+        if averages is not None:
+            ax.imshow(np.asarray(averages[i], dtype=float), cmap="gray", interpolation="bicubic")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_color(colours[i])
+            spine.set_linewidth(4)
+        n = atom_stats.get(name, (0, None))[0]
+        ax.set_title(f"{name}\n{n:,} atoms · {100 * n / total:.1f} %", fontsize=9)
+    fig.tight_layout()
+    return _fig_png(fig, quantise=False)  # grey levels of the class averages, not a palette's bands
 
 
 def _class_average_png(avg: np.ndarray, size: int = 112) -> bytes:
@@ -915,7 +958,8 @@ p.note { color: #7a5b00; background: #fff8e1; border-left: 4px solid #f0c040; pa
 
 
 def write_report(run_dir) -> Path:
-    """Write ``run_dir/report.html``: one self-contained page summarising a finished run.
+    """Write ``run_dir/report.html``, one self-contained page summarising a finished run, and
+    ``run_dir/tokens.png``, its token gallery as a picture (:func:`render_token_gallery`).
 
     Reads only the run directory's files, recomputing nothing: ``summary.json`` (required), and, where present,
     ``overlays/<image>.png``, ``atoms.csv`` (token counts and mean confidence), ``tokens.npz`` (``names``
@@ -965,5 +1009,6 @@ def write_report(run_dir) -> Path:
     )
     out = run_dir / "report.html"
     out.write_text(page, encoding="utf-8")
+    (run_dir / "tokens.png").write_bytes(render_token_gallery(run_dir))
     log.info("wrote %s (%.1f MB)", out, len(page) / 1e6)
     return out

@@ -414,7 +414,7 @@ class OutputSpec:
         None, doc="Run directory, relative to the current working directory (--out overrides it). "
                   "auto: runs/<name>.")
     overlays: bool = _key(True, doc="Write overlays/<image>.png (atoms coloured by token, rings by symbol).")
-    report: bool = _key(True, doc="Write report.html.")
+    report: bool = _key(True, doc="Write report.html and tokens.png (the token gallery as a picture).")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -30,6 +30,7 @@ from motifgram.engine.report import (
     REPORT_SECTIONS,
     _hierarchy_layout,
     render_overlay,
+    render_token_gallery,
     token_colours,
     write_report,
 )
@@ -262,6 +263,21 @@ def test_report_reports_token_statistics_from_atoms_csv(report, run_dir):
     assert f"confidence {conf_v:.3f}".rstrip("0") in gallery
 
 
+def test_token_gallery_picture(report, run_dir):
+    """tokens.png beside the report: one framed class average per token, in the overlay colours."""
+    names = [str(n) for n in np.load(run_dir / "tokens.npz")["names"]]
+    with Image.open(run_dir / "tokens.png") as img:
+        rgb = np.asarray(img.convert("RGB")).astype(int)
+    assert rgb.shape[1] == round(1.7 * len(names) * 100) and rgb.shape[0] == 210
+    for colour in token_colours(len(names))[:, :3]:
+        frame = np.all(np.abs(rgb - np.round(255 * colour)) <= 2, axis=-1)
+        assert frame.sum() > 400  # a 4-point frame around a panel of ~120 px
+    # the panels hold the class averages: grey levels, not one flat colour
+    grey = (rgb[..., 0] == rgb[..., 1]) & (rgb[..., 1] == rgb[..., 2]) & (rgb[..., 0] > 0) & (rgb[..., 0] < 255)
+    assert len(np.unique(rgb[grey][:, 0])) > 50
+    assert render_token_gallery(run_dir) == (run_dir / "tokens.png").read_bytes()
+
+
 def test_report_is_rebuilt_identically(report, run_dir):
     first = report.read_bytes()
     assert write_report(run_dir).read_bytes() == first
@@ -290,6 +306,8 @@ def test_minimal_run_gives_notes_not_errors(tmp_path):
     for note in ("overlay.png", "No overlay", "tokens.npz cannot be read", "embedding.npz is not in the run",
                  "Hierarchy not drawn", "no comparison", "No ring histograms", "No timings", "spec is not recorded"):
         assert note in page or note.replace("overlay.png", "only.png") in page, note
+    with Image.open(tmp_path / "tokens.png") as img:  # token A from the counts, an empty frame
+        assert img.size == (170, 210)
 
 
 def test_missing_summary_is_a_motifgram_error(tmp_path):
