@@ -40,8 +40,9 @@ from motifgram.grammar.parse import ParseNode, parse_graph
 
 from .cache import cache_dir_for, cache_key, fingerprint_file, load_entry, save_entry
 from .context import context_features
-from .detect import Atoms, detect_atoms, remove_scan_noise
+from .detect import Atoms, _nn_distance, detect_atoms, remove_scan_noise
 from .dual import RingCentreSites, ring_centre_sites
+from .pairs import DumbbellSites, dumbbell_sites
 from .errors import GrammarError, ImageError, MotifgramError, NoLatticeError
 from .executor import open_executor
 from .graph import AtomGraph, Rings, build_graph, graph_from_bonds, ring_statistics
@@ -62,6 +63,7 @@ __all__ = [
     "read_grammar_file",
     "analyse_micrograph",
     "atoms_at_ring_centres",
+    "atoms_at_dumbbells",
     "load_input",
     "MicrographAnalysis",
     "MicrographRecord",
@@ -257,6 +259,8 @@ def analyse_micrograph(micrograph: Micrograph, spec: Spec, timer: StageTimer | N
         sites = None
         if detect.spots == "ring_centres":
             atoms, sites = atoms_at_ring_centres(cleaned, atoms, bond_factor=spec.graph.bond_factor)
+        elif detect.spots == "dumbbells":  # one site per dumbbell; the rest of the run treats them as atoms
+            atoms, _ = atoms_at_dumbbells(atoms)
     with timer("features"):
         image = normalise_image(cleaned, atoms.xy)
         features = compute_features(
@@ -321,6 +325,20 @@ def atoms_at_ring_centres(image: np.ndarray, spots: Atoms, *, bond_factor: float
     nn = float(np.median(bond_len)) if len(bond_len) else spots.nn_distance_px / np.sqrt(3.0)
     return Atoms(xy=xy, intensity=intensity.astype(np.float32), lattice_period_px=spots.lattice_period_px,
                  nn_distance_px=nn), sites
+
+
+def atoms_at_dumbbells(spots: Atoms) -> tuple[Atoms, DumbbellSites]:
+    """One site per dumbbell of the detected ``spots`` (``detect.spots: dumbbells``).
+
+    Positions, and intensities (the mean of each site's spots), come from
+    :func:`motifgram.engine.pairs.dumbbell_sites`; the lattice period and the scan noise are the spots', the
+    nearest-neighbour distance is the sites' own (their first shell), which sets the context radius of the
+    features and the scale of the graph.
+    """
+    sites = dumbbell_sites(spots.xy, spots.intensity)
+    atoms = dataclasses.replace(spots, xy=sites.xy.astype(np.float32), intensity=sites.intensity.astype(np.float32),
+                                nn_distance_px=_nn_distance(sites.xy))
+    return atoms, sites
 
 
 def feature_descriptor(spec: Spec) -> str:

@@ -71,7 +71,7 @@ SIMULATION_KINDS = typing.get_args(SimulationKind)
 
 # Detection methods; "grid" (lattice-cell sampling) is reserved for a later release.
 DetectMethod = Literal["atoms", "grid"]
-SpotKind = Literal["atoms", "ring_centres"]
+SpotKind = Literal["atoms", "ring_centres", "dumbbells"]
 FeatureDescriptor = Literal["auto", "zernike", "zernike_context", "intensity"]
 
 _AUTO = "auto"
@@ -312,12 +312,17 @@ class DetectSpec:
     dark_atoms: bool = _key(False, doc="Atoms are dark on a bright background (e.g. bright-field); invert first.")
     spots: SpotKind = _key(
         "atoms",
-        doc="What the bright spots are: 'atoms' (atom columns, the sites themselves) or 'ring_centres' (the "
+        doc="What the bright spots are: 'atoms' (atom columns, the sites themselves), 'ring_centres' (the "
             "centres of the atom rings, as in aberration-corrected HRTEM of graphene, whose bright spots are "
             "the hexagon centres). With ring_centres the sites are the atoms of the dual lattice: one per "
             "triangle of bonded spots, at its centroid, bonded to the sites of the triangles it shares an edge "
             "with; a face of 5-8 spots without a centre spot (a dim pentagon centre) gets one "
-            "(motifgram.engine.dual). Their intensity is the image at the site (bilinear). method: atoms only.")
+            "(motifgram.engine.dual). Their intensity is the image at the site (bilinear). 'dumbbells': the "
+            "spots are atom columns that come in close pairs (dumbbells: Si, Ge, GaAs, diamond [110]); each pair "
+            "(mutual nearest spots closer than 0.75 x the median distance of a spot to its second-nearest), and "
+            "each spot that is an unresolved pair, becomes one site at the pair's centre, with the mean intensity "
+            "of its spots (motifgram.engine.pairs); a lattice without close pairs keeps its spots. method: atoms "
+            "only.")
 
     _rules: ClassVar = (_OnlyWith("spots", "method", "atoms", unset="atoms"),)
 
