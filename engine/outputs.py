@@ -98,13 +98,10 @@ def csv_field(value: str) -> str:
     return buffer.getvalue()[:-2]
 
 
-def write_json(path, data, *, compact: bool = False) -> None:
-    """Write JSON, indented for people or ``compact`` (large parse trees: the C encoder, several times faster)."""
+def write_json(path, data) -> None:
+    """Write JSON indented for people (parse trees: :meth:`motifgram.grammar.parse.ParseNode.to_json`)."""
     with open(path, "w") as fh:
-        if compact:
-            fh.write(json.dumps(data, separators=(",", ":"), default=_json_default))
-        else:
-            json.dump(data, fh, indent=2, sort_keys=False, default=_json_default)
+        json.dump(data, fh, indent=2, sort_keys=False, default=_json_default)
         fh.write("\n")
 
 

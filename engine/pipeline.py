@@ -553,7 +553,7 @@ def third_pass(record: MicrographRecord, item, labels: np.ndarray, mean_confiden
             f"{image},{r},{len(ring)},{csv_field(symbol)},{' '.join(map(str, ring))}\n"
             for r, (ring, symbol) in enumerate(zip(graph.rings, parse.ring_symbols, strict=True))
         ))
-        write_json(finish.staging / "parses" / f"{record.id}.json", parse.root.to_dict(), compact=True)
+        (finish.staging / "parses" / f"{record.id}.json").write_text(parse.root.to_json() + "\n")
     if finish.overlays:
         with timer("overlay"):
             image = load_input(item).image

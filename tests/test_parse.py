@@ -105,6 +105,9 @@ def test_serialisation(parsed):
     d = parsed.root.to_dict()
     assert set(d) == {"symbol", "level", "atoms", "children"}
     assert json.loads(json.dumps(d)) == d
+    assert parsed.root.to_json() == json.dumps(d, separators=(",", ":"))  # what parses/<image>.json holds
+    odd = ParseNode('R"\\é', 1, (3, 1), (ParseNode("A", 0, (3,)), ParseNode("B", 0, ())))
+    assert json.loads(odd.to_json()) == odd.to_dict() and ParseNode.from_dict(json.loads(odd.to_json())) == odd
     tree = parsed.root.to_lark_tree()
     assert isinstance(tree, lark.Tree) and tree.data == ROOT_SYMBOL
     text = tree.pretty()
