@@ -42,6 +42,7 @@ __all__ = [
     "posterior",
     "log_likelihood",
     "bic",
+    "min_component_size",
     "select_n_components",
     "adjusted_rand_index",
 ]
@@ -497,6 +498,22 @@ def bic(mixture, x):
     return float(-2.0 * log_likelihood(mixture, x) * n + _n_parameters(mixture) * math.log(n))
 
 
+def min_component_size(n_features, covariance="full"):
+    """Fewest samples (by responsibility) a component needs for a non-singular covariance estimate.
+
+    ``D + 1`` for a full covariance in ``D`` dimensions (``D + 1`` points span ``D`` dimensions), 2 for a
+    diagonal one (a variance needs two points).
+
+    Examples
+    --------
+    >>> min_component_size(10), min_component_size(10, "diag")
+    (11, 2)
+    """
+    if covariance not in COVARIANCE_TYPES:
+        raise ValueError(f"covariance must be one of {COVARIANCE_TYPES}, got {covariance!r}")
+    return int(n_features) + 1 if covariance == "full" else 2
+
+
 def select_n_components(
     x,
     *,
@@ -519,6 +536,12 @@ def select_n_components(
     min_weight : float
         Mixtures whose smallest component weight is below this are not eligible (K = k_min always is):
         guards against tiny spurious components on large, clean data sets.
+
+    Whatever ``min_weight``, a mixture is also not eligible when a component holds fewer samples than it
+    needs to estimate its covariance (:func:`min_component_size`: D + 1 for full covariances): on small data
+    sets such a component fits a few points with a nearly singular covariance, and its likelihood gain beats
+    BIC's penalty (measured: 202 Si dumbbell sites in D = 10, a second component of 8 ordinary sites won by
+    87 BIC points).
     seed, n_init, max_iter, tol, reg_covar, covariance
         As in :func:`fit_mixture`.
 
@@ -548,7 +571,9 @@ def select_n_components(
         )
         score = -2.0 * mix.log_likelihood * len(arr) + _n_parameters(mix) * math.log(len(arr))
         scores[k] = score
-        eligible = k == k_min or mix.weights.min() >= min_weight
+        smallest = mix.weights.min()
+        eligible = k == k_min or (smallest >= min_weight and
+                                  smallest * len(arr) >= min_component_size(arr.shape[1], covariance))
         if eligible and score < best_bic:
             best, best_bic = mix, score
     log.info("BIC by K: %s; chose K=%d", {k: round(v, 1) for k, v in scores.items()}, len(best.weights))

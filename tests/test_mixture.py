@@ -10,6 +10,7 @@ from motifgram.engine.mixture import (
     em_step,
     fit_mixture,
     log_likelihood,
+    min_component_size,
     posterior,
     select_n_components,
 )
@@ -84,6 +85,19 @@ def test_bic_picks_the_true_number_of_components():
     assert len(mix.weights) == 3
     other = fit_mixture(x, n_components=5, seed=0)
     assert bic(mix, x) < bic(other, x)
+
+
+@pytest.mark.parametrize(("n_small", "k_expected"), [(8, 1), (30, 2)])
+def test_bic_needs_enough_members_for_a_full_covariance(n_small, k_expected):
+    """A cluster with fewer members than D + 1 cannot have its covariance estimated: no component for it."""
+    rng = np.random.default_rng(7)
+    d = 10
+    x = np.concatenate([rng.normal(size=(200, d)), 6.0 + 0.3 * rng.normal(size=(n_small, d))])
+    mix = select_n_components(x, k_range=(1, 4), seed=0, min_weight=0.01)
+    assert len(mix.weights) == k_expected
+    if n_small < min_component_size(d):  # without the rule, BIC takes the near-singular component
+        two = fit_mixture(x, n_components=2, seed=0)
+        assert bic(two, x) < bic(fit_mixture(x, n_components=1, seed=0), x)
 
 
 def test_deterministic_for_a_seed_and_diag_option():
