@@ -574,16 +574,27 @@ def _rings_of_bonds(xy, bonds, image_shape, max_ring, border_px):
     ring, length, simple, _, _, outer = _face_walk(xy, bonds, max_ring)
     if len(ring) == 0:
         return Rings([], [0])
-    cols = np.arange(ring.shape[1])
-    valid = cols < length[:, None]
+    keep = simple & ~_touches(ring, length, _near_border(xy, image_shape, border_px) | outer)
+    keep[keep] = _empty_polygons(xy, ring[keep], length[keep])
+    return _sorted_rings(ring[keep], length[keep])
+
+
+def _near_border(xy, image_shape, border_px):
+    """(N,) bool: atoms closer than ``border_px`` to the image edge."""
     h_img, w_img = image_shape
     dist = np.minimum.reduce([xy[:, 0] + 0.5, w_img - 0.5 - xy[:, 0], xy[:, 1] + 0.5, h_img - 0.5 - xy[:, 1]])
-    bad_atom = (dist < border_px) | outer
-    bad = np.any(np.where(valid, bad_atom[np.maximum(ring, 0)], False), axis=1)
-    keep = simple & ~bad
-    keep[keep] = _empty_polygons(xy, ring[keep], length[keep])
-    ring, length = ring[keep], length[keep]
-    ring = np.where(cols < length[:, None], ring, -1)
+    return dist < border_px
+
+
+def _touches(ring, length, atoms):
+    """(F,) bool: faces (``ring`` (F, W) padded past ``length``) with an atom where ``atoms`` (N,) is True."""
+    valid = np.arange(ring.shape[1]) < length[:, None]
+    return np.any(np.where(valid, atoms[np.maximum(ring, 0)], False), axis=1)
+
+
+def _sorted_rings(ring, length):
+    """Rings of padded faces, in lexicographic order of their atom ids."""
+    ring = np.where(np.arange(ring.shape[1]) < length[:, None], ring, -1)
     order = np.lexsort(ring.T[::-1])
     return Rings.from_padded(ring[order], length[order])
 
@@ -821,8 +832,6 @@ def _rings(xy, bonds, tri, image_shape, max_ring, border_px):
     ring, length, simple, first, dst, _ = _face_walk(xy, bonds, max_ring)
     if len(ring) == 0:
         return Rings([], [0])
-    cols = np.arange(ring.shape[1])
-    valid = cols < length[:, None]
 
     # Emptiness and the outer face from the Delaunay triangles grouped into bond-bounded regions.
     region, n_tri, outer_atoms = _regions(xy, bonds, tri)
@@ -832,17 +841,8 @@ def _rings(xy, bonds, tri, image_shape, max_ring, border_px):
     found = t_key[0][np.minimum(pos, len(t_key[0]) - 1)] == key
     reg = np.where(found, region[t_key[1][np.minimum(pos, len(t_key[0]) - 1)]], -1)
     empty = found & (reg != region[-1]) & (n_tri[np.maximum(reg, 0)] == length - 2)
-
-    h_img, w_img = image_shape
-    dist = np.minimum.reduce([xy[:, 0] + 0.5, w_img - 0.5 - xy[:, 0], xy[:, 1] + 0.5, h_img - 0.5 - xy[:, 1]])
-    bad_atom = (dist < border_px) | outer_atoms
-    bad = np.any(np.where(valid, bad_atom[np.maximum(ring, 0)], False), axis=1)
-
-    keep = simple & empty & ~bad
-    ring, length = ring[keep], length[keep]
-    ring = np.where(cols < length[:, None], ring, -1)
-    order = np.lexsort(ring.T[::-1])
-    return Rings.from_padded(ring[order], length[order])
+    keep = simple & empty & ~_touches(ring, length, _near_border(xy, image_shape, border_px) | outer_atoms)
+    return _sorted_rings(ring[keep], length[keep])
 
 
 def _tri_edge_keys(xy, tri):

@@ -200,19 +200,25 @@ def test_pipeline_hook(recovered):
     assert len(plain.atoms) < len(analysis.atoms)  # the spots themselves: about half as many
 
 
-def test_parse_reuses_the_runs_spots_option(recovered, tmp_path):
-    """``motifgram parse`` with a grammar learned on ring-centre spots tokenises the same atoms, not the spots."""
+def check_parse_reuses_spots(image, spots, sites_xy, tmp_path, *, pixel_size_nm):
+    """A run with ``detect.spots: spots`` and ``motifgram parse`` with its grammar both write ``sites_xy``."""
     from motifgram.engine.pipeline import parse_with_grammar, run
 
-    _, image, _, atoms, _ = recovered
-    np.save(tmp_path / "sw.npy", image)
-    spec = load_spec({"inputs": [{"path": "sw.npy", "pixel_size": 0.0178}], "detect": {"spots": "ring_centres"},
+    np.save(tmp_path / "image.npy", image)
+    spec = load_spec({"inputs": [{"path": "image.npy", "pixel_size": pixel_size_nm}], "detect": {"spots": spots},
                       "output": {"overlays": False, "report": False}}, base_dir=tmp_path)
     run_dir = run(spec, out_dir=tmp_path / "run", quiet=True)
-    parsed = parse_with_grammar(run_dir / "grammar.txt", tmp_path / "sw.npy", out_dir=tmp_path / "parsed", quiet=True)
+    parsed = parse_with_grammar(run_dir / "grammar.txt", tmp_path / "image.npy", out_dir=tmp_path / "parsed",
+                                quiet=True)
     for out in (run_dir, parsed):
         xy = np.loadtxt(out / "atoms.csv", delimiter=",", skiprows=1, usecols=(2, 3))
-        assert same_points(xy, atoms.xy, tol=1e-3)
+        assert same_points(xy, sites_xy, tol=1e-3)
+
+
+def test_parse_reuses_the_runs_spots_option(recovered, tmp_path):
+    """``motifgram parse`` with a grammar learned on ring-centre spots tokenises the same atoms, not the spots."""
+    _, image, _, atoms, _ = recovered
+    check_parse_reuses_spots(image, "ring_centres", atoms.xy, tmp_path, pixel_size_nm=0.0178)
 
 
 def test_cache_key_distinguishes_the_option():

@@ -21,6 +21,7 @@ from motifgram.engine.pairs import PAIR_FRACTION, dumbbell_sites
 from motifgram.engine.pipeline import analyse_micrograph, atoms_at_dumbbells
 from motifgram.engine.simulate import simulate
 from motifgram.engine.spec import load_spec
+from test_dual import check_parse_reuses_spots, same_points
 
 DUMBBELL = 8.0  # column spacing in a dumbbell, px (Si: 0.136 nm)
 CELL = 4 * DUMBBELL  # cubic lattice constant a: the dumbbell is a/4 long along [001]
@@ -58,14 +59,6 @@ def dumbbell_lattice(*, size, dumbbell=DUMBBELL, unresolved=0.2, extra=0.05, noi
         intensity.append(np.full(len(with_extra), 0.3))
     spots = np.concatenate(spots) + rng.normal(scale=noise, size=(sum(map(len, spots)), 2))
     return spots, np.concatenate(intensity), centres, resolved
-
-
-def same_points(a, b, tol=1e-6):
-    """Whether two point sets are equal up to order, within ``tol`` px."""
-    if len(a) != len(b):
-        return False
-    d, _ = cKDTree(b).query(a)
-    return bool(np.all(d < tol))
 
 
 # ---- known truth: a lattice of dumbbells ---------------------------------------------------------------------------
@@ -197,17 +190,8 @@ def test_pipeline_hook(dumbbell_image):
 
 def test_parse_reuses_the_runs_spots_option(dumbbell_image, tmp_path):
     """``motifgram parse`` with a grammar learned on dumbbell sites tokenises the same sites, not the columns."""
-    from motifgram.engine.pipeline import parse_with_grammar, run
-
     image, _, _, analysis = dumbbell_image
-    np.save(tmp_path / "si.npy", image)
-    spec = load_spec({"inputs": [{"path": "si.npy", "pixel_size": 0.0136}], "detect": {"spots": "dumbbells"},
-                      "output": {"overlays": False, "report": False}}, base_dir=tmp_path)
-    run_dir = run(spec, out_dir=tmp_path / "run", quiet=True)
-    parsed = parse_with_grammar(run_dir / "grammar.txt", tmp_path / "si.npy", out_dir=tmp_path / "parsed", quiet=True)
-    for out in (run_dir, parsed):
-        xy = np.loadtxt(out / "atoms.csv", delimiter=",", skiprows=1, usecols=(2, 3))
-        assert same_points(xy, analysis.atoms.xy, tol=1e-3)
+    check_parse_reuses_spots(image, "dumbbells", analysis.atoms.xy, tmp_path, pixel_size_nm=0.0136)
 
 
 # ---- the real Si [110] (AtomSegNet, MIT): specs/si110_dumbbells.yaml ----------------------------------------------
