@@ -43,7 +43,14 @@ from scipy.spatial import cKDTree
 
 from .errors import GrammarError, MotifgramError
 
-__all__ = ["render_overlay", "render_token_gallery", "write_report", "REPORT_SECTIONS", "token_colours", "ring_symbol_colours"]
+__all__ = [
+    "render_overlay",
+    "render_token_gallery",
+    "write_report",
+    "REPORT_SECTIONS",
+    "token_colours",
+    "ring_symbol_colours",
+]
 
 log = logging.getLogger(__name__)
 

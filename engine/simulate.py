@@ -40,8 +40,8 @@ relative to the brightest host column); a smooth random background of mean ``bac
 Poisson noise at ``dose`` counts per unit amplitude and Gaussian read noise of ``read_noise``; an optional
 scan distortion shifts every row along x, and optional fast-scan noise (``scan_noise``, std) adds to every
 row its own noise, correlated along the row over ``scan_noise_length`` px (an AR(1) process) and independent
-between rows: the streaks of a drifting detector offset in a real STEM image. The image is returned in units of the unit amplitude (a carbon
-column in graphene peaks at ~1 above the background).
+between rows: the streaks of a drifting detector offset in a real STEM image. The image is returned in units
+of the unit amplitude (a carbon column in graphene peaks at ~1 above the background).
 
 Limitations: the spring model is a plausibility relaxation, not a force field (the 5-9 vacancy's new bond
 relaxes to ~1.05 a_CC, shorter than in DFT). Grain boundaries are stitched by a distance cut, so their
