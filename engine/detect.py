@@ -97,7 +97,9 @@ class Atoms:
         in the first coordination shell.
     scan_noise : float
         RMS of the fast-scan (row- or column-correlated) noise that :func:`remove_scan_noise` took out of
-        the image before peak finding, in the input image's units; 0 when none was found.
+        the image before peak finding, in the input image's units; 0 when none was found, or when the
+        caller removed it first (``scan_noise_removal=False``, as the pipeline does so that the features see
+        the same cleaned image; :func:`remove_scan_noise` logs what it removes).
     """
 
     xy: np.ndarray
@@ -341,8 +343,9 @@ def _remove_scan_noise(img: np.ndarray) -> tuple[np.ndarray, float, float]:
     smooth_power = ndi.uniform_filter(power, _SCAN_BOX, mode="reflect")
     gain = np.clip(1.0 - excess / np.maximum(smooth_power, np.finfo(np.float64).tiny), 0.0, 1.0)
     removed = sp_fft.idctn(coef * (1.0 - gain), norm="ortho")
-    out = (img - removed).astype(np.float32)
-    return out, float(np.sqrt(np.mean(removed * removed))), float(max(e_row.max(), e_col.max()) / white)
+    rms, peak = float(np.sqrt(np.mean(removed * removed))), float(max(e_row.max(), e_col.max()) / white)
+    log.info("fast-scan noise: up to %.1fx the white-noise power along the scan lines; removed %.4g rms", peak, rms)
+    return (img - removed).astype(np.float32), rms, peak
 
 
 def remove_scan_noise(image) -> np.ndarray:
@@ -538,15 +541,9 @@ def detect_atoms(
         threshold = float(threshold) * float(high - low)
     if dark_atoms:
         img = -img
-    scan_rms = scan_excess = 0.0
+    scan_rms = 0.0
     if scan_noise_removal:
-        img, scan_rms, scan_excess = _remove_scan_noise(img)
-    if scan_rms > 0:
-        log.info(
-            "fast-scan noise: up to %.1fx the white-noise power along the scan lines; removed %.4g rms",
-            scan_excess,
-            scan_rms,
-        )
+        img, scan_rms, _ = _remove_scan_noise(img)
     period = float(lattice_period_px) if lattice_period_px is not None else estimate_lattice_period(img)
     noise = _noise_sigma(img)
 
