@@ -174,7 +174,27 @@ def _time_zernike(out, d, reps):
     patches = integer_patches(image, truth, patch)
     t, ts, inv = timed(lambda: rotation_invariants(_square_moments(patches)), repeats=reps)
     out["zernike_kernel"] = {"s": t, "all": ts, "n": len(patches), "n_moments": int(inv.shape[1])}
+    out["zernike_product"] = _time_product_alone(patches, reps)
     return feats
+
+
+def _time_product_alone(patches, reps):
+    """The kernel's matrix product alone, on patches already in XLA memory (no NumPy hand-over, no complex
+    result copied out): the floor of any implementation that is one dense float32 product."""
+    import jax
+    from motifgram.engine.patches import N_BUCKET, pad_rows
+    from motifgram.engine.zernike import _moments, _projector
+
+    flat = np.zeros((pad_rows(len(patches)), patches[0].size), np.float32)
+    flat[: len(patches)] = patches.reshape(len(patches), -1)
+    chunks = [jax.device_put(flat[s : s + N_BUCKET]) for s in range(0, len(flat), N_BUCKET)]
+    proj = jax.device_put(_projector(patches.shape[1:], 10, "square"))
+
+    def product():
+        return jax.block_until_ready([_moments(c, proj) for c in chunks])
+
+    t, ts, _ = timed(product, repeats=reps)
+    return {"s": t, "all": ts, "n": len(patches), "padded_rows": len(flat)}
 
 
 def _time_em(z, em, reps):
