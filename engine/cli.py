@@ -49,9 +49,9 @@ def _keep_compiled_kernels() -> None:
     environment, which spawned pool workers inherit. The folder is
     ``$XDG_CACHE_HOME/motifgram/jax`` (``~/.cache/motifgram/jax``) unless ``JAX_COMPILATION_CACHE_DIR`` is
     set already; ``JAX_COMPILATION_CACHE_DIR=`` (empty) turns it off, as does a folder that cannot be made.
+    JAX reads both variables when it is first imported; a JAX imported before (``main`` called in-process)
+    is told through its configuration.
     """
-    import jax
-
     if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
         folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "motifgram" / "jax"
         try:
@@ -61,9 +61,11 @@ def _keep_compiled_kernels() -> None:
             log.debug("no kernel cache: %s", err)
             os.environ["JAX_COMPILATION_CACHE_DIR"] = ""
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-    jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"] or None)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs",
-                      float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
+    jax = sys.modules.get("jax")
+    if jax is not None:
+        jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"] or None)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                          float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
 
 
 def _build_parser() -> argparse.ArgumentParser:

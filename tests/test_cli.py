@@ -145,6 +145,20 @@ def test_paths_in_messages_are_the_users(tmp_path, capsys):
     assert str(Path("data/none.png")) in err
 
 
+def test_light_commands_do_not_load_the_pipeline():
+    """`validate` and `--help` answer without importing JAX or the pipeline (1.2 s of imports)."""
+    demo = Path(__file__).resolve().parents[1] / "specs" / "demo.yaml"
+    probe = (
+        "import sys\n"
+        "from motifgram.engine.cli import main\n"
+        f"code = main(['validate', {str(demo)!r}])\n"
+        "heavy = sorted(m for m in ('jax', 'scipy', 'matplotlib', 'motifgram.engine.pipeline') if m in sys.modules)\n"
+        "print(code, heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True).stdout
+    assert out.splitlines()[-1] == "0 []"
+
+
 def test_run_keeps_compiled_kernels_in_the_user_cache(tmp_path):
     spec = tmp_path / "tiny.yaml"
     spec.write_text(
