@@ -63,7 +63,6 @@ from typing import NamedTuple
 
 import numpy as np
 from scipy import ndimage
-from scipy.signal import lfilter
 from scipy.spatial import Delaunay, cKDTree
 
 from motifgram.engine.errors import MotifgramError, SpecError
@@ -1109,6 +1108,8 @@ def _row_noise(size, length, rng):
     Neighbouring pixels of a row correlate by ``exp(-1 / length)``: a slowly drifting detector offset
     (``length`` >> size: one offset per row, the classic streaks).
     """
+    from scipy.signal import lfilter  # here: importing scipy.signal costs every process 0.2 s
+
     rho = math.exp(-1.0 / length)
     e = rng.standard_normal((size, size + 1))
     noise, _ = lfilter([math.sqrt(1.0 - rho * rho)], [1.0, -rho], e[:, 1:], axis=1, zi=rho * e[:, :1])
