@@ -288,6 +288,11 @@ def comparisons(results, size):
         rows.append(("Zernike product alone (patches in XLA memory)", zp.get("s"), zp.get("n"),
                      "motif-learn ZPs.transform + |A|", _get(r, "peer_zernike", "mtflearn_kernel", "s"),
                      f"{zk.get('n_moments')} moments", None))
+        p = _get(r, "peer_zernike", "mtflearn_product") or {}
+        if p:
+            rows.append(("Zernike product alone (patches in XLA memory)", zp.get("s"), zp.get("n"),
+                         "motif-learn's float64 product alone (patches converted, untimed)", p.get("s"),
+                         "float32, 72 columns", f"float64, {p.get('n_columns')} columns"))
     p = _get(r, "peer_zernike", "mahotas") or {}
     if "s_extrapolated" in p:
         rows.append(("Zernike n_max=10 + invariants", z.get("s"), z.get("n"),
