@@ -146,7 +146,7 @@ def test_paths_in_messages_are_the_users(tmp_path, capsys):
 
 
 def test_light_commands_do_not_load_the_pipeline():
-    """`validate` and `--help` answer without importing JAX or the pipeline (1.2 s of imports)."""
+    """`validate` answers without importing JAX, SciPy, matplotlib or the pipeline (1.2 s of imports)."""
     demo = Path(__file__).resolve().parents[1] / "specs" / "demo.yaml"
     probe = (
         "import sys\n"
