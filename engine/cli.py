@@ -164,7 +164,7 @@ def _cmd_schema(_args, _extra):
 
 
 def _cmd_show(args, _extra):
-    from .pipeline import show_grammar
+    from motifgram.grammar.dsl import show_grammar
 
     print(show_grammar(args.path, tree_of=args.tree))
 

@@ -34,9 +34,10 @@ from scipy import ndimage
 
 from motifgram.grammar.compare import Comparable, compare
 from motifgram.grammar.disorder import disorder_measures
+from motifgram.grammar.dsl import grammar_file, read_grammar_file
 from motifgram.grammar.induce import induce_grammar
 from motifgram.grammar.model import Grammar
-from motifgram.grammar.parse import ParseNode, parse_graph
+from motifgram.grammar.parse import parse_graph
 
 from .cache import cache_dir_for, cache_key, fingerprint_file, load_entry, save_entry
 from .context import context_features
@@ -59,8 +60,6 @@ from .tokens import Features, TokenModel, assign_tokens, class_averages, compute
 __all__ = [
     "run",
     "parse_with_grammar",
-    "show_grammar",
-    "read_grammar_file",
     "analyse_micrograph",
     "atoms_at_ring_centres",
     "atoms_at_dumbbells",
@@ -940,51 +939,7 @@ def _versions() -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------------------------------------
-# Applying and showing a learned grammar
-
-def _grammar_path(path: Path) -> Path:
-    path = Path(path)
-    grammar_path = path / "grammar.txt" if path.is_dir() else path
-    if not grammar_path.is_file():
-        raise MotifgramError(f"{path}: no grammar here; give a run directory holding grammar.txt, or a grammar file")
-    return grammar_path
-
-
-def read_grammar_file(path) -> Grammar:
-    """Read and validate a grammar file, reporting syntax errors with the file name, line and column."""
-    grammar_path = _grammar_path(path)
-    return Grammar.parse_text(grammar_path.read_text(), source=str(grammar_path)).validate()
-
-
-def show_grammar(path, *, tree_of: str | None = None) -> str:
-    """The grammar of a run directory (or a grammar file) as text, with a short summary.
-
-    With ``tree_of`` (an image id of the run) the parse tree of that micrograph is appended.
-    """
-    grammar_path = _grammar_path(path)
-    grammar = read_grammar_file(grammar_path)
-    lines = [grammar.to_text().rstrip(), ""]
-    per_level = Counter(grammar.level_of(r.name) for r in (*grammar.rings, *grammar.motifs, *grammar.domains))
-    lines.append(
-        f"# {grammar.n_rules} rules ("
-        + ", ".join(f"level {level}: {n}" for level, n in sorted(per_level.items()))
-        + f"), {grammar.description_length_bits():.1f} bits"
-    )
-    summary_path = grammar_path.parent / "summary.json"
-    if summary_path.is_file():
-        summary = json.loads(summary_path.read_text())
-        for image_id, info in summary.get("images", {}).items():
-            lines.append(
-                f"# {image_id}: {info['n_atoms']} atoms, {info['n_rings']} rings, "
-                f"coverage {info['coverage']}, {info['bits_per_atom']:.3f} bits/atom, disorder {info['disorder']:.3f}"
-            )
-    if tree_of is not None:
-        tree_path = grammar_path.parent / "parses" / f"{tree_of}.json"
-        if not tree_path.is_file():
-            raise MotifgramError(f"{tree_path}: no parse tree for image '{tree_of}' in this run")
-        lines += ["", ParseNode.from_dict(json.loads(tree_path.read_text())).to_lark_tree().pretty()]
-    return "\n".join(lines)
-
+# Applying a learned grammar
 
 def _learned_spots(summary_path: Path) -> str:
     """``detect.spots`` of the run that learned a grammar (its summary.json); ``atoms`` when not recorded."""
@@ -1003,7 +958,7 @@ def parse_with_grammar(grammar_path, image_path, *, out_dir=None, pixel_size_nm=
     The token model is the ``tokens.npz`` beside the grammar file (as in a run directory). The output
     directory is a run directory of its own (atoms, bonds, rings, the parse tree, summary, overlay).
     """
-    grammar_path = _grammar_path(grammar_path)
+    grammar_path = grammar_file(grammar_path)
     grammar = read_grammar_file(grammar_path)
     model_path = grammar_path.parent / "tokens.npz"
     if not model_path.is_file():

@@ -79,6 +79,7 @@ from motifgram.engine.errors import GrammarError, MotifgramError
 from motifgram.engine.graph import AtomGraph
 from motifgram.engine.tokens import TokenModel
 from motifgram.grammar.disorder import disorder_index, disorder_measures
+from motifgram.grammar.dsl import read_grammar_file
 from motifgram.grammar.model import Grammar, TokenSymbol, canonical_motif, is_valid_name
 from motifgram.grammar.parse import parse_graph
 
@@ -299,8 +300,6 @@ def load_comparable(path, *, group: str | None = None) -> Comparable:
     MotifgramError
         No grammar at ``path``, an unknown group, or unreadable files (the message names them).
     """
-    from motifgram.engine.pipeline import read_grammar_file
-
     path = Path(path)
     if path.is_file() and path.name == "grammar.txt" and (path.parent / "summary.json").is_file():
         path = path.parent

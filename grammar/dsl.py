@@ -35,15 +35,17 @@ from __future__ import annotations
 import functools
 import json
 import logging
+from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedInput, VisitError
 
-from motifgram.engine.errors import GrammarError, GrammarSyntaxError
+from motifgram.engine.errors import GrammarError, GrammarSyntaxError, MotifgramError
 from motifgram.grammar.model import WILDCARD, DomainRule, Grammar, MotifRule, RingRule, TokenSymbol, _letters
 
-__all__ = ["read_grammar", "write_grammar", "GRAMMAR_ERRORS"]
+__all__ = ["read_grammar", "write_grammar", "grammar_file", "read_grammar_file", "show_grammar", "GRAMMAR_ERRORS"]
 
 log = logging.getLogger(__name__)
 
@@ -331,6 +333,60 @@ def read_grammar(text: str, *, source: str | None = None) -> Grammar:
         )
         raise GrammarError(f"invalid grammar {name!r}{where}:\n{msgs}")
     return grammar
+
+
+def grammar_file(path) -> Path:
+    """The grammar file of ``path``: ``path/grammar.txt`` for a run directory, else ``path`` itself.
+
+    Raises
+    ------
+    MotifgramError
+        Neither exists.
+    """
+    path = Path(path)
+    grammar_path = path / "grammar.txt" if path.is_dir() else path
+    if not grammar_path.is_file():
+        raise MotifgramError(f"{path}: no grammar here; give a run directory holding grammar.txt, or a grammar file")
+    return grammar_path
+
+
+def read_grammar_file(path) -> Grammar:
+    """Read a run directory's (or a file's) grammar; errors name the file, line and column (see
+    :func:`read_grammar`)."""
+    grammar_path = grammar_file(path)
+    return read_grammar(grammar_path.read_text(), source=str(grammar_path))
+
+
+def show_grammar(path, *, tree_of: str | None = None) -> str:
+    """The grammar of a run directory (or a grammar file) as text, with a short summary.
+
+    With ``tree_of`` (an image id of the run) the parse tree of that micrograph is appended.
+    """
+    from motifgram.grammar.parse import ParseNode
+
+    grammar_path = grammar_file(path)
+    grammar = read_grammar_file(grammar_path)
+    lines = [grammar.to_text().rstrip(), ""]
+    per_level = Counter(grammar.level_of(r.name) for r in (*grammar.rings, *grammar.motifs, *grammar.domains))
+    lines.append(
+        f"# {grammar.n_rules} rules ("
+        + ", ".join(f"level {level}: {n}" for level, n in sorted(per_level.items()))
+        + f"), {grammar.description_length_bits():.1f} bits"
+    )
+    summary_path = grammar_path.parent / "summary.json"
+    if summary_path.is_file():
+        summary = json.loads(summary_path.read_text())
+        for image_id, info in summary.get("images", {}).items():
+            lines.append(
+                f"# {image_id}: {info['n_atoms']} atoms, {info['n_rings']} rings, "
+                f"coverage {info['coverage']}, {info['bits_per_atom']:.3f} bits/atom, disorder {info['disorder']:.3f}"
+            )
+    if tree_of is not None:
+        tree_path = grammar_path.parent / "parses" / f"{tree_of}.json"
+        if not tree_path.is_file():
+            raise MotifgramError(f"{tree_path}: no parse tree for image '{tree_of}' in this run")
+        lines += ["", ParseNode.from_dict(json.loads(tree_path.read_text())).to_lark_tree().pretty()]
+    return "\n".join(lines)
 
 
 def _signature(exc: UnexpectedInput) -> tuple:

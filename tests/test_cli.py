@@ -145,18 +145,25 @@ def test_paths_in_messages_are_the_users(tmp_path, capsys):
     assert str(Path("data/none.png")) in err
 
 
-def test_light_commands_do_not_load_the_pipeline():
-    """`validate` answers without importing JAX, SciPy, matplotlib or the pipeline (1.2 s of imports)."""
+def test_light_commands_do_not_load_the_pipeline(tmp_path):
+    """`validate` answers without importing JAX, SciPy, matplotlib or the pipeline (1.2 s of imports), and
+    `show` without JAX or the pipeline."""
     demo = Path(__file__).resolve().parents[1] / "specs" / "demo.yaml"
+    grammar = tmp_path / "grammar.txt"
+    grammar.write_text('grammar "g" version 1\ntokens {\n  A 1.0\n}\nrings {\n  R6 = ring(A A A A A A) 10\n}\n')
     probe = (
         "import sys\n"
         "from motifgram.engine.cli import main\n"
-        f"code = main(['validate', {str(demo)!r}])\n"
-        "heavy = sorted(m for m in ('jax', 'scipy', 'matplotlib', 'motifgram.engine.pipeline') if m in sys.modules)\n"
-        "print(code, heavy)\n"
+        "def loaded(*names):\n"
+        "    return sorted(m for m in names if m in sys.modules)\n"
+        f"validate = main(['validate', {str(demo)!r}])\n"
+        "after_validate = loaded('jax', 'scipy', 'matplotlib', 'motifgram.engine.pipeline')\n"
+        f"show = main(['show', {str(grammar)!r}])\n"
+        "print(validate, after_validate, show, loaded('jax', 'matplotlib', 'motifgram.engine.pipeline'))\n"
     )
     out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True).stdout
-    assert out.splitlines()[-1] == "0 []"
+    assert "R6 = ring(A A A A A A) 10" in out
+    assert out.splitlines()[-1] == "0 [] 0 []"
 
 
 def test_run_keeps_compiled_kernels_in_the_user_cache(tmp_path):
