@@ -75,6 +75,12 @@ BIC_SAMPLE = 10_000
 DEFAULT_MERGE_THRESHOLD = 0.25
 """Merge two component groups while their Bhattacharyya coefficient exceeds this (see :func:`merge_components`)."""
 
+UNDECIDED_OVERLAP = (0.22, 0.30)
+"""Bhattacharyya coefficients between the two calibration populations of the default threshold (components
+splitting one site class overlapped at >= 0.30, components of different site classes at <= 0.22; see
+``merge_threshold`` in :func:`learn_tokens`): a merge decided inside this band is not backed by the
+calibration."""
+
 
 @dataclass(frozen=True, eq=False)
 class Features:
@@ -385,7 +391,9 @@ def merge_components(mixture, *, threshold=DEFAULT_MERGE_THRESHOLD):
     -------
     (K,) ndarray of int64
         Group of each component, numbered ``0 .. G-1`` in order of each group's first component.
-        Every merge is logged at INFO level.
+        Every merge is logged at INFO level. A warning says when a decision that fixed the number of
+        groups, the last merge made or the first one refused, came at a coefficient inside
+        :data:`UNDECIDED_OVERLAP` (for the default threshold): the calibration does not back that count.
     """
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"merge threshold must be in [0, 1], got {threshold!r}")
@@ -397,9 +405,11 @@ def merge_components(mixture, *, threshold=DEFAULT_MERGE_THRESHOLD):
         for j in range(i + 1, k):
             overlap[i, j] = overlap[j, i] = bhattacharyya_coefficient(means[i], covs[i], means[j], covs[j])
     group = np.arange(k)
+    decisions = []  # coefficients of the merges made, then of the first merge refused
     while True:
         between = np.where(group[:, None] != group[None, :], overlap, -1.0)
         i, j = np.unravel_index(np.argmax(between), between.shape)
+        decisions.append(between[i, j])
         if between[i, j] <= threshold:
             break
         log.info(
@@ -408,6 +418,18 @@ def merge_components(mixture, *, threshold=DEFAULT_MERGE_THRESHOLD):
             between[i, j], threshold,
         )
         group[group == group[j]] = group[i]
+    # single linkage: the count changes only if the threshold passes the last merge or the first refusal
+    low, high = UNDECIDED_OVERLAP
+    if threshold == DEFAULT_MERGE_THRESHOLD:
+        last_merge = decisions[-2] if len(decisions) > 1 else None
+        for coefficient, verdict in ((last_merge, "merged"), (decisions[-1], "kept apart")):
+            if coefficient is not None and low < coefficient < high:
+                log.warning(
+                    "the token count rests on a close call: mixture components with Bhattacharyya coefficient "
+                    "%.3f were %s (threshold %.2f; in its calibration one site class split in two overlapped "
+                    "at >= %.2f, different classes at <= %.2f). Check the token gallery (tokens.png); "
+                    "tokens.k fixes the count.", coefficient, verdict, threshold, high, low,
+                )
     return np.unique(group, return_inverse=True)[1].astype(np.int64)
 
 

@@ -8,7 +8,7 @@ from scipy.spatial import cKDTree
 
 from motifgram.engine.detect import detect_atoms
 from motifgram.engine.errors import MotifgramError
-from motifgram.engine.mixture import adjusted_rand_index, select_n_components
+from motifgram.engine.mixture import Mixture, adjusted_rand_index, select_n_components
 from motifgram.engine.patches import extract_patches, normalise_image, patch_size_for, rotate_patches
 from motifgram.engine.simulate import simulate
 from motifgram.engine.tokens import (
@@ -257,6 +257,34 @@ def test_merging_joins_split_unimodal_clusters_and_keeps_separate_ones():
             assert len(mix.weights) >= 3  # BIC alone splits it
             np.testing.assert_array_equal(merge_components(mix, threshold=1.0), np.arange(len(mix.weights)))
     np.testing.assert_array_equal(merge_components(mix, threshold=0.0), [0, 0])
+
+
+def _two_gaussians(coefficient, third=None):
+    """A 1-D mixture whose first two unit-variance components overlap with this Bhattacharyya coefficient
+    (equal variances: BC = exp(-delta^2 / 8)); ``third`` adds a component at that mean."""
+    means = [0.0, np.sqrt(-8 * np.log(coefficient))] + ([] if third is None else [third])
+    k = len(means)
+    return Mixture(weights=np.full(k, 1 / k), means=np.array(means)[:, None], covariances=np.ones((k, 1, 1)),
+                   log_likelihood=0.0, converged=True, n_iter=1, covariance_type="full")
+
+
+@pytest.mark.parametrize(
+    "coefficient, third, groups, warned",
+    [
+        (0.26, None, 1, True),  # merged inside the undecided band
+        (0.24, None, 2, True),  # refused inside it
+        (0.50, None, 1, False),  # one class split in two: merged, clearly
+        (0.10, None, 2, False),  # two classes: kept, clearly
+        (0.50, 40.0, 2, False),  # the far third component's refusal (coefficient 0) is not a close call
+        (0.263, 6.0, 1, True),  # a chain: 1-2 merge at 0.39, then {1, 2} joins 0 at 0.263 (2 to 0: 0.011)
+        (0.50, 5.733, 2, True),  # 0-1 merge at 0.5, then 2 is refused at 0.240 from 1 (0.016 from 0)
+    ],
+)
+def test_a_merge_decided_near_the_threshold_is_reported(caplog, coefficient, third, groups, warned):
+    with caplog.at_level("WARNING", logger="motifgram.engine.tokens"):
+        found = merge_components(_two_gaussians(coefficient, third))
+    assert found.max() + 1 == groups
+    assert ("close call" in caplog.text) == warned
 
 
 def _simulated_features(kind, size, patch_sizes, **options):
