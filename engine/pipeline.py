@@ -55,7 +55,18 @@ from .progress import Progress
 from .report import render_overlay, write_report
 from .simulate import simulate
 from .spec import Spec, SpotKind, bundled_spec_path, load_spec
-from .tokens import Features, TokenModel, assign_tokens, class_averages, compute_features, learn_tokens
+from .tokens import (
+    DEFAULT_MERGE_THRESHOLD,
+    Features,
+    TokenModel,
+    assign_tokens,
+    class_averages,
+    compute_features,
+    is_close_call,
+    learn_tokens,
+    merge_decision,
+    merge_sequence,
+)
 
 __all__ = [
     "run",
@@ -877,6 +888,7 @@ def _write_globals(staging, spec, records, token_model, grammar, images, failure
             "abundance": {n: round(float(v), 5) for n, v in zip(token_model.names, token_model.abundances)},
             "patch_size_px": int(token_model.patch_size),
             "n_max": int(token_model.n_max),
+            **({"merging": _merging_summary(token_model)} if spec.tokens.k is None else {}),
         },
         "grammar": {
             "n_rules": grammar.n_rules,
@@ -895,6 +907,19 @@ def _write_globals(staging, spec, records, token_model, grammar, images, failure
     write_json(staging / "summary.json", summary)
     if spec.output.report:
         write_report(staging)
+
+
+def _merging_summary(token_model: TokenModel) -> dict:
+    """How the BIC mixture's components were merged into tokens: the overlaps that fixed the count."""
+    decision = merge_decision(merge_sequence(token_model.mixture)[0])
+    last, first = (None if c is None else round(c, 4) for c in decision)
+    return {
+        "mixture_components": len(token_model.mixture.weights),
+        "threshold": DEFAULT_MERGE_THRESHOLD,
+        "last_merged": last,
+        "first_kept_apart": first,
+        "close_call": is_close_call(decision),
+    }
 
 
 def _rule_differences(pairs: list[dict], *, max_pairs: int = 20, max_rules: int = 5) -> list[dict]:

@@ -56,6 +56,9 @@ __all__ = [
     "token_names",
     "bhattacharyya_coefficient",
     "merge_components",
+    "merge_sequence",
+    "merge_decision",
+    "is_close_call",
     "DEFAULT_MERGE_THRESHOLD",
 ]
 
@@ -369,12 +372,60 @@ def bhattacharyya_coefficient(mean_a, cov_a, mean_b, cov_b):
     return float(np.exp(-distance))
 
 
+def merge_sequence(mixture):
+    """The single-linkage merge sequence of a mixture's components under Bhattacharyya overlap.
+
+    Starting from one group per component, the two groups with the largest overlap are merged, until one
+    group is left. The overlap of two groups is the largest Bhattacharyya coefficient
+    (:func:`bhattacharyya_coefficient`) between a component of one and a component of the other.
+
+    Parameters
+    ----------
+    mixture : Mixture
+
+    Returns
+    -------
+    coefficients : (K - 1,) ndarray of float64
+        Overlap at each merge, non-increasing (single linkage).
+    pairs : (K - 1, 2) ndarray of int64
+        The two components whose overlap joined the two groups at each merge.
+    """
+    means = np.asarray(mixture.means, dtype=np.float64)
+    covs = np.asarray(mixture.covariances, dtype=np.float64)
+    k = len(means)
+    overlap = np.zeros((k, k))
+    for i in range(k):
+        for j in range(i + 1, k):
+            overlap[i, j] = overlap[j, i] = bhattacharyya_coefficient(means[i], covs[i], means[j], covs[j])
+    group = np.arange(k)
+    coefficients, pairs = [], []
+    for _ in range(k - 1):
+        between = np.where(group[:, None] != group[None, :], overlap, -1.0)
+        i, j = np.unravel_index(np.argmax(between), between.shape)
+        coefficients.append(between[i, j])
+        pairs.append((i, j))
+        group[group == group[j]] = group[i]
+    return np.array(coefficients, dtype=np.float64), np.array(pairs, dtype=np.int64).reshape(-1, 2)
+
+
+def merge_decision(coefficients, threshold=DEFAULT_MERGE_THRESHOLD):
+    """The two overlaps that fix the number of groups at ``threshold``: the last merge made and the first
+    refused (``None`` where there is none), from :func:`merge_sequence`'s ``coefficients``."""
+    made = coefficients[coefficients > threshold]
+    refused = coefficients[coefficients <= threshold]
+    return (float(made[-1]) if len(made) else None), (float(refused[0]) if len(refused) else None)
+
+
+def is_close_call(decision, threshold=DEFAULT_MERGE_THRESHOLD):
+    """Whether a :func:`merge_decision` at the default threshold lies inside :data:`UNDECIDED_OVERLAP`."""
+    low, high = UNDECIDED_OVERLAP
+    return threshold == DEFAULT_MERGE_THRESHOLD and any(c is not None and low < c < high for c in decision)
+
+
 def merge_components(mixture, *, threshold=DEFAULT_MERGE_THRESHOLD):
     """Group the components of a Gaussian mixture into clusters by agglomerative merging.
 
-    Starting from one group per component, the two groups with the largest overlap are merged while that
-    overlap exceeds ``threshold``. The overlap of two groups is the largest Bhattacharyya coefficient
-    (:func:`bhattacharyya_coefficient`) between a component of one and a component of the other (single
+    The groups of :func:`merge_sequence` are merged while their overlap exceeds ``threshold`` (single
     linkage), so the result is the connected components of the graph "coefficient > threshold". Single
     linkage follows a curved (banana-shaped) class covered by a chain of components; representing a group by
     its moment-matched Gaussian (Hennig's "bhat" method) stopped half-way along such chains in tests, and
@@ -392,37 +443,26 @@ def merge_components(mixture, *, threshold=DEFAULT_MERGE_THRESHOLD):
     (K,) ndarray of int64
         Group of each component, numbered ``0 .. G-1`` in order of each group's first component.
         Every merge is logged at INFO level. A warning says when a decision that fixed the number of
-        groups, the last merge made or the first one refused, came at a coefficient inside
-        :data:`UNDECIDED_OVERLAP` (for the default threshold): the calibration does not back that count.
+        groups (:func:`merge_decision`) came at a coefficient inside :data:`UNDECIDED_OVERLAP` (for the
+        default threshold): the calibration does not back that count.
     """
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"merge threshold must be in [0, 1], got {threshold!r}")
-    means = np.asarray(mixture.means, dtype=np.float64)
-    covs = np.asarray(mixture.covariances, dtype=np.float64)
-    k = len(means)
-    overlap = np.zeros((k, k))
-    for i in range(k):
-        for j in range(i + 1, k):
-            overlap[i, j] = overlap[j, i] = bhattacharyya_coefficient(means[i], covs[i], means[j], covs[j])
-    group = np.arange(k)
-    decisions = []  # coefficients of the merges made, then of the first merge refused
-    while True:
-        between = np.where(group[:, None] != group[None, :], overlap, -1.0)
-        i, j = np.unravel_index(np.argmax(between), between.shape)
-        decisions.append(between[i, j])
-        if between[i, j] <= threshold:
+    coefficients, pairs = merge_sequence(mixture)
+    group = np.arange(len(mixture.means))
+    for coefficient, (i, j) in zip(coefficients, pairs, strict=True):
+        if coefficient <= threshold:
             break
         log.info(
             "merging mixture components %s and %s (Bhattacharyya coefficient of components %d and %d: %.3f > %.3f)",
             np.flatnonzero(group == group[i]).tolist(), np.flatnonzero(group == group[j]).tolist(), i, j,
-            between[i, j], threshold,
+            coefficient, threshold,
         )
         group[group == group[j]] = group[i]
-    # single linkage: the count changes only if the threshold passes the last merge or the first refusal
-    low, high = UNDECIDED_OVERLAP
-    if threshold == DEFAULT_MERGE_THRESHOLD:
-        last_merge = decisions[-2] if len(decisions) > 1 else None
-        for coefficient, verdict in ((last_merge, "merged"), (decisions[-1], "kept apart")):
+    decision = merge_decision(coefficients, threshold)
+    if is_close_call(decision, threshold):
+        low, high = UNDECIDED_OVERLAP
+        for coefficient, verdict in zip(decision, ("merged", "kept apart"), strict=True):
             if coefficient is not None and low < coefficient < high:
                 log.warning(
                     "the token count rests on a close call: mixture components with Bhattacharyya coefficient "

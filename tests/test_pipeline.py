@@ -12,6 +12,7 @@ from motifgram.engine.graph import build_graph
 from motifgram.engine.pipeline import parse_with_grammar, run
 from motifgram.engine.simulate import simulate
 from motifgram.engine.spec import load_spec
+from motifgram.engine.tokens import TokenModel, is_close_call, merge_decision, merge_sequence
 
 
 def match_to_truth(truth_xy, found_xy, radius):
@@ -102,6 +103,19 @@ def test_demo_columns_follow_the_interface(demo_run):
         assert [int(r["id"]) for r in rows] == list(range(len(rows)))
     for ring in rings:
         assert len(ring["atoms"].split()) == int(ring["size"])
+
+
+def test_summary_records_how_components_became_tokens(demo_run):
+    """The demo's BIC mixture has more components than tokens; the summary gives the overlaps that fixed the
+    count, recomputed here from the saved model."""
+    tokens = json.loads((demo_run / "summary.json").read_text())["tokens"]
+    merging = tokens["merging"]
+    model = TokenModel.load(demo_run / "tokens.npz")
+    assert merging["mixture_components"] == len(model.mixture.weights) > tokens["k"]
+    last, first = merge_decision(merge_sequence(model.mixture)[0])
+    assert merging["last_merged"] == pytest.approx(last, abs=1e-4) and last > merging["threshold"]
+    assert merging["first_kept_apart"] == (None if first is None else pytest.approx(first, abs=1e-4))
+    assert merging["close_call"] == is_close_call((last, first))
 
 
 def test_demo_parse_trees_cover_each_atom_once(demo_run):

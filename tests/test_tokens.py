@@ -17,8 +17,11 @@ from motifgram.engine.tokens import (
     bhattacharyya_coefficient,
     class_averages,
     compute_features,
+    is_close_call,
     learn_tokens,
     merge_components,
+    merge_decision,
+    merge_sequence,
     token_names,
 )
 from motifgram.engine.zernike import zernike_moments
@@ -285,6 +288,18 @@ def test_a_merge_decided_near_the_threshold_is_reported(caplog, coefficient, thi
         found = merge_components(_two_gaussians(coefficient, third))
     assert found.max() + 1 == groups
     assert ("close call" in caplog.text) == warned
+
+
+def test_merge_sequence_is_single_linkage_and_the_decision_brackets_the_threshold():
+    coefficients, pairs = merge_sequence(_two_gaussians(0.263, third=6.0))
+    # 1 and 2 (2.73 apart: exp(-2.73^2 / 8) = 0.394) first, then 0 joins through 1 (0.263), not 2 (0.011)
+    np.testing.assert_allclose(coefficients, [0.394, 0.263], atol=1e-3)
+    assert sorted(pairs[0]) == [1, 2] and sorted(pairs[1]) == [0, 1]
+    assert merge_decision(coefficients, 0.25) == pytest.approx((0.263, None), abs=1e-3)
+    assert merge_decision(coefficients, 0.3) == pytest.approx((0.394, 0.263), abs=1e-3)
+    assert merge_decision(coefficients, 0.5) == (None, pytest.approx(0.394, abs=1e-3))
+    assert is_close_call((0.263, None)) and not is_close_call((0.394, 0.1))
+    assert not is_close_call((0.263, None), threshold=0.3)  # the band belongs to the default threshold
 
 
 def _simulated_features(kind, size, patch_sizes, **options):
