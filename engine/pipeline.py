@@ -58,6 +58,7 @@ from .spec import Spec, SpotKind, bundled_spec_path, load_spec
 from .tokens import (
     DEFAULT_MERGE_THRESHOLD,
     Features,
+    UNDECIDED_OVERLAP,
     TokenModel,
     assign_tokens,
     class_averages,
@@ -918,6 +919,7 @@ def _merging_summary(token_model: TokenModel) -> dict:
         "threshold": DEFAULT_MERGE_THRESHOLD,
         "last_merged": last,
         "first_kept_apart": first,
+        "undecided": list(UNDECIDED_OVERLAP),
         "close_call": is_close_call(decision),
     }
 

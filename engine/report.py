@@ -573,8 +573,26 @@ def _section_tokens(run_dir: Path, summary: dict) -> str:
     body += ("<p>Rotation-aligned class average of each token (the mean neighbourhood of its atoms), with its "
              "count, share of all atoms and mean posterior confidence.</p>")
     body += f'<div class="gallery">{"".join(cards)}</div>'
+    body += _merging_html((summary.get("tokens") or {}).get("merging"), len(names))
     body += "<h3>Embedding</h3>" + _optional("embedding plot", lambda: _embedding_html(run_dir, names))
     return _section("tokens", "Token gallery", body)
+
+
+def _merging_html(merging: dict | None, n_tokens: int) -> str:
+    """How the BIC mixture's components became the tokens (summary.json ``tokens.merging``), if recorded."""
+    if not merging:
+        return ""
+    decided = [f"{label} at Bhattacharyya coefficient {merging[key]:.3f}"
+               for key, label in (("last_merged", "last merge"), ("first_kept_apart", "first pair kept apart"))
+               if merging.get(key) is not None]
+    text = (f"{merging['mixture_components']} mixture components (K by BIC) became {n_tokens} token(s), merged while "
+            f"their overlap exceeded {merging['threshold']:g}" + (f": {', '.join(decided)}." if decided else "."))
+    if merging.get("close_call"):
+        low, high = merging["undecided"]
+        return _note(text + f" A close call: that overlap lies between those of one site class split in two and of "
+                     f"different classes in the threshold's calibration ({low:g}-{high:g}), so the count is not "
+                     "backed by it; tokens.k in the spec fixes the count.")
+    return f"<p>{html.escape(text)}</p>"
 
 
 def render_token_gallery(run_dir) -> bytes:

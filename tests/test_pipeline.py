@@ -12,7 +12,7 @@ from motifgram.engine.graph import build_graph
 from motifgram.engine.pipeline import parse_with_grammar, run
 from motifgram.engine.simulate import simulate
 from motifgram.engine.spec import load_spec
-from motifgram.engine.tokens import TokenModel, is_close_call, merge_decision, merge_sequence
+from motifgram.engine.tokens import UNDECIDED_OVERLAP, TokenModel, is_close_call, merge_decision, merge_sequence
 
 
 def match_to_truth(truth_xy, found_xy, radius):
@@ -116,6 +116,9 @@ def test_summary_records_how_components_became_tokens(demo_run):
     assert merging["last_merged"] == pytest.approx(last, abs=1e-4) and last > merging["threshold"]
     assert merging["first_kept_apart"] == (None if first is None else pytest.approx(first, abs=1e-4))
     assert merging["close_call"] == is_close_call((last, first))
+    assert merging["undecided"] == list(UNDECIDED_OVERLAP)
+    assert f"{merging['mixture_components']} mixture components (K by BIC) became 1 token(s)" in (
+        demo_run / "report.html").read_text()
 
 
 def test_demo_parse_trees_cover_each_atom_once(demo_run):

@@ -310,6 +310,20 @@ def test_minimal_run_gives_notes_not_errors(tmp_path):
         assert img.size == (170, 210)
 
 
+@pytest.mark.parametrize("close_call", [True, False])
+def test_token_section_says_how_components_became_tokens(tmp_path, close_call):
+    merging = {"mixture_components": 3, "threshold": 0.25, "last_merged": None, "first_kept_apart": 0.232,
+               "undecided": [0.22, 0.3], "close_call": close_call}
+    (tmp_path / "summary.json").write_text(json.dumps({
+        "name": "m", "images": {"only": {"n_atoms": 10, "token_counts": {"A": 6, "B": 3, "C": 1}}},
+        "tokens": {"names": ["A", "B", "C"], "k": 3, "k_selection": "bic", "merging": merging},
+    }))
+    page = write_report(tmp_path).read_text(encoding="utf-8")
+    assert "3 mixture components (K by BIC) became 3 token(s)" in page
+    assert "first pair kept apart at Bhattacharyya coefficient 0.232" in page
+    assert ("A close call" in page) == close_call and ("(0.22-0.3)" in page) == close_call
+
+
 def test_missing_summary_is_a_motifgram_error(tmp_path):
     with pytest.raises(MotifgramError, match="summary.json"):
         write_report(tmp_path)
