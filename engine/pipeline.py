@@ -57,8 +57,8 @@ from .simulate import simulate
 from .spec import Spec, SpotKind, bundled_spec_path, load_spec
 from .tokens import (
     DEFAULT_MERGE_THRESHOLD,
-    Features,
     UNDECIDED_OVERLAP,
+    Features,
     TokenModel,
     assign_tokens,
     class_averages,

@@ -459,17 +459,14 @@ def merge_components(mixture, *, threshold=DEFAULT_MERGE_THRESHOLD):
             coefficient, threshold,
         )
         group[group == group[j]] = group[i]
-    decision = merge_decision(coefficients, threshold)
-    if is_close_call(decision, threshold):
-        low, high = UNDECIDED_OVERLAP
-        for coefficient, verdict in zip(decision, ("merged", "kept apart"), strict=True):
-            if coefficient is not None and low < coefficient < high:
-                log.warning(
-                    "the token count rests on a close call: mixture components with Bhattacharyya coefficient "
-                    "%.3f were %s (threshold %.2f; in its calibration one site class split in two overlapped "
-                    "at >= %.2f, different classes at <= %.2f). Check the token gallery (tokens.png); "
-                    "tokens.k fixes the count.", coefficient, verdict, threshold, high, low,
-                )
+    for coefficient, verdict in zip(merge_decision(coefficients, threshold), ("merged", "kept apart"), strict=True):
+        if is_close_call((coefficient,), threshold):
+            log.warning(
+                "the token count rests on a close call: mixture components with Bhattacharyya coefficient %.3f "
+                "were %s (threshold %.2f; in its calibration one site class split in two overlapped at >= %.2f, "
+                "different classes at <= %.2f). Check the token gallery (tokens.png); tokens.k fixes the count.",
+                coefficient, verdict, threshold, UNDECIDED_OVERLAP[1], UNDECIDED_OVERLAP[0],
+            )
     return np.unique(group, return_inverse=True)[1].astype(np.int64)
 
 
