@@ -47,6 +47,7 @@ from .pairs import DumbbellSites, dumbbell_sites
 from .errors import GrammarError, ImageError, MotifgramError, NoLatticeError
 from .executor import open_executor
 from .graph import AtomGraph, Rings, build_graph, graph_from_bonds, ring_statistics
+from .regions import REGION_DISORDERED, REGION_NETWORK
 from .io import Micrograph, load_micrograph
 from .moire import grid_points, measure_moire
 from .outputs import atomic_run_dir, check_output_dir, csv_field, write_json
@@ -95,11 +96,11 @@ PATCHES_PER_MICROGRAPH = 512
 PATCH_SAMPLE = 8192
 #: Bump when a change to the per-micrograph stages makes cached results stale (2: the zernike_context
 #: descriptor became the default for atoms; 4: fast-scan noise removed before detection and features).
-CACHE_VERSION = 4
+CACHE_VERSION = 5  # 5: per-atom region and per-ring border flag (issue 18)
 
-ATOMS_HEADER = ("image", "id", "x", "y", "token", "confidence", "intensity")
+ATOMS_HEADER = ("image", "id", "x", "y", "token", "confidence", "intensity", "region")
 BONDS_HEADER = ("image", "i", "j")
-RINGS_HEADER = ("image", "ring", "size", "symbol", "atoms")
+RINGS_HEADER = ("image", "ring", "size", "symbol", "atoms", "border")
 
 
 @dataclass(frozen=True, eq=False)
@@ -244,7 +245,8 @@ def load_input(item) -> Micrograph:
             group=item.group,
             source=f"simulate:{item.simulate.kind}",
         )
-    return load_micrograph(item.path, pixel_size_nm=item.pixel_size, id=item.id, group=item.group)
+    return load_micrograph(item.path, pixel_size_nm=item.pixel_size, id=item.id, group=item.group,
+                           dataset=item.dataset, frame=item.frame)
 
 
 def analyse_micrograph(micrograph: Micrograph, spec: Spec, timer: StageTimer | None = None) -> MicrographAnalysis:
@@ -440,6 +442,8 @@ def _entry_from_analysis(analysis: MicrographAnalysis, spec: Spec) -> dict:
         "bonds": graph.bonds,
         "ring_sizes": graph.ring_sizes,
         "ring_atoms": graph.rings.atoms,
+        "ring_border": graph.ring_border,
+        "network": graph.region == REGION_NETWORK,
         "bond_factor": np.array(graph.bond_factor),
         "patch_size": np.array(patch_size),
         "invariants": analysis.invariants,
@@ -483,7 +487,7 @@ def _record_from_entry(index: int, item, key: str, entry: dict, n_inputs: int, *
 
 
 #: Cache entry arrays that make a micrograph's atom graph.
-_GRAPH_ARRAYS = ("xy", "shape", "bonds", "ring_sizes", "ring_atoms", "bond_factor")
+_GRAPH_ARRAYS = ("xy", "shape", "bonds", "ring_sizes", "ring_atoms", "ring_border", "network", "bond_factor")
 
 
 def _load_graph(record: MicrographRecord, cache_dir: Path, tokens: np.ndarray) -> AtomGraph:
@@ -493,6 +497,7 @@ def _load_graph(record: MicrographRecord, cache_dir: Path, tokens: np.ndarray) -
     return AtomGraph(
         xy=entry["xy"].astype(np.float64), tokens=tokens, bonds=entry["bonds"], rings=rings,
         image_shape=tuple(int(v) for v in entry["shape"]), bond_factor=float(entry["bond_factor"]),
+        ring_border=entry["ring_border"], region=np.where(entry["network"], REGION_NETWORK, REGION_DISORDERED),
     )
 
 
@@ -519,14 +524,15 @@ def token_pass(record: MicrographRecord, token_model: TokenModel, cache_dir: Pat
     """
     timer = StageTimer()
     with timer("tokens"):
-        entry = _read_entry(cache_dir, record, ("invariants", "xy", "intensity"))
+        entry = _read_entry(cache_dir, record, ("invariants", "xy", "intensity", "network"))
         labels, confidence = assign_tokens(token_model, entry["invariants"])
     with timer("write"):
         image, names = csv_field(record.id), [csv_field(name) for name in token_model.names]
         (parts / f"{record.index:06d}.atoms.csv").write_text("".join(
-            f"{image},{i},{x:.3f},{y:.3f},{names[t]},{c:.4f},{v:.6g}\n"
-            for i, ((x, y), t, c, v) in enumerate(zip(
-                entry["xy"].tolist(), labels.tolist(), confidence.tolist(), entry["intensity"].tolist(), strict=True
+            f"{image},{i},{x:.3f},{y:.3f},{names[t]},{c:.4f},{v:.6g},{REGION_NETWORK if net else REGION_DISORDERED}\n"
+            for i, ((x, y), t, c, v, net) in enumerate(zip(
+                entry["xy"].tolist(), labels.tolist(), confidence.tolist(), entry["intensity"].tolist(),
+                entry["network"].tolist(), strict=True
             ))
         ))
     mean_confidence = round(float(np.mean(confidence)), 4) if len(confidence) else None
@@ -561,8 +567,9 @@ def third_pass(record: MicrographRecord, item, labels: np.ndarray, mean_confiden
             "".join(f"{image},{i},{j}\n" for i, j in graph.bonds.tolist())
         )
         (parts / f"{record.index:06d}.rings.csv").write_text("".join(
-            f"{image},{r},{len(ring)},{csv_field(symbol)},{' '.join(map(str, ring))}\n"
-            for r, (ring, symbol) in enumerate(zip(graph.rings, parse.ring_symbols, strict=True))
+            f"{image},{r},{len(ring)},{csv_field(symbol)},{' '.join(map(str, ring))},{int(border)}\n"
+            for r, (ring, symbol, border) in enumerate(zip(graph.rings, parse.ring_symbols, graph.ring_border.tolist(),
+                                                           strict=True))
         ))
         (finish.staging / "parses" / f"{record.id}.json").write_text(parse.root.to_json() + "\n")
     if finish.overlays:
