@@ -28,7 +28,9 @@ Pipeline (:func:`build_graph`):
    * simple cycles of 3..``max_ring`` atoms (no atom repeated, so faces with dangling bonds drop out),
    * empty: the Delaunay triangles inside the face number exactly ``size - 2`` (no atom, bonded or not,
      lies inside the ring),
-   * of network atoms only (:mod:`motifgram.engine.regions`: contamination and noise peaks form none).
+
+   Every atom is labelled ``network`` or ``disordered`` (:mod:`motifgram.engine.regions`:
+   contamination and noise peaks); the label does not yet filter the rings.
 
    A ring with an atom within ``border_px`` of the image edge (the edge of pixel ``(0, 0)`` is at
    ``x = -0.5``, ``y = -0.5``; the far edges at ``W - 0.5`` and ``H - 0.5``) or on the *outer face* (the
@@ -508,7 +510,9 @@ def build_graph(xy, *, image_shape, bond_factor=None, max_ring=12, border_px=Non
     else:
         faces = _regions(xy, bonds, tri)
         network = network_atoms(xy, bonds, image_shape=image_shape, outer=faces[2])
-        rings, border = _rings(xy, bonds, tri, image_shape, max_ring, float(border_px), network, faces)
+        # the region labels atoms only: filtering rings by it lost rings of perfect lattices under rotation
+        # (the image-edge rule of the vote); see benchmarks/README.md
+        rings, border = _rings(xy, bonds, tri, image_shape, max_ring, float(border_px), np.ones(n, bool), faces)
     return AtomGraph(
         xy=xy,
         tokens=np.full(n, "", dtype="<U1"),

@@ -10,7 +10,8 @@ Rule (:func:`network_atoms`): an atom is *regular* when its degree is a common o
 :data:`COMMON_DEGREE` of the atoms) and its bond lengths, sorted, differ from the median sorted bond lengths
 of the atoms of that degree by at most :data:`BOND_TOLERANCE` median bonds (so lattices with two bond
 lengths, or two kinds of vertex, are regular too); an atom within one bond of the image edge, or on the
-outer face of the network (the edge of a flake), whose neighbours may be missing, has no say. An atom is a *network* atom when at least half of the atoms with a
+outer face of the network within a bond of its convex hull (the edge of a flake), whose neighbours may be
+missing, has no say. An atom is a *network* atom when at least half of the atoms with a
 say within :data:`NEIGHBOURHOOD_BONDS` bonds of it (itself included) are regular: a lone defect atom (the
 2-coordinated atom of a 5-9 vacancy, a grain-boundary atom) sits among regular ones and stays in.
 """
@@ -18,7 +19,7 @@ say within :data:`NEIGHBOURHOOD_BONDS` bonds of it (itself included) are regular
 import logging
 
 import numpy as np
-from scipy.spatial import cKDTree
+from scipy.spatial import ConvexHull, QhullError, cKDTree
 
 __all__ = ["BOND_TOLERANCE", "COMMON_DEGREE", "NEIGHBOURHOOD_BONDS", "REGION_NETWORK", "REGION_DISORDERED", "network_atoms"]
 
@@ -65,11 +66,16 @@ def network_atoms(xy, bonds, *, image_shape, outer=None):
     h, w = image_shape
     edge = np.minimum.reduce([xy[:, 0] + 0.5, w - 0.5 - xy[:, 0], xy[:, 1] + 0.5, h - 0.5 - xy[:, 1]])
     has_say = edge >= median
-    if outer is not None:
-        has_say &= ~np.asarray(outer, dtype=bool)
     if not has_say.any():
         return np.ones(n, dtype=bool)
     share = np.bincount(degree[has_say]) / has_say.sum()
+    if outer is not None and n >= 3:  # the edge of a flake: on the outer face, within a bond of the hull
+        try:
+            hull = ConvexHull(xy)
+            to_hull = -(xy @ hull.equations[:, :2].T + hull.equations[:, 2]).max(axis=1)
+            has_say &= ~(np.asarray(outer, dtype=bool) & (to_hull < median))
+        except QhullError:
+            pass
     # each atom's bond lengths, sorted, padded with inf: (N, max degree)
     owner = np.concatenate([bonds[:, 0], bonds[:, 1]])
     both = np.concatenate([length, length])
