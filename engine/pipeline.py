@@ -108,10 +108,11 @@ def token_pass(record: MicrographRecord, token_model: TokenModel, cache_dir: Pat
     """
     timer = StageTimer()
     with timer("tokens"):
-        entry = read_entry(cache_dir, record, ("invariants", "xy", "intensity"))
+        entry = read_entry(cache_dir, record, ("invariants", "xy", "intensity", "network"))
         labels, confidence = assign_tokens(token_model, entry["invariants"])
     with timer("write"):
-        rows = rundir.atoms_rows(record.id, entry["xy"], token_model.names, labels, confidence, entry["intensity"])
+        rows = rundir.atoms_rows(record.id, entry["xy"], token_model.names, labels, confidence, entry["intensity"],
+                                 entry["network"])
         rundir.write_part(parts, record.index, "atoms", rows)
     mean_confidence = round(float(np.mean(confidence)), 4) if len(confidence) else None
     return labels.astype(label_dtype(len(token_model.names))), mean_confidence, timer.as_dict()
@@ -142,7 +143,8 @@ def parse_pass(record: MicrographRecord, item, labels: np.ndarray, mean_confiden
     with timer("write"):
         parts = settings.staging / "parts"
         rundir.write_part(parts, record.index, "bonds", rundir.bonds_rows(record.id, graph.bonds))
-        rundir.write_part(parts, record.index, "rings", rundir.rings_rows(record.id, graph.rings, parse.ring_symbols))
+        rundir.write_part(parts, record.index, "rings",
+                          rundir.rings_rows(record.id, graph.rings, parse.ring_symbols, graph.ring_border))
         rundir.write_parse(settings.staging, record.id, parse.root.to_json())
     if settings.overlays:
         with timer("overlay"):

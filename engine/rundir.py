@@ -27,6 +27,7 @@ import numpy as np
 from motifgram.engine.errors import MotifgramError
 from motifgram.engine.graph import AtomGraph
 from motifgram.engine.outputs import csv_field, write_json
+from motifgram.engine.regions import REGION_DISORDERED, REGION_NETWORK
 from motifgram.engine.spec import SpotKind
 from motifgram.grammar.model import Grammar
 
@@ -51,9 +52,9 @@ REPORT_HTML = "report.html"
 TOKEN_GALLERY_PNG = "tokens.png"
 PARSES, OVERLAYS, GRAMMARS = "parses", "overlays", "grammars"
 
-ATOMS_HEADER = ("image", "id", "x", "y", "token", "confidence", "intensity")
+ATOMS_HEADER = ("image", "id", "x", "y", "token", "confidence", "intensity", "region")
 BONDS_HEADER = ("image", "i", "j")
-RINGS_HEADER = ("image", "ring", "size", "symbol", "atoms")
+RINGS_HEADER = ("image", "ring", "size", "symbol", "atoms", "border")
 #: The CSV tables of a run, by part name, with their headers.
 TABLES = {"atoms": (ATOMS_CSV, ATOMS_HEADER), "bonds": (BONDS_CSV, BONDS_HEADER), "rings": (RINGS_CSV, RINGS_HEADER)}
 
@@ -63,16 +64,17 @@ TABLES = {"atoms": (ATOMS_CSV, ATOMS_HEADER), "bonds": (BONDS_CSV, BONDS_HEADER)
 
 
 def atoms_rows(image_id: str, xy: np.ndarray, token_names: Sequence[str], labels: np.ndarray,
-               confidence: np.ndarray, intensity: np.ndarray) -> str:
+               confidence: np.ndarray, intensity: np.ndarray, network: np.ndarray) -> str:
     """The rows of ``atoms.csv`` for one micrograph (no header).
 
-    ``xy`` (N, 2) px, ``labels`` (N,) index ``token_names``; ``confidence`` and ``intensity`` (N,).
+    ``xy`` (N, 2) px, ``labels`` (N,) index ``token_names``; ``confidence`` and ``intensity`` (N,);
+    ``network`` (N,) bool: the atom's region (:mod:`motifgram.engine.regions`) is a regular network.
     """
     image, names = csv_field(image_id), [csv_field(name) for name in token_names]
     return "".join(
-        f"{image},{i},{x:.3f},{y:.3f},{names[t]},{c:.4f},{v:.6g}\n"
-        for i, ((x, y), t, c, v) in enumerate(zip(
-            xy.tolist(), labels.tolist(), confidence.tolist(), intensity.tolist(), strict=True
+        f"{image},{i},{x:.3f},{y:.3f},{names[t]},{c:.4f},{v:.6g},{REGION_NETWORK if net else REGION_DISORDERED}\n"
+        for i, ((x, y), t, c, v, net) in enumerate(zip(
+            xy.tolist(), labels.tolist(), confidence.tolist(), intensity.tolist(), network.tolist(), strict=True
         ))
     )
 
@@ -83,12 +85,13 @@ def bonds_rows(image_id: str, bonds: np.ndarray) -> str:
     return "".join(f"{image},{i},{j}\n" for i, j in bonds.tolist())
 
 
-def rings_rows(image_id: str, rings: Iterable[Sequence[int]], symbols: Sequence[str]) -> str:
-    """The rows of ``rings.csv`` for one micrograph: each ring's atoms in cyclic order and its symbol."""
+def rings_rows(image_id: str, rings: Iterable[Sequence[int]], symbols: Sequence[str], border: np.ndarray) -> str:
+    """The rows of ``rings.csv`` for one micrograph: each ring's atoms in cyclic order, its symbol, and
+    whether it touches the image edge or the outer face (``border`` (R,) bool)."""
     image = csv_field(image_id)
     return "".join(
-        f"{image},{r},{len(ring)},{csv_field(symbol)},{' '.join(map(str, ring))}\n"
-        for r, (ring, symbol) in enumerate(zip(rings, symbols, strict=True))
+        f"{image},{r},{len(ring)},{csv_field(symbol)},{' '.join(map(str, ring))},{int(b)}\n"
+        for r, (ring, symbol, b) in enumerate(zip(rings, symbols, border.tolist(), strict=True))
     )
 
 
@@ -149,7 +152,9 @@ def read_run_graphs(run_dir, *, images: Iterable[str] | None = None) -> dict[str
     -------
     dict of str to AtomGraph
         Image id -> graph, in the order of ``atoms.csv``: ``xy`` (N, 2) px as written (3 decimals), tokens,
-        bonds, and rings in the order of ``rings.csv`` (the parse's ring order, so parses reproduce).
+        regions, bonds, and rings with their border flags in the order of ``rings.csv`` (the parse's ring
+        order, so parses reproduce). Runs written before these columns existed read as all ``network`` and
+        no border ring.
         Without ``summary.json`` the image shape is taken as the atoms' bounding box.
     """
     run_dir = Path(run_dir)
@@ -159,6 +164,7 @@ def read_run_graphs(run_dir, *, images: Iterable[str] | None = None) -> dict[str
             raise MotifgramError(f"{run_dir / fname}: missing; give a complete run directory written by 'motifgram run'")
     xy: dict[str, list] = defaultdict(list)
     tokens: dict[str, list] = defaultdict(list)
+    region: dict[str, list] = defaultdict(list)
     for row in _rows(run_dir / ATOMS_CSV):
         image = row["image"]
         if wanted is not None and image not in wanted:
@@ -167,14 +173,17 @@ def read_run_graphs(run_dir, *, images: Iterable[str] | None = None) -> dict[str
             raise MotifgramError(f"{run_dir / ATOMS_CSV}: atom ids of image {image!r} are not 0, 1, 2, ... in order")
         xy[image].append((float(row["x"]), float(row["y"])))
         tokens[image].append(row["token"])
+        region[image].append(row.get("region") or REGION_NETWORK)
     bonds: dict[str, list] = defaultdict(list)
     for row in _rows(run_dir / BONDS_CSV):
         if row["image"] in xy:
             bonds[row["image"]].append((int(row["i"]), int(row["j"])))
     rings: dict[str, list] = defaultdict(list)
+    border: dict[str, list] = defaultdict(list)
     for row in _rows(run_dir / RINGS_CSV):
         if row["image"] in xy:
             rings[row["image"]].append(tuple(int(a) for a in row["atoms"].split()))
+            border[row["image"]].append(row.get("border") == "1")
     info = read_summary(run_dir, required=False).get("images", {})
     out = {}
     for image, coords in xy.items():
@@ -186,6 +195,7 @@ def read_run_graphs(run_dir, *, images: Iterable[str] | None = None) -> dict[str
             xy=coords, tokens=np.asarray(tokens[image], dtype=np.str_),
             bonds=np.asarray(bonds[image], dtype=np.int64).reshape(-1, 2), rings=tuple(rings[image]),
             image_shape=tuple(shape), bond_factor=meta.get("bond_factor", math.nan),
+            ring_border=np.asarray(border[image], dtype=bool), region=np.asarray(region[image], dtype=np.str_),
         )
     return out
 
