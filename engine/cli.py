@@ -6,16 +6,21 @@ else is a bug and exits with 1.
 """
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
 
+from motifgram import __version__
+
 from .errors import MotifgramError
 
-__all__ = ["main"]
+__all__ = ["main", "Terminated"]
 
 log = logging.getLogger("motifgram")
 
@@ -28,17 +33,58 @@ def main(argv=None) -> int:
     _set_up_logging(quiet=getattr(args, "quiet", False), verbose=getattr(args, "verbose", False))
     _keep_compiled_kernels()
     try:
-        return args.handler(args, extra) or 0
+        with _terminate_on_sigterm():
+            code = args.handler(args, extra) or 0
+            sys.stdout.flush()  # a closed pipe is found here, not at exit
+            return code
     except MotifgramError as exc:
         print(f"motifgram: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("motifgram: interrupted; nothing was written", file=sys.stderr)
         return 130
+    except Terminated:
+        print("motifgram: terminated (SIGTERM); nothing was written", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    except BrokenPipeError:  # the reader went away (`motifgram schema | head`): stop as quietly as `cat` does
+        _discard_stdout()
+        return 128 + signal.SIGPIPE
     except Exception:  # an unexpected failure is a bug: show where it happened
         traceback.print_exc()
         print("motifgram: internal error (a bug); please report it with the traceback above", file=sys.stderr)
         return 1
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (a batch scheduler, ``timeout``, ``kill``): unwinds like Ctrl-C, so that a run's
+    staging folder is removed and nothing half-written is left."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _terminate_on_sigterm():
+    """Turn SIGTERM into :class:`Terminated` while a command runs (the previous handler is restored after,
+    since tests call :func:`main` in-process). Signal handlers can only be set in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _discard_stdout() -> None:
+    """Point standard output at /dev/null, so that Python's final flush does not fail on the closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout replaced by an object without a file (tests)
+        pass
 
 
 def _keep_compiled_kernels() -> None:
@@ -73,6 +119,7 @@ def _build_parser() -> argparse.ArgumentParser:
         prog="motifgram",
         description="Learn the vocabulary and grammar of atomic-resolution micrographs.",
     )
+    parser.add_argument("--version", action="version", version=f"motifgram {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run the whole pipeline for a spec (no spec: the bundled demo)")

@@ -2,6 +2,8 @@
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -180,3 +182,44 @@ def test_run_keeps_compiled_kernels_in_the_user_cache(tmp_path):
     off = {**env, "XDG_CACHE_HOME": str(tmp_path / "unused"), "JAX_COMPILATION_CACHE_DIR": ""}
     subprocess.run([*command, str(tmp_path / "b")], env=off, check=True, capture_output=True)
     assert not (tmp_path / "unused" / "motifgram").exists()
+
+
+@pytest.mark.parametrize(
+    "spec_text, where",
+    [
+        ("inputs:\n  - simulate: {kind: graphene, sise: 3}\n", "inputs[0].simulate.sise"),
+        ("inputs:\n  - simulate: {kind: graphene, size: 128}\ntokens: {k: auto, names: [A, B]}\n", "tokens.names"),
+    ],
+)
+def test_validate_rejects_what_run_rejects(tmp_path, capsys, spec_text, where):
+    """Both commands stop with exit 2 and the same message, naming the key by its full YAML path."""
+    spec = write_spec(tmp_path, spec_text)
+    code, out, err_validate = run_cli(capsys, "validate", spec)
+    assert (code, out) == (2, "")
+    assert f"  {where}: " in err_validate
+    code, _, err_run = run_cli(capsys, "run", spec, "--out", tmp_path / "run", "--quiet")
+    assert code == 2 and err_run == err_validate
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_closed_pipe_ends_quietly():
+    """`motifgram schema | head -c 10`: no traceback, and the exit status of a command killed by SIGPIPE."""
+    process = subprocess.Popen([sys.executable, "-m", "motifgram.engine.cli", "schema"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    assert process.stdout.read(10) == b'{\n  "$sche'
+    process.stdout.close()  # the reader goes away long before the 20 KB schema is written
+    assert process.wait(timeout=60) == 128 + signal.SIGPIPE
+    assert process.stderr.read() == b""
+
+
+def test_version(capsys):
+    import motifgram
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out == f"motifgram {motifgram.__version__}\n"
+    assert re.fullmatch(r"\d+\.\d+\.\d+\S*", motifgram.__version__)
+    from importlib.metadata import version
+
+    assert version("motifgram") == motifgram.__version__  # one source: pyproject reads it from the package
