@@ -132,6 +132,9 @@ def _build_parser() -> argparse.ArgumentParser:
     show = commands.add_parser("show", help="print a learned grammar and a short summary")
     show.add_argument("path", type=Path, help="run directory or grammar.txt")
     show.add_argument("--tree", metavar="IMAGE", help="also print the parse tree of IMAGE (run directory only)")
+    show.add_argument("--depth", type=_depth, metavar="N",
+                      help="levels of the tree below the micrograph to print (default 1: its motifs and domains, "
+                           "counted per symbol); 0 prints the whole tree")
     show.set_defaults(handler=_cmd_show)
 
     parse = commands.add_parser("parse", help="apply an existing grammar and token model to a new micrograph")
@@ -178,6 +181,16 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _depth(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0 (0: the whole tree), got {text!r}")
+    return value
+
+
 def _add_verbosity(parser):
     parser.add_argument("--quiet", action="store_true", help="no progress display, warnings only")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
@@ -213,7 +226,8 @@ def _cmd_schema(_args, _extra):
 def _cmd_show(args, _extra):
     from motifgram.grammar.dsl import show_grammar
 
-    print(show_grammar(args.path, tree_of=args.tree))
+    depth = {} if args.depth is None else {"depth": args.depth}
+    print(show_grammar(args.path, tree_of=args.tree, **depth))
 
 
 def _cmd_parse(args, _extra):

@@ -14,7 +14,7 @@ import numpy as np
 
 from .errors import ImageError
 
-__all__ = ["Micrograph", "load_micrograph", "SUPPORTED_SUFFIXES", "MAX_PIXELS"]
+__all__ = ["Micrograph", "load_micrograph", "check_image_file", "SUPPORTED_SUFFIXES", "MAX_PIXELS"]
 
 log = logging.getLogger(__name__)
 
@@ -83,14 +83,8 @@ def load_micrograph(path, *, pixel_size_nm=None, id=None, group=None) -> Microgr
         The file is missing, unreadable, corrupt, not a single 2-D image, too large, or holds
         NaN/Inf or constant pixels. The message names the file and what to do.
     """
-    path = Path(path)
+    path = check_image_file(path)
     suffix = path.suffix.lower()
-    if suffix not in SUPPORTED_SUFFIXES:
-        raise ImageError(
-            f"{path}: unsupported file type '{path.suffix}'; readable formats are {', '.join(SUPPORTED_SUFFIXES)}"
-        )
-    if not path.is_file():
-        raise ImageError(f"{path}: no such file; check the path in the spec (relative paths start at the spec's folder)")
     try:
         data, file_pixel_nm = _read(path, suffix)
     except ImageError:
@@ -113,6 +107,32 @@ def load_micrograph(path, *, pixel_size_nm=None, id=None, group=None) -> Microgr
         group=group or path.stem,
         source=str(path),
     )
+
+
+def check_image_file(path, *, fix="check the path in the spec (relative paths start at the spec's folder)") -> Path:
+    """``path`` as a Path when it names an existing file of a readable format.
+
+    Parameters
+    ----------
+    path : str or Path
+    fix : str
+        What the user should do about a missing file, for the message.
+
+    Raises
+    ------
+    ImageError
+        The format is not readable, or there is no such file (or it is a folder); the message names the file.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ImageError(f"{path}: is a folder, not an image file; {fix}")
+    if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+        raise ImageError(
+            f"{path}: unsupported file type '{path.suffix}'; readable formats are {', '.join(SUPPORTED_SUFFIXES)}"
+        )
+    if not path.is_file():
+        raise ImageError(f"{path}: no such file; {fix}")
+    return path
 
 
 def _read(path: Path, suffix: str) -> tuple[np.ndarray, float | None]:

@@ -33,7 +33,7 @@ import numpy as np
 from scipy import ndimage
 
 from motifgram.grammar.compare import Comparable, compare
-from motifgram.grammar.disorder import disorder_measures
+from motifgram.grammar.disorder import POOR_FIT_FACTOR, POOR_FIT_MARGIN_BITS, disorder_measures, is_poor_fit
 from motifgram.grammar.dsl import grammar_file, read_grammar_file
 from motifgram.grammar.induce import induce_grammar
 from motifgram.grammar.model import Grammar
@@ -47,7 +47,7 @@ from .pairs import DumbbellSites, dumbbell_sites
 from .errors import GrammarError, ImageError, MotifgramError, NoLatticeError
 from .executor import open_executor
 from .graph import AtomGraph, Rings, build_graph, graph_from_bonds, ring_statistics
-from .io import Micrograph, load_micrograph
+from .io import Micrograph, check_image_file, load_micrograph
 from .moire import grid_points, measure_moire
 from .outputs import atomic_run_dir, check_output_dir, csv_field, write_json
 from .patches import extract_patches, intensity_quantiles, normalise_image, patch_size_for
@@ -978,12 +978,41 @@ def _learned_spots(summary_path: Path) -> str:
     return spots if spots in typing.get_args(SpotKind) else "atoms"
 
 
+def _own_bits_per_atom(summary_path: Path) -> float | None:
+    """Atom-weighted bits per atom of the micrographs a grammar was learned from (its run's summary.json)."""
+    try:
+        images = json.loads(summary_path.read_text())["images"].values()
+        atoms = sum(info["n_atoms"] for info in images)
+        return sum(info["bits_per_atom"] * info["n_atoms"] for info in images) / atoms if atoms else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _fit(image_id: str, bits_per_atom: float, own_bits: float | None) -> dict:
+    """summary.json's ``fit`` of a micrograph parsed with an existing grammar; warns when the fit is poor."""
+    if own_bits is None:
+        log.info("%s: %.3g bits/atom (the grammar's own is unknown: no summary.json beside it)", image_id,
+                 bits_per_atom)
+        return {"bits_per_atom": bits_per_atom, "grammar_bits_per_atom": None, "poor": None}
+    poor = is_poor_fit(bits_per_atom, own_bits)
+    if poor:
+        log.warning(
+            "%s: the grammar fits this micrograph poorly: %.3g bits/atom against %.3g bits/atom on the micrographs "
+            "it was learned from (more than %g x theirs + %g): it differs from them (another material or structure, "
+            "other imaging conditions or far more defects); 'motifgram run' learns its own grammar", image_id, bits_per_atom, own_bits,
+            POOR_FIT_FACTOR, POOR_FIT_MARGIN_BITS)
+    return {"bits_per_atom": bits_per_atom, "grammar_bits_per_atom": round(own_bits, 5), "poor": poor}
+
+
 def parse_with_grammar(grammar_path, image_path, *, out_dir=None, pixel_size_nm=None, force=False,
                        quiet=False) -> Path:
     """Apply a learned grammar and its token model to a new micrograph, without re-learning.
 
     The token model is the ``tokens.npz`` beside the grammar file (as in a run directory). The output
-    directory is a run directory of its own (atoms, bonds, rings, the parse tree, summary, overlay).
+    directory is a run directory of its own (atoms, bonds, rings, the parse tree, summary, overlay). Its
+    summary.json gives each micrograph's ``fit``: its bits per atom against those of the micrographs the
+    grammar was learned from, and ``poor`` (with a warning) when it costs far more
+    (:func:`motifgram.grammar.disorder.is_poor_fit`).
     """
     grammar_path = grammar_file(grammar_path)
     grammar = read_grammar_file(grammar_path)
@@ -1000,7 +1029,7 @@ def parse_with_grammar(grammar_path, image_path, *, out_dir=None, pixel_size_nm=
             f"{grammar_path}: the grammar's tokens ({', '.join(sorted(grammar_tokens))}) do not match the token "
             f"model {model_path} ({', '.join(token_model.names)}); use the tokens.npz of the run that wrote this grammar"
         )
-    image_path = Path(image_path)
+    image_path = check_image_file(image_path, fix="check the IMAGE argument")
     item = {"path": str(image_path.absolute())}
     if pixel_size_nm is not None:
         item["pixel_size"] = pixel_size_nm
@@ -1032,6 +1061,9 @@ def parse_with_grammar(grammar_path, image_path, *, out_dir=None, pixel_size_nm=
                                                  progress, timer)
             images = _finish(staging, spec, [record], labels, mean_confidences, token_model, grammar, items,
                              executor, progress, timer, cache_dir=cache_dir)
+            own_bits = _own_bits_per_atom(grammar_path.parent / "summary.json")
+            for image_id, info in images.items():
+                info["fit"] = _fit(image_id, info["bits_per_atom"], own_bits)
             with timer("write"):
                 _write_globals(staging, spec, [record], token_model, grammar, images, [], timer,
                                fit_invariants=fit_invariants, output_dir=out_dir.absolute())

@@ -6,6 +6,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -223,3 +224,45 @@ def test_version(capsys):
     from importlib.metadata import version
 
     assert version("motifgram") == motifgram.__version__  # one source: pyproject reads it from the package
+
+
+@pytest.mark.parametrize("signum, code, word", [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")])
+def test_a_run_stopped_by_a_signal_leaves_nothing_behind(tmp_path, signum, code, word):
+    """SIGTERM (batch schedulers, `timeout`) cleans up as Ctrl-C does: no run directory, no staging folder.
+
+    `motifgram run` in a subprocess, its pipeline replaced by one that fills the staging folder and then
+    waits to be signalled (the real pipeline's use of the staging folder: test_pipeline.py).
+    """
+    held = tmp_path / "holding"
+    probe = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "import motifgram.engine.pipeline as pipeline\n"
+        "from motifgram.engine.cli import main\n"
+        "from motifgram.engine.outputs import atomic_run_dir\n"
+        "def run(spec, *, out_dir, force, quiet):\n"
+        "    with atomic_run_dir(out_dir, force=force) as staging:\n"
+        "        (staging / 'atoms.csv').write_text('image,id')\n"
+        f"        Path({str(held)!r}).write_text(str(staging))\n"
+        "        time.sleep(120)\n"
+        "pipeline.run = run\n"
+        f"sys.exit(main(['run', '--out', {str(tmp_path / 'run')!r}, '--quiet']))\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", probe], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not held.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    staging = Path(held.read_text())
+    assert (staging / "atoms.csv").is_file()
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == code
+    assert f"motifgram: {word}" in err and "nothing was written" in err and "Traceback" not in err
+    assert [p.name for p in tmp_path.iterdir()] == [held.name]
+
+
+def test_show_depth_must_be_a_whole_number(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["show", "run", "--tree", "x", "--depth", "-1"])
+    assert info.value.code == 2
+    assert "--depth: expected a whole number >= 0" in capsys.readouterr().err
