@@ -65,6 +65,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import Delaunay, cKDTree
 
+from motifgram.engine.display import format_counts, summary_html, summary_text
 from motifgram.engine.errors import MotifgramError, SpecError
 from motifgram.engine.graph import face_cycles
 from motifgram.engine.simspec import (
@@ -195,6 +196,27 @@ class Truth:
         """(R,) int64 ndarray: the number of atoms of each ring."""
         return np.array([len(r) for r in self.rings], dtype=np.int64)
 
+    def _rows(self) -> list[tuple[str, str]]:
+        def counted(values):
+            names, counts = np.unique(np.asarray(values), return_counts=True)
+            return format_counts({names[i]: int(counts[i]) for i in np.argsort(-counts, kind="stable")})
+
+        rows = [("sites", counted(self.label)),
+                ("rings", counted([f"{len(r)}-rings" for r in self.rings]) if self.rings else "none"),
+                ("defects", counted([d.kind for d in self.defects]) if self.defects else "none")]
+        if self.stacking is not None:
+            rows.append(("stacking", counted(self.stacking.grid_label)))
+        return rows
+
+    def _title(self) -> str:
+        return f"{len(self.xy)} atoms, {len(self.bonds)} bonds, {len(self.rings)} rings, {len(self.defects)} defects"
+
+    def __repr__(self) -> str:
+        return summary_text(f"Truth: {self._title()}", self._rows())
+
+    def _repr_html_(self) -> str:
+        return summary_html(f"Truth: {self._title()}", self._rows())
+
     def to_files(self, csv_path):
         """Write the atoms to ``csv_path`` and bonds, rings and defects to a sidecar JSON.
 
@@ -277,6 +299,18 @@ class Simulation:
     truth: Truth
     pixel_size_nm: float
     options: dict = field(default_factory=dict)
+
+    def _summary(self) -> tuple[str, list[tuple[str, str]]]:
+        height, width = self.image.shape
+        title = (f"Simulation: {height} x {width} px, {self.pixel_size_nm:.4g} nm/px "
+                 f"({width * self.pixel_size_nm:.3g} x {height * self.pixel_size_nm:.3g} nm)")
+        return title, [("truth", self.truth._title()), *self.truth._rows()]
+
+    def __repr__(self) -> str:
+        return summary_text(*self._summary())
+
+    def _repr_html_(self) -> str:
+        return summary_html(*self._summary())
 
 
 # --------------------------------------------------------------------------------------------------
