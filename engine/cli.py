@@ -20,13 +20,13 @@ from motifgram import __version__
 
 from .errors import MotifgramError
 
-__all__ = ["main", "Terminated"]
+__all__ = ["main", "build_parser", "Terminated"]
 
 log = logging.getLogger("motifgram")
 
 
 def main(argv=None) -> int:
-    parser = _build_parser()
+    parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "simulate":
         parser.error(f"unrecognised arguments: {' '.join(extra)}")
@@ -114,7 +114,8 @@ def _keep_compiled_kernels() -> None:
                           float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command (also read by the documentation's CLI reference)."""
     parser = argparse.ArgumentParser(
         prog="motifgram",
         description="Learn the vocabulary and grammar of atomic-resolution micrographs.",
