@@ -294,6 +294,10 @@ class AtomGraph:
     def _repr_html_(self) -> str:
         return summary_html(*self._summary())
 
+    def bond_lengths_px(self):
+        """(B,) float64 ndarray, px: the length of every bond, in the order of :attr:`bonds`."""
+        return np.hypot(*(self.xy[self.bonds[:, 1]] - self.xy[self.bonds[:, 0]]).T)
+
     @functools.cached_property
     def ring_sizes(self):
         """(R,) int64 ndarray: number of atoms of each ring."""

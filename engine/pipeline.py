@@ -97,7 +97,8 @@ PATCH_SAMPLE = 8192
 #: descriptor became the default for atoms; 4: fast-scan noise removed before detection and features).
 CACHE_VERSION = 4
 
-ATOMS_HEADER = ("image", "id", "x", "y", "token", "confidence", "intensity")
+#: x_nm, y_nm: x and y times the pixel size (same origin), empty when the pixel size is unknown.
+ATOMS_HEADER = ("image", "id", "x", "y", "token", "confidence", "intensity", "x_nm", "y_nm")
 BONDS_HEADER = ("image", "i", "j")
 RINGS_HEADER = ("image", "ring", "size", "symbol", "atoms")
 
@@ -523,8 +524,10 @@ def token_pass(record: MicrographRecord, token_model: TokenModel, cache_dir: Pat
         labels, confidence = assign_tokens(token_model, entry["invariants"])
     with timer("write"):
         image, names = csv_field(record.id), [csv_field(name) for name in token_model.names]
+        nm = record.pixel_size_nm
         (parts / f"{record.index:06d}.atoms.csv").write_text("".join(
-            f"{image},{i},{x:.3f},{y:.3f},{names[t]},{c:.4f},{v:.6g}\n"
+            f"{image},{i},{x:.3f},{y:.3f},{names[t]},{c:.4f},{v:.6g},"
+            + (f"{x * nm:.5f},{y * nm:.5f}\n" if nm is not None else ",\n")
             for i, ((x, y), t, c, v) in enumerate(zip(
                 entry["xy"].tolist(), labels.tolist(), confidence.tolist(), entry["intensity"].tolist(), strict=True
             ))
@@ -571,7 +574,7 @@ def third_pass(record: MicrographRecord, item, labels: np.ndarray, mean_confiden
             render_overlay(
                 image, xy, labels, finish.token_names, graph.rings, parse.ring_symbols,
                 finish.staging / "overlays" / f"{record.id}.png", title=record.id,
-                ring_symbol_names=list(finish.ring_symbol_names),
+                ring_symbol_names=list(finish.ring_symbol_names), pixel_size_nm=record.pixel_size_nm,
             )
     return _image_summary(record, graph, labels, mean_confidence, finish, parse), timer.as_dict()
 
@@ -588,6 +591,10 @@ def _image_summary(record, graph, labels, mean_confidence, finish: _Finish, pars
         "pixel_size_nm": record.pixel_size_nm,
         "lattice_period_px": round(float(record.lattice_period_px), 4),
         "nn_distance_px": round(float(record.nn_distance_px), 4),
+        **_in_nm(record.pixel_size_nm, lattice_period_nm=record.lattice_period_px, nn_distance_nm=record.nn_distance_px),
+        "bond_length_px": _length_stats(graph.bond_lengths_px()),
+        **({"bond_length_nm": _length_stats(graph.bond_lengths_px() * record.pixel_size_nm)}
+           if record.pixel_size_nm is not None else {}),
         "bond_factor": round(float(graph.bond_factor), 4),
         "patch_size_px": record.patch_size,
         "n_atoms": int(len(labels)),
@@ -607,6 +614,21 @@ def _image_summary(record, graph, labels, mean_confidence, finish: _Finish, pars
         "sampling": finish.sampling,
         **({"moire": record.moire} if record.moire is not None else {}),
     }
+
+
+def _in_nm(pixel_size_nm: float | None, **lengths_px) -> dict:
+    """``{name: length x pixel size}`` (nm, rounded), or nothing when the pixel size is unknown."""
+    if pixel_size_nm is None:
+        return {}
+    return {name: round(float(value) * pixel_size_nm, 5) for name, value in lengths_px.items()}
+
+
+def _length_stats(lengths: np.ndarray) -> dict:
+    """Median and 5th/95th percentiles of bond lengths (None for a graph without bonds)."""
+    if not len(lengths):
+        return {"median": None, "p05": None, "p95": None}
+    p05, median, p95 = np.percentile(lengths, (5, 50, 95))
+    return {"median": _round(median), "p05": _round(p05), "p95": _round(p95)}
 
 
 @contextmanager
