@@ -14,7 +14,9 @@ import numpy as np
 
 from .errors import ImageError
 
-__all__ = ["Micrograph", "load_micrograph", "check_image_file", "SUPPORTED_SUFFIXES", "MAX_PIXELS"]
+__all__ = [
+    "Micrograph", "load_micrograph", "check_image_file", "axes_pixel_size_nm", "SUPPORTED_SUFFIXES", "MAX_PIXELS",
+]
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +161,7 @@ def _read(path: Path, suffix: str) -> tuple[np.ndarray, float | None]:
     if len(images) > 1:
         log.warning("%s holds %d signals; using the first image", path.name, len(images))
     signal = images[0]
-    return np.asarray(signal["data"]), _axes_pixel_size_nm(signal.get("axes", []), path)
+    return np.asarray(signal["data"]), axes_pixel_size_nm(signal.get("axes", []), source=path.name)
 
 
 def _rosettasciio_reader(suffix: str):
@@ -174,8 +176,23 @@ def _rosettasciio_reader(suffix: str):
     return file_reader
 
 
-def _axes_pixel_size_nm(axes, path: Path) -> float | None:
-    """Pixel size from rosettasciio's signal axes (the last two are the image's)."""
+def axes_pixel_size_nm(axes, *, source: str) -> float | None:
+    """Pixel size (nm) from the calibration of an image's two axes.
+
+    Parameters
+    ----------
+    axes : sequence of mapping
+        Axes in array order, each with ``scale`` and ``units`` (rosettasciio's signal axes; the last two are
+        the image's rows and columns).
+    source : str
+        Where they come from, for the log.
+
+    Returns
+    -------
+    float or None
+        The column axis's scale converted to nm; None when the axes are not calibrated or their unit is
+        unknown. A scale without a unit is taken as nm (the HyperSpy and atomap convention), with a warning.
+    """
     if len(axes) < 2:
         return None
     scales, units = [], []
@@ -188,14 +205,14 @@ def _axes_pixel_size_nm(axes, path: Path) -> float | None:
     if units[0] is None and scales[0] == 1.0:
         return None
     if units[0] is None:
-        log.warning("%s: pixel size %.6g has no unit; assuming nm (HyperSpy/atomap convention)", path.name, scales[0])
+        log.warning("%s: pixel size %.6g has no unit; assuming nm (HyperSpy/atomap convention)", source, scales[0])
         return scales[0]
     factor = _NM_PER_UNIT.get(units[0].strip().lower(), _NM_PER_UNIT.get(units[0].strip()))
     if factor is None:
-        log.warning("%s: unknown pixel unit '%s'; ignoring the pixel size", path.name, units[0])
+        log.warning("%s: unknown pixel unit '%s'; ignoring the pixel size", source, units[0])
         return None
     if not np.isclose(scales[0], scales[1], rtol=1e-3):
-        log.warning("%s: non-square pixels (%g x %g %s); using the x size", path.name, scales[1], scales[0], units[0])
+        log.warning("%s: non-square pixels (%g x %g %s); using the x size", source, scales[1], scales[0], units[0])
     return scales[-1] * factor
 
 

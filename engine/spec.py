@@ -54,6 +54,7 @@ __all__ = [
     "OutputSpec",
     "Spec",
     "load_spec",
+    "read_spec_file",
     "validate_spec",
     "json_schema",
     "bundled_spec_path",
@@ -958,23 +959,35 @@ def load_spec(source, *, base_dir=None):
     else:
         where = Path(source)
         base = where.parent if base_dir is None else Path(base_dir)
-        try:
-            text = where.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SpecError([("", f"cannot read the spec file: {exc}")], source=where) from exc
-        try:
-            data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise SpecError([("", f"YAML syntax error{at}: {exc.problem or exc.context}")], source=where) from exc
-        except yaml.YAMLError as exc:
-            raise SpecError([("", f"YAML error: {exc}")], source=where) from exc
+        data = read_spec_file(where)
     spec, problems = _walk(data, base)
     if problems:
         raise SpecError(problems, source=where)
     log.debug("loaded spec %r with %d inputs", spec.name, len(spec.inputs))
     return spec
+
+
+def read_spec_file(path):
+    """The parsed YAML of a spec file, not yet checked (:func:`load_spec` checks it).
+
+    Raises
+    ------
+    SpecError
+        When the file cannot be read, or for a YAML syntax error (with its line and column) or a duplicate key.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError([("", f"cannot read the spec file: {exc}")], source=path) from exc
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise SpecError([("", f"YAML syntax error{at}: {exc.problem or exc.context}")], source=path) from exc
+    except yaml.YAMLError as exc:
+        raise SpecError([("", f"YAML error: {exc}")], source=path) from exc
 
 
 def bundled_spec_path(name="demo"):
