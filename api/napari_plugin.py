@@ -69,7 +69,7 @@ def layers_of(result: Result, image_id: str | None = None, *, with_image: bool =
         Image (optional), atoms (points), rings (shapes) and the parse-tree layers (shapes), in that order.
         Coordinates are (row, column) in px; ``scale`` is the pixel size in nm when known.
     """
-    image_id = result._id(image_id)
+    image_id = result.resolve_image_id(image_id)
     pixel = result.pixel_size_nm(image_id)
     common = {"scale": (pixel, pixel) if pixel else (1.0, 1.0), "units": ("nm", "nm") if pixel else ("pixel", "pixel"),
               "metadata": {"motifgram_image": image_id, "run_dir": str(result.run_dir)}}

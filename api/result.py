@@ -84,7 +84,8 @@ class Result:
         """The micrographs of the run, in input order."""
         return list(self.summary.get("images", {}))
 
-    def _id(self, image_id: str | None) -> str:
+    def resolve_image_id(self, image_id: str | None = None) -> str:
+        """``image_id``, checked; None names the only micrograph of a one-micrograph result."""
         ids = self.image_ids
         if image_id is None:
             if len(ids) != 1:
@@ -96,11 +97,11 @@ class Result:
 
     def pixel_size_nm(self, image_id: str | None = None) -> float | None:
         """Pixel size of a micrograph (nm), None when unknown."""
-        return self.summary["images"][self._id(image_id)].get("pixel_size_nm")
+        return self.summary["images"][self.resolve_image_id(image_id)].get("pixel_size_nm")
 
     def xy(self, image_id: str | None = None) -> np.ndarray:
         """(N, 2) float64, px: the atoms' (x, y) = (column, row), in atom-id order."""
-        rows = self.atoms[self.atoms["image"] == self._id(image_id)]
+        rows = self.atoms[self.atoms["image"] == self.resolve_image_id(image_id)]
         return rows[["x", "y"]].to_numpy(dtype=np.float64)
 
     def rc(self, image_id: str | None = None) -> np.ndarray:
@@ -119,7 +120,7 @@ class Result:
             When the input cannot be found any more (an array given to :func:`motifgram.analyse` and read back
             from a saved run directory: pass it to :meth:`plot` as ``image=``).
         """
-        image_id = self._id(image_id)
+        image_id = self.resolve_image_id(image_id)
         if image_id not in self._images:
             try:
                 item = next(i for i in load_spec(self.summary["spec"]).inputs if i.id == image_id)
@@ -152,7 +153,7 @@ class Result:
         """
         import matplotlib.pyplot as plt  # pyplot picks a backend (inline in Jupyter): only when plotting
 
-        image_id = self._id(image_id)
+        image_id = self.resolve_image_id(image_id)
         picture = np.asarray(self.image(image_id) if image is None else image, dtype=np.float32)
         if ax is None:
             _, ax = plt.subplots(figsize=(8, 8 * picture.shape[0] / picture.shape[1]))
@@ -203,7 +204,7 @@ class Result:
         except ImportError as exc:
             raise MotifgramError("to_hyperspy_markers needs HyperSpy: pip install hyperspy") from exc
 
-        image_id = self._id(image_id)
+        image_id = self.resolve_image_id(image_id)
         calibration = self._calibration(image_id, signal)
         xy = self.xy(image_id)
         where = np.column_stack([calibration.offset_x + xy[:, 0] * calibration.scale,
