@@ -326,6 +326,17 @@ class AtomGraph:
         """(R,) int64 ndarray: number of atoms of each ring."""
         return self.rings.sizes
 
+    def interior(self):
+        """This graph without its border-flagged rings (:attr:`ring_border`); itself when none is flagged.
+
+        A flagged ring is complete, but some of its atoms' neighbourhoods are cut by the image edge (or face
+        the outside of the atom network), so their tokens are measured on part of what defines them: grammar
+        induction, the parse tree and the disorder measures read the interior rings only.
+        """
+        if not self.ring_border.any():
+            return self
+        return dataclasses.replace(self, rings=self.rings.take(~self.ring_border), ring_border=None)
+
     def with_tokens(self, tokens):
         """Return a copy with ``tokens`` ((N,) str) as the atoms' token names."""
         return dataclasses.replace(self, tokens=np.asarray(tokens, dtype=np.str_))

@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from motifgram.grammar.model import Grammar
-from motifgram.grammar.parse import distinct_ring_words
+from motifgram.grammar.parse import distinct_ring_words, interior_graph
 
 __all__ = [
     "DisorderMeasures", "ring_word_entropy", "domain_coverage", "disorder_index", "disorder_measures", "is_poor_fit",
@@ -40,8 +40,10 @@ POOR_FIT_MARGIN_BITS = 1.0
 
 
 def ring_word_entropy(graph) -> float:
-    """Shannon entropy (bits) of the canonical ring words of an atom graph with tokens; 0 without rings."""
-    _, index = distinct_ring_words(graph)
+    """Shannon entropy (bits) of the canonical ring words of an atom graph with tokens; 0 without rings.
+
+    Border-flagged rings do not count (:func:`motifgram.grammar.parse.interior_graph`)."""
+    _, index = distinct_ring_words(interior_graph(graph))
     if len(index) == 0:
         return 0.0
     counts = np.bincount(index)

@@ -86,7 +86,8 @@ def test_cairo_tiling_is_a_handful_of_rules_covering_95_percent(tmp_path):
     # a handful of rules: the pentagon word and its domain, plus a few rules for the odd mis-tokenised atom
     assert grammar.n_rules <= 8
     info = next(iter(summary["images"].values()))
-    assert max(r.count for r in grammar.rings) >= 0.99 * info["n_rings"]
+    # of the rings the grammar is learned from: border-flagged rings (kept since issue 18) are not counted
+    assert max(r.count for r in grammar.rings) >= 0.99 * (info["n_rings"] - info["n_border_rings"])
     assert [d.symbol for d in grammar.domains] == [max(grammar.rings, key=lambda r: r.count).name]
     assert info["coverage"]["2"] >= 0.95
     assert set(info["ring_histogram"]) == {"5"}
