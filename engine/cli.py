@@ -85,6 +85,8 @@ def _build_parser() -> argparse.ArgumentParser:
     show = commands.add_parser("show", help="print a learned grammar and a short summary")
     show.add_argument("path", type=Path, help="run directory or grammar.txt")
     show.add_argument("--tree", metavar="IMAGE", help="also print the parse tree of IMAGE (run directory only)")
+    show.add_argument("--top", metavar="N", type=_positive_int, help="list only the N rules with the largest share "
+                      "of the description-length gain")
     show.set_defaults(handler=_cmd_show)
 
     parse = commands.add_parser("parse", help="apply an existing grammar and token model to a new micrograph")
@@ -131,6 +133,13 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1 (anything else is a usage error, exit 2)."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return int(text)
+
+
 def _add_verbosity(parser):
     parser.add_argument("--quiet", action="store_true", help="no progress display, warnings only")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
@@ -164,9 +173,9 @@ def _cmd_schema(_args, _extra):
 
 
 def _cmd_show(args, _extra):
-    from motifgram.grammar.dsl import show_grammar
+    from motifgram.grammar.gloss import show_grammar
 
-    print(show_grammar(args.path, tree_of=args.tree))
+    print(show_grammar(args.path, tree_of=args.tree, top=args.top))
 
 
 def _cmd_parse(args, _extra):

@@ -748,13 +748,14 @@ def run(spec=None, *, out_dir=None, force: bool = False, quiet: bool = False) ->
             labels, mean_confidences = _tokenise(records, token_model, cache_dir, staging / "parts", executor,
                                                  progress, timer)
             with timer("grammar"):
-                grammar = induce_grammar(
+                induced = induce_grammar(
                     _graphs(records, labels, token_model, cache_dir),
                     name=spec.name,
                     min_count=spec.grammar.min_count,
                     max_motif_size=spec.grammar.max_motif_size,
                     min_domain_size=spec.grammar.min_domain_size,
-                ).grammar
+                )
+                grammar = induced.grammar
             group_grammars, comparison = _compare_groups(
                 spec, records, partial(_graphs, records, labels, token_model, cache_dir), token_model, grammar, timer
             )
@@ -765,7 +766,7 @@ def run(spec=None, *, out_dir=None, force: bool = False, quiet: bool = False) ->
                     (staging / "grammars").mkdir()
                     for group, group_grammar in group_grammars.items():
                         (staging / "grammars" / f"{group}.txt").write_text(group_grammar.to_text())
-                _write_globals(staging, spec, records, token_model, grammar, images, failures, timer,
+                _write_globals(staging, spec, records, token_model, induced, images, failures, timer,
                                fit_invariants=fit_invariants, output_dir=out_dir.absolute(), comparison=comparison)
     return out_dir
 
@@ -855,9 +856,10 @@ def _finish(staging, spec, records, labels, mean_confidences, token_model, gramm
     return images
 
 
-def _write_globals(staging, spec, records, token_model, grammar, images, failures, timer, *, fit_invariants,
+def _write_globals(staging, spec, records, token_model, induced, images, failures, timer, *, fit_invariants,
                    output_dir, comparison=None):
     """grammar.txt, tokens.npz, embedding.npz, summary.json and report.html."""
+    grammar = induced.grammar
     (staging / "grammar.txt").write_text(grammar.to_text())
     token_model.save(staging / "tokens.npz")
     _write_embedding(staging / "embedding.npz", token_model, fit_invariants, seed=spec.seed)
@@ -895,6 +897,9 @@ def _write_globals(staging, spec, records, token_model, grammar, images, failure
             "n_rules": grammar.n_rules,
             "levels": list(grammar.levels),
             "description_length_bits": round(grammar.description_length_bits(), 3),
+            "data_bits": round(induced.data_bits, 3),
+            "total_bits": round(induced.total_bits, 3),
+            "gains_bits": {name: round(bits, 3) for name, bits in induced.gains_bits.items()},
         },
         "timings": timer.as_dict(),
     }

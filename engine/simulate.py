@@ -1,7 +1,8 @@
 """Synthetic micrographs with exact ground truth.
 
-:func:`simulate` builds an atomic structure (graphene with Stone–Wales defects and vacancies, a graphene
-grain boundary, 2H-MoS2 with S vacancies and Se substitution, an ABO3 perovskite, the Cairo pentagonal
+:func:`simulate` builds an atomic structure (graphene with Stone–Wales defects, single and double vacancies
+and dislocation dipoles, a graphene grain boundary, 2H-MoS2 with S vacancies and Se substitution, Se
+clusters and S-vacancy lines, an ABO3 perovskite, the Cairo pentagonal
 tiling, an amorphous continuous random network, or twisted bilayer 2H-MoS2), computes its truth (atoms,
 bonds, rings, defects; for the bilayer, the local stacking class) and renders a HAADF-like image from it.
 One seed fixes everything; the structure and the image draw from
@@ -12,8 +13,9 @@ so a 512 x 512 graphene image holds ~3,100 atoms and a 2048 x 2048 one ~50,000. 
 (0.0304 nm/px, lattice constant 10.4 px) so that a 1024 x 1024 image spans 3.4 moiré periods at a 2 deg
 twist (``lambda = a / (2 sin(theta / 2))`` = 9.05 nm) and 6.8 at 4 deg.
 
-Graphene defect densities (``stone_wales_density``, ``vacancy_density``: defects per atom in the image,
-each < 0.1) are honoured up to jamming: defects are first spread >= 4 lattice periods apart (the default
+Graphene defect densities (``stone_wales_density``, ``vacancy_density`` (5-9), ``divacancy_density`` (5-8-5),
+``dislocation_density`` (dipoles of two 5-7 cores, made by a second bond rotation next to a Stone–Wales
+defect): defects per atom in the image, each < 0.1) are honoured up to jamming: defects are first spread >= 4 lattice periods apart (the default
 densities never need more), then packed densely with non-overlapping footprints (no pristine hexagon
 rewired by two defects), so every Stone–Wales defect keeps its two 5- and two
 7-rings and every vacancy its 5- and 9-ring. Measured at 512 x 512, seed 1, one kind at a time: requested
@@ -119,6 +121,8 @@ _KIND_OPTIONS = {
         "rotation": None,  # lattice rotation (rad); None: uniform random from the seed
         "stone_wales_density": 0.002,  # Stone–Wales defects per atom
         "vacancy_density": 0.001,  # reconstructed (5-9) single vacancies per atom
+        "divacancy_density": 0.0,  # reconstructed (5-8-5) divacancies per atom
+        "dislocation_density": 0.0,  # dislocation dipoles per atom: two 5-7 cores each, hexagons between them
     },
     "graphene_gb": {
         "pixel_size_nm": A_CC_NM / NN_PX,
@@ -131,6 +135,10 @@ _KIND_OPTIONS = {
         "rotation": None,
         "s_vacancy_density": 0.05,  # fraction of S2 columns missing one S ("S1")
         "se_fraction": 0.10,  # fraction of the S atoms of intact columns replaced by Se ("SSe", "Se2")
+        "se_cluster_density": 0.0,  # compact clusters of Se2 columns per atom
+        "se_cluster_size": 3,  # columns per Se cluster (an integer >= 2)
+        "s_vacancy_line_density": 0.0,  # lines of S1 columns along a lattice direction per atom
+        "s_vacancy_line_length": 4,  # columns per S-vacancy line (an integer >= 2)
     },
     "perovskite": {
         "pixel_size_nm": PEROVSKITE_A_NM / 2 / NN_PX,
@@ -164,14 +172,17 @@ class Defect:
     Attributes
     ----------
     kind : str
-        ``"stone_wales"``, ``"vacancy"``, ``"grain_boundary"`` or ``"s_vacancy"``.
+        ``"stone_wales"``, ``"vacancy"``, ``"divacancy"``, ``"dislocation"`` (one 5-7 core of a dipole),
+        ``"grain_boundary"``, ``"s_vacancy"``, ``"se_cluster"`` or ``"s_vacancy_line"``.
     atoms : tuple of int
         Indices into ``Truth.xy`` (sorted): the atoms of the defect's rings (plus, for a grain boundary,
-        its under- or over-coordinated atoms; for an S vacancy, the ``"S1"`` column alone).
+        its under- or over-coordinated atoms; for an S vacancy, Se cluster or S-vacancy line, its columns
+        alone).
     rings : tuple of int
         Indices into ``Truth.rings``: Stone–Wales, its two 5- and two 7-rings; vacancy, its 5- and 9-ring;
-        grain boundary, every ring holding atoms of both grains or not of size 6; S vacancy, the rings
-        around the column.
+        divacancy, its two 5-rings and its 8-ring; dislocation, its 5- and 7-ring; grain boundary, every
+        ring holding atoms of both grains or not of size 6; S vacancy, Se cluster and S-vacancy line, the
+        rings around its columns.
     """
 
     kind: str
@@ -421,8 +432,14 @@ _CHECKS = {
     "misorientation": (False, None, True, None, "a number (radians)"),
     "stone_wales_density": (False, 0.0, True, 0.1, "a number in [0, 0.1)"),
     "vacancy_density": (False, 0.0, True, 0.1, "a number in [0, 0.1)"),
+    "divacancy_density": (False, 0.0, True, 0.1, "a number in [0, 0.1)"),
+    "dislocation_density": (False, 0.0, True, 0.1, "a number in [0, 0.1)"),
     "s_vacancy_density": (False, 0.0, True, 1.0, "a number in [0, 1)"),
     "se_fraction": (False, 0.0, True, 1.0000001, "a number in [0, 1]"),
+    "se_cluster_density": (False, 0.0, True, 0.1, "a number in [0, 0.1)"),
+    "se_cluster_size": (False, 2.0, True, 13.0, "an integer in [2, 12]"),
+    "s_vacancy_line_density": (False, 0.0, True, 0.1, "a number in [0, 0.1)"),
+    "s_vacancy_line_length": (False, 2.0, True, 13.0, "an integer in [2, 12]"),
     "o_intensity": (False, 0.0, True, None, "a number >= 0"),
     "twist": (False, -60.0, False, 60.0, "a number of degrees in (-60, 60)"),
     "regularity": (False, 0.0, False, 1.0, "a number in (0, 1)"),
@@ -434,6 +451,9 @@ _CHECKS = {
     "scan_noise": (False, 0.0, True, None, "a number >= 0"),
     "scan_noise_length": (False, 0.0, False, None, "a number > 0 (px)"),
 }
+
+
+_INTEGER_OPTIONS = frozenset({"se_cluster_size", "s_vacancy_line_length"})
 
 
 def _validate(kind, size, seed, options):
@@ -456,6 +476,7 @@ def _validate(kind, size, seed, options):
             _is_number(value)
             and (low is None or value > low or (low_inclusive and value == low))
             and (high is None or value < high)
+            and (name not in _INTEGER_OPTIONS or float(value).is_integer())
         )
         if not ok:
             problems.append((f"simulate.{name}", f"expected {expected}, got {value!r}"))
@@ -654,14 +675,18 @@ def _graphene(size, rng, opts):
     ptr, nbr = _neighbours(n, bonds)
     inside = np.all((xy >= -0.5) & (xy <= size - 0.5), axis=1)
     n_inside = int(inside.sum())
-    todo = ["stone_wales"] * round(opts["stone_wales_density"] * n_inside) + ["vacancy"] * round(
-        opts["vacancy_density"] * n_inside
+    todo = (
+        ["stone_wales"] * round(opts["stone_wales_density"] * n_inside)
+        + ["vacancy"] * round(opts["vacancy_density"] * n_inside)
+        + ["divacancy"] * round(opts["divacancy_density"] * n_inside)
+        + ["dislocation"] * round(opts["dislocation_density"] * n_inside)
     )
     rng.shuffle(todo)
     sites = _DefectSites(xy, bonds, ptr, nbr, size=size, acc=acc, rng=rng)
     bond_set = set(map(tuple, bonds.tolist()))
     alive = np.ones(n, dtype=bool)
     centres, defects = [], []
+    stuck = 0  # dislocation dipoles that found no free glide and stayed Stone–Wales defects
     for kind in todo:
         site = sites.take(kind)
         if site is None:
@@ -669,25 +694,29 @@ def _graphene(size, rng, opts):
         atom, choice = site
         centres.append(xy[atom].copy())
         neighbours = [int(k) for k in nbr[ptr[atom] : ptr[atom + 1]]]
-        if kind == "stone_wales":
+        if kind in ("stone_wales", "dislocation"):
             i, j = atom, neighbours[choice]
             others = sorted((set(nbr[ptr[i] : ptr[i + 1]]) | set(nbr[ptr[j] : ptr[j + 1]])) - {i, j})
-            mid = (xy[i] + xy[j]) / 2
-            quarter = _rotation_matrix(math.pi / 2)
-            xy[i] = mid + quarter @ (xy[i] - mid)
-            xy[j] = mid + quarter @ (xy[j] - mid)
-            for o in others:
-                bond_set.discard(tuple(sorted((i, int(o)))))
-                bond_set.discard(tuple(sorted((j, int(o)))))
-            near_i = sorted(others, key=lambda o: float(np.hypot(*(xy[o] - xy[i]))))
-            bond_set.update(tuple(sorted((i, int(o)))) for o in near_i[:2])
-            bond_set.update(tuple(sorted((j, int(o)))) for o in near_i[2:])
-            defects.append(_DefectSpec("stone_wales", _contains_any({i, j}), (i, j), (), True))
-        else:
+            _rotate_bond(xy, bond_set, i, j, others)
+            if kind == "stone_wales":
+                defects.append(_DefectSpec("stone_wales", _contains_any({i, j}), (i, j), (), True))
+            else:
+                defects.extend(_glide(xy, bond_set, i, j, acc=acc, sites=sites, rng=rng))
+                stuck += defects[-1].kind == "stone_wales"
+        elif kind == "vacancy":
             n1, n2 = (neighbours[k] for k in ((0, 1), (0, 2), (1, 2))[choice])
             alive[atom] = False
             bond_set.add(tuple(sorted((n1, n2))))
             defects.append(_DefectSpec("vacancy", _contains_bond(n1, n2), (n1, n2), (), True))
+        else:  # divacancy: the bonded pair (atom, partner) goes; each one's other two neighbours bond
+            i, j = atom, neighbours[choice]
+            p1, p2 = (int(k) for k in nbr[ptr[i] : ptr[i + 1]] if k != j)
+            q1, q2 = (int(k) for k in nbr[ptr[j] : ptr[j + 1]] if k != i)
+            alive[[i, j]] = False
+            bond_set.update({tuple(sorted((p1, p2))), tuple(sorted((q1, q2)))})
+            selects = _contains_bond(p1, p2), _contains_bond(q1, q2)
+            defects.append(_DefectSpec("divacancy", lambda ring, s=selects: s[0](ring) or s[1](ring),
+                                       (p1, p2, q1, q2), (), True))
     if len(defects) < len(todo):
         log.warning(
             "placed %d of %d requested graphene defects (%.4f of %.4f per atom): every remaining site's rings "
@@ -698,6 +727,9 @@ def _graphene(size, rng, opts):
             len(todo) / max(n_inside, 1),
             size,
         )
+    if stuck:
+        log.warning("%d of %d dislocation dipoles found no free glide and stayed Stone–Wales defects "
+                    "(dense placement)", stuck, todo.count("dislocation"))
     bonds = _sort_bonds(list(bond_set))
     if centres:
         mobile = alive & (cKDTree(np.array(centres)).query(xy)[0] < 3 * SQRT3 * acc)
@@ -740,6 +772,7 @@ class _DefectSites:
         self._placed = []  # atoms whose hexagons form each placed defect's footprint
         self._dense = None  # (order, hexagons per atom, usable hexagon mask), built when the sparse sites run out
         self._occupied = None
+        self._last = None  # hexagons of the defect taken last (dense phase), which claim() may extend
 
     def _neighbours(self, atom):
         return [int(k) for k in self._nbr[self._ptr[atom] : self._ptr[atom + 1]]]
@@ -758,7 +791,7 @@ class _DefectSites:
                 if np.min(gaps) >= self._separation:
                     choice = int(self._rng.integers(3))
                     self._centres.append(self._xy[atom])
-                    partner = self._neighbours(atom)[choice] if kind == "stone_wales" else None
+                    partner = self._neighbours(atom)[choice] if kind != "vacancy" else None
                     self._placed.append((atom,) if partner is None else (atom, partner))
                     return atom, choice
             self._start_dense()
@@ -772,6 +805,7 @@ class _DefectSites:
             if kind == "vacancy":
                 choice = int(self._rng.integers(3))
                 self._occupied[own] = True
+                self._last = own
                 return atom, choice
             neighbours = self._neighbours(atom)
             for choice in self._rng.permutation(3).tolist():
@@ -779,8 +813,25 @@ class _DefectSites:
                 if usable[theirs].all() and not self._occupied[theirs].any():
                     self._occupied[own] = True
                     self._occupied[theirs] = True
+                    self._last = np.union1d(own, theirs)
                     return atom, choice
         return None
+
+    def claim(self, atoms):
+        """Add the hexagons of ``atoms`` to the footprint of the defect just taken; False (nothing claimed) when
+        one of them is another defect's or too close to the edge (dense phase only: sparse sites are far
+        enough apart for any defect built around them)."""
+        if self._dense is None:
+            self._placed[-1] = tuple(self._placed[-1]) + tuple(atoms)
+            return True
+        _, hexes_of, usable = self._dense
+        hexes = hexes_of[list(atoms)].ravel()
+        new = np.setdiff1d(hexes, self._last)
+        if not usable[hexes].all() or self._occupied[new].any():
+            return False
+        self._occupied[new] = True
+        self._last = np.union1d(self._last, new)
+        return True
 
     def _start_dense(self):
         n = len(self._xy)
@@ -802,6 +853,73 @@ class _DefectSites:
         self._dense = (self._rng.permutation(n).tolist(), hexes_of, usable)
         self._cursor = 0
         log.debug("graphene defects: sparse sites used up after %d; placing the rest densely", len(self._placed))
+
+
+def _rotate_bond(xy, bond_set, i, j, others):
+    """Rotate bond (i, j) by 90 degrees about its midpoint (in place): i bonds to its two nearest of the four
+    ``others`` (the atoms bonded to i or j), j to the other two. On a pristine bond: a Stone–Wales defect."""
+    mid = (xy[i] + xy[j]) / 2
+    quarter = _rotation_matrix(math.pi / 2)
+    xy[i] = mid + quarter @ (xy[i] - mid)
+    xy[j] = mid + quarter @ (xy[j] - mid)
+    for o in others:
+        bond_set.discard(tuple(sorted((i, int(o)))))
+        bond_set.discard(tuple(sorted((j, int(o)))))
+    near_i = sorted(others, key=lambda o: float(np.hypot(*(xy[o] - xy[i]))))
+    bond_set.update(tuple(sorted((i, int(o)))) for o in near_i[:2])
+    bond_set.update(tuple(sorted((j, int(o)))) for o in near_i[2:])
+
+
+def _glide(xy, bond_set, i, j, *, acc, sites, rng):
+    """Split the Stone–Wales defect just made on bond (i, j) into a dislocation dipole; its two defect specs.
+
+    A second bond rotation next to the defect moves one of its 5-7 pairs one step away (Stone–Wales glide):
+    5-7 and 7-5, each a dislocation core, with hexagons between them. Every bond within 2.5 bond lengths of
+    the defect is tried on a local copy (rotated as :func:`_rotate_bond` does) and kept when the faces near
+    the defect become exactly two pentagons and two heptagons in two bond-sharing 5-7 pairs that share no
+    bond with each other; one of those bonds is taken at random (its hexagons must be free, see
+    :meth:`_DefectSites.claim`). Each core's spec selects its pentagon and heptagon.
+    """
+    centre = (xy[i] + xy[j]) / 2
+    near = np.flatnonzero(np.hypot(*(xy - centre).T) < 6 * acc)
+    local = set(near.tolist())
+    local_bonds = sorted(b for b in bond_set if b[0] in local and b[1] in local)
+    candidates = [b for b in local_bonds if b != tuple(sorted((i, j)))
+                  and np.hypot(*((xy[b[0]] + xy[b[1]]) / 2 - centre)) < 2.5 * acc]
+    valid = []
+    for a, b in candidates:
+        trial_xy, trial_bonds = xy.copy(), set(local_bonds)
+        others = sorted({o for e in trial_bonds for o in e if a in e or b in e} - {a, b})
+        if len(others) != 4:
+            continue
+        _rotate_bond(trial_xy, trial_bonds, a, b, others)
+        cores = _dislocation_cores(trial_xy, trial_bonds, centre, 4.5 * acc)
+        if cores is not None:
+            valid.append((a, b, others, cores))
+    rng.shuffle(valid)
+    for a, b, others, cores in valid:
+        if sites.claim((a, b)):
+            _rotate_bond(xy, bond_set, a, b, others)
+            return [_DefectSpec("dislocation", lambda ring, c=frozenset(core): frozenset(ring) in c,
+                                tuple(sorted({x for ring in core for x in ring})), (), True) for core in cores]
+    return [_DefectSpec("stone_wales", _contains_any({i, j}), (i, j), (), True)]
+
+
+def _dislocation_cores(xy, bonds, centre, radius):
+    """The two 5-7 cores (each a pair of atom frozensets) when the faces within ``radius`` of ``centre`` other
+    than hexagons are exactly two bond-sharing 5-7 pairs sharing no bond with each other, else None."""
+    faces = face_cycles(xy, np.array(sorted(bonds), dtype=np.int64).reshape(-1, 2), max_ring=MAX_RING)
+    odd = [f for f in faces if len(f) != 6 and np.hypot(*(xy[list(f)].mean(axis=0) - centre)) < radius]
+    if sorted(map(len, odd)) != [5, 5, 7, 7]:
+        return None
+    edges = [{frozenset((f[k], f[k - 1])) for k in range(len(f))} for f in odd]
+    touching = [(x, y) for x in range(4) for y in range(x + 1, 4) if edges[x] & edges[y]]
+    if len(touching) != 2 or {len(odd[x]) + len(odd[y]) for x, y in touching} != {12}:
+        return None
+    (x1, y1), (x2, y2) = touching
+    if len({x1, y1, x2, y2}) != 4:
+        return None
+    return [frozenset((frozenset(odd[x]), frozenset(odd[y]))) for x, y in touching]
 
 
 def _contains_any(atoms):
@@ -871,7 +989,78 @@ def _mos2(size, rng, opts):
     label[sulfur] = np.where(vacant, "S1", np.array(["S2", "SSe", "Se2"])[selenium])
     bonds = _bonds_within(xy, 1.2 * d)
     defects = [_DefectSpec("s_vacancy", _contains_any({int(k)}), (int(k),), (int(k),), False) for k in sulfur[vacant]]
+    n_inside = int(np.all((xy >= -0.5) & (xy <= size - 0.5), axis=1).sum())
+    todo = (["se_cluster"] * round(opts["se_cluster_density"] * n_inside)
+            + ["s_vacancy_line"] * round(opts["s_vacancy_line_density"] * n_inside))
+    if todo:
+        rng.shuffle(todo)
+        defects += _chalcogen_defects(xy, label, sulfur, todo, d=d, size=size, rng=rng,
+                                      cluster_size=int(opts["se_cluster_size"]),
+                                      line_length=int(opts["s_vacancy_line_length"]))
     return _Structure(xy, label, bonds, defects, d, _MOS2_INTENSITY)
+
+
+def _chalcogen_defects(xy, label, sulfur, todo, *, d, size, rng, cluster_size, line_length):
+    """Se clusters and S-vacancy lines on the chalcogen sites of MoS2 (labels changed in place); their specs.
+
+    A Se cluster is ``cluster_size`` S2 columns that become Se2: a random site and the other chalcogen
+    columns around one of its Mo neighbours (for 3, the triangle around that Mo column: one shape, so a
+    grammar can count it), grown beyond 3 by adding, among the chalcogen sites next to the cluster (one
+    lattice constant apart), one with the most cluster neighbours (ties at random). An S-vacancy line is
+    ``line_length`` consecutive chalcogen columns along a lattice direction that lose one S each (S1). Every column of a defect and every chalcogen site next to it
+    must be pristine S2, and defects keep three lattice constants between their columns, so that each is
+    isolated and its count exact; sites are tried in random order, at least three lattice constants inside
+    the image, and a warning says how many did not fit.
+    """
+    a = SQRT3 * d
+    s_xy = xy[sulfur]
+    tree = cKDTree(s_xy)
+    pairs = tree.query_pairs(1.1 * a, output_type="ndarray")
+    nbrs = [[] for _ in sulfur]
+    for p, q in pairs.tolist():
+        nbrs[p].append(q)
+        nbrs[q].append(p)
+    molybdenum = np.setdiff1d(np.arange(len(xy)), sulfur)
+    mo_tree = cKDTree(xy[molybdenum])
+    mo_of = [sorted(q) for q in tree.query_ball_point(xy[molybdenum], 1.1 * d)]  # chalcogens around each Mo
+    inside = np.all((s_xy >= 3 * a - 0.5) & (s_xy <= size - 0.5 - 3 * a), axis=1)
+    order = np.flatnonzero(inside)[rng.permutation(int(inside.sum()))].tolist()
+    placed = np.empty((0, 2))
+    specs = []
+    cursor = 0
+    for kind in todo:
+        while cursor < len(order):
+            seed = order[cursor]
+            cursor += 1
+            if kind == "se_cluster":
+                # the chalcogen columns around one Mo column next to the seed (a triangle for 3), then grown
+                mo = mo_tree.query_ball_point(s_xy[seed], 1.1 * d)
+                members = mo_of[mo[int(rng.integers(len(mo)))]][:]
+                members = [seed] + [m for m in members if m != seed][: cluster_size - 1]
+                while len(members) < cluster_size:
+                    frontier = sorted({q for m in members for q in nbrs[m]} - set(members))
+                    frontier = [frontier[k] for k in rng.permutation(len(frontier))]
+                    members.append(max(frontier, key=lambda q: sum(m in nbrs[q] for m in members)))
+            else:
+                step = s_xy[nbrs[seed][int(rng.integers(len(nbrs[seed])))]] - s_xy[seed]
+                dist, members = tree.query(s_xy[seed] + np.arange(line_length)[:, None] * step)
+                if dist.max() > 0.3 * d:
+                    continue
+                members = members.tolist()
+            around = set(members) | {q for m in members for q in nbrs[m]}
+            if any(label[sulfur[q]] != "S2" for q in around) or not inside[members].all():
+                continue
+            if len(placed) and cKDTree(placed).query(s_xy[members])[0].min() < 3 * a:
+                continue
+            placed = np.concatenate([placed, s_xy[members]])
+            columns = tuple(sorted(int(sulfur[m]) for m in members))
+            label[list(columns)] = "Se2" if kind == "se_cluster" else "S1"
+            specs.append(_DefectSpec(kind, _contains_any(set(columns)), columns, columns, False))
+            break
+    if len(specs) < len(todo):
+        log.warning("placed %d of %d requested MoS2 Se clusters / S-vacancy lines: no isolated site left at size %d",
+                    len(specs), len(todo), size)
+    return specs
 
 
 def _perovskite(size, rng, opts):

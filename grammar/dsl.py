@@ -35,7 +35,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,7 +44,7 @@ from lark.exceptions import UnexpectedInput, VisitError
 from motifgram.engine.errors import GrammarError, GrammarSyntaxError, MotifgramError
 from motifgram.grammar.model import WILDCARD, DomainRule, Grammar, MotifRule, RingRule, TokenSymbol, _letters
 
-__all__ = ["read_grammar", "write_grammar", "grammar_file", "read_grammar_file", "show_grammar", "GRAMMAR_ERRORS"]
+__all__ = ["read_grammar", "write_grammar", "rule_rhs", "grammar_file", "read_grammar_file", "GRAMMAR_ERRORS"]
 
 log = logging.getLogger(__name__)
 
@@ -357,38 +356,6 @@ def read_grammar_file(path) -> Grammar:
     return read_grammar(grammar_path.read_text(), source=str(grammar_path))
 
 
-def show_grammar(path, *, tree_of: str | None = None) -> str:
-    """The grammar of a run directory (or a grammar file) as text, with a short summary.
-
-    With ``tree_of`` (an image id of the run) the parse tree of that micrograph is appended.
-    """
-    from motifgram.grammar.parse import ParseNode
-
-    grammar_path = grammar_file(path)
-    grammar = read_grammar_file(grammar_path)
-    lines = [grammar.to_text().rstrip(), ""]
-    per_level = Counter(grammar.level_of(r.name) for r in (*grammar.rings, *grammar.motifs, *grammar.domains))
-    lines.append(
-        f"# {grammar.n_rules} rules ("
-        + ", ".join(f"level {level}: {n}" for level, n in sorted(per_level.items()))
-        + f"), {grammar.description_length_bits():.1f} bits"
-    )
-    summary_path = grammar_path.parent / "summary.json"
-    if summary_path.is_file():
-        summary = json.loads(summary_path.read_text())
-        for image_id, info in summary.get("images", {}).items():
-            lines.append(
-                f"# {image_id}: {info['n_atoms']} atoms, {info['n_rings']} rings, "
-                f"coverage {info['coverage']}, {info['bits_per_atom']:.3f} bits/atom, disorder {info['disorder']:.3f}"
-            )
-    if tree_of is not None:
-        tree_path = grammar_path.parent / "parses" / f"{tree_of}.json"
-        if not tree_path.is_file():
-            raise MotifgramError(f"{tree_path}: no parse tree for image '{tree_of}' in this run")
-        lines += ["", ParseNode.from_dict(json.loads(tree_path.read_text())).to_lark_tree().pretty()]
-    return "\n".join(lines)
-
-
 def _signature(exc: UnexpectedInput) -> tuple:
     """Where a parse failed: the LALR state and what it accepted (not the stack depth, unlike
     ``UnexpectedInput.match_examples``, so a mistake is recognised whichever sections precede it)."""
@@ -448,12 +415,18 @@ def _percent(p: float) -> str:
     return f"{100.0 * p:.1f} %"
 
 
-def _motif_rhs(m: MotifRule) -> str:
-    if m.is_pair:
-        return f"{m.nodes[0]} - {m.nodes[1]}"
-    labels = [_letters(i) for i in range(m.size)]
-    parts = ", ".join(f"{labels[i]}: {s}" for i, s in enumerate(m.nodes))
-    links = ", ".join(f"{labels[i]}-{labels[j]}" for i, j in m.edges)
+def rule_rhs(rule: RingRule | MotifRule | DomainRule) -> str:
+    """A rule's right-hand side as the text form writes it: ``ring(A A A)``, ``ring5(*)``, ``R5 - R7``,
+    ``{a: R5, b: R7, c: R7; a-b, a-c, b-c}`` or ``domain(R6)`` (without the count)."""
+    if isinstance(rule, RingRule):
+        return f"ring{rule.size}({WILDCARD})" if rule.is_wildcard else f"ring({' '.join(rule.word)})"
+    if isinstance(rule, DomainRule):
+        return f"domain({rule.symbol})"
+    if rule.is_pair:
+        return f"{rule.nodes[0]} - {rule.nodes[1]}"
+    labels = [_letters(i) for i in range(rule.size)]
+    parts = ", ".join(f"{labels[i]}: {s}" for i, s in enumerate(rule.nodes))
+    links = ", ".join(f"{labels[i]}-{labels[j]}" for i, j in rule.edges)
     return f"{{{parts}; {links}}}"
 
 
@@ -472,16 +445,13 @@ def write_grammar(grammar: Grammar) -> str:
     """
     p = grammar.probabilities()
     tokens = [(f"{t.name} {t.abundance!r}", f"level 0, {_percent(p[0][t.name])} of atoms") for t in grammar.tokens]
-    rings = []
-    for r in grammar.rings:
-        rhs = f"ring{r.size}({WILDCARD})" if r.is_wildcard else f"ring({' '.join(r.word)})"
-        rings.append((f"{r.name} = {rhs} {r.count}", f"level 1, {_percent(p[1][r.name])}"))
+    rings = [(f"{r.name} = {rule_rhs(r)} {r.count}", f"level 1, {_percent(p[1][r.name])}") for r in grammar.rings]
     motifs = [
-        (f"{m.name} = {_motif_rhs(m)} {m.count}", f"level {m.level}, {_percent(p[m.level][m.name])}")
+        (f"{m.name} = {rule_rhs(m)} {m.count}", f"level {m.level}, {_percent(p[m.level][m.name])}")
         for m in grammar.motifs
     ]
     domains = [
-        (f"{d.name} = domain({d.symbol}) {d.count} size {d.size}", f"level {d.level}, {_percent(p[d.level][d.name])}")
+        (f"{d.name} = {rule_rhs(d)} {d.count} size {d.size}", f"level {d.level}, {_percent(p[d.level][d.name])}")
         for d in grammar.domains
     ]
     out = [

@@ -30,10 +30,17 @@ under node ``v`` (1 for a ring, the member count for a domain)::
          + Σ_v deg(v) · log2 k_v                     which part of a composite node each touch attaches to
          + Σ_v −log2 p(symbol_v)                     the node symbols, from the stochastic grammar
          + Σ_domain nodes γ(k_v)                     each domain's size
-         + Σ_rings word bits                         tokens of wildcard/unknown rings, −log2 abundance each,
-                                                     plus γ(size) for an unknown ring
+         + Σ_classes KT(token counts of its atoms)   the tokens of the free atoms (below), each atom once
+         + Σ_unknown rings γ(size)                   the size of every ring no rule matches
 
-where ``γ(n) = 2⌊log2(n+1)⌋ + 1`` (Elias gamma of n+1, the code of :meth:`Grammar.description_length_bits`).
+A ring whose symbol is an exact word fixes the tokens of its atoms; a wildcard (or unknown) ring says only
+its size, so the tokens of the *free* atoms, those lying in such rings alone, are spelled out, once per
+atom however many rings hold it. A free atom belongs to the class of the rarest wildcard (or unknown) ring
+holding it, and each class's tokens are coded by the Krichevsky–Trofimov mixture (:func:`kt_bits`), an
+adaptive code that needs no parameters: what the tokens of, say, pentagons cost follows their own
+frequencies there. A word therefore earns its own rule only when naming it saves more than it costs in symbols
+and structure (:mod:`motifgram.grammar.induce` chooses the ring rules by this total).
+Here ``γ(n) = 2⌊log2(n+1)⌋ + 1`` (Elias gamma of n+1, the code of :meth:`Grammar.description_length_bits`).
 Symbol probabilities are add-½ estimates from the *top-level usage* ``u`` of each of the grammar's ``K`` ring,
 motif and domain symbols, with one escape slot for unknown rings::
 
@@ -54,7 +61,7 @@ import logging
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import lark
 import numpy as np
@@ -75,6 +82,8 @@ __all__ = [
     "ring_words",
     "distinct_ring_words",
     "canonical_ring_order",
+    "free_atom_tokens",
+    "kt_bits",
     "graph_data_bits",
     "structure_bits",
     "usage_bits",
@@ -192,6 +201,38 @@ def distinct_ring_words(graph) -> tuple[list[tuple[str, ...]], np.ndarray]:
                 words.append(word)
         index[idx] = slot[inverse.reshape(-1)]
     return words, index
+
+
+def free_atom_tokens(rings, ring_class: np.ndarray, tokens) -> Counter:
+    """``(class, token)`` -> number of *free* ring atoms: atoms in at least one ring and in no exact-word ring.
+
+    Parameters
+    ----------
+    rings : Rings or sequence of sequences of int, length R
+        Atom ids of each ring.
+    ring_class : (R,) int ndarray
+        -1 for a ring whose symbol fixes its word, else its class (:meth:`DataCode.ring_classes`); a free atom
+        belongs to the lowest class among its rings.
+    tokens : (N,) str array
+        Token of each atom.
+
+    Returns
+    -------
+    Counter
+        What the data code spells out (each free atom once; see the module docstring).
+    """
+    rings = Rings.from_sequences(rings)
+    tokens = np.asarray(tokens).astype(str)
+    entry_class = np.repeat(np.asarray(ring_class, dtype=np.int64), rings.sizes)
+    big = np.iinfo(np.int64).max
+    lowest = np.full(len(tokens), big, dtype=np.int64)
+    np.minimum.at(lowest, rings.atoms, np.where(entry_class < 0, big, entry_class))
+    determined = np.zeros(len(tokens), dtype=bool)
+    determined[rings.atoms[entry_class < 0]] = True
+    free = np.flatnonzero((lowest < big) & ~determined)
+    names, token_id = np.unique(tokens[free], return_inverse=True)
+    keys, counts = np.unique(np.column_stack([lowest[free], token_id.reshape(-1)]), axis=0, return_counts=True)
+    return Counter({(int(c), names[t]): int(n) for (c, t), n in zip(keys.tolist(), counts.tolist(), strict=True)})
 
 
 def canonical_ring_order(rings: Sequence[Sequence[int]]) -> np.ndarray:
@@ -558,13 +599,17 @@ class DataCode:
         Top-level usage ``u_s`` of every ring, motif and domain symbol.
     n_symbols : int
         ``K``, the number of ring, motif and domain symbols (the escape is one more slot).
-    token_bits : dict of str to float
-        ``-log2 abundance`` of each token.
+    n_tokens : int
+        Number of tokens of the grammar (the alphabet of the free atoms' code).
+    wildcards : tuple of str
+        The wildcard ring symbols, rarest first (by count, then size): the order in which they claim free
+        atoms (:meth:`ring_classes`).
     """
 
     usage: dict[str, int]
     n_symbols: int
-    token_bits: dict[str, float] = field(default_factory=dict)
+    n_tokens: int = 1
+    wildcards: tuple[str, ...] = ()
 
     @classmethod
     def from_grammar(cls, grammar: Grammar) -> DataCode:
@@ -581,7 +626,9 @@ class DataCode:
                 usage[d.symbol] -= d.size
             usage[d.name] = d.count
         usage = {s: max(u, 0) for s, u in usage.items()}
-        return cls(usage, len(usage), _token_bits({t.name: t.abundance for t in grammar.tokens}))
+        wildcards = tuple(r.name for r in sorted((r for r in grammar.rings if r.is_wildcard),
+                                                 key=lambda r: (r.count, r.size, r.name)))
+        return cls(usage, len(usage), max(len(grammar.tokens), 1), wildcards)
 
     def _denominator(self) -> float:
         return sum(self.usage.values()) + 0.5 * (self.n_symbols + 1)
@@ -590,21 +637,48 @@ class DataCode:
         """``-log2 p(symbol)``; the escape probability for a symbol outside the grammar."""
         return -math.log2((self.usage.get(symbol, 0) + 0.5) / self._denominator())
 
-    def word_bits(self, word: Sequence[str]) -> float:
-        """Bits to spell a ring word token by token (``-log2 abundance`` each)."""
-        return math.fsum(self.token_bits[t] for t in word)
+    def ring_classes(self, symbols: Sequence[str]) -> np.ndarray:
+        """(len(symbols),) int64: the class of each ring symbol for :func:`free_atom_tokens`.
+
+        -1 for an exact-word symbol (it fixes its atoms' tokens); otherwise a rank, lower claiming first:
+        unknown rings (``R<n>?``) by size, then the wildcards rarest first.
+        """
+        unknown = sorted({s for s in symbols if s not in self.usage}, key=lambda s: (len(s), s))
+        rank = {s: k for k, s in enumerate(unknown)}
+        rank.update({s: len(unknown) + k for k, s in enumerate(self.wildcards)})
+        return np.array([rank.get(s, -1) for s in symbols], dtype=np.int64).reshape(len(symbols))
+
+    def free_token_bits(self, free: Mapping[tuple[int, str], int]) -> float:
+        """Bits to spell the tokens of the free ring atoms (:func:`free_atom_tokens`): per ring class, the
+        Krichevsky–Trofimov code of its token counts over the grammar's ``n_tokens`` tokens (adaptive, so the
+        tokens of a class of defect rings cost what their own frequencies say, not the micrograph's).
+
+        Summed in class order, so induction and parsing get the same float from the same counts.
+        """
+        per_class: dict[int, list[int]] = {}
+        for (cls, _), n in sorted(free.items()):
+            per_class.setdefault(cls, []).append(n)
+        return math.fsum(kt_bits(counts, self.n_tokens) for _, counts in sorted(per_class.items()))
 
 
-def _token_bits(abundance: Mapping[str, float]) -> dict[str, float]:
-    """``-log2 a`` per token; a zero abundance is floored at 2**-32 so that the cost stays finite."""
-    return {t: -math.log2(max(a, 2.0**-32)) for t, a in abundance.items()}
+def kt_bits(counts: Sequence[int], n_tokens: int) -> float:
+    """Code length (bits) of a sequence with these symbol counts under the Krichevsky–Trofimov mixture over
+    ``n_tokens`` symbols: ``log2 Γ(N + T/2) − log2 Γ(T/2) − Σ_t [log2 Γ(n_t + ½) − log2 Γ(½)]``.
+
+    0 for one symbol; about ``N H + (T − 1)/2 log2 N`` bits for ``N`` symbols of empirical entropy ``H``.
+    """
+    n = sum(counts)
+    half = 0.5 * n_tokens
+    nats = math.lgamma(n + half) - math.lgamma(half) - math.fsum(math.lgamma(c + 0.5) - math.lgamma(0.5)
+                                                                 for c in counts)
+    return max(nats, 0.0) / math.log(2.0)
 
 
 def graph_data_bits(sg: SymbolGraph, code: DataCode, ring_extra_bits: float) -> float:
     """Total data bits of one micrograph's top-level graph under ``code`` (module docstring formula).
 
-    ``ring_extra_bits`` is the sum of the word bits of its wildcard and unknown rings (and γ(size) for the
-    unknown ones), which no contraction changes.
+    ``ring_extra_bits`` is the bits of its free atoms' tokens (:meth:`DataCode.free_token_bits`) plus γ(size)
+    for each unknown ring, which no contraction changes.
     """
     alive = sg.alive_nodes()
     labels = math.fsum(code.symbol_bits(sg.labels[v]) for v in alive)
@@ -804,12 +878,10 @@ def parse_graph(grammar: Grammar, graph, *, min_domain_size: int | None = None) 
     symbols = [exact.get(w) or wild.get(len(w)) or unknown_ring_symbol(len(w)) for w in words]
     # Word bits of the wildcard and unknown rings, added in ring order (the same float sum as ring by ring).
     extra = 0.0
-    costed = np.array([w not in exact for w in words], dtype=bool).reshape(len(words))
-    for k in word_index[costed[word_index]].tolist():
-        word = words[k]
-        extra += code.word_bits(word)
-        if len(word) not in wild:
-            extra += _gamma_bits(len(word))
+    extra += code.free_token_bits(free_atom_tokens(rings, code.ring_classes(symbols)[word_index], graph.tokens))
+    unknown = np.array([len(w) not in wild and w not in exact for w in words], dtype=bool).reshape(len(words))
+    for k in word_index[unknown[word_index]].tolist():
+        extra += _gamma_bits(len(words[k]))
     labels = list(map(symbols.__getitem__, word_index.tolist()))
     ring_symbols = np.array(labels, dtype=np.str_).reshape(len(labels))
     sg = SymbolGraph(list(map(labels.__getitem__, order.tolist())),

@@ -173,7 +173,7 @@ def test_failed_run_leaves_previous_results_intact(demo_run, tmp_path):
 
 
 def test_show_prints_the_grammar_and_a_parse_tree(demo_run):
-    from motifgram.grammar.dsl import show_grammar
+    from motifgram.grammar.gloss import show_grammar
     from motifgram.grammar import Grammar
 
     text = show_grammar(demo_run, tree_of="graphene-1")

@@ -1,0 +1,212 @@
+"""A grammar at a glance: every rule with a one-line gloss, ranked by its share of the description-length gain.
+
+A gloss says what a rule covers (the ring sizes under it), how often it is used and where it lies in the
+micrographs (from the parse trees: the bounding box and centroid of its occurrences' atoms, in pixels).
+Rules are ranked by the bits they saved when induction chose them (``InductionResult.gains_bits``, kept in
+``summary.json`` as ``grammar.gains_bits``); wildcard rings, which every parse needs, and rules of a
+grammar read without its run have no gain and follow, most used first. ``motifgram show`` prints this table
+(``--top N`` for the first N).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from motifgram.engine.errors import MotifgramError
+from motifgram.grammar.dsl import grammar_file, read_grammar_file, rule_rhs
+from motifgram.grammar.model import Grammar, MotifRule, RingRule
+from motifgram.grammar.parse import ParseNode
+
+__all__ = ["RulePlace", "RuleGloss", "rule_places", "rule_glosses", "format_glosses", "read_run_places", "show_grammar"]
+
+
+@dataclass(frozen=True)
+class RulePlace:
+    """Where a symbol's occurrences lie in one micrograph.
+
+    Attributes
+    ----------
+    n : int
+        Occurrences (parse nodes with the symbol).
+    centroid_xy : (float, float), px
+        Mean of the occurrences' centroids.
+    bbox_xy : (float, float, float, float), px
+        ``(x_min, y_min, x_max, y_max)`` of the occurrences' atoms.
+    """
+
+    n: int
+    centroid_xy: tuple[float, float]
+    bbox_xy: tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class RuleGloss:
+    """One rule of a grammar, glossed.
+
+    Attributes
+    ----------
+    name : str
+    rule : str
+        The rule as written in the text form (without its count).
+    count : int
+        The rule's count in the grammar.
+    ring_sizes : tuple of int
+        Sizes of the rings one occurrence covers, ascending (a domain: its ring's size once).
+    gain_bits : float or None
+        Bits the rule saved when it was chosen; None when unknown.
+    share : float or None
+        ``gain_bits`` over the sum of all positive gains.
+    places : dict of str to RulePlace
+        Image id -> where the rule's occurrences lie (empty without parse trees).
+    """
+
+    name: str
+    rule: str
+    count: int
+    ring_sizes: tuple[int, ...]
+    gain_bits: float | None
+    share: float | None
+    places: Mapping[str, RulePlace]
+
+    @property
+    def gloss(self) -> str:
+        """``rings 5 5 7 7; 32 x; img-1: x 20-490, y 15-500, centre (251, 240)`` (one line)."""
+        sizes = " ".join(map(str, self.ring_sizes))
+        what = f"regions of {sizes}-rings" if self.rule.startswith("domain(") else f"rings {sizes}"
+        parts = [what, f"{self.count} x"]
+        if self.places:
+            image, place = max(self.places.items(), key=lambda kv: (kv[1].n, kv[0]))
+            x0, y0, x1, y1 = place.bbox_xy
+            cx, cy = place.centroid_xy
+            where = f"{image}: x {x0:.0f}-{x1:.0f}, y {y0:.0f}-{y1:.0f}, centre ({cx:.0f}, {cy:.0f})"
+            if len(self.places) > 1:
+                where += f" (+{len(self.places) - 1} more images)"
+            parts.append(where)
+        return "; ".join(parts)
+
+
+def _ring_sizes(grammar: Grammar, name: str) -> tuple[int, ...]:
+    rule = grammar.symbols[name]
+    if isinstance(rule, RingRule):
+        return (rule.size,)
+    if isinstance(rule, MotifRule):
+        return tuple(sorted(s for part in rule.nodes for s in _ring_sizes(grammar, part)))
+    return _ring_sizes(grammar, rule.symbol)
+
+
+def rule_places(parses: Mapping[str, ParseNode], xy: Mapping[str, np.ndarray]) -> dict[str, dict[str, RulePlace]]:
+    """Symbol -> image -> :class:`RulePlace`, for every node of level >= 1 of the parse trees.
+
+    Parameters
+    ----------
+    parses : dict of str to ParseNode
+        Image id -> parse tree.
+    xy : dict of str to (N, 2) float ndarray, px
+        Image id -> atom positions (ids as in the parse).
+    """
+    out: dict[str, dict[str, RulePlace]] = {}
+    for image, root in parses.items():
+        positions = np.asarray(xy[image], dtype=float).reshape(-1, 2)
+        found: dict[str, list[np.ndarray]] = {}
+        for node in root.iter_nodes():
+            if node.level >= 1 and node is not root and node.atoms:
+                found.setdefault(node.symbol, []).append(positions[list(node.atoms)])
+        for symbol, groups in found.items():
+            centres = np.array([g.mean(axis=0) for g in groups])
+            everything = np.concatenate(groups)
+            lo, hi = everything.min(axis=0), everything.max(axis=0)
+            out.setdefault(symbol, {})[image] = RulePlace(
+                len(groups), (float(centres[:, 0].mean()), float(centres[:, 1].mean())),
+                (float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])))
+    return out
+
+
+def rule_glosses(grammar: Grammar, gains_bits: Mapping[str, float] | None = None,
+                 places: Mapping[str, Mapping[str, RulePlace]] | None = None) -> list[RuleGloss]:
+    """Every rule of ``grammar`` glossed, ranked by share of the gain (then count, then name)."""
+    gains_bits = gains_bits or {}
+    places = places or {}
+    names = [r.name for r in (*grammar.rings, *grammar.motifs, *grammar.domains)]
+    total = math.fsum(g for n, g in gains_bits.items() if n in grammar.symbols and g > 0)
+    out = []
+    for name in names:
+        gain = gains_bits.get(name)
+        share = gain / total if gain is not None and total > 0 else None
+        out.append(RuleGloss(name, rule_rhs(grammar.symbols[name]), grammar.symbols[name].count,
+                             _ring_sizes(grammar, name), gain, share, dict(places.get(name, {}))))
+    return sorted(out, key=lambda g: (g.share is None, -(g.share or 0.0), -g.count, g.name))
+
+
+def format_glosses(glosses: list[RuleGloss], *, top: int | None = None) -> str:
+    """The ranked rules as text lines: share, rule, count, gloss (``top``: only the first ``top``)."""
+    shown = glosses if top is None else glosses[:top]
+    lines = [f"# rules by share of the description-length gain"
+             + (f" (top {len(shown)} of {len(glosses)})" if len(shown) < len(glosses) else "") + ":"]
+    width = max((len(f"{g.name} = {g.rule}") for g in shown), default=0)
+    for g in shown:
+        share = f"{100 * g.share:5.1f} %" if g.share is not None else "    – "
+        lines.append(f"#  {share}  {f'{g.name} = {g.rule}'.ljust(width)}  {g.gloss}")
+    return "\n".join(lines)
+
+
+def read_run_places(run_dir: Path) -> dict[str, dict[str, RulePlace]]:
+    """:func:`rule_places` of a run directory: its ``parses/*.json`` and the positions in ``atoms.csv``
+    (empty when either is missing)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "atoms.csv").is_file() or not (run_dir / "parses").is_dir():
+        return {}
+    xy: dict[str, list] = {}
+    with open(run_dir / "atoms.csv", newline="") as fh:
+        for row in csv.DictReader(fh):
+            xy.setdefault(row["image"], []).append((float(row["x"]), float(row["y"])))
+    parses = {}
+    for image in xy:
+        path = run_dir / "parses" / f"{image}.json"
+        if path.is_file():
+            parses[image] = ParseNode.from_dict(json.loads(path.read_text()))
+    return rule_places(parses, {k: np.asarray(v) for k, v in xy.items()})
+
+
+def show_grammar(path, *, tree_of: str | None = None, top: int | None = None) -> str:
+    """The grammar of a run directory (or a grammar file) as text, with a short summary and its rules ranked
+    by their share of the description-length gain, each with a gloss (:func:`rule_glosses`; ``top``: the
+    first ``top`` only).
+
+    With ``tree_of`` (an image id of the run) the parse tree of that micrograph is appended.
+    """
+    grammar_path = grammar_file(path)
+    grammar = read_grammar_file(grammar_path)
+    summary_path = grammar_path.parent / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    induced = summary.get("grammar", {})
+    lines = [grammar.to_text().rstrip(), ""]
+    per_level = Counter(grammar.level_of(r.name) for r in (*grammar.rings, *grammar.motifs, *grammar.domains))
+    head = (f"# {grammar.n_rules} rules ("
+            + ", ".join(f"level {level}: {n}" for level, n in sorted(per_level.items()))
+            + f"), {grammar.description_length_bits():.1f} bits")
+    if "data_bits" in induced:
+        head += f"; data {induced['data_bits']:.1f} bits, total {induced['total_bits']:.1f} bits"
+    lines.append(head)
+    for image_id, info in summary.get("images", {}).items():
+        lines.append(
+            f"# {image_id}: {info['n_atoms']} atoms, {info['n_rings']} rings, "
+            f"coverage {info['coverage']}, {info['bits_per_atom']:.3f} bits/atom, disorder {info['disorder']:.3f}"
+        )
+    in_run = summary and grammar_path.name == "grammar.txt"
+    places = read_run_places(grammar_path.parent) if in_run else {}
+    gains = induced.get("gains_bits") if in_run else None
+    lines += ["", format_glosses(rule_glosses(grammar, gains, places), top=top)]
+    if tree_of is not None:
+        tree_path = grammar_path.parent / "parses" / f"{tree_of}.json"
+        if not tree_path.is_file():
+            raise MotifgramError(f"{tree_path}: no parse tree for image '{tree_of}' in this run")
+        lines += ["", ParseNode.from_dict(json.loads(tree_path.read_text())).to_lark_tree().pretty()]
+    return "\n".join(lines)
