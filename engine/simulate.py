@@ -728,8 +728,8 @@ def _graphene(size, rng, opts):
             size,
         )
     if stuck:
-        log.warning("%d of %d dislocation dipoles found no free glide and stayed Stone–Wales defects "
-                    "(dense placement)", stuck, todo.count("dislocation"))
+        log.warning("%d of %d dislocation dipoles found no free glide and stayed Stone–Wales defects",
+                    stuck, todo.count("dislocation"))
     bonds = _sort_bonds(list(bond_set))
     if centres:
         mobile = alive & (cKDTree(np.array(centres)).query(xy)[0] < 3 * SQRT3 * acc)
@@ -767,6 +767,7 @@ class _DefectSites:
         candidates = np.flatnonzero(np.all((xy >= border - 0.5) & (xy <= size - 0.5 - border), axis=1))
         self._sparse = candidates[rng.permutation(len(candidates))].tolist()
         self._separation = 4 * a
+        self._period = a
         self._cursor = 0
         self._centres = []
         self._placed = []  # atoms whose hexagons form each placed defect's footprint
@@ -819,9 +820,12 @@ class _DefectSites:
 
     def claim(self, atoms):
         """Add the hexagons of ``atoms`` to the footprint of the defect just taken; False (nothing claimed) when
-        one of them is another defect's or too close to the edge (dense phase only: sparse sites are far
-        enough apart for any defect built around them)."""
+        one of them is another defect's or too close to the edge (dense phase), or when an atom lies within 2.5
+        lattice periods of another defect's rewired atoms (sparse phase)."""
         if self._dense is None:
+            others = [a for placed in self._placed[:-1] for a in placed]
+            if others and np.min(cKDTree(self._xy[others]).query(self._xy[list(atoms)])[0]) < 2.5 * self._period:
+                return False
             self._placed[-1] = tuple(self._placed[-1]) + tuple(atoms)
             return True
         _, hexes_of, usable = self._dense
@@ -875,27 +879,31 @@ def _glide(xy, bond_set, i, j, *, acc, sites, rng):
 
     A second bond rotation next to the defect moves one of its 5-7 pairs one step away (Stone–Wales glide):
     5-7 and 7-5, each a dislocation core, with hexagons between them. Every bond within 2.5 bond lengths of
-    the defect is tried on a local copy (rotated as :func:`_rotate_bond` does) and kept when the faces near
-    the defect become exactly two pentagons and two heptagons in two bond-sharing 5-7 pairs that share no
-    bond with each other; one of those bonds is taken at random (its hexagons must be free, see
+    the defect is tried on a local copy (rotated as :func:`_rotate_bond` does, then relaxed) and kept when the
+    faces at the two rotated bonds become exactly two pentagons and two heptagons in two bond-sharing 5-7 pairs that share
+    no bond with each other; one of those bonds is taken at random (its hexagons must be free, see
     :meth:`_DefectSites.claim`). Each core's spec selects its pentagon and heptagon.
     """
     centre = (xy[i] + xy[j]) / 2
-    near = np.flatnonzero(np.hypot(*(xy - centre).T) < 6 * acc)
-    local = set(near.tolist())
-    local_bonds = sorted(b for b in bond_set if b[0] in local and b[1] in local)
-    candidates = [b for b in local_bonds if b != tuple(sorted((i, j)))
-                  and np.hypot(*((xy[b[0]] + xy[b[1]]) / 2 - centre)) < 2.5 * acc]
+    near = np.flatnonzero(np.hypot(*(xy - centre).T) < 8 * acc)
+    index = {int(k): n for n, k in enumerate(near.tolist())}
+    local_xy = xy[near]
+    local_bonds = sorted((index[p], index[q]) for p, q in bond_set if p in index and q in index)
+    mobile = np.hypot(*(local_xy - centre).T) < 3 * SQRT3 * acc  # as the final relaxation moves them
     valid = []
-    for a, b in candidates:
-        trial_xy, trial_bonds = xy.copy(), set(local_bonds)
+    for a, b in local_bonds:
+        if {a, b} == {index[i], index[j]} or np.hypot(*((local_xy[a] + local_xy[b]) / 2 - centre)) >= 2.5 * acc:
+            continue
+        trial_xy, trial_bonds = local_xy.copy(), set(local_bonds)
         others = sorted({o for e in trial_bonds for o in e if a in e or b in e} - {a, b})
         if len(others) != 4:
             continue
         _rotate_bond(trial_xy, trial_bonds, a, b, others)
-        cores = _dislocation_cores(trial_xy, trial_bonds, centre, 4.5 * acc)
+        relaxed = _relax(trial_xy, np.array(sorted(trial_bonds), dtype=np.int64), mobile, bond_px=acc)
+        cores = _dislocation_cores(relaxed, trial_bonds, {index[i], index[j], a, b})
         if cores is not None:
-            valid.append((a, b, others, cores))
+            valid.append((int(near[a]), int(near[b]), [int(near[o]) for o in others],
+                          [frozenset(frozenset(int(near[x]) for x in ring) for ring in core) for core in cores]))
     rng.shuffle(valid)
     for a, b, others, cores in valid:
         if sites.claim((a, b)):
@@ -905,11 +913,12 @@ def _glide(xy, bond_set, i, j, *, acc, sites, rng):
     return [_DefectSpec("stone_wales", _contains_any({i, j}), (i, j), (), True)]
 
 
-def _dislocation_cores(xy, bonds, centre, radius):
-    """The two 5-7 cores (each a pair of atom frozensets) when the faces within ``radius`` of ``centre`` other
-    than hexagons are exactly two bond-sharing 5-7 pairs sharing no bond with each other, else None."""
+def _dislocation_cores(xy, bonds, moved):
+    """The two 5-7 cores (each a pair of atom frozensets) when the faces holding an atom of ``moved`` (the two
+    rotated bonds) other than hexagons are exactly two bond-sharing 5-7 pairs sharing no bond with each
+    other, else None."""
     faces = face_cycles(xy, np.array(sorted(bonds), dtype=np.int64).reshape(-1, 2), max_ring=MAX_RING)
-    odd = [f for f in faces if len(f) != 6 and np.hypot(*(xy[list(f)].mean(axis=0) - centre)) < radius]
+    odd = [f for f in faces if len(f) != 6 and not moved.isdisjoint(f)]
     if sorted(map(len, odd)) != [5, 5, 7, 7]:
         return None
     edges = [{frozenset((f[k], f[k - 1])) for k in range(len(f))} for f in odd]

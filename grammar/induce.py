@@ -249,7 +249,7 @@ def induce_grammar(
         c, compact[i] = compact[i], None  # free each micrograph's arrays once its symbol graph exists
         symbols = [vocabulary.symbol_of[w] for w in c.distinct]
         extra = code.free_token_bits(c.free_tokens(code.ring_classes(symbols)))
-        sg = SymbolGraph(list(map(symbols.__getitem__, c.index.tolist())), c.adjacency)
+        sg = SymbolGraph(list(map(symbols.__getitem__, c.index.tolist())), c.adjacency, c.contacts)
         for d_name, symbol, threshold in vocabulary.domains:
             regions = sg.regions(symbol, threshold)
             sg.contract(regions, d_name, 2, domain=True)

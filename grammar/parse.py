@@ -5,7 +5,8 @@ Parsing (:func:`parse_graph`) runs the grammar's rules in their order on the rin
 1. **Rings.** Each ring's cyclic token word, in dihedral canonical form, gets the symbol of the ring rule with
    that word; else the wildcard rule of its size (``ring5(*)``); else it is an *unknown ring*, a level-1 leaf
    named ``R<size>?`` that no rule mentions (it is costed with an escape code, see below).
-2. **Domains are marked first.** Connected regions of a domain rule's ring symbol with at least
+2. **Domains are marked first.** Connected regions (rings sharing a bond or an atom: a line of 4-rings meeting
+   at corners, as at the 4|4P mirror-twin boundary of a TMD, is one) of a domain rule's ring symbol with at least
    ``min_domain_size`` rings (default: ``1 + ring size``, the smallest region that can hold a ring together
    with its complete first shell of edge-sharing neighbours: 7 for hexagons) become one frozen domain node
    each. Frozen nodes take no part in motif matching, so motifs cannot eat into a crystal; rings of the
@@ -82,6 +83,7 @@ __all__ = [
     "ring_words",
     "distinct_ring_words",
     "canonical_ring_order",
+    "ring_contacts",
     "free_atom_tokens",
     "kt_bits",
     "graph_data_bits",
@@ -235,6 +237,25 @@ def free_atom_tokens(rings, ring_class: np.ndarray, tokens) -> Counter:
     return Counter({(int(c), names[t]): int(n) for (c, t), n in zip(keys.tolist(), counts.tolist(), strict=True)})
 
 
+def ring_contacts(rings) -> np.ndarray:
+    """(C, 2) int64: every pair ``i < j`` of rings that share at least one atom (a bond or a corner), once.
+
+    Parameters
+    ----------
+    rings : Rings or sequence of sequences of int
+    """
+    rings = Rings.from_sequences(rings)
+    entry_ring = np.repeat(np.arange(len(rings), dtype=np.int64), rings.sizes)
+    order = np.lexsort((entry_ring, rings.atoms))
+    atom, ring = rings.atoms[order], entry_ring[order]
+    pairs = []
+    for k in range(1, int(np.bincount(atom).max(initial=1))):  # rings around an atom, pairwise
+        same = atom[k:] == atom[:-k]
+        pairs.append(np.stack([ring[:-k][same], ring[k:][same]], axis=1))
+    pairs = np.concatenate(pairs) if pairs else np.empty((0, 2), dtype=np.int64)
+    return np.unique(np.sort(pairs, axis=1), axis=0).reshape(-1, 2)
+
+
 def canonical_ring_order(rings: Sequence[Sequence[int]]) -> np.ndarray:
     """(R,) int64 permutation sorting rings by their sorted atom tuples: independent of the input ring order.
 
@@ -281,7 +302,7 @@ class SymbolGraph:
         Number of edges among alive nodes.
     """
 
-    def __init__(self, ring_labels: Sequence[str], ring_edges: np.ndarray):
+    def __init__(self, ring_labels: Sequence[str], ring_edges: np.ndarray, ring_contacts: np.ndarray | None = None):
         """Build the ring-adjacency graph.
 
         Parameters
@@ -290,6 +311,9 @@ class SymbolGraph:
             Symbol of each ring.
         ring_edges : (E, 2) int array
             Pairs of ring indices sharing a bond, each pair once.
+        ring_contacts : (C, 2) int array, optional
+            Pairs of ring indices sharing an atom (:func:`ring_contacts`): they join the rings of a domain
+            (:meth:`regions`), never the edges of the graph.
         """
         n = len(ring_labels)
         self.labels: list[str] = list(ring_labels)
@@ -308,7 +332,8 @@ class SymbolGraph:
         bounds = np.searchsorted(src[by_node], np.arange(n + 1)).tolist()
         neighbours = dst[by_node].tolist()
         self.adj: list[set[int]] = [set(neighbours[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
-        self._ring_edges = edges  # edges between two alive rings are the rings' own: see _ring_regions()
+        contacts = np.asarray(ring_contacts if ring_contacts is not None else edges, dtype=np.int64).reshape(-1, 2)
+        self._region_edges = np.concatenate([edges, contacts])  # static between alive rings: see _ring_regions()
         self._n_ring_nodes = n
         self.n_edges = len(edges)
         self.n_alive = n
@@ -348,6 +373,9 @@ class SymbolGraph:
     def regions(self, symbol: str, min_size: int) -> list[tuple[int, ...]]:
         """Connected regions of free nodes labelled ``symbol`` with at least ``min_size`` nodes.
 
+        Rings are connected when they share a bond or an atom (a line of 4-rings meeting at corners is one
+        region); composite nodes when they touch.
+
         Returns
         -------
         list of tuple of int
@@ -383,13 +411,14 @@ class SymbolGraph:
     def _ring_regions(self, members: np.ndarray, min_size: int) -> list[tuple[int, ...]]:
         """:meth:`regions` when every node of the symbol is a ring, by connected components over arrays.
 
-        Contraction removes the edges of the nodes it absorbs and adds edges to the new node only, so the
-        edges between two alive ring nodes are exactly their edges in the initial ring-adjacency graph.
+        Rings join when they share a bond or an atom. Contraction removes the edges of the nodes it absorbs and
+        adds edges to the new node only, so the edges between two alive ring nodes are exactly their edges in
+        the initial ring-adjacency graph (and their contacts never change).
         """
         n = self._n_ring_nodes
         mask = np.zeros(n, dtype=bool)
         mask[members] = True
-        e = self._ring_edges
+        e = self._region_edges
         e = e[mask[e[:, 0]] & mask[e[:, 1]]]
         _, component = connected_components(
             coo_matrix((np.ones(len(e), dtype=np.int8), (e[:, 0], e[:, 1])), shape=(n, n)), directed=False
@@ -885,7 +914,7 @@ def parse_graph(grammar: Grammar, graph, *, min_domain_size: int | None = None) 
     labels = list(map(symbols.__getitem__, word_index.tolist()))
     ring_symbols = np.array(labels, dtype=np.str_).reshape(len(labels))
     sg = SymbolGraph(list(map(labels.__getitem__, order.tolist())),
-                     rank[np.asarray(graph.ring_adjacency(), dtype=np.int64)])
+                     rank[np.asarray(graph.ring_adjacency(), dtype=np.int64)], rank[ring_contacts(rings)])
     ring_size = {r.name: r.size for r in grammar.rings}
 
     def threshold(symbol: str) -> int:

@@ -35,6 +35,7 @@ from motifgram.grammar.parse import (
     auto_min_domain_size,
     canonical_ring_order,
     distinct_ring_words,
+    ring_contacts,
     structure_bits,
     usage_bits,
 )
@@ -65,6 +66,8 @@ class RingWords:
         Word of each ring, rings in canonical order (:func:`~motifgram.grammar.parse.canonical_ring_order`).
     adjacency : (E, 2) int32 ndarray
         Rings sharing a bond, in canonical positions.
+    contacts : (C, 2) int32 ndarray
+        Rings sharing an atom (:func:`~motifgram.grammar.parse.ring_contacts`), in canonical positions.
     atoms : Counter
         ``(token, words)`` -> number of ring atoms with that token lying in exactly the rings of those words
         (``words``: sorted tuple of indices into ``distinct``): enough to count the free atoms of any choice.
@@ -73,6 +76,7 @@ class RingWords:
     distinct: list
     index: np.ndarray
     adjacency: np.ndarray
+    contacts: np.ndarray
     atoms: Counter
 
     def free_tokens(self, word_class: np.ndarray) -> Counter:
@@ -114,7 +118,8 @@ def ring_words_of(k: int, graph) -> RingWords:
         rows, counts = np.unique(np.column_stack([token_id.reshape(-1), table]), axis=0, return_counts=True)
         for row, n in zip(rows.tolist(), counts.tolist(), strict=True):
             atoms[(names[row[0]], tuple(w for w in row[1:] if w >= 0))] += n
-    return RingWords(distinct, index[order].astype(np.int32), adjacency.astype(np.int32), atoms)
+    return RingWords(distinct, index[order].astype(np.int32), adjacency.astype(np.int32),
+                     rank[ring_contacts(rings)].astype(np.int32), atoms)
 
 
 @dataclass(frozen=True)
@@ -177,7 +182,8 @@ def stage_bits(micrographs: Sequence[RingWords], vocabulary: RingVocabulary, tok
     vocabulary with them makes a word pay for the defects it splits into kinds that no longer repeat.
 
     Computed on arrays (plus one canonical form per component), with the data code of
-    :mod:`motifgram.grammar.parse`: regions are connected components of equally labelled rings, and
+    :mod:`motifgram.grammar.parse`: regions are connected components of equally labelled rings (sharing a
+    bond or an atom), and
     contracted edges are the distinct pairs of the nodes that rings end up in.
     """
     symbols = [r.name for r in vocabulary.rings]
@@ -193,7 +199,9 @@ def stage_bits(micrographs: Sequence[RingWords], vocabulary: RingVocabulary, tok
         label = np.array([sid[vocabulary.symbol_of[w]] for w in m.distinct], dtype=np.int64)[m.index]
         n = len(label)
         a, b = m.adjacency[:, 0].astype(np.int64), m.adjacency[:, 1].astype(np.int64)
-        comp, comp_size = _components(n, a, b, label[a] == label[b])
+        ca, cb = m.contacts[:, 0].astype(np.int64), m.contacts[:, 1].astype(np.int64)
+        ra, rb = np.concatenate([a, ca]), np.concatenate([b, cb])
+        comp, comp_size = _components(n, ra, rb, label[ra] == label[rb])
         in_region = comp_size[comp] >= threshold[label]
         region_comps, region_of = np.unique(comp[in_region], return_inverse=True)
         node = np.arange(n, dtype=np.int64)
@@ -292,7 +300,8 @@ def choose_ring_words(micrographs: Sequence[RingWords], tokens: Sequence[TokenSy
     gains : dict of str to float
         Provisional symbol -> the bits its rule saves (the total without it minus the total with it): a named
         word against its rings falling back to the wildcard, a domain rule against its regions staying
-        separate rings. Wildcards are not in it (without them a micrograph has no parse).
+        separate rings. Wildcards are not in it (without them a micrograph has no parse), nor are words of a
+        single token (they cost what the wildcard would).
     """
     word_counts = Counter()
     for m in micrographs:
@@ -331,7 +340,7 @@ def choose_ring_words(micrographs: Sequence[RingWords], tokens: Sequence[TokenSy
     exact = named(choice)
     vocabulary = RingVocabulary.build(word_counts, exact, min_domain_size)
     base = total(exact)
-    gains = {vocabulary.symbol_of[w]: 0.0 if single else total(exact - {w}) - base for w in sorted(exact)}
+    gains = {} if single else {vocabulary.symbol_of[w]: total(exact - {w}) - base for w in sorted(exact)}
     _, domains = stage_bits(micrographs, vocabulary, tokens, min_count=min_count, max_motif_size=max_motif_size,
                             name=name)
     gains.update({d.name: total(exact, without_domain=d.symbol) - base for d in domains})
