@@ -15,8 +15,8 @@ twist (``lambda = a / (2 sin(theta / 2))`` = 9.05 nm) and 6.8 at 4 deg.
 
 Graphene defect densities (``stone_wales_density``, ``vacancy_density`` (5-9), ``divacancy_density`` (5-8-5),
 ``dislocation_density`` (dipoles of two 5-7 cores, made by a second bond rotation next to a Stone–Wales
-defect): defects per atom in the image, each < 0.1) are honoured up to jamming: defects are first spread >= 4 lattice periods apart (the default
-densities never need more), then packed densely with non-overlapping footprints (no pristine hexagon
+defect): defects per atom in the image, each < 0.1) are honoured up to jamming: defects are first spread
+>= 4 lattice periods apart (the default densities never need more), then packed densely with non-overlapping footprints (no pristine hexagon
 rewired by two defects), so every Stone–Wales defect keeps its two 5- and two
 7-rings and every vacancy its 5- and 9-ring. Measured at 512 x 512, seed 1, one kind at a time: requested
 0.005 / 0.02 / 0.05 gives 0.0051 / 0.0200 / 0.0500 Stone–Wales and 0.0051 / 0.0204 / 0.0526 vacancies per
@@ -1016,9 +1016,9 @@ def _chalcogen_defects(xy, label, sulfur, todo, *, d, size, rng, cluster_size, l
     columns around one of its Mo neighbours (for 3, the triangle around that Mo column: one shape, so a
     grammar can count it), grown beyond 3 by adding, among the chalcogen sites next to the cluster (one
     lattice constant apart), one with the most cluster neighbours (ties at random). An S-vacancy line is
-    ``line_length`` consecutive chalcogen columns along a lattice direction that lose one S each (S1). Every column of a defect and every chalcogen site next to it
-    must be pristine S2, and defects keep three lattice constants between their columns, so that each is
-    isolated and its count exact; sites are tried in random order, at least three lattice constants inside
+    ``line_length`` consecutive chalcogen columns along a lattice direction that lose one S each (S1). Every
+    column of a defect and every chalcogen site next to it must be pristine S2, and defects keep three
+    lattice constants between their columns, so that each is isolated and its count exact; sites are tried in random order, at least three lattice constants inside
     the image, and a warning says how many did not fit.
     """
     a = SQRT3 * d
