@@ -16,9 +16,10 @@ twist (``lambda = a / (2 sin(theta / 2))`` = 9.05 nm) and 6.8 at 4 deg.
 Graphene defect densities (``stone_wales_density``, ``vacancy_density`` (5-9), ``divacancy_density`` (5-8-5),
 ``dislocation_density`` (dipoles of two 5-7 cores, made by a second bond rotation next to a Stone–Wales
 defect): defects per atom in the image, each < 0.1) are honoured up to jamming: defects are first spread
->= 4 lattice periods apart (the default densities never need more), then packed densely with non-overlapping footprints (no pristine hexagon
-rewired by two defects), so every Stone–Wales defect keeps its two 5- and two
-7-rings and every vacancy its 5- and 9-ring. Measured at 512 x 512, seed 1, one kind at a time: requested
+>= 4 lattice periods apart (the default densities never need more), then packed densely with
+non-overlapping footprints (no pristine hexagon rewired by two defects), so every defect keeps its rings
+(Stone–Wales two 5- and two 7-rings, a vacancy its 5- and 9-ring, a divacancy 5-8-5, a dislocation core
+5-7). Measured at 512 x 512, seed 1, one kind at a time: requested
 0.005 / 0.02 / 0.05 gives 0.0051 / 0.0200 / 0.0500 Stone–Wales and 0.0051 / 0.0204 / 0.0526 vacancies per
 remaining atom, bonds within 0.95-1.04 (SW) and 0.98-1.14 (vacancies) of a_CC. A warning ("placed m of n")
 appears only when no free site is left (Stone–Wales alone jam near 0.08 per atom; vacancies fit up to
@@ -1018,8 +1019,9 @@ def _chalcogen_defects(xy, label, sulfur, todo, *, d, size, rng, cluster_size, l
     lattice constant apart), one with the most cluster neighbours (ties at random). An S-vacancy line is
     ``line_length`` consecutive chalcogen columns along a lattice direction that lose one S each (S1). Every
     column of a defect and every chalcogen site next to it must be pristine S2, and defects keep three
-    lattice constants between their columns, so that each is isolated and its count exact; sites are tried in random order, at least three lattice constants inside
-    the image, and a warning says how many did not fit.
+    lattice constants between their columns, so that each is isolated and its count exact; sites are tried
+    in random order, at least three lattice constants inside the image, and a warning says how many did not
+    fit.
     """
     a = SQRT3 * d
     s_xy = xy[sulfur]
