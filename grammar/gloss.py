@@ -22,7 +22,7 @@ import numpy as np
 
 from motifgram.engine.errors import MotifgramError
 from motifgram.grammar.dsl import grammar_file, read_grammar_file, rule_rhs
-from motifgram.grammar.model import Grammar, MotifRule, RingRule
+from motifgram.grammar.model import DomainRule, Grammar, MotifRule, RingRule
 from motifgram.grammar.parse import ParseNode
 
 __all__ = ["RulePlace", "RuleGloss", "rule_places", "rule_glosses", "format_glosses", "read_run_places", "show_grammar"]
@@ -66,6 +66,8 @@ class RuleGloss:
         ``gain_bits`` over the sum of all positive gains.
     places : dict of str to RulePlace
         Image id -> where the rule's occurrences lie (empty without parse trees).
+    members : int or None
+        A domain's rings over all its regions (None for other rules).
     """
 
     name: str
@@ -75,13 +77,17 @@ class RuleGloss:
     gain_bits: float | None
     share: float | None
     places: Mapping[str, RulePlace]
+    members: int | None = None
 
     @property
     def gloss(self) -> str:
-        """``rings 5 5 7 7; 32 x; img-1: x 20-490, y 15-500, centre (251, 240)`` (one line)."""
+        """``rings 5 5 7 7; 32 x; img-1: x 20-490, y 15-500, centre (251, 240)`` (one line; a domain:
+        ``regions of 6-rings; 2 x, 1306 rings; ...``)."""
         sizes = " ".join(map(str, self.ring_sizes))
-        what = f"regions of {sizes}-rings" if self.rule.startswith("domain(") else f"rings {sizes}"
-        parts = [what, f"{self.count} x"]
+        if self.members is not None:
+            parts = [f"regions of {sizes}-rings", f"{self.count} x, {self.members} rings"]
+        else:
+            parts = [f"rings {sizes}", f"{self.count} x"]
         if self.places:
             image, place = max(self.places.items(), key=lambda kv: (kv[1].n, kv[0]))
             x0, y0, x1, y1 = place.bbox_xy
@@ -140,8 +146,9 @@ def rule_glosses(grammar: Grammar, gains_bits: Mapping[str, float] | None = None
     for name in names:
         gain = gains_bits.get(name)
         share = gain / total if gain is not None and total > 0 else None
-        out.append(RuleGloss(name, rule_rhs(grammar.symbols[name]), grammar.symbols[name].count,
-                             _ring_sizes(grammar, name), gain, share, dict(places.get(name, {}))))
+        rule = grammar.symbols[name]
+        out.append(RuleGloss(name, rule_rhs(rule), rule.count, _ring_sizes(grammar, name), gain, share,
+                             dict(places.get(name, {})), rule.size if isinstance(rule, DomainRule) else None))
     return sorted(out, key=lambda g: (g.share is None, -(g.share or 0.0), -g.count, g.name))
 
 
