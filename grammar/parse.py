@@ -5,8 +5,9 @@ Parsing (:func:`parse_graph`) runs the grammar's rules in their order on the rin
 1. **Rings.** Each ring's cyclic token word, in dihedral canonical form, gets the symbol of the ring rule with
    that word; else the wildcard rule of its size (``ring5(*)``); else it is an *unknown ring*, a level-1 leaf
    named ``R<size>?`` that no rule mentions (it is costed with an escape code, see below).
-2. **Domains are marked first.** Connected regions (rings sharing a bond or an atom: a line of 4-rings meeting
-   at corners, as at the 4|4P mirror-twin boundary of a TMD, is one) of a domain rule's ring symbol with at least
+2. **Domains are marked first.** Connected regions (rings sharing a bond; rings that share no bond with a ring of
+   their symbol join by shared atoms, so a line of 4-rings meeting at corners, as at the 4|4P mirror-twin
+   boundary of a TMD, is one) of a domain rule's ring symbol with at least
    ``min_domain_size`` rings (default: ``1 + ring size``, the smallest region that can hold a ring together
    with its complete first shell of edge-sharing neighbours: 7 for hexagons) become one frozen domain node
    each. Frozen nodes take no part in motif matching, so motifs cannot eat into a crystal; rings of the
@@ -312,7 +313,7 @@ class SymbolGraph:
         ring_edges : (E, 2) int array
             Pairs of ring indices sharing a bond, each pair once.
         ring_contacts : (C, 2) int array, optional
-            Pairs of ring indices sharing an atom (:func:`ring_contacts`): they join the rings of a domain
+            Pairs of ring indices sharing an atom (:func:`ring_contacts`): they may join the rings of a domain
             (:meth:`regions`), never the edges of the graph.
         """
         n = len(ring_labels)
@@ -332,8 +333,9 @@ class SymbolGraph:
         bounds = np.searchsorted(src[by_node], np.arange(n + 1)).tolist()
         neighbours = dst[by_node].tolist()
         self.adj: list[set[int]] = [set(neighbours[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
-        contacts = np.asarray(ring_contacts if ring_contacts is not None else edges, dtype=np.int64).reshape(-1, 2)
-        self._region_edges = np.concatenate([edges, contacts])  # static between alive rings: see _ring_regions()
+        self._ring_edges = edges  # edges and contacts between alive rings never change: see _ring_regions()
+        self._contacts = np.asarray(ring_contacts if ring_contacts is not None else np.empty((0, 2)),
+                                    dtype=np.int64).reshape(-1, 2)
         self._n_ring_nodes = n
         self.n_edges = len(edges)
         self.n_alive = n
@@ -373,8 +375,9 @@ class SymbolGraph:
     def regions(self, symbol: str, min_size: int) -> list[tuple[int, ...]]:
         """Connected regions of free nodes labelled ``symbol`` with at least ``min_size`` nodes.
 
-        Rings are connected when they share a bond or an atom (a line of 4-rings meeting at corners is one
-        region); composite nodes when they touch.
+        Rings are connected when they share a bond, or an atom when neither shares a bond with a ring of the
+        symbol (:func:`_region_links`: a line of 4-rings meeting at corners is one region, two grains of a
+        crystal meeting along a boundary stay two); composite nodes when they touch.
 
         Returns
         -------
@@ -411,15 +414,14 @@ class SymbolGraph:
     def _ring_regions(self, members: np.ndarray, min_size: int) -> list[tuple[int, ...]]:
         """:meth:`regions` when every node of the symbol is a ring, by connected components over arrays.
 
-        Rings join when they share a bond or an atom. Contraction removes the edges of the nodes it absorbs and
+        Rings join as :func:`_region_links` says. Contraction removes the edges of the nodes it absorbs and
         adds edges to the new node only, so the edges between two alive ring nodes are exactly their edges in
         the initial ring-adjacency graph (and their contacts never change).
         """
         n = self._n_ring_nodes
         mask = np.zeros(n, dtype=bool)
         mask[members] = True
-        e = self._region_edges
-        e = e[mask[e[:, 0]] & mask[e[:, 1]]]
+        e = _region_links(n, mask, self._ring_edges, self._contacts)
         _, component = connected_components(
             coo_matrix((np.ones(len(e), dtype=np.int8), (e[:, 0], e[:, 1])), shape=(n, n)), directed=False
         )
@@ -600,6 +602,20 @@ class SymbolGraph:
             self.n_alive += 1 - len(inst)
             new_ids.append(nid)
         return new_ids
+
+
+def _region_links(n: int, member: np.ndarray, edges: np.ndarray, contacts: np.ndarray) -> np.ndarray:
+    """(L, 2) links between the ``member`` rings (a (n,) bool mask) that make up regions: the bond-sharing
+    edges among them, and the corner contacts between two members that share no bond with any member.
+
+    So rings that tile only by corners (the 4-rings of a 4|4P boundary) form a region, while the rings of a
+    crystal, which share bonds, join only by bonds: a corner where two grains meet does not merge them.
+    """
+    edges = edges[member[edges[:, 0]] & member[edges[:, 1]]]
+    bonded = np.zeros(n, dtype=bool)
+    bonded[edges.ravel()] = True
+    loose = member & ~bonded
+    return np.concatenate([edges, contacts[loose[contacts[:, 0]] & loose[contacts[:, 1]]]])
 
 
 def select_disjoint(instances: Sequence[tuple[int, ...]]) -> list[tuple[int, ...]]:

@@ -183,7 +183,7 @@ def stage_bits(micrographs: Sequence[RingWords], vocabulary: RingVocabulary, tok
 
     Computed on arrays (plus one canonical form per component), with the data code of
     :mod:`motifgram.grammar.parse`: regions are connected components of equally labelled rings (sharing a
-    bond or an atom), and
+    bond, or an atom where neither shares a bond with its kind), and
     contracted edges are the distinct pairs of the nodes that rings end up in.
     """
     symbols = [r.name for r in vocabulary.rings]
@@ -199,9 +199,13 @@ def stage_bits(micrographs: Sequence[RingWords], vocabulary: RingVocabulary, tok
         label = np.array([sid[vocabulary.symbol_of[w]] for w in m.distinct], dtype=np.int64)[m.index]
         n = len(label)
         a, b = m.adjacency[:, 0].astype(np.int64), m.adjacency[:, 1].astype(np.int64)
+        same = label[a] == label[b]
+        bonded = np.zeros(n, dtype=bool)
+        bonded[a[same]] = bonded[b[same]] = True
         ca, cb = m.contacts[:, 0].astype(np.int64), m.contacts[:, 1].astype(np.int64)
+        corner = (label[ca] == label[cb]) & ~bonded[ca] & ~bonded[cb]  # as parse._region_links joins rings
         ra, rb = np.concatenate([a, ca]), np.concatenate([b, cb])
-        comp, comp_size = _components(n, ra, rb, label[ra] == label[rb])
+        comp, comp_size = _components(n, ra, rb, np.concatenate([same, corner]))
         in_region = comp_size[comp] >= threshold[label]
         region_comps, region_of = np.unique(comp[in_region], return_inverse=True)
         node = np.arange(n, dtype=np.int64)

@@ -51,6 +51,9 @@ def test_corner_sharing_rings_form_one_domain_but_no_edge():
     assert sg.regions("R4", 5) == [(0, 1, 2, 3, 4)]
     assert sg.n_edges == 5 and all(len(sg.adj[k]) == 1 for k in range(5))  # contacts are not edges
     assert SymbolGraph(labels, edges).regions("R4", 2) == []
+    # two bonded patches of hexagons that touch at a corner (two grains) stay two regions
+    grains = SymbolGraph(["R6"] * 6, np.array([[0, 1], [1, 2], [3, 4], [4, 5]]), np.array([[2, 3]]))
+    assert grains.regions("R6", 3) == [(0, 1, 2), (3, 4, 5)]
 
 
 def test_stage_bits_is_the_induction_cost_before_motifs():
