@@ -100,10 +100,9 @@ def on_truth(case, kind, options, seed, size, mode):
 
 
 def on_pipeline(case, kind, options, seed, size, k, scratch, token_ari):
+    from motifgram.engine import rundir
     from motifgram.engine.pipeline import run
     from motifgram.engine.spec import load_spec
-    from motifgram.grammar.compare import read_run_graphs
-    from motifgram.grammar.dsl import read_grammar_file
 
     sim = simulate(kind, size=size, seed=seed, **options)
     np.save(scratch / "image.npy", sim.image)
@@ -111,14 +110,14 @@ def on_pipeline(case, kind, options, seed, size, k, scratch, token_ari):
                       "output": {"report": False, "overlays": False}}, base_dir=scratch)
     out = run(spec, out_dir=scratch / "run", force=True, quiet=True)
     summary = json.loads((out / "summary.json").read_text())
-    graph = read_run_graphs(out)["img"]
+    graph = rundir.read_run_graphs(out)["img"]
     nn = float(np.median(cKDTree(sim.truth.xy).query(sim.truth.xy, k=2)[0][:, 1]))
     matched = match_rings(graph.xy, graph.rings, sim.truth.xy, sim.truth.rings, tolerance_px=0.3 * nn)
     defects = [Defect(d.kind, d.atoms, tuple(matched[r] for r in d.rings)) for d in sim.truth.defects]
     root = ParseNode.from_dict(json.loads((out / "parses" / "img.json").read_text()))
     rules = defect_rules(root, graph.rings, defects)
     ari = token_ari(sim.truth, out / "atoms.csv") if token_ari else None
-    return row(case, seed, "pipeline", read_grammar_file(out), summary["grammar"]["total_bits"], rules, ari)
+    return row(case, seed, "pipeline", rundir.read_grammar_file(out), summary["grammar"]["total_bits"], rules, ari)
 
 
 def table(rows):

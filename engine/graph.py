@@ -67,6 +67,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import Delaunay, QhullError, cKDTree
 
 from motifgram.engine.errors import MotifgramError
+from motifgram.engine.geometry import border_distance
 
 __all__ = [
     "AUTO_BOND_WINDOW",
@@ -80,6 +81,8 @@ __all__ = [
     "graph_from_bonds",
     "ring_statistics",
     "face_cycles",
+    "empty_polygons",
+    "triangle_regions",
     "aboav_weaire",
 ]
 
@@ -575,15 +578,13 @@ def _rings_of_bonds(xy, bonds, image_shape, max_ring, border_px):
     if len(ring) == 0:
         return Rings([], [0])
     keep = simple & ~_touches(ring, length, _near_border(xy, image_shape, border_px) | outer)
-    keep[keep] = _empty_polygons(xy, ring[keep], length[keep])
+    keep[keep] = empty_polygons(xy, ring[keep], length[keep])
     return _sorted_rings(ring[keep], length[keep])
 
 
 def _near_border(xy, image_shape, border_px):
     """(N,) bool: atoms closer than ``border_px`` to the image edge."""
-    h_img, w_img = image_shape
-    dist = np.minimum.reduce([xy[:, 0] + 0.5, w_img - 0.5 - xy[:, 0], xy[:, 1] + 0.5, h_img - 0.5 - xy[:, 1]])
-    return dist < border_px
+    return border_distance(xy, image_shape) < border_px
 
 
 def _touches(ring, length, atoms):
@@ -599,7 +600,7 @@ def _sorted_rings(ring, length):
     return Rings.from_padded(ring[order], length[order])
 
 
-def _empty_polygons(xy, ring, length):
+def empty_polygons(xy, ring, length):
     """(F,) bool: no atom but its own lies inside each ring's polygon (even-odd rule), vectorised over
     (ring, nearby atom) pairs; ``ring`` (F, W) padded past ``length``."""
     if len(ring) == 0:
@@ -834,7 +835,7 @@ def _rings(xy, bonds, tri, image_shape, max_ring, border_px):
         return Rings([], [0])
 
     # Emptiness and the outer face from the Delaunay triangles grouped into bond-bounded regions.
-    region, n_tri, outer_atoms = _regions(xy, bonds, tri)
+    region, n_tri, outer_atoms = triangle_regions(xy, bonds, tri)
     t_key = _tri_edge_keys(xy, tri)
     key = dst[first] * n + ring[:, 0]  # triangle right of u -> v is left of v -> u (the walk starts at u)
     pos = np.searchsorted(t_key[0], key)
@@ -860,7 +861,7 @@ def _tri_edge_keys(xy, tri):
     return key[order], np.repeat(np.arange(len(s)), 3)[order]
 
 
-def _regions(xy, bonds, tri):
+def triangle_regions(xy, bonds, tri):
     """Group Delaunay triangles into regions bounded by bonds.
 
     Returns

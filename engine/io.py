@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ImageError
+from motifgram.engine.errors import ImageError
 
 __all__ = ["Micrograph", "load_micrograph", "SUPPORTED_SUFFIXES", "MAX_PIXELS"]
 

@@ -448,6 +448,18 @@ class Spec:
         """
         return _to_plain(self, Spec, {})
 
+    @property
+    def feature_descriptor(self) -> str:
+        """``features.descriptor`` with ``auto`` resolved: intensity quantiles for grid points (``detect.method:
+        grid``), else Zernike invariants.
+
+        Not ``zernike_context`` by default: on one-element lattices its norm-scaled invariants give defect
+        neighbourhoods a token of their own (see ``examples/`` and ``benchmarks/README.md``).
+        """
+        if self.features.descriptor != "auto":
+            return self.features.descriptor
+        return "intensity" if self.detect.method == "grid" else "zernike"
+
     def run_dir(self):
         """The run directory: ``output.dir``, else ``runs/<name>``, relative to the current directory.
 

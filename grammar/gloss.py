@@ -5,27 +5,23 @@ micrographs (from the parse trees: the bounding box and centroid of its occurren
 Rules are ranked by the bits they saved when induction chose them (``InductionResult.gains_bits``, kept in
 ``summary.json`` as ``grammar.gains_bits``); wildcard rings, which every parse needs, and rules of a
 grammar read without its run have no gain and follow, most used first. ``motifgram show`` prints this table
-(``--top N`` for the first N).
+(``--top N`` for the first N; :mod:`motifgram.engine.show`).
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import math
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from motifgram.engine.errors import MotifgramError
-from motifgram.grammar.dsl import grammar_file, read_grammar_file, rule_rhs
-from motifgram.grammar.model import DomainRule, Grammar, MotifRule, RingRule
+from motifgram.grammar.dsl import rule_rhs
+from motifgram.grammar.model import Grammar
 from motifgram.grammar.parse import ParseNode
+from motifgram.grammar.rules import DomainRule, MotifRule, RingRule
 
-__all__ = ["RulePlace", "RuleGloss", "rule_places", "rule_glosses", "format_glosses", "read_run_places", "show_grammar"]
+__all__ = ["RulePlace", "RuleGloss", "rule_places", "rule_glosses", "format_glosses"]
 
 
 @dataclass(frozen=True)
@@ -161,59 +157,4 @@ def format_glosses(glosses: list[RuleGloss], *, top: int | None = None) -> str:
     for g in shown:
         share = f"{100 * g.share:5.1f} %" if g.share is not None else "    – "
         lines.append(f"#  {share}  {f'{g.name} = {g.rule}'.ljust(width)}  {g.gloss}")
-    return "\n".join(lines)
-
-
-def read_run_places(run_dir: Path) -> dict[str, dict[str, RulePlace]]:
-    """:func:`rule_places` of a run directory: its ``parses/*.json`` and the positions in ``atoms.csv``
-    (empty when either is missing)."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "atoms.csv").is_file() or not (run_dir / "parses").is_dir():
-        return {}
-    xy: dict[str, list] = {}
-    with open(run_dir / "atoms.csv", newline="") as fh:
-        for row in csv.DictReader(fh):
-            xy.setdefault(row["image"], []).append((float(row["x"]), float(row["y"])))
-    parses = {}
-    for image in xy:
-        path = run_dir / "parses" / f"{image}.json"
-        if path.is_file():
-            parses[image] = ParseNode.from_dict(json.loads(path.read_text()))
-    return rule_places(parses, {k: np.asarray(v) for k, v in xy.items()})
-
-
-def show_grammar(path, *, tree_of: str | None = None, top: int | None = None) -> str:
-    """The grammar of a run directory (or a grammar file) as text, with a short summary and its rules ranked
-    by their share of the description-length gain, each with a gloss (:func:`rule_glosses`; ``top``: the
-    first ``top`` only).
-
-    With ``tree_of`` (an image id of the run) the parse tree of that micrograph is appended.
-    """
-    grammar_path = grammar_file(path)
-    grammar = read_grammar_file(grammar_path)
-    summary_path = grammar_path.parent / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-    induced = summary.get("grammar", {})
-    lines = [grammar.to_text().rstrip(), ""]
-    per_level = Counter(grammar.level_of(r.name) for r in (*grammar.rings, *grammar.motifs, *grammar.domains))
-    head = (f"# {grammar.n_rules} rules ("
-            + ", ".join(f"level {level}: {n}" for level, n in sorted(per_level.items()))
-            + f"), {grammar.description_length_bits():.1f} bits")
-    if "data_bits" in induced:
-        head += f"; data {induced['data_bits']:.1f} bits, total {induced['total_bits']:.1f} bits"
-    lines.append(head)
-    for image_id, info in summary.get("images", {}).items():
-        lines.append(
-            f"# {image_id}: {info['n_atoms']} atoms, {info['n_rings']} rings, "
-            f"coverage {info['coverage']}, {info['bits_per_atom']:.3f} bits/atom, disorder {info['disorder']:.3f}"
-        )
-    in_run = summary and grammar_path.name == "grammar.txt"
-    places = read_run_places(grammar_path.parent) if in_run else {}
-    gains = induced.get("gains_bits") if in_run else None
-    lines += ["", format_glosses(rule_glosses(grammar, gains, places), top=top)]
-    if tree_of is not None:
-        tree_path = grammar_path.parent / "parses" / f"{tree_of}.json"
-        if not tree_path.is_file():
-            raise MotifgramError(f"{tree_path}: no parse tree for image '{tree_of}' in this run")
-        lines += ["", ParseNode.from_dict(json.loads(tree_path.read_text())).to_lark_tree().pretty()]
     return "\n".join(lines)

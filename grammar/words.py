@@ -29,7 +29,8 @@ from scipy.sparse.csgraph import connected_components
 
 from motifgram.engine.errors import GrammarError
 from motifgram.engine.graph import Rings
-from motifgram.grammar.model import DomainRule, Grammar, MotifRule, RingRule, TokenSymbol, canonical_motif
+from motifgram.grammar.model import Grammar
+from motifgram.grammar.rules import DomainRule, MotifRule, RingRule, TokenSymbol, canonical_motif
 from motifgram.grammar.parse import (
     DataCode,
     auto_min_domain_size,

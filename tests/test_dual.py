@@ -19,7 +19,8 @@ from motifgram.engine.detect import detect_atoms
 from motifgram.engine.dual import ring_centre_sites
 from motifgram.engine.graph import build_graph, graph_from_bonds
 from motifgram.engine.io import Micrograph
-from motifgram.engine.pipeline import analyse_micrograph, atoms_at_ring_centres
+from motifgram.engine.dual import atoms_at_ring_centres
+from motifgram.engine.stages import analyse_micrograph
 from motifgram.engine.simulate import simulate
 from motifgram.engine.spec import load_spec
 
@@ -222,7 +223,7 @@ def test_parse_reuses_the_runs_spots_option(recovered, tmp_path):
 
 
 def test_cache_key_distinguishes_the_option():
-    from motifgram.engine.pipeline import _input_cache_key
+    from motifgram.engine.records import input_cache_key as _input_cache_key
 
     spec = load_spec({"inputs": [{"simulate": {"kind": "graphene", "size": 64}}]})
     dual = dataclasses.replace(spec, detect=dataclasses.replace(spec.detect, spots="ring_centres"))

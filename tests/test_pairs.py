@@ -18,7 +18,8 @@ from scipy.spatial import cKDTree
 from motifgram.engine.errors import MotifgramError
 from motifgram.engine.io import Micrograph
 from motifgram.engine.pairs import PAIR_FRACTION, dumbbell_sites
-from motifgram.engine.pipeline import analyse_micrograph, atoms_at_dumbbells
+from motifgram.engine.pairs import atoms_at_dumbbells
+from motifgram.engine.stages import analyse_micrograph
 from motifgram.engine.simulate import simulate
 from motifgram.engine.spec import load_spec
 from test_dual import check_parse_reuses_spots, same_points
@@ -210,7 +211,8 @@ real_data = pytest.mark.skipif(not DATA.is_dir() or read_run is None, reason=f"r
 
 @pytest.fixture(scope="module")
 def si_dumbbells(tmp_path_factory):
-    from motifgram.engine.pipeline import load_input, run
+    from motifgram.engine.pipeline import run
+    from motifgram.engine.stages import load_input
 
     raw = yaml.safe_load((SPECS / "si110_dumbbells.yaml").read_text())
     raw["output"] = {"overlays": False, "report": False}

@@ -173,7 +173,7 @@ def test_failed_run_leaves_previous_results_intact(demo_run, tmp_path):
 
 
 def test_show_prints_the_grammar_and_a_parse_tree(demo_run):
-    from motifgram.grammar.gloss import show_grammar
+    from motifgram.engine.show import show_grammar
     from motifgram.grammar import Grammar
 
     text = show_grammar(demo_run, tree_of="graphene-1")
@@ -185,8 +185,8 @@ def test_show_prints_the_grammar_and_a_parse_tree(demo_run):
 
 
 def test_show_ranks_the_rules_by_their_gain_and_says_where_they_are(demo_run):
+    from motifgram.engine.show import show_grammar
     from motifgram.grammar import Grammar
-    from motifgram.grammar.gloss import show_grammar
 
     summary = json.loads((demo_run / "summary.json").read_text())["grammar"]
     gains = summary["gains_bits"]

@@ -11,8 +11,8 @@ from motifgram.engine.graph import AtomGraph
 from motifgram.engine.simulate import simulate
 from motifgram.grammar.gloss import rule_glosses, rule_places
 from motifgram.grammar.induce import induce_grammar
-from motifgram.grammar.model import TokenSymbol
 from motifgram.grammar.parse import SymbolGraph, kt_bits, parse_graph, ring_contacts
+from motifgram.grammar.rules import TokenSymbol
 from motifgram.grammar.words import RingVocabulary, choose_ring_words, ring_words_of, stage_bits
 
 
