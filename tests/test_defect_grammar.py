@@ -3,9 +3,13 @@ mixed, graphene and MoS2, two independently seeded images of each (grammar.truth
 each defect's rings exactly; its count is compared with the number of defects complete in the image).
 
 Thresholds come from the claim (issue 19): the defect rule present and its count within 10 % of the truth,
-at most 12 rules for graphene with two defect kinds. Measured margins (benchmarks/grammar_quality.py, seeds
-1-8, 512², truth graphs): every count exact (relative error 0) with truth tokens and with the spurious token;
-rules 5-13 (graphene, four kinds with the spurious token: 13; two kinds: at most 9).
+at most 12 rules for graphene (the claim for two defect kinds; with all four kinds the textbook grammar is 10
+rules: five ring sizes, four defects, one domain). Measured over seeds 1-8 at these settings (512², truth
+graphs): every count exact (relative error 0) with the true tokens and with the spurious token; rules 4-7 for
+one or two kinds and 10 for four with the true tokens, 5-9 and 10-12 with the spurious token. Counts stay
+exact while defects are isolated; at 0.006 per atom of each of the four kinds (dense placement, defects
+touching) touching defects form compound motifs and the counts of single defects fall to 50-80 %
+(benchmarks/README.md).
 """
 
 import numpy as np
@@ -72,7 +76,7 @@ def test_each_defect_is_one_rule_with_its_true_count(case, seed):
     grammar, rules = check(case, seed)
     if CASES[case][0] == "graphene":
         assert {t.name for t in grammar.tokens} == {"C"}
-        assert grammar.n_rules <= (12 if len(rules) <= 2 else 16)
+        assert grammar.n_rules <= 12
         assert [d.symbol for d in grammar.domains] == ["R6"]
     else:
         assert {t.name for t in grammar.tokens} <= KINDS["mos2"]
