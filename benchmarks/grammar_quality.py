@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/grammar_quality.py [--seeds 1 2 3 4 5 6 7 8] [--size 512] [--pipeline 2]
-                                         [--out benchmarks/grammar_quality.json]
+                                         [--out benchmarks/grammar_quality.json] [--render JSON]
 
 For every simulated material and defect case (graphene: Stone–Wales, 5-9 vacancy, 5-8-5 divacancy, 5-7
 dislocation dipoles, alone, in pairs and all four mixed, at two densities; MoS2: Se clusters, S-vacancy
@@ -27,7 +27,6 @@ issue 19's item 1); blank otherwise. Writes every row to ``--out`` (JSON) and th
 import argparse
 import importlib.util
 import json
-import math
 import sys
 import tempfile
 from pathlib import Path
@@ -121,27 +120,29 @@ def on_pipeline(case, kind, options, seed, size, k, scratch, token_ari):
 
 
 def table(rows):
-    lines = ["| case | mode | seeds | tokens | rules (min–max) | total bits (mean) | defect rule: count / truth "
-             "(worst relative error) | token ARI |", "|---|---|---|---|---|---|---|---|"]
+    """Markdown: one line per case and mode, the seeds pooled (counts summed, the worst seed's error)."""
+    lines = ["| case (defects per atom) | mode | seeds | tokens | rules | total bits (mean) | defect kind: Σ count / "
+             "Σ truth, worst relative error | token ARI |", "|---|---|---|---|---|---|---|---|"]
     groups = {}
     for r in rows:
         groups.setdefault((r["case"], r["mode"]), []).append(r)
+
+    def span(values):
+        return f"{min(values)}" if min(values) == max(values) else f"{min(values)}–{max(values)}"
+
     for (case, mode), rs in groups.items():
-        kinds = sorted({k for r in rs for k in r["defects"]})
         cells = []
-        for kind in kinds:
+        for kind in sorted({k for r in rs for k in r["defects"]}):
             per = [r["defects"][kind] for r in rs if kind in r["defects"]]
-            named = [p for p in per if p["symbol"]]
-            worst = max((abs(p["count"] - p["truth"]) / p["truth"] if p["symbol"] else math.inf)
-                        for p in per if p["truth"]) if any(p["truth"] for p in per) else math.nan
-            counts = ", ".join(f"{p['count']}/{p['truth']}" if p["symbol"] else f"–/{p['truth']}" for p in per)
-            cells.append(f"{kind} {counts} ({'unnamed' if not named else f'{worst:.0%}'})")
+            if all(p["symbol"] is None for p in per):
+                cells.append(f"{kind}: unnamed ({sum(p['truth'] for p in per)} true)")
+                continue
+            worst = max(abs(p["count"] - p["truth"]) / p["truth"] if p["symbol"] else 1.0 for p in per if p["truth"])
+            cells.append(f"{kind}: {sum(p['count'] for p in per)}/{sum(p['truth'] for p in per)}, {worst:.0%}")
         aris = [r["token_ari"] for r in rs if r["token_ari"] is not None]
-        lines.append(
-            f"| {case} | {mode} | {len(rs)} | {min(r['tokens'] for r in rs)}–{max(r['tokens'] for r in rs)} "
-            f"| {min(r['rules'] for r in rs)}–{max(r['rules'] for r in rs)} "
-            f"| {np.mean([r['total_bits'] for r in rs]):.0f} | {'; '.join(cells)} "
-            f"| {f'{np.mean(aris):.3f}' if aris else ''} |")
+        lines.append(f"| {case} | {mode} | {len(rs)} | {span([r['tokens'] for r in rs])} | "
+                     f"{span([r['rules'] for r in rs])} | {np.mean([r['total_bits'] for r in rs]):.0f} | "
+                     f"{'; '.join(cells)} | {f'{np.mean(aris):.3f}' if aris else ''} |")
     return "\n".join(lines)
 
 
@@ -151,7 +152,11 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--pipeline", type=int, default=2, help="seeds (the first N) also run through the pipeline")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("grammar_quality.json"))
+    parser.add_argument("--render", type=Path, help="only print the table of an earlier run's JSON")
     args = parser.parse_args(argv)
+    if args.render:
+        print(table(json.loads(args.render.read_text())["rows"]))
+        return
     token_ari = _token_ari()
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
