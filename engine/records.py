@@ -19,6 +19,7 @@ from motifgram.engine.errors import MotifgramError
 from motifgram.engine.geometry import inside_image
 from motifgram.engine.graph import AtomGraph, Rings
 from motifgram.engine.patches import extract_patches
+from motifgram.engine.regions import REGION_DISORDERED, REGION_NETWORK
 from motifgram.engine.spec import InputSpec, Spec
 from motifgram.engine.stages import MicrographAnalysis
 
@@ -47,8 +48,9 @@ PATCHES_PER_MICROGRAPH = 512
 #: ... of which a run keeps an equal share per micrograph, about this many patches in all.
 PATCH_SAMPLE = 8192
 #: Bump when a change to the per-micrograph stages makes cached results stale (2: the zernike_context
-#: descriptor became the default for atoms; 4: fast-scan noise removed before detection and features).
-CACHE_VERSION = 4
+#: descriptor became the default for atoms; 4: fast-scan noise removed before detection and features;
+#: 5: per-atom region and per-ring border flag).
+CACHE_VERSION = 5
 
 
 @dataclass(frozen=True, eq=False)
@@ -175,6 +177,8 @@ def entry_from_analysis(analysis: MicrographAnalysis, seed: int) -> dict:
         "bonds": graph.bonds,
         "ring_sizes": graph.ring_sizes,
         "ring_atoms": graph.rings.atoms,
+        "ring_border": graph.ring_border,
+        "network": graph.region == REGION_NETWORK,
         "bond_factor": np.array(graph.bond_factor),
         "patch_size": np.array(patch_size),
         "invariants": analysis.invariants,
@@ -219,7 +223,7 @@ def read_entry(cache_dir: Path, record: MicrographRecord, names) -> dict:
 
 
 #: Cache entry arrays that make a micrograph's atom graph.
-_GRAPH_ARRAYS = ("xy", "shape", "bonds", "ring_sizes", "ring_atoms", "bond_factor")
+_GRAPH_ARRAYS = ("xy", "shape", "bonds", "ring_sizes", "ring_atoms", "ring_border", "network", "bond_factor")
 
 
 def load_graph(record: MicrographRecord, cache_dir: Path, tokens: np.ndarray) -> AtomGraph:
@@ -229,6 +233,7 @@ def load_graph(record: MicrographRecord, cache_dir: Path, tokens: np.ndarray) ->
     return AtomGraph(
         xy=entry["xy"].astype(np.float64), tokens=tokens, bonds=entry["bonds"], rings=rings,
         image_shape=tuple(int(v) for v in entry["shape"]), bond_factor=float(entry["bond_factor"]),
+        ring_border=entry["ring_border"], region=np.where(entry["network"], REGION_NETWORK, REGION_DISORDERED),
     )
 
 

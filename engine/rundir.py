@@ -27,6 +27,7 @@ import numpy as np
 from motifgram.engine.errors import MotifgramError
 from motifgram.engine.graph import AtomGraph
 from motifgram.engine.outputs import csv_field, write_json
+from motifgram.engine.regions import REGION_DISORDERED, REGION_NETWORK
 from motifgram.engine.spec import SpotKind
 from motifgram.grammar.model import Grammar
 from motifgram.grammar.parse import ParseNode
@@ -37,7 +38,7 @@ __all__ = [
     "ATOMS_HEADER", "BONDS_HEADER", "RINGS_HEADER", "TABLES",
     "atoms_rows", "bonds_rows", "rings_rows", "write_part", "assemble_tables",
     "write_parse", "parse_path", "read_parses", "overlay_path", "write_grammars",
-    "image_summary", "run_summary", "comparison_summary", "versions",
+    "image_summary", "run_summary", "own_bits_per_atom", "comparison_summary", "versions",
     "write_summary", "read_summary", "learned_spots",
     "write_embedding", "read_embedding", "read_token_arrays", "read_token_stats", "read_run_graphs",
     "grammar_file", "read_grammar_file", "token_model_path",
@@ -52,9 +53,10 @@ REPORT_HTML = "report.html"
 TOKEN_GALLERY_PNG = "tokens.png"
 PARSES, OVERLAYS, GRAMMARS = "parses", "overlays", "grammars"
 
-ATOMS_HEADER = ("image", "id", "x", "y", "token", "confidence", "intensity")
+#: x_nm, y_nm: x and y times the pixel size (same origin), empty when the pixel size is unknown.
+ATOMS_HEADER = ("image", "id", "x", "y", "token", "confidence", "intensity", "region", "x_nm", "y_nm")
 BONDS_HEADER = ("image", "i", "j")
-RINGS_HEADER = ("image", "ring", "size", "symbol", "atoms")
+RINGS_HEADER = ("image", "ring", "size", "symbol", "atoms", "border")
 #: The CSV tables of a run, by part name, with their headers.
 TABLES = {"atoms": (ATOMS_CSV, ATOMS_HEADER), "bonds": (BONDS_CSV, BONDS_HEADER), "rings": (RINGS_CSV, RINGS_HEADER)}
 
@@ -64,16 +66,21 @@ TABLES = {"atoms": (ATOMS_CSV, ATOMS_HEADER), "bonds": (BONDS_CSV, BONDS_HEADER)
 
 
 def atoms_rows(image_id: str, xy: np.ndarray, token_names: Sequence[str], labels: np.ndarray,
-               confidence: np.ndarray, intensity: np.ndarray) -> str:
+               confidence: np.ndarray, intensity: np.ndarray, network: np.ndarray,
+               pixel_size_nm: float | None) -> str:
     """The rows of ``atoms.csv`` for one micrograph (no header).
 
-    ``xy`` (N, 2) px, ``labels`` (N,) index ``token_names``; ``confidence`` and ``intensity`` (N,).
+    ``xy`` (N, 2) px, ``labels`` (N,) index ``token_names``; ``confidence`` and ``intensity`` (N,);
+    ``network`` (N,) bool: the atom's region (:mod:`motifgram.engine.regions`) is a regular network;
+    ``pixel_size_nm`` gives the nm columns (empty when None).
     """
     image, names = csv_field(image_id), [csv_field(name) for name in token_names]
+    nm = pixel_size_nm
     return "".join(
-        f"{image},{i},{x:.3f},{y:.3f},{names[t]},{c:.4f},{v:.6g}\n"
-        for i, ((x, y), t, c, v) in enumerate(zip(
-            xy.tolist(), labels.tolist(), confidence.tolist(), intensity.tolist(), strict=True
+        f"{image},{i},{x:.3f},{y:.3f},{names[t]},{c:.4f},{v:.6g},{REGION_NETWORK if net else REGION_DISORDERED},"
+        + (f"{x * nm:.5f},{y * nm:.5f}\n" if nm is not None else ",\n")
+        for i, ((x, y), t, c, v, net) in enumerate(zip(
+            xy.tolist(), labels.tolist(), confidence.tolist(), intensity.tolist(), network.tolist(), strict=True
         ))
     )
 
@@ -84,12 +91,13 @@ def bonds_rows(image_id: str, bonds: np.ndarray) -> str:
     return "".join(f"{image},{i},{j}\n" for i, j in bonds.tolist())
 
 
-def rings_rows(image_id: str, rings: Iterable[Sequence[int]], symbols: Sequence[str]) -> str:
-    """The rows of ``rings.csv`` for one micrograph: each ring's atoms in cyclic order and its symbol."""
+def rings_rows(image_id: str, rings: Iterable[Sequence[int]], symbols: Sequence[str], border: np.ndarray) -> str:
+    """The rows of ``rings.csv`` for one micrograph: each ring's atoms in cyclic order, its symbol, and
+    whether it touches the image edge or the outer face (``border`` (R,) bool)."""
     image = csv_field(image_id)
     return "".join(
-        f"{image},{r},{len(ring)},{csv_field(symbol)},{' '.join(map(str, ring))}\n"
-        for r, (ring, symbol) in enumerate(zip(rings, symbols, strict=True))
+        f"{image},{r},{len(ring)},{csv_field(symbol)},{' '.join(map(str, ring))},{int(b)}\n"
+        for r, (ring, symbol, b) in enumerate(zip(rings, symbols, border.tolist(), strict=True))
     )
 
 
@@ -150,7 +158,9 @@ def read_run_graphs(run_dir, *, images: Iterable[str] | None = None) -> dict[str
     -------
     dict of str to AtomGraph
         Image id -> graph, in the order of ``atoms.csv``: ``xy`` (N, 2) px as written (3 decimals), tokens,
-        bonds, and rings in the order of ``rings.csv`` (the parse's ring order, so parses reproduce).
+        regions, bonds, and rings with their border flags in the order of ``rings.csv`` (the parse's ring
+        order, so parses reproduce). Runs written before these columns existed read as all ``network`` and
+        no border ring.
         Without ``summary.json`` the image shape is taken as the atoms' bounding box.
     """
     run_dir = Path(run_dir)
@@ -160,6 +170,7 @@ def read_run_graphs(run_dir, *, images: Iterable[str] | None = None) -> dict[str
             raise MotifgramError(f"{run_dir / fname}: missing; give a complete run directory written by 'motifgram run'")
     xy: dict[str, list] = defaultdict(list)
     tokens: dict[str, list] = defaultdict(list)
+    region: dict[str, list] = defaultdict(list)
     for row in _rows(run_dir / ATOMS_CSV):
         image = row["image"]
         if wanted is not None and image not in wanted:
@@ -168,14 +179,17 @@ def read_run_graphs(run_dir, *, images: Iterable[str] | None = None) -> dict[str
             raise MotifgramError(f"{run_dir / ATOMS_CSV}: atom ids of image {image!r} are not 0, 1, 2, ... in order")
         xy[image].append((float(row["x"]), float(row["y"])))
         tokens[image].append(row["token"])
+        region[image].append(row.get("region") or REGION_NETWORK)
     bonds: dict[str, list] = defaultdict(list)
     for row in _rows(run_dir / BONDS_CSV):
         if row["image"] in xy:
             bonds[row["image"]].append((int(row["i"]), int(row["j"])))
     rings: dict[str, list] = defaultdict(list)
+    border: dict[str, list] = defaultdict(list)
     for row in _rows(run_dir / RINGS_CSV):
         if row["image"] in xy:
             rings[row["image"]].append(tuple(int(a) for a in row["atoms"].split()))
+            border[row["image"]].append(row.get("border") == "1")
     info = read_summary(run_dir, required=False).get("images", {})
     out = {}
     for image, coords in xy.items():
@@ -187,6 +201,7 @@ def read_run_graphs(run_dir, *, images: Iterable[str] | None = None) -> dict[str
             xy=coords, tokens=np.asarray(tokens[image], dtype=np.str_),
             bonds=np.asarray(bonds[image], dtype=np.int64).reshape(-1, 2), rings=tuple(rings[image]),
             image_shape=tuple(shape), bond_factor=meta.get("bond_factor", math.nan),
+            ring_border=np.asarray(border[image], dtype=bool), region=np.asarray(region[image], dtype=np.str_),
         )
     return out
 
@@ -280,6 +295,32 @@ def _round(value: float, digits: int = 5):
     return None if not np.isfinite(value) else round(float(value), digits)
 
 
+def _in_nm(pixel_size_nm: float | None, **lengths_px) -> dict:
+    """``{name: length x pixel size}`` (nm, rounded), or nothing when the pixel size is unknown."""
+    if pixel_size_nm is None:
+        return {}
+    return {name: round(float(value) * pixel_size_nm, 5) for name, value in lengths_px.items()}
+
+
+def _length_stats(lengths: np.ndarray) -> dict:
+    """Median and 5th/95th percentiles of bond lengths (None for a graph without bonds)."""
+    if not len(lengths):
+        return {"median": None, "p05": None, "p95": None}
+    p05, median, p95 = np.percentile(lengths, (5, 50, 95))
+    return {"median": _round(median), "p05": _round(p05), "p95": _round(p95)}
+
+
+def own_bits_per_atom(run_dir) -> float | None:
+    """Atom-weighted bits per atom of a run's micrographs under its own grammar (its summary.json); None when
+    the run has no readable summary."""
+    try:
+        images = read_summary(run_dir)["images"].values()
+        atoms = sum(info["n_atoms"] for info in images)
+        return sum(info["bits_per_atom"] * info["n_atoms"] for info in images) / atoms if atoms else None
+    except (MotifgramError, KeyError, TypeError, AttributeError):
+        return None
+
+
 def image_summary(record, graph: AtomGraph, token_counts: dict, mean_confidence, parse, measures: dict,
                   ring_stats, *, sampling: str) -> dict:
     """One micrograph's entry of ``summary.json`` ``images``.
@@ -296,6 +337,10 @@ def image_summary(record, graph: AtomGraph, token_counts: dict, mean_confidence,
         "pixel_size_nm": record.pixel_size_nm,
         "lattice_period_px": round(float(record.lattice_period_px), 4),
         "nn_distance_px": round(float(record.nn_distance_px), 4),
+        **_in_nm(record.pixel_size_nm, lattice_period_nm=record.lattice_period_px, nn_distance_nm=record.nn_distance_px),
+        "bond_length_px": _length_stats(graph.bond_lengths_px()),
+        **({"bond_length_nm": _length_stats(graph.bond_lengths_px() * record.pixel_size_nm)}
+           if record.pixel_size_nm is not None else {}),
         "bond_factor": round(float(graph.bond_factor), 4),
         "patch_size_px": record.patch_size,
         "n_atoms": int(sum(token_counts.values())),

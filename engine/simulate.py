@@ -37,14 +37,13 @@ Rings list their atoms in cyclic order, counter-clockwise as displayed (y down; 
 ``sum(x[i] * y[i+1] - x[i+1] * y[i]) < 0`` in raw (x, y)), starting at their smallest atom index: the
 convention of :attr:`motifgram.engine.graph.AtomGraph.rings`, whose face walk they come from.
 
-Image formation (one implementation for all kinds): each atom column is a Gaussian of standard deviation
-``sigma_px`` whose amplitude comes from the column's label (HAADF Z-contrast, ``sum Z**1.7`` over the column,
-relative to the brightest host column); a smooth random background of mean ``background`` is added; then
-Poisson noise at ``dose`` counts per unit amplitude and Gaussian read noise of ``read_noise``; an optional
-scan distortion shifts every row along x, and optional fast-scan noise (``scan_noise``, std) adds to every
-row its own noise, correlated along the row over ``scan_noise_length`` px (an AR(1) process) and independent
-between rows: the streaks of a drifting detector offset in a real STEM image. The image is returned in units
-of the unit amplitude (a carbon column in graphene peaks at ~1 above the background).
+Image formation (one implementation for all kinds, :mod:`motifgram.engine.imaging`): each atom column is a
+Gaussian of standard deviation ``sigma_px`` whose amplitude comes from the column's label (HAADF Z-contrast,
+``sum Z**1.7`` over the column, relative to the brightest host column) on a smooth background, with Poisson
+noise at ``dose`` counts per unit amplitude, read noise, scan distortion and fast-scan noise; the realistic
+options (probe tail, thickness variation, drift, row jitter, contamination, background ramp and blobs) are
+off by default and described there. The image is returned in units of the unit amplitude (a carbon column
+in graphene peaks at ~1 above the background); :attr:`Simulation.imaging` says how it was formed.
 
 Limitations: the spring model is a plausibility relaxation, not a force field (the 5-9 vacancy's new bond
 relaxes to ~1.05 a_CC, shorter than in DFT). Grain boundaries are stitched by a distance cut, so their
@@ -65,26 +64,29 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from scipy import ndimage
 from scipy.spatial import Delaunay, cKDTree
 
+from motifgram.engine.display import format_counts, summary_html, summary_text
 from motifgram.engine.errors import MotifgramError, SpecError
 from motifgram.engine.graph import face_cycles
+from motifgram.engine.imaging import ImagingTruth, render
+from motifgram.engine.simspec import (
+    A_CC_NM,
+    CAIRO_EDGE_NM,
+    KINDS,
+    MOS2_MO_S_NM,
+    PEROVSKITE_A_NM,
+    check_simulation,
+    simulate_options,
+)
 
 __all__ = ["KINDS", "STACKING_CLASSES", "Defect", "Stacking", "Truth", "Simulation", "simulate", "simulate_options"]
 
 log = logging.getLogger(__name__)
 
-KINDS = ("graphene", "graphene_gb", "mos2", "perovskite", "cairo", "crn", "tbl_mos2")
 STACKING_CLASSES = ("AA'", "AB'", "A'B", "other")
 """Local stacking classes of ``tbl_mos2`` (see :class:`Stacking`)."""
 
-A_CC_NM = 0.142  # graphene C–C bond length
-MOS2_MO_S_NM = 0.1825  # projected Mo–S2 column distance (lattice constant sqrt(3) x 0.1825 = 0.316 nm)
-PEROVSKITE_A_NM = 0.39  # SrTiO3-like cubic lattice constant
-CAIRO_EDGE_NM = 0.2  # nominal edge length of the model Cairo tiling
-NN_PX = 8.0  # nearest-neighbour distance (px) at every kind's default pixel size but tbl_mos2's
-TBL_NN_PX = 6.0  # tbl_mos2: Mo–S2 distance (px) at its default pixel size, so 1024 px hold 3.4 moire periods at 2 deg
 MAX_RING = 12
 SQRT3 = math.sqrt(3.0)
 
@@ -106,61 +108,6 @@ _MOS2_INTENSITY = {
     }.items()
 }
 _PEROVSKITE_B_INTENSITY = _z_contrast(_Z["Ti"], _Z["O"]) / _z_contrast(_Z["Sr"])
-
-_IMAGING_OPTIONS = {
-    "sigma_px": None,  # Gaussian column width (px); None: 0.25 x nearest-neighbour distance
-    "background": 0.2,  # mean of the smooth background, in units of the unit column amplitude
-    "dose": 100.0,  # counts per unit amplitude (Poisson); None: noiseless
-    "read_noise": 0.02,  # std of Gaussian read noise, in units of the unit amplitude
-    "scan_distortion": 0.0,  # amplitude (px) of the row-wise x shift (sinusoidal drift + jitter)
-    "scan_noise": 0.0,  # std of the fast-scan (row) noise, in units of the unit amplitude
-    "scan_noise_length": 4.0,  # its correlation length along each row (px); rows are independent
-}
-_KIND_OPTIONS = {
-    "graphene": {
-        "pixel_size_nm": A_CC_NM / NN_PX,
-        "rotation": None,  # lattice rotation (rad); None: uniform random from the seed
-        "stone_wales_density": 0.002,  # Stone–Wales defects per atom
-        "vacancy_density": 0.001,  # reconstructed (5-9) single vacancies per atom
-        "divacancy_density": 0.0,  # reconstructed (5-8-5) divacancies per atom
-        "dislocation_density": 0.0,  # dislocation dipoles per atom: two 5-7 cores each, hexagons between them
-    },
-    "graphene_gb": {
-        "pixel_size_nm": A_CC_NM / NN_PX,
-        "rotation": None,  # rotation of grain 1 (rad); None: random
-        "misorientation": math.radians(21.7868),  # grain 2 minus grain 1 (rad); default: Sigma-7 CSL
-        "boundary_angle": None,  # direction of the boundary line through the centre (rad); None: random
-    },
-    "mos2": {
-        "pixel_size_nm": MOS2_MO_S_NM / NN_PX,
-        "rotation": None,
-        "s_vacancy_density": 0.05,  # fraction of S2 columns missing one S ("S1")
-        "se_fraction": 0.10,  # fraction of the S atoms of intact columns replaced by Se ("SSe", "Se2")
-        "se_cluster_density": 0.0,  # compact clusters of Se2 columns per atom
-        "se_cluster_size": 3,  # columns per Se cluster (an integer >= 2)
-        "s_vacancy_line_density": 0.0,  # lines of S1 columns along a lattice direction per atom
-        "s_vacancy_line_length": 4,  # columns per S-vacancy line (an integer >= 2)
-    },
-    "perovskite": {
-        "pixel_size_nm": PEROVSKITE_A_NM / 2 / NN_PX,
-        "rotation": None,
-        "o_intensity": 0.25,  # O column amplitude relative to A (HAADF Z**1.7 would give 0.07)
-    },
-    "cairo": {
-        "pixel_size_nm": CAIRO_EDGE_NM / NN_PX,
-        "rotation": None,
-    },
-    "crn": {
-        "pixel_size_nm": A_CC_NM / NN_PX,
-        "regularity": 0.9,  # blue-noise repulsion radius / (sqrt(3) a_CC), in (0, 1): lower is more disordered
-    },
-    "tbl_mos2": {
-        "pixel_size_nm": MOS2_MO_S_NM / TBL_NN_PX,
-        "rotation": None,  # rotation of layer 1 (rad); None: random
-        "twist": 4.0,  # rotation of layer 2 relative to 2H (AA') stacking, in DEGREES, about a random point
-    },
-}
-
 
 # --------------------------------------------------------------------------------------------------
 # Data objects
@@ -253,6 +200,27 @@ class Truth:
         """(R,) int64 ndarray: the number of atoms of each ring."""
         return np.array([len(r) for r in self.rings], dtype=np.int64)
 
+    def _rows(self) -> list[tuple[str, str]]:
+        def counted(values):
+            names, counts = np.unique(np.asarray(values), return_counts=True)
+            return format_counts({names[i]: int(counts[i]) for i in np.argsort(-counts, kind="stable")})
+
+        rows = [("sites", counted(self.label)),
+                ("rings", counted([f"{len(r)}-rings" for r in self.rings]) if self.rings else "none"),
+                ("defects", counted([d.kind for d in self.defects]) if self.defects else "none")]
+        if self.stacking is not None:
+            rows.append(("stacking", counted(self.stacking.grid_label)))
+        return rows
+
+    def _title(self) -> str:
+        return f"{len(self.xy)} atoms, {len(self.bonds)} bonds, {len(self.rings)} rings, {len(self.defects)} defects"
+
+    def __repr__(self) -> str:
+        return summary_text(f"Truth: {self._title()}", self._rows())
+
+    def _repr_html_(self) -> str:
+        return summary_html(f"Truth: {self._title()}", self._rows())
+
     def to_files(self, csv_path):
         """Write the atoms to ``csv_path`` and bonds, rings and defects to a sidecar JSON.
 
@@ -329,36 +297,32 @@ class Simulation:
     pixel_size_nm : float
     options : dict
         Every option with the value used (``None`` defaults resolved, e.g. the drawn rotation in radians).
+    imaging : ImagingTruth or None
+        How the image was formed: the columns' positions as imaged, their amplitudes, the noiseless image
+        and the contaminated pixels (:mod:`motifgram.engine.imaging`).
     """
 
     image: np.ndarray
     truth: Truth
     pixel_size_nm: float
     options: dict = field(default_factory=dict)
+    imaging: ImagingTruth | None = None
+
+    def _summary(self) -> tuple[str, list[tuple[str, str]]]:
+        height, width = self.image.shape
+        title = (f"Simulation: {height} x {width} px, {self.pixel_size_nm:.4g} nm/px "
+                 f"({width * self.pixel_size_nm:.3g} x {height * self.pixel_size_nm:.3g} nm)")
+        return title, [("truth", self.truth._title()), *self.truth._rows()]
+
+    def __repr__(self) -> str:
+        return summary_text(*self._summary())
+
+    def _repr_html_(self) -> str:
+        return summary_html(*self._summary())
 
 
 # --------------------------------------------------------------------------------------------------
 # Public entry points
-
-
-def simulate_options(kind):
-    """The options of ``kind`` with their defaults.
-
-    Parameters
-    ----------
-    kind : str
-        One of :data:`KINDS`.
-
-    Returns
-    -------
-    dict
-        ``{name: default}``; ``None`` means "automatic" (documented per option in the module source:
-        ``rotation`` random from the seed, ``sigma_px`` 0.25 x the nearest-neighbour distance,
-        ``dose`` noiseless, ``boundary_angle`` random).
-    """
-    if kind not in _KIND_OPTIONS:
-        raise SpecError([("simulate.kind", f"unknown kind {kind!r}; valid: {', '.join(KINDS)}")])
-    return {**_KIND_OPTIONS[kind], **_IMAGING_OPTIONS}
 
 
 def simulate(kind, *, size=512, seed=0, **options):
@@ -392,100 +356,30 @@ def simulate(kind, *, size=512, seed=0, **options):
     >>> set(sim.truth.ring_sizes.tolist()) <= {5, 6, 7, 9}
     True
     """
-    opts = _validate(kind, size, seed, options)
-    struct_seed, image_seed = np.random.SeedSequence(seed).spawn(2)
+    opts, problems = check_simulation(kind, size, seed, options)
+    if problems:
+        raise SpecError(problems)
+    struct_seed, image_seed, effects_seed = np.random.SeedSequence(seed).spawn(3)
     rng = np.random.default_rng(struct_seed)
     structure = _BUILDERS[kind](size, rng, opts)
     truth = _truth(structure, size)
     sigma = opts["sigma_px"] if opts["sigma_px"] is not None else 0.25 * structure.nn_px
     opts["sigma_px"] = float(sigma)
     amplitude = np.array([structure.intensity[lab] for lab in structure.label.tolist()], dtype=np.float64)
-    image = _render(
+    inside = _in_image(structure.xy, size)
+    image, imaging = render(
         structure.xy,
         amplitude,
+        opts,
         size=size,
-        sigma=sigma,
-        background=opts["background"],
-        dose=opts["dose"],
-        read_noise=opts["read_noise"],
-        scan_distortion=opts["scan_distortion"],
-        scan_noise=opts["scan_noise"],
-        scan_noise_length=opts["scan_noise_length"],
+        nn_px=structure.nn_px,
+        inside=inside,
         rng=np.random.default_rng(image_seed),
+        extra_rng=np.random.default_rng(effects_seed),
     )
     log.debug("simulated %s: size=%d seed=%d atoms=%d options=%s", kind, size, seed, len(truth.xy), opts)
-    return Simulation(image=image, truth=truth, pixel_size_nm=float(opts["pixel_size_nm"]), options=opts)
-
-
-# --------------------------------------------------------------------------------------------------
-# Validation
-
-
-def _is_number(v):
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-_CHECKS = {
-    # name: (accepts None, lower bound, lower inclusive, upper bound exclusive, description)
-    "pixel_size_nm": (False, 0.0, False, None, "a number > 0"),
-    "rotation": (True, None, True, None, "a number (radians) or null"),
-    "boundary_angle": (True, None, True, None, "a number (radians) or null"),
-    "misorientation": (False, None, True, None, "a number (radians)"),
-    "stone_wales_density": (False, 0.0, True, 0.1, "a number in [0, 0.1)"),
-    "vacancy_density": (False, 0.0, True, 0.1, "a number in [0, 0.1)"),
-    "divacancy_density": (False, 0.0, True, 0.1, "a number in [0, 0.1)"),
-    "dislocation_density": (False, 0.0, True, 0.1, "a number in [0, 0.1)"),
-    "s_vacancy_density": (False, 0.0, True, 1.0, "a number in [0, 1)"),
-    "se_fraction": (False, 0.0, True, 1.0000001, "a number in [0, 1]"),
-    "se_cluster_density": (False, 0.0, True, 0.1, "a number in [0, 0.1)"),
-    "se_cluster_size": (False, 2.0, True, 13.0, "an integer in [2, 12]"),
-    "s_vacancy_line_density": (False, 0.0, True, 0.1, "a number in [0, 0.1)"),
-    "s_vacancy_line_length": (False, 2.0, True, 13.0, "an integer in [2, 12]"),
-    "o_intensity": (False, 0.0, True, None, "a number >= 0"),
-    "twist": (False, -60.0, False, 60.0, "a number of degrees in (-60, 60)"),
-    "regularity": (False, 0.0, False, 1.0, "a number in (0, 1)"),
-    "sigma_px": (True, 0.0, False, None, "a number > 0 (px) or null"),
-    "background": (False, 0.0, True, None, "a number >= 0"),
-    "dose": (True, 0.0, False, None, "a number > 0 (counts per unit amplitude) or null"),
-    "read_noise": (False, 0.0, True, None, "a number >= 0"),
-    "scan_distortion": (False, 0.0, True, None, "a number >= 0 (px)"),
-    "scan_noise": (False, 0.0, True, None, "a number >= 0"),
-    "scan_noise_length": (False, 0.0, False, None, "a number > 0 (px)"),
-}
-
-
-_INTEGER_OPTIONS = frozenset({"se_cluster_size", "s_vacancy_line_length"})
-
-
-def _validate(kind, size, seed, options):
-    if kind not in _KIND_OPTIONS:
-        raise SpecError([("simulate.kind", f"unknown kind {kind!r}; valid: {', '.join(KINDS)}")])
-    problems = []
-    if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 64:
-        problems.append(("simulate.size", f"expected an int >= 64, got {size!r}"))
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        problems.append(("simulate.seed", f"expected an int >= 0, got {seed!r}"))
-    opts = simulate_options(kind)
-    for name, value in options.items():
-        if name not in opts:
-            problems.append(
-                (f"simulate.{name}", f"unknown option {name!r} for kind {kind!r}; valid: {', '.join(opts)}")
-            )
-            continue
-        nullable, low, low_inclusive, high, expected = _CHECKS[name]
-        ok = (value is None and nullable) or (
-            _is_number(value)
-            and (low is None or value > low or (low_inclusive and value == low))
-            and (high is None or value < high)
-            and (name not in _INTEGER_OPTIONS or float(value).is_integer())
-        )
-        if not ok:
-            problems.append((f"simulate.{name}", f"expected {expected}, got {value!r}"))
-        else:
-            opts[name] = None if value is None else float(value)
-    if problems:
-        raise SpecError(problems)
-    return opts
+    return Simulation(image=image, truth=truth, pixel_size_nm=float(opts["pixel_size_nm"]), options=opts,
+                      imaging=imaging)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1217,9 +1111,14 @@ _BUILDERS = {
 # Truth: faces and cropping
 
 
+def _in_image(xy, size):
+    """(N,) bool: the columns inside the image, those the truth lists."""
+    return np.all((xy >= -0.5) & (xy < size - 0.5), axis=1)
+
+
 def _truth(structure, size):
     xy, bonds = structure.xy, structure.bonds
-    inside = np.all((xy >= -0.5) & (xy < size - 0.5), axis=1)
+    inside = _in_image(xy, size)
     edge = 0.5 * structure.nn_px
     clear = np.all((xy >= -0.5 + edge) & (xy <= size - 0.5 - edge), axis=1)
     full_rings = sorted(r for r in face_cycles(xy, bonds, max_ring=MAX_RING) if clear[list(r)].all())
@@ -1248,69 +1147,3 @@ def _truth(structure, size):
         defects=tuple(defects),
         stacking=structure.stacking,
     )
-
-
-# --------------------------------------------------------------------------------------------------
-# Image formation
-
-
-def _render(
-    xy, amplitude, *, size, sigma, background, dose, read_noise, scan_distortion, scan_noise, scan_noise_length, rng
-):
-    """Render Gaussian columns, background, scan distortion and noise into a (size, size) float32 image.
-
-    Each column is splatted on its own (2r+1)-px window (r = ceil(4 sigma)) in one vectorised pass and the
-    windows are summed with ``np.bincount``; cost O(N r**2), independent of the image size.
-    """
-    r = int(math.ceil(4 * sigma))
-    rows = np.arange(size)
-    if scan_distortion > 0:
-        period = size / 2
-        drift = np.sin(2 * math.pi * rows / period + rng.uniform(0, 2 * math.pi))
-        shift = scan_distortion * 0.5 * (drift + rng.standard_normal(size))
-    else:
-        shift = np.zeros(size)
-    reach = int(math.ceil(np.abs(shift).max()))
-    reach_all = r + reach  # atoms this far outside the image still reach into it
-    pad = 2 * reach_all + 1
-    keep = np.all((xy >= -reach_all) & (xy <= size - 1 + reach_all), axis=1)
-    x, y, amp = xy[keep, 0], xy[keep, 1], amplitude[keep]
-    offsets = np.arange(-r, r + 1)
-    col_offsets = np.arange(-r - reach, r + reach + 1)
-    rr = np.rint(y).astype(np.int64)[:, None] + offsets  # (N, w)
-    cc = np.rint(x).astype(np.int64)[:, None] + col_offsets  # (N, wc)
-    inv = 1.0 / (2 * sigma * sigma)
-    gy = np.exp(-((rr - y[:, None]) ** 2) * inv) * amp[:, None]
-    if scan_distortion > 0:
-        row_shift = shift[np.clip(rr, 0, size - 1)]  # (N, w)
-        dx = cc[:, None, :] - x[:, None, None] - row_shift[:, :, None]
-        values = gy[:, :, None] * np.exp(-(dx**2) * inv)
-    else:
-        values = gy[:, :, None] * np.exp(-((cc - x[:, None]) ** 2) * inv)[:, None, :]
-    width = size + 2 * pad
-    flat = (rr + pad)[:, :, None] * width + (cc + pad)[:, None, :]
-    canvas = np.bincount(flat.ravel(), weights=values.ravel(), minlength=width * width)
-    signal = canvas.reshape(width, width)[pad : pad + size, pad : pad + size]
-    coarse = rng.standard_normal((5, 5))
-    smooth = ndimage.zoom(coarse, size / 5, order=3, mode="reflect", grid_mode=True)[:size, :size]
-    clean = signal + background * np.clip(1 + 0.25 * smooth, 0, None)
-    image = rng.poisson(clean * dose) / dose if dose is not None else clean
-    if read_noise > 0:
-        image = image + read_noise * rng.standard_normal((size, size))
-    if scan_noise > 0:
-        image = image + scan_noise * _row_noise(size, scan_noise_length, rng)
-    return image.astype(np.float32)
-
-
-def _row_noise(size, length, rng):
-    """Unit-variance fast-scan noise (size, size): independent rows, each a stationary AR(1) along x.
-
-    Neighbouring pixels of a row correlate by ``exp(-1 / length)``: a slowly drifting detector offset
-    (``length`` >> size: one offset per row, the classic streaks).
-    """
-    from scipy.signal import lfilter  # here: importing scipy.signal costs every process 0.2 s
-
-    rho = math.exp(-1.0 / length)
-    e = rng.standard_normal((size, size + 1))
-    noise, _ = lfilter([math.sqrt(1.0 - rho * rho)], [1.0, -rho], e[:, 1:], axis=1, zi=rho * e[:, :1])
-    return noise

@@ -106,7 +106,8 @@ def load_input(item: InputSpec) -> Micrograph:
             group=item.group,
             source=f"simulate:{item.simulate.kind}",
         )
-    return load_micrograph(item.path, pixel_size_nm=item.pixel_size, id=item.id, group=item.group)
+    return load_micrograph(item.path, pixel_size_nm=item.pixel_size, id=item.id, group=item.group,
+                           dataset=item.dataset, frame=item.frame)
 
 
 @contextmanager
