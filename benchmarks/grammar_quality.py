@@ -3,6 +3,7 @@
 Usage::
 
     python benchmarks/grammar_quality.py [--seeds 1 2 3 4 5 6 7 8] [--size 512] [--pipeline 2]
+                                         [--modes truth spurious pipeline realistic]
                                          [--out benchmarks/grammar_quality.json] [--render JSON]
 
 For every simulated material and defect case (graphene: Stone–Wales, 5-9 vacancy, 5-8-5 divacancy, 5-7
@@ -15,7 +16,10 @@ grammar is induced and the micrograph parsed three ways:
   token "B", as a token model that sees distortion rather than chemistry gives (issue 19);
 - ``pipeline`` (the first ``--pipeline`` seeds): the rendered image through the whole pipeline
   (detection, features, tokens pinned to the true number of column kinds, graph, grammar); its rings are
-  matched to the truth's by their atoms (``grammar.truth.match_rings``).
+  matched to the truth's by their atoms (``grammar.truth.match_rings``);
+- ``realistic`` (the same seeds): the same with the realistic imaging model of ``benchmarks/accuracy.py``
+  (probe tail, thickness variation, drift, row jitter, contamination, background ramp and blobs, scan noise)
+  at 40 counts per unit amplitude.
 
 Per defect kind: the rule that names it (the symbol most parse nodes holding exactly one defect's rings
 carry, ``grammar.truth.defect_rules``), its top-level count, and the number of defects complete in the image.
@@ -40,6 +44,10 @@ from motifgram.grammar.induce import induce_grammar
 from motifgram.grammar.parse import ParseNode, parse_graph
 from motifgram.grammar.truth import defect_rules, match_rings
 
+from accuracy import REALISTIC  # the realistic imaging settings of the accuracy benchmark (this folder)
+
+MODES = ("truth", "spurious", "pipeline", "realistic")
+REALISTIC_DOSE = 40.0  # counts per unit amplitude, within benchmarks/accuracy.py's sweep (10-80)
 OFF = {"stone_wales_density": 0.0, "vacancy_density": 0.0}
 MOS2_OFF = {"se_fraction": 0.0, "s_vacancy_density": 0.0}
 CASES = [  # (name, kind, options, pinned token count for the pipeline)
@@ -98,12 +106,13 @@ def on_truth(case, kind, options, seed, size, mode):
     return row(case, seed, mode, result.grammar, result.total_bits, rules, 1.0 if mode == "truth" else None)
 
 
-def on_pipeline(case, kind, options, seed, size, k, scratch, token_ari):
+def on_pipeline(case, kind, options, seed, size, k, scratch, token_ari, *, realistic=False):
     from motifgram.engine import rundir
     from motifgram.engine.pipeline import run
     from motifgram.engine.spec import load_spec
 
-    sim = simulate(kind, size=size, seed=seed, **options)
+    imaging = {**REALISTIC, "dose": REALISTIC_DOSE} if realistic else {}
+    sim = simulate(kind, size=size, seed=seed, **options, **imaging)
     np.save(scratch / "image.npy", sim.image)
     spec = load_spec({"name": "q", "inputs": [{"path": "image.npy", "id": "img"}], "tokens": {"k": k},
                       "output": {"report": False, "overlays": False}}, base_dir=scratch)
@@ -116,7 +125,7 @@ def on_pipeline(case, kind, options, seed, size, k, scratch, token_ari):
     root = ParseNode.from_dict(json.loads((out / "parses" / "img.json").read_text()))
     rules = defect_rules(root, graph.rings, defects)
     ari = token_ari(sim.truth, out / "atoms.csv") if token_ari else None
-    return row(case, seed, "pipeline", rundir.read_grammar_file(out), summary["grammar"]["total_bits"], rules, ari)
+    return row(case, seed, "realistic" if realistic else "pipeline", rundir.read_grammar_file(out), summary["grammar"]["total_bits"], rules, ari)
 
 
 def table(rows):
@@ -151,6 +160,7 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, nargs="+", default=list(range(1, 9)))
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--pipeline", type=int, default=2, help="seeds (the first N) also run through the pipeline")
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("grammar_quality.json"))
     parser.add_argument("--render", type=Path, help="only print the table of an earlier run's JSON")
     args = parser.parse_args(argv)
@@ -162,11 +172,13 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as scratch:
         for case, kind, options, k in CASES:
             for n, seed in enumerate(args.seeds):
-                modes = ["truth"] + (["spurious"] if kind == "graphene" else [])
-                for mode in modes:
-                    rows.append(on_truth(case, kind, options, seed, args.size, mode))
-                if n < args.pipeline:
-                    rows.append(on_pipeline(case, kind, options, seed, args.size, k, Path(scratch), token_ari))
+                for mode in ("truth", "spurious"):
+                    if mode in args.modes and (mode == "truth" or kind == "graphene"):
+                        rows.append(on_truth(case, kind, options, seed, args.size, mode))
+                for mode in ("pipeline", "realistic"):
+                    if mode in args.modes and n < args.pipeline:
+                        rows.append(on_pipeline(case, kind, options, seed, args.size, k, Path(scratch), token_ari,
+                                                realistic=mode == "realistic"))
                 print(f"{case} seed {seed}: {[(r['mode'], r['rules'], r['defects']) for r in rows[-3:]]}",
                       file=sys.stderr, flush=True)
     args.out.write_text(json.dumps({"command": " ".join(["python", *sys.argv]), "rows": rows}, indent=1))
