@@ -132,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     show = commands.add_parser("show", help="print a learned grammar and a short summary")
     show.add_argument("path", type=Path, help="run directory or grammar.txt")
     show.add_argument("--tree", metavar="IMAGE", help="also print the parse tree of IMAGE (run directory only)")
+    show.add_argument("--top", metavar="N", type=_positive_int, help="list only the N rules with the largest share "
+                      "of the description-length gain")
     show.add_argument("--depth", type=_depth, metavar="N",
                       help="levels of the tree below the micrograph to print (default 1: its motifs and domains, "
                            "counted per symbol); 0 prints the whole tree")
@@ -181,6 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1 (anything else is a usage error, exit 2)."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return int(text)
+
+
 def _depth(text: str) -> int:
     try:
         value = int(text)
@@ -227,7 +236,7 @@ def _cmd_show(args, _extra):
     from motifgram.engine.show import show_grammar
 
     depth = {} if args.depth is None else {"depth": args.depth}
-    print(show_grammar(args.path, tree_of=args.tree, **depth))
+    print(show_grammar(args.path, tree_of=args.tree, top=args.top, **depth))
 
 
 def _cmd_parse(args, _extra):

@@ -52,7 +52,7 @@ from motifgram.engine.stages import StageTimer, analyse_micrograph, load_input, 
 from motifgram.engine.tokens import TokenModel, assign_tokens, class_averages, learn_tokens, merging_summary
 from motifgram.grammar.compare import Comparable, compare
 from motifgram.grammar.disorder import POOR_FIT_FACTOR, POOR_FIT_MARGIN_BITS, disorder_measures, is_poor_fit
-from motifgram.grammar.induce import induce_grammar
+from motifgram.grammar.induce import InductionResult, induce_grammar
 from motifgram.grammar.model import Grammar
 from motifgram.grammar.parse import parse_graph
 
@@ -238,11 +238,11 @@ def _graphs(records, labels, token_model: TokenModel, cache_dir: Path, members=N
         yield load_graph(records[i], cache_dir, names[labels[i]])
 
 
-def _induce(graphs, spec: Spec, name: str) -> Grammar:
+def _induce(graphs, spec: Spec, name: str) -> InductionResult:
     return induce_grammar(
         graphs, name=name, min_count=spec.grammar.min_count, max_motif_size=spec.grammar.max_motif_size,
         min_domain_size=spec.grammar.min_domain_size,
-    ).grammar
+    )
 
 
 def _compare_groups(spec, records, graphs_of, token_model, grammar, timer):
@@ -273,7 +273,7 @@ def _compare_groups(spec, records, graphs_of, token_model, grammar, timer):
     if len(groups) > 1:
         with timer("grammar"):
             for group, members in groups.items():
-                group_grammars[group] = _induce(graphs_of(members), spec, f"{spec.name}/{group}")
+                group_grammars[group] = _induce(graphs_of(members), spec, f"{spec.name}/{group}").grammar
     with timer("compare"):
         items = [
             Comparable.from_graphs(
@@ -339,13 +339,14 @@ def run(spec=None, *, out_dir=None, force: bool = False, quiet: bool = False) ->
             labels, mean_confidences = _tokenise(records, token_model, cache_dir, staging / "parts", executor,
                                                  progress, timer)
             with timer("grammar"):
-                grammar = _induce(_graphs(records, labels, token_model, cache_dir), spec, spec.name)
+                induced = _induce(_graphs(records, labels, token_model, cache_dir), spec, spec.name)
+                grammar = induced.grammar
             group_grammars, comparison = _compare_groups(
                 spec, records, partial(_graphs, records, labels, token_model, cache_dir), token_model, grammar, timer
             )
             images = _parse_all(staging, spec, records, labels, mean_confidences, token_model, grammar,
                                 [items[r.index] for r in records], executor, progress, timer, cache_dir=cache_dir)
-            _write_run_files(staging, spec, records, token_model, grammar, images, failures, timer,
+            _write_run_files(staging, spec, records, token_model, grammar, images, failures, timer, induced=induced,
                              fit_invariants=fit_invariants, output_dir=out_dir.absolute(),
                              group_grammars=group_grammars, comparison=comparison)
     return out_dir
@@ -396,7 +397,7 @@ def _parse_all(staging, spec, records, labels, mean_confidences, token_model, gr
 
 
 def _write_run_files(staging, spec, records, token_model, grammar, images, failures, timer, *, fit_invariants,
-                     output_dir, group_grammars=None, comparison=None):
+                     output_dir, group_grammars=None, comparison=None, induced=None):
     """grammar.txt (and grammars/), tokens.npz, embedding.npz, summary.json and report.html."""
     with timer("write"):
         rundir.write_grammars(staging, grammar, group_grammars or {})
@@ -405,7 +406,7 @@ def _write_run_files(staging, spec, records, token_model, grammar, images, failu
         merging = merging_summary(token_model.mixture) if spec.tokens.k is None else None
         summary = rundir.run_summary(spec, records, images, failures, token_model=token_model, merging=merging,
                                      grammar=grammar, timings=timer.as_dict(), output_dir=output_dir,
-                                     comparison=comparison)
+                                     comparison=comparison, induced=induced)
         rundir.write_summary(staging, summary)
     if spec.output.report:
         write_report(staging)

@@ -30,13 +30,14 @@ from motifgram.engine.outputs import csv_field, write_json
 from motifgram.engine.regions import REGION_DISORDERED, REGION_NETWORK
 from motifgram.engine.spec import SpotKind
 from motifgram.grammar.model import Grammar
+from motifgram.grammar.parse import ParseNode
 
 __all__ = [
     "ATOMS_CSV", "BONDS_CSV", "RINGS_CSV", "GRAMMAR_TXT", "TOKENS_NPZ", "EMBEDDING_NPZ", "SUMMARY_JSON",
     "REPORT_HTML", "TOKEN_GALLERY_PNG", "PARSES", "OVERLAYS", "GRAMMARS",
     "ATOMS_HEADER", "BONDS_HEADER", "RINGS_HEADER", "TABLES",
     "atoms_rows", "bonds_rows", "rings_rows", "write_part", "assemble_tables",
-    "write_parse", "parse_path", "overlay_path", "write_grammars",
+    "write_parse", "parse_path", "read_parses", "overlay_path", "write_grammars",
     "image_summary", "run_summary", "own_bits_per_atom", "comparison_summary", "versions",
     "write_summary", "read_summary", "learned_spots",
     "write_embedding", "read_embedding", "read_token_arrays", "read_token_stats", "read_run_graphs",
@@ -209,6 +210,20 @@ def read_run_graphs(run_dir, *, images: Iterable[str] | None = None) -> dict[str
 # Parse trees, overlays, grammars
 
 
+def read_parses(run_dir) -> tuple[dict, dict[str, np.ndarray]]:
+    """Every parse tree of a run and the atom positions of its micrographs: ``({image: ParseNode},
+    {image: (N, 2) xy px})`` (empty when ``atoms.csv`` or ``parses/`` is missing)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / ATOMS_CSV).is_file() or not (run_dir / PARSES).is_dir():
+        return {}, {}
+    xy: dict[str, list] = defaultdict(list)
+    for row in _rows(run_dir / ATOMS_CSV):
+        xy[row["image"]].append((float(row["x"]), float(row["y"])))
+    trees = {image: ParseNode.from_dict(json.loads(parse_path(run_dir, image).read_text()))
+             for image in xy if parse_path(run_dir, image).is_file()}
+    return trees, {image: np.asarray(coords, dtype=np.float64).reshape(-1, 2) for image, coords in xy.items()}
+
+
 def parse_path(run_dir, image_id: str) -> Path:
     """``parses/<image>.json`` of a run directory."""
     return Path(run_dir) / PARSES / f"{image_id}.json"
@@ -360,13 +375,15 @@ def versions() -> dict[str, str]:
 
 
 def run_summary(spec, records, images: dict, failures, *, token_model, merging: dict | None, grammar: Grammar,
-                timings: dict, output_dir: Path, comparison=None) -> dict:
+                timings: dict, output_dir: Path, comparison=None, induced=None) -> dict:
     """The whole ``summary.json`` of a run.
 
     ``images`` maps image ids to :func:`image_summary` entries; ``records`` and ``failures`` are the run's
     :class:`~motifgram.engine.records.MicrographRecord` and ``Failure`` lists; ``merging`` is how the token
     mixture's components were merged (None when ``tokens.k`` was fixed); ``comparison`` the groups'
-    :class:`~motifgram.grammar.compare.Comparison`, if any.
+    :class:`~motifgram.grammar.compare.Comparison`, if any; ``induced`` the
+    :class:`~motifgram.grammar.induce.InductionResult` that learned ``grammar``, when the run learned it (its
+    data and total description lengths and the bits each rule saved go in ``grammar``).
     """
     groups: dict[str, list[str]] = {}
     for record in records:
@@ -403,6 +420,10 @@ def run_summary(spec, records, images: dict, failures, *, token_model, merging: 
             "n_rules": grammar.n_rules,
             "levels": list(grammar.levels),
             "description_length_bits": round(grammar.description_length_bits(), 3),
+            **({"data_bits": round(induced.data_bits, 3),
+                "total_bits": round(induced.total_bits, 3),
+                "gains_bits": {name: round(bits, 3) for name, bits in induced.gains_bits.items()}}
+               if induced is not None else {}),
         },
         "timings": timings,
     }

@@ -1,10 +1,13 @@
-"""``motifgram show``: a run's (or a grammar file's) grammar as text, with a short summary and a parse tree."""
+"""``motifgram show``: a run's (or a grammar file's) grammar as text, with a short summary, its rules ranked by
+their share of the description-length gain with a gloss each (:mod:`motifgram.grammar.gloss`), and a parse
+tree."""
 
 import json
 from collections import Counter
 
 from motifgram.engine import rundir
 from motifgram.engine.errors import MotifgramError
+from motifgram.grammar.gloss import format_glosses, rule_glosses, rule_places
 
 __all__ = ["show_grammar", "outline_tree", "TREE_DEPTH"]
 
@@ -15,8 +18,9 @@ TREE_DEPTH = 1
 _IDS_SHOWN = 12
 
 
-def show_grammar(path, *, tree_of: str | None = None, depth: int = TREE_DEPTH) -> str:
-    """The grammar of a run directory (or a grammar file) as text, with a short summary.
+def show_grammar(path, *, tree_of: str | None = None, depth: int = TREE_DEPTH, top: int | None = None) -> str:
+    """The grammar of a run directory (or a grammar file) as text, with a short summary and its rules ranked by
+    their share of the description-length gain, each with a gloss (``top``: the first ``top`` only).
 
     With ``tree_of`` (an image id of the run) the parse tree of that micrograph is appended as an outline
     down to ``depth`` levels below the root (0: the whole tree), see :func:`outline_tree`.
@@ -25,17 +29,23 @@ def show_grammar(path, *, tree_of: str | None = None, depth: int = TREE_DEPTH) -
     grammar = rundir.read_grammar_file(grammar_path)
     lines = [grammar.to_text().rstrip(), ""]
     per_level = Counter(grammar.level_of(r.name) for r in (*grammar.rings, *grammar.motifs, *grammar.domains))
-    lines.append(
-        f"# {grammar.n_rules} rules ("
-        + ", ".join(f"level {level}: {n}" for level, n in sorted(per_level.items()))
-        + f"), {grammar.description_length_bits():.1f} bits"
-    )
     summary = rundir.read_summary(grammar_path.parent, required=False)
+    induced = summary.get("grammar", {})
+    head = (f"# {grammar.n_rules} rules ("
+            + ", ".join(f"level {level}: {n}" for level, n in sorted(per_level.items()))
+            + f"), {grammar.description_length_bits():.1f} bits")
+    if "total_bits" in induced:
+        head += f"; data {induced['data_bits']:.1f} bits, total {induced['total_bits']:.1f} bits"
+    lines.append(head)
     for image_id, info in summary.get("images", {}).items():
         lines.append(
             f"# {image_id}: {info['n_atoms']} atoms, {info['n_rings']} rings, "
             f"coverage {info['coverage']}, {info['bits_per_atom']:.3f} bits/atom, disorder {info['disorder']:.3f}"
         )
+    in_run = bool(summary) and grammar_path.name == rundir.GRAMMAR_TXT  # a group's grammars/ file has no gains
+    places = rule_places(*rundir.read_parses(grammar_path.parent)) if in_run else {}
+    gains = induced.get("gains_bits") if in_run else None
+    lines += ["", format_glosses(rule_glosses(grammar, gains, places), top=top)]
     if tree_of is not None:
         tree_path = rundir.parse_path(grammar_path.parent, tree_of)
         if not tree_path.is_file():

@@ -52,6 +52,8 @@ _KIND_OPTIONS = {
         "rotation": None,  # lattice rotation (rad); None: uniform random from the seed
         "stone_wales_density": 0.002,  # Stone–Wales defects per atom
         "vacancy_density": 0.001,  # reconstructed (5-9) single vacancies per atom
+        "divacancy_density": 0.0,  # reconstructed (5-8-5) divacancies per atom
+        "dislocation_density": 0.0,  # dislocation dipoles per atom: two 5-7 cores each, hexagons between them
     },
     "graphene_gb": {
         "pixel_size_nm": A_CC_NM / NN_PX,
@@ -64,6 +66,10 @@ _KIND_OPTIONS = {
         "rotation": None,
         "s_vacancy_density": 0.05,  # fraction of S2 columns missing one S ("S1")
         "se_fraction": 0.10,  # fraction of the S atoms of intact columns replaced by Se ("SSe", "Se2")
+        "se_cluster_density": 0.0,  # compact clusters of Se2 columns per atom
+        "se_cluster_size": 3,  # columns per Se cluster (an integer >= 2)
+        "s_vacancy_line_density": 0.0,  # lines of S1 columns along a lattice direction per atom
+        "s_vacancy_line_length": 4,  # columns per S-vacancy line (an integer >= 2)
     },
     "perovskite": {
         "pixel_size_nm": PEROVSKITE_A_NM / 2 / NN_PX,
@@ -122,8 +128,14 @@ _CHECKS = {
     "misorientation": (False, None, True, None, "a number (radians)"),
     "stone_wales_density": (False, 0.0, True, 0.1, "a number in [0, 0.1)"),
     "vacancy_density": (False, 0.0, True, 0.1, "a number in [0, 0.1)"),
+    "divacancy_density": (False, 0.0, True, 0.1, "a number in [0, 0.1)"),
+    "dislocation_density": (False, 0.0, True, 0.1, "a number in [0, 0.1)"),
     "s_vacancy_density": (False, 0.0, True, 1.0, "a number in [0, 1)"),
     "se_fraction": (False, 0.0, True, 1.0000001, "a number in [0, 1]"),
+    "se_cluster_density": (False, 0.0, True, 0.1, "a number in [0, 0.1)"),
+    "se_cluster_size": (False, 2.0, True, 13.0, "an integer in [2, 12]"),
+    "s_vacancy_line_density": (False, 0.0, True, 0.1, "a number in [0, 0.1)"),
+    "s_vacancy_line_length": (False, 2.0, True, 13.0, "an integer in [2, 12]"),
     "o_intensity": (False, 0.0, True, None, "a number >= 0"),
     "twist": (False, -60.0, False, 60.0, "a number of degrees in (-60, 60)"),
     "regularity": (False, 0.0, False, 1.0, "a number in (0, 1)"),
@@ -144,6 +156,9 @@ _CHECKS = {
     "background_gradient": (False, 0.0, True, None, "a number >= 0"),
     "background_blobs": (False, 0.0, True, None, "a number >= 0"),
 }
+
+
+_INTEGER_OPTIONS = frozenset({"se_cluster_size", "s_vacancy_line_length"})
 
 
 def check_simulation(kind, size, seed, options, *, path="simulate"):
@@ -194,6 +209,7 @@ def check_simulation(kind, size, seed, options, *, path="simulate"):
             _is_number(value)
             and (low is None or value > low or (low_inclusive and value == low))
             and (high is None or value < high)
+            and (name not in _INTEGER_OPTIONS or float(value).is_integer())
         )
         if not ok:
             problems.append((f"{path}.{name}", f"expected {expected}, got {value!r}"))

@@ -1,7 +1,8 @@
 """Synthetic micrographs with exact ground truth.
 
-:func:`simulate` builds an atomic structure (graphene with Stone–Wales defects and vacancies, a graphene
-grain boundary, 2H-MoS2 with S vacancies and Se substitution, an ABO3 perovskite, the Cairo pentagonal
+:func:`simulate` builds an atomic structure (graphene with Stone–Wales defects, single and double vacancies
+and dislocation dipoles, a graphene grain boundary, 2H-MoS2 with S vacancies and Se substitution, Se
+clusters and S-vacancy lines, an ABO3 perovskite, the Cairo pentagonal
 tiling, an amorphous continuous random network, or twisted bilayer 2H-MoS2), computes its truth (atoms,
 bonds, rings, defects; for the bilayer, the local stacking class) and renders a HAADF-like image from it.
 One seed fixes everything; the structure and the image draw from
@@ -12,11 +13,13 @@ so a 512 x 512 graphene image holds ~3,100 atoms and a 2048 x 2048 one ~50,000. 
 (0.0304 nm/px, lattice constant 10.4 px) so that a 1024 x 1024 image spans 3.4 moiré periods at a 2 deg
 twist (``lambda = a / (2 sin(theta / 2))`` = 9.05 nm) and 6.8 at 4 deg.
 
-Graphene defect densities (``stone_wales_density``, ``vacancy_density``: defects per atom in the image,
-each < 0.1) are honoured up to jamming: defects are first spread >= 4 lattice periods apart (the default
-densities never need more), then packed densely with non-overlapping footprints (no pristine hexagon
-rewired by two defects), so every Stone–Wales defect keeps its two 5- and two
-7-rings and every vacancy its 5- and 9-ring. Measured at 512 x 512, seed 1, one kind at a time: requested
+Graphene defect densities (``stone_wales_density``, ``vacancy_density`` (5-9), ``divacancy_density`` (5-8-5),
+``dislocation_density`` (dipoles of two 5-7 cores, made by a second bond rotation next to a Stone–Wales
+defect): defects per atom in the image, each < 0.1) are honoured up to jamming: defects are first spread
+>= 4 lattice periods apart (the default densities never need more), then packed densely with
+non-overlapping footprints (no pristine hexagon rewired by two defects), so every defect keeps its rings
+(Stone–Wales two 5- and two 7-rings, a vacancy its 5- and 9-ring, a divacancy 5-8-5, a dislocation core
+5-7). Measured at 512 x 512, seed 1, one kind at a time: requested
 0.005 / 0.02 / 0.05 gives 0.0051 / 0.0200 / 0.0500 Stone–Wales and 0.0051 / 0.0204 / 0.0526 vacancies per
 remaining atom, bonds within 0.95-1.04 (SW) and 0.98-1.14 (vacancies) of a_CC. A warning ("placed m of n")
 appears only when no free site is left (Stone–Wales alone jam near 0.08 per atom; vacancies fit up to
@@ -117,14 +120,17 @@ class Defect:
     Attributes
     ----------
     kind : str
-        ``"stone_wales"``, ``"vacancy"``, ``"grain_boundary"`` or ``"s_vacancy"``.
+        ``"stone_wales"``, ``"vacancy"``, ``"divacancy"``, ``"dislocation"`` (one 5-7 core of a dipole),
+        ``"grain_boundary"``, ``"s_vacancy"``, ``"se_cluster"`` or ``"s_vacancy_line"``.
     atoms : tuple of int
         Indices into ``Truth.xy`` (sorted): the atoms of the defect's rings (plus, for a grain boundary,
-        its under- or over-coordinated atoms; for an S vacancy, the ``"S1"`` column alone).
+        its under- or over-coordinated atoms; for an S vacancy, Se cluster or S-vacancy line, its columns
+        alone).
     rings : tuple of int
         Indices into ``Truth.rings``: Stone–Wales, its two 5- and two 7-rings; vacancy, its 5- and 9-ring;
-        grain boundary, every ring holding atoms of both grains or not of size 6; S vacancy, the rings
-        around the column.
+        divacancy, its two 5-rings and its 8-ring; dislocation, its 5- and 7-ring; grain boundary, every
+        ring holding atoms of both grains or not of size 6; S vacancy, Se cluster and S-vacancy line, the
+        rings around its columns.
     """
 
     kind: str
@@ -564,14 +570,18 @@ def _graphene(size, rng, opts):
     ptr, nbr = _neighbours(n, bonds)
     inside = np.all((xy >= -0.5) & (xy <= size - 0.5), axis=1)
     n_inside = int(inside.sum())
-    todo = ["stone_wales"] * round(opts["stone_wales_density"] * n_inside) + ["vacancy"] * round(
-        opts["vacancy_density"] * n_inside
+    todo = (
+        ["stone_wales"] * round(opts["stone_wales_density"] * n_inside)
+        + ["vacancy"] * round(opts["vacancy_density"] * n_inside)
+        + ["divacancy"] * round(opts["divacancy_density"] * n_inside)
+        + ["dislocation"] * round(opts["dislocation_density"] * n_inside)
     )
     rng.shuffle(todo)
     sites = _DefectSites(xy, bonds, ptr, nbr, size=size, acc=acc, rng=rng)
     bond_set = set(map(tuple, bonds.tolist()))
     alive = np.ones(n, dtype=bool)
     centres, defects = [], []
+    stuck = 0  # dislocation dipoles that found no free glide and stayed Stone–Wales defects
     for kind in todo:
         site = sites.take(kind)
         if site is None:
@@ -579,25 +589,29 @@ def _graphene(size, rng, opts):
         atom, choice = site
         centres.append(xy[atom].copy())
         neighbours = [int(k) for k in nbr[ptr[atom] : ptr[atom + 1]]]
-        if kind == "stone_wales":
+        if kind in ("stone_wales", "dislocation"):
             i, j = atom, neighbours[choice]
             others = sorted((set(nbr[ptr[i] : ptr[i + 1]]) | set(nbr[ptr[j] : ptr[j + 1]])) - {i, j})
-            mid = (xy[i] + xy[j]) / 2
-            quarter = _rotation_matrix(math.pi / 2)
-            xy[i] = mid + quarter @ (xy[i] - mid)
-            xy[j] = mid + quarter @ (xy[j] - mid)
-            for o in others:
-                bond_set.discard(tuple(sorted((i, int(o)))))
-                bond_set.discard(tuple(sorted((j, int(o)))))
-            near_i = sorted(others, key=lambda o: float(np.hypot(*(xy[o] - xy[i]))))
-            bond_set.update(tuple(sorted((i, int(o)))) for o in near_i[:2])
-            bond_set.update(tuple(sorted((j, int(o)))) for o in near_i[2:])
-            defects.append(_DefectSpec("stone_wales", _contains_any({i, j}), (i, j), (), True))
-        else:
+            _rotate_bond(xy, bond_set, i, j, others)
+            if kind == "stone_wales":
+                defects.append(_DefectSpec("stone_wales", _contains_any({i, j}), (i, j), (), True))
+            else:
+                defects.extend(_glide(xy, bond_set, i, j, acc=acc, sites=sites, rng=rng))
+                stuck += defects[-1].kind == "stone_wales"
+        elif kind == "vacancy":
             n1, n2 = (neighbours[k] for k in ((0, 1), (0, 2), (1, 2))[choice])
             alive[atom] = False
             bond_set.add(tuple(sorted((n1, n2))))
             defects.append(_DefectSpec("vacancy", _contains_bond(n1, n2), (n1, n2), (), True))
+        else:  # divacancy: the bonded pair (atom, partner) goes; each one's other two neighbours bond
+            i, j = atom, neighbours[choice]
+            p1, p2 = (int(k) for k in nbr[ptr[i] : ptr[i + 1]] if k != j)
+            q1, q2 = (int(k) for k in nbr[ptr[j] : ptr[j + 1]] if k != i)
+            alive[[i, j]] = False
+            bond_set.update({tuple(sorted((p1, p2))), tuple(sorted((q1, q2)))})
+            selects = _contains_bond(p1, p2), _contains_bond(q1, q2)
+            defects.append(_DefectSpec("divacancy", lambda ring, s=selects: s[0](ring) or s[1](ring),
+                                       (p1, p2, q1, q2), (), True))
     if len(defects) < len(todo):
         log.warning(
             "placed %d of %d requested graphene defects (%.4f of %.4f per atom): every remaining site's rings "
@@ -608,6 +622,9 @@ def _graphene(size, rng, opts):
             len(todo) / max(n_inside, 1),
             size,
         )
+    if stuck:
+        log.warning("%d of %d dislocation dipoles found no free glide and stayed Stone–Wales defects",
+                    stuck, todo.count("dislocation"))
     bonds = _sort_bonds(list(bond_set))
     if centres:
         mobile = alive & (cKDTree(np.array(centres)).query(xy)[0] < 3 * SQRT3 * acc)
@@ -645,11 +662,13 @@ class _DefectSites:
         candidates = np.flatnonzero(np.all((xy >= border - 0.5) & (xy <= size - 0.5 - border), axis=1))
         self._sparse = candidates[rng.permutation(len(candidates))].tolist()
         self._separation = 4 * a
+        self._period = a
         self._cursor = 0
         self._centres = []
         self._placed = []  # atoms whose hexagons form each placed defect's footprint
         self._dense = None  # (order, hexagons per atom, usable hexagon mask), built when the sparse sites run out
         self._occupied = None
+        self._last = None  # hexagons of the defect taken last (dense phase), which claim() may extend
 
     def _neighbours(self, atom):
         return [int(k) for k in self._nbr[self._ptr[atom] : self._ptr[atom + 1]]]
@@ -668,7 +687,7 @@ class _DefectSites:
                 if np.min(gaps) >= self._separation:
                     choice = int(self._rng.integers(3))
                     self._centres.append(self._xy[atom])
-                    partner = self._neighbours(atom)[choice] if kind == "stone_wales" else None
+                    partner = self._neighbours(atom)[choice] if kind != "vacancy" else None
                     self._placed.append((atom,) if partner is None else (atom, partner))
                     return atom, choice
             self._start_dense()
@@ -682,6 +701,7 @@ class _DefectSites:
             if kind == "vacancy":
                 choice = int(self._rng.integers(3))
                 self._occupied[own] = True
+                self._last = own
                 return atom, choice
             neighbours = self._neighbours(atom)
             for choice in self._rng.permutation(3).tolist():
@@ -689,8 +709,28 @@ class _DefectSites:
                 if usable[theirs].all() and not self._occupied[theirs].any():
                     self._occupied[own] = True
                     self._occupied[theirs] = True
+                    self._last = np.union1d(own, theirs)
                     return atom, choice
         return None
+
+    def claim(self, atoms):
+        """Add the hexagons of ``atoms`` to the footprint of the defect just taken; False (nothing claimed) when
+        one of them is another defect's or too close to the edge (dense phase), or when an atom lies within 2.5
+        lattice periods of another defect's rewired atoms (sparse phase)."""
+        if self._dense is None:
+            others = [a for placed in self._placed[:-1] for a in placed]
+            if others and np.min(cKDTree(self._xy[others]).query(self._xy[list(atoms)])[0]) < 2.5 * self._period:
+                return False
+            self._placed[-1] = tuple(self._placed[-1]) + tuple(atoms)
+            return True
+        _, hexes_of, usable = self._dense
+        hexes = hexes_of[list(atoms)].ravel()
+        new = np.setdiff1d(hexes, self._last)
+        if not usable[hexes].all() or self._occupied[new].any():
+            return False
+        self._occupied[new] = True
+        self._last = np.union1d(self._last, new)
+        return True
 
     def _start_dense(self):
         n = len(self._xy)
@@ -712,6 +752,78 @@ class _DefectSites:
         self._dense = (self._rng.permutation(n).tolist(), hexes_of, usable)
         self._cursor = 0
         log.debug("graphene defects: sparse sites used up after %d; placing the rest densely", len(self._placed))
+
+
+def _rotate_bond(xy, bond_set, i, j, others):
+    """Rotate bond (i, j) by 90 degrees about its midpoint (in place): i bonds to its two nearest of the four
+    ``others`` (the atoms bonded to i or j), j to the other two. On a pristine bond: a Stone–Wales defect."""
+    mid = (xy[i] + xy[j]) / 2
+    quarter = _rotation_matrix(math.pi / 2)
+    xy[i] = mid + quarter @ (xy[i] - mid)
+    xy[j] = mid + quarter @ (xy[j] - mid)
+    for o in others:
+        bond_set.discard(tuple(sorted((i, int(o)))))
+        bond_set.discard(tuple(sorted((j, int(o)))))
+    near_i = sorted(others, key=lambda o: float(np.hypot(*(xy[o] - xy[i]))))
+    bond_set.update(tuple(sorted((i, int(o)))) for o in near_i[:2])
+    bond_set.update(tuple(sorted((j, int(o)))) for o in near_i[2:])
+
+
+def _glide(xy, bond_set, i, j, *, acc, sites, rng):
+    """Split the Stone–Wales defect just made on bond (i, j) into a dislocation dipole; its two defect specs.
+
+    A second bond rotation next to the defect moves one of its 5-7 pairs one step away (Stone–Wales glide):
+    5-7 and 7-5, each a dislocation core, with hexagons between them. Every bond within 2.5 bond lengths of
+    the defect is tried on a local copy (rotated as :func:`_rotate_bond` does, then relaxed) and kept when the
+    faces at the two rotated bonds become exactly two pentagons and two heptagons in two bond-sharing 5-7 pairs that share
+    no bond with each other; one of those bonds is taken at random (its hexagons must be free, see
+    :meth:`_DefectSites.claim`). Each core's spec selects its pentagon and heptagon.
+    """
+    centre = (xy[i] + xy[j]) / 2
+    near = np.flatnonzero(np.hypot(*(xy - centre).T) < 8 * acc)
+    index = {int(k): n for n, k in enumerate(near.tolist())}
+    local_xy = xy[near]
+    local_bonds = sorted((index[p], index[q]) for p, q in bond_set if p in index and q in index)
+    mobile = np.hypot(*(local_xy - centre).T) < 3 * SQRT3 * acc  # as the final relaxation moves them
+    valid = []
+    for a, b in local_bonds:
+        if {a, b} == {index[i], index[j]} or np.hypot(*((local_xy[a] + local_xy[b]) / 2 - centre)) >= 2.5 * acc:
+            continue
+        trial_xy, trial_bonds = local_xy.copy(), set(local_bonds)
+        others = sorted({o for e in trial_bonds for o in e if a in e or b in e} - {a, b})
+        if len(others) != 4:
+            continue
+        _rotate_bond(trial_xy, trial_bonds, a, b, others)
+        relaxed = _relax(trial_xy, np.array(sorted(trial_bonds), dtype=np.int64), mobile, bond_px=acc)
+        cores = _dislocation_cores(relaxed, trial_bonds, {index[i], index[j], a, b})
+        if cores is not None:
+            valid.append((int(near[a]), int(near[b]), [int(near[o]) for o in others],
+                          [frozenset(frozenset(int(near[x]) for x in ring) for ring in core) for core in cores]))
+    rng.shuffle(valid)
+    for a, b, others, cores in valid:
+        if sites.claim((a, b)):
+            _rotate_bond(xy, bond_set, a, b, others)
+            return [_DefectSpec("dislocation", lambda ring, c=frozenset(core): frozenset(ring) in c,
+                                tuple(sorted({x for ring in core for x in ring})), (), True) for core in cores]
+    return [_DefectSpec("stone_wales", _contains_any({i, j}), (i, j), (), True)]
+
+
+def _dislocation_cores(xy, bonds, moved):
+    """The two 5-7 cores (each a pair of atom frozensets) when the faces holding an atom of ``moved`` (the two
+    rotated bonds) other than hexagons are exactly two bond-sharing 5-7 pairs sharing no bond with each
+    other, else None."""
+    faces = face_cycles(xy, np.array(sorted(bonds), dtype=np.int64).reshape(-1, 2), max_ring=MAX_RING)
+    odd = [f for f in faces if len(f) != 6 and not moved.isdisjoint(f)]
+    if sorted(map(len, odd)) != [5, 5, 7, 7]:
+        return None
+    edges = [{frozenset((f[k], f[k - 1])) for k in range(len(f))} for f in odd]
+    touching = [(x, y) for x in range(4) for y in range(x + 1, 4) if edges[x] & edges[y]]
+    if len(touching) != 2 or {len(odd[x]) + len(odd[y]) for x, y in touching} != {12}:
+        return None
+    (x1, y1), (x2, y2) = touching
+    if len({x1, y1, x2, y2}) != 4:
+        return None
+    return [frozenset((frozenset(odd[x]), frozenset(odd[y]))) for x, y in touching]
 
 
 def _contains_any(atoms):
@@ -781,7 +893,79 @@ def _mos2(size, rng, opts):
     label[sulfur] = np.where(vacant, "S1", np.array(["S2", "SSe", "Se2"])[selenium])
     bonds = _bonds_within(xy, 1.2 * d)
     defects = [_DefectSpec("s_vacancy", _contains_any({int(k)}), (int(k),), (int(k),), False) for k in sulfur[vacant]]
+    n_inside = int(np.all((xy >= -0.5) & (xy <= size - 0.5), axis=1).sum())
+    todo = (["se_cluster"] * round(opts["se_cluster_density"] * n_inside)
+            + ["s_vacancy_line"] * round(opts["s_vacancy_line_density"] * n_inside))
+    if todo:
+        rng.shuffle(todo)
+        defects += _chalcogen_defects(xy, label, sulfur, todo, d=d, size=size, rng=rng,
+                                      cluster_size=int(opts["se_cluster_size"]),
+                                      line_length=int(opts["s_vacancy_line_length"]))
     return _Structure(xy, label, bonds, defects, d, _MOS2_INTENSITY)
+
+
+def _chalcogen_defects(xy, label, sulfur, todo, *, d, size, rng, cluster_size, line_length):
+    """Se clusters and S-vacancy lines on the chalcogen sites of MoS2 (labels changed in place); their specs.
+
+    A Se cluster is ``cluster_size`` S2 columns that become Se2: a random site and the other chalcogen
+    columns around one of its Mo neighbours (for 3, the triangle around that Mo column: one shape, so a
+    grammar can count it), grown beyond 3 by adding, among the chalcogen sites next to the cluster (one
+    lattice constant apart), one with the most cluster neighbours (ties at random). An S-vacancy line is
+    ``line_length`` consecutive chalcogen columns along a lattice direction that lose one S each (S1). Every
+    column of a defect and every chalcogen site next to it must be pristine S2, and defects keep three
+    lattice constants between their columns, so that each is isolated and its count exact; sites are tried
+    in random order, at least three lattice constants inside the image, and a warning says how many did not
+    fit.
+    """
+    a = SQRT3 * d
+    s_xy = xy[sulfur]
+    tree = cKDTree(s_xy)
+    pairs = tree.query_pairs(1.1 * a, output_type="ndarray")
+    nbrs = [[] for _ in sulfur]
+    for p, q in pairs.tolist():
+        nbrs[p].append(q)
+        nbrs[q].append(p)
+    molybdenum = np.setdiff1d(np.arange(len(xy)), sulfur)
+    mo_tree = cKDTree(xy[molybdenum])
+    mo_of = [sorted(q) for q in tree.query_ball_point(xy[molybdenum], 1.1 * d)]  # chalcogens around each Mo
+    inside = np.all((s_xy >= 3 * a - 0.5) & (s_xy <= size - 0.5 - 3 * a), axis=1)
+    order = np.flatnonzero(inside)[rng.permutation(int(inside.sum()))].tolist()
+    placed = np.empty((0, 2))
+    specs = []
+    cursor = 0
+    for kind in todo:
+        while cursor < len(order):
+            seed = order[cursor]
+            cursor += 1
+            if kind == "se_cluster":
+                # the chalcogen columns around one Mo column next to the seed (a triangle for 3), then grown
+                mo = mo_tree.query_ball_point(s_xy[seed], 1.1 * d)
+                members = mo_of[mo[int(rng.integers(len(mo)))]][:]
+                members = [seed] + [m for m in members if m != seed][: cluster_size - 1]
+                while len(members) < cluster_size:
+                    frontier = sorted({q for m in members for q in nbrs[m]} - set(members))
+                    frontier = [frontier[k] for k in rng.permutation(len(frontier))]
+                    members.append(max(frontier, key=lambda q: sum(m in nbrs[q] for m in members)))
+            else:
+                step = s_xy[nbrs[seed][int(rng.integers(len(nbrs[seed])))]] - s_xy[seed]
+                dist, members = tree.query(s_xy[seed] + np.arange(line_length)[:, None] * step)
+                if dist.max() > 0.3 * d:
+                    continue
+                members = members.tolist()
+            around = set(members) | {q for m in members for q in nbrs[m]}
+            if any(label[sulfur[q]] != "S2" for q in around) or not inside[members].all():
+                continue
+            if len(placed) and cKDTree(placed).query(s_xy[members])[0].min() < 3 * a:
+                continue
+            placed = np.concatenate([placed, s_xy[members]])
+            columns = tuple(sorted(int(sulfur[m]) for m in members))
+            label[list(columns)] = "Se2" if kind == "se_cluster" else "S1"
+            specs.append(_DefectSpec(kind, _contains_any(set(columns)), columns, columns, False))
+            break
+    if len(specs) < len(todo):
+        log.warning("placed %d of %d requested MoS2 Se clusters / S-vacancy lines: no isolated site left at size %d",
+                    len(specs), len(todo), size)
+    return specs
 
 
 def _perovskite(size, rng, opts):

@@ -48,7 +48,7 @@ from motifgram.grammar.rules import WILDCARD, DomainRule, MotifRule, RingRule, T
 if TYPE_CHECKING:
     from motifgram.grammar.model import Grammar
 
-__all__ = ["GrammarText", "read_rules", "write_grammar", "GRAMMAR_ERRORS"]
+__all__ = ["GrammarText", "read_rules", "write_grammar", "rule_rhs", "GRAMMAR_ERRORS"]
 
 log = logging.getLogger(__name__)
 
@@ -410,12 +410,18 @@ def _percent(p: float) -> str:
     return f"{100.0 * p:.1f} %"
 
 
-def _motif_rhs(m: MotifRule) -> str:
-    if m.is_pair:
-        return f"{m.nodes[0]} - {m.nodes[1]}"
-    labels = [letters(i) for i in range(m.size)]
-    parts = ", ".join(f"{labels[i]}: {s}" for i, s in enumerate(m.nodes))
-    links = ", ".join(f"{labels[i]}-{labels[j]}" for i, j in m.edges)
+def rule_rhs(rule: RingRule | MotifRule | DomainRule) -> str:
+    """A rule's right-hand side as the text form writes it: ``ring(A A A)``, ``ring5(*)``, ``R5 - R7``,
+    ``{a: R5, b: R7, c: R7; a-b, a-c, b-c}`` or ``domain(R6)`` (without the count)."""
+    if isinstance(rule, RingRule):
+        return f"ring{rule.size}({WILDCARD})" if rule.is_wildcard else f"ring({' '.join(rule.word)})"
+    if isinstance(rule, DomainRule):
+        return f"domain({rule.symbol})"
+    if rule.is_pair:
+        return f"{rule.nodes[0]} - {rule.nodes[1]}"
+    labels = [letters(i) for i in range(rule.size)]
+    parts = ", ".join(f"{labels[i]}: {s}" for i, s in enumerate(rule.nodes))
+    links = ", ".join(f"{labels[i]}-{labels[j]}" for i, j in rule.edges)
     return f"{{{parts}; {links}}}"
 
 
@@ -434,16 +440,13 @@ def write_grammar(grammar: Grammar) -> str:
     """
     p = grammar.probabilities()
     tokens = [(f"{t.name} {t.abundance!r}", f"level 0, {_percent(p[0][t.name])} of atoms") for t in grammar.tokens]
-    rings = []
-    for r in grammar.rings:
-        rhs = f"ring{r.size}({WILDCARD})" if r.is_wildcard else f"ring({' '.join(r.word)})"
-        rings.append((f"{r.name} = {rhs} {r.count}", f"level 1, {_percent(p[1][r.name])}"))
+    rings = [(f"{r.name} = {rule_rhs(r)} {r.count}", f"level 1, {_percent(p[1][r.name])}") for r in grammar.rings]
     motifs = [
-        (f"{m.name} = {_motif_rhs(m)} {m.count}", f"level {m.level}, {_percent(p[m.level][m.name])}")
+        (f"{m.name} = {rule_rhs(m)} {m.count}", f"level {m.level}, {_percent(p[m.level][m.name])}")
         for m in grammar.motifs
     ]
     domains = [
-        (f"{d.name} = domain({d.symbol}) {d.count} size {d.size}", f"level {d.level}, {_percent(p[d.level][d.name])}")
+        (f"{d.name} = {rule_rhs(d)} {d.count} size {d.size}", f"level {d.level}, {_percent(p[d.level][d.name])}")
         for d in grammar.domains
     ]
     out = [

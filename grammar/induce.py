@@ -2,37 +2,44 @@
 
 :func:`induce_grammar` learns, from the atom graphs of one or more micrographs (with tokens):
 
-1. **Ring rules.** Each ring's cyclic token word in dihedral canonical form. Words seen at least ``min_count``
-   times (over all micrographs) become ring rules; the rest of each size fall back to that size's wildcard
-   rule (``R5_any = ring5(*)``), so any micrograph parses.
+1. **Ring rules, by MDL** (:mod:`motifgram.grammar.words`). Each ring's cyclic token word in dihedral
+   canonical form. A word seen at least ``min_count`` times (over all micrographs) *may* become a ring rule;
+   it does when naming it shortens the description (rules + data after domains and component motifs, below),
+   otherwise it shares its size's wildcard (``R5 = ring5(*)``), whose atoms have their tokens spelled out. So
+   the sublattice order of a compound earns a word, while a token that only marks distorted atoms next to
+   defects leaves graphene's defect rings as ``R5``, ``R7``, and every micrograph parses.
 2. **Domains first.** On each micrograph's ring-adjacency graph (nodes = rings with their symbol, edges =
-   shared bonds), every connected region of one (non-wildcard) ring symbol with at least ``min_domain_size``
-   rings (default ``1 + ring size``: a ring with its complete first shell, 7 for hexagons) is contracted into
-   one frozen domain node; one rule per symbol, ``D_R6 = domain(R6)``, with count = number of regions and
-   size = their members. *All* rings of the domain symbol in such a region join it, including those that
-   border a defect; the rings of other symbols (and small islands of the domain symbol) are what motifs are
-   learned from. So a Stone–Wales defect in graphene is exactly its 5-7-7-5 rings, touching the domain, and
-   a perfect crystal costs a single domain rule.
+   shared bonds), every connected region of one ring symbol (wildcards too) with at least
+   ``min_domain_size`` rings (default ``1 + ring size``: a ring with its complete first shell, 7 for hexagons)
+   is contracted into one frozen domain node; one rule per symbol, ``D_R6 = domain(R6)``, with count = number
+   of regions and size = their members. *All* rings of the domain symbol in such a region join it, including
+   those that border a defect; the rings of other symbols (and small islands of the domain symbol) are what
+   motifs are learned from. So a Stone–Wales defect in graphene is exactly its 5-7-7-5 rings, touching the
+   domain, and a perfect crystal costs a single domain rule.
 3. **MDL merging** (in the spirit of SUBDUE and graph byte-pair encoding). Repeatedly: count every adjacent
    pair of symbols among the free (non-domain) top-level nodes; keep the ``beam_width`` best patterns and
    grow each occurrence by one adjacent free node (induced subgraphs, grouped by canonical labelled graph),
-   keeping the best ``beam_width`` of each size, up to ``max_motif_size`` nodes. Every candidate is scored by
-   the exact change in total description length if its occurrences were contracted (greedy non-overlapping
-   selection, :func:`~motifgram.grammar.parse.select_disjoint`). A pattern with more than 500 occurrences in
-   a micrograph grows only from its non-overlapping ones (this bounds the search in large free regions; below
-   that, growth is exhaustive and finds every occurrence). The best few candidates are re-scored over the
-   occurrences found by the parser's matcher; the best one with at least ``min_count`` occurrences that
-   shrinks the total is contracted with the parser's contraction, recorded as a motif rule (count =
-   occurrences contracted, level = 1 + highest level of its parts), and the loop repeats until nothing
-   shrinks the description length.
+   keeping the best ``beam_width`` of each size, up to ``max_motif_size`` nodes. Beside them, every whole
+   connected component of free nodes (up to ``max_motif_size``) is a candidate, grouped by its canonical
+   graph: in a crystal these are the defects, so an isolated defect becomes one rule counted once per
+   defect. Every candidate is scored by the exact change in total description length if its occurrences
+   were contracted (greedy non-overlapping selection, :func:`~motifgram.grammar.parse.select_disjoint`). A
+   pattern with more than 500 occurrences in a micrograph grows only from its non-overlapping ones (this
+   bounds the search in large free regions; below that, growth is exhaustive and finds every occurrence).
+   The best few candidates are re-scored over the occurrences found by the parser's matcher; the best one
+   with at least ``min_count`` occurrences that shrinks the total is contracted with the parser's
+   contraction, recorded as a motif rule (count = occurrences contracted, level = 1 + highest level of its
+   parts), and the loop repeats until nothing shrinks the description length.
 
 Total description length = rule bits (:meth:`Grammar.description_length_bits`) + data bits (the code of
 :mod:`motifgram.grammar.parse`: node and edge counts, which nodes touch, attachment points, node symbols
-from the add-½ stochastic grammar, domain sizes and the words of wildcard rings). Everything is sorted by
-content (ring order is canonicalised by atom ids, ties broken by canonical pattern), so a given input always
-gives the same grammar, and permuting the rings of a micrograph gives the same canonical grammar.
+from the add-½ stochastic grammar, domain sizes and the tokens of the atoms only wildcard rings hold).
+Everything is sorted by content (ring order is canonicalised by atom ids, ties broken by canonical pattern),
+so a given input always gives the same grammar, and permuting the rings of a micrograph gives the same
+canonical grammar.
 
-Cost: O(R) for rings and domains; per merge, pair counting is O(edges among free nodes) and growth is
+Cost: O(R) per ring vocabulary scored (a few per ring size for a compound; none with a single token, whose
+words cost what the wildcards do); per merge, pair counting is O(edges among free nodes) and growth is
 O(occurrences × degree) for the beam's patterns, which is small when defects are sparse in a crystal.
 """
 
@@ -49,20 +56,17 @@ import numpy as np
 
 from motifgram.engine.errors import GrammarError
 from motifgram.grammar.model import Grammar
-from motifgram.grammar.rules import DomainRule, MotifRule, RingRule, TokenSymbol, canonical_motif
+from motifgram.grammar.rules import DomainRule, MotifRule, TokenSymbol, canonical_motif
 from motifgram.grammar.parse import (
     DataCode,
     SymbolGraph,
-    canonical_ring_order,
-    auto_min_domain_size,
-    distinct_ring_words,
-    interior_graph,
     graph_data_bits,
     select_disjoint,
     structure_bits,
     usage_bits,
     without_cyclic_gc,
 )
+from motifgram.grammar.words import choose_ring_words, ring_words_of
 
 __all__ = ["MergeStep", "InductionResult", "induce_grammar"]
 
@@ -121,6 +125,10 @@ class InductionResult:
         The merges in order (one per motif rule).
     min_domain_size : int or None
         The ``min_domain_size`` used (``None``: per symbol ``1 + ring size``); pass it to ``parse_graph``.
+    gains_bits : dict of str to float
+        Rule -> the bits it saved when it was chosen: an exact ring word and a domain against their absence
+        when the ring vocabulary was chosen (:func:`~motifgram.grammar.words.choose_ring_words`), a motif its
+        merge's gain. Wildcard rings are absent (every parse needs them).
     """
 
     grammar: Grammar
@@ -130,6 +138,7 @@ class InductionResult:
     initial_bits: float
     history: tuple[MergeStep, ...]
     min_domain_size: int | None
+    gains_bits: dict = dataclasses.field(default_factory=dict)
 
     @property
     def total_bits(self) -> float:
@@ -163,31 +172,6 @@ def _validate_args(min_count, max_motif_size, min_domain_size, beam_width) -> No
     positive_int("beam_width", beam_width, 1)
     if min_domain_size is not None:
         positive_int("min_domain_size", min_domain_size, 1)
-
-
-@dataclass
-class _Rings:
-    """What induction keeps of one micrograph's graph: its ring words and ring adjacency (arrays)."""
-
-    distinct: list  # distinct ring words
-    index: np.ndarray  # (R,) ring -> its word in ``distinct``
-    rank: np.ndarray  # (R,) ring -> its position in canonical ring order
-    adjacency: np.ndarray  # (E, 2) adjacent rings, in canonical positions
-
-
-def _compact(k: int, g) -> _Rings:
-    tokens = np.asarray(g.tokens).astype(str)
-    if tokens.size and np.any(tokens == ""):
-        raise GrammarError(
-            f"induce_grammar: micrograph {k} has atoms without a token; assign tokens first (AtomGraph.with_tokens)"
-        )
-    g = interior_graph(g)
-    distinct, index = distinct_ring_words(g)
-    order = canonical_ring_order(g.rings)
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(len(order))
-    adjacency = rank[np.asarray(g.ring_adjacency(), dtype=np.int64).reshape(-1, 2)]
-    return _Rings(distinct, index, rank, adjacency)
 
 
 @without_cyclic_gc
@@ -242,48 +226,39 @@ def induce_grammar(
     """
     _validate_args(min_count, max_motif_size, min_domain_size, beam_width)
 
-    # Tokens and ring rules.
+    # Tokens, then the ring rules chosen by description length (words.py).
     token_counts = Counter()
     compact = []
     for k, g in enumerate(graphs):
         token_counts.update(np.asarray(g.tokens).astype(str).tolist())
-        compact.append(_compact(k, g))
+        compact.append(ring_words_of(k, g))
     if not compact:
         raise GrammarError("induce_grammar: no micrographs given; pass at least one atom graph")
     n_tokens = sum(token_counts.values())
     tokens = tuple(TokenSymbol(t, c / n_tokens) for t, c in sorted(token_counts.items()))
-    word_counts = Counter()
-    for c in compact:
-        for w, n in zip(c.distinct, np.bincount(c.index, minlength=len(c.distinct)).tolist(), strict=True):
-            word_counts[w] += n
-    rings, symbol_of, wild_of = _ring_rules(word_counts, min_count)
-    code = DataCode({}, 0, DataCode.from_grammar(Grammar(name, 1, tokens)).token_bits)
+    vocabulary, stage_gains = choose_ring_words(compact, tokens, min_count=min_count,
+                                                min_domain_size=min_domain_size, max_motif_size=max_motif_size,
+                                                name=name)
+    rings = vocabulary.rings
+    code = DataCode.from_grammar(Grammar(name, 1, tokens, rings))
 
     # Ring-adjacency graphs in canonical ring order, each with its domains contracted at once (a crystal's
     # symbol graph shrinks to a few nodes, so memory follows the disorder, not the number of micrographs).
-    domain_rules = [
-        (f"D_{rule.name}", rule.name,
-         min_domain_size if min_domain_size is not None else auto_min_domain_size(rule.size))
-        for rule in sorted((r for r in rings if not r.is_wildcard), key=lambda r: r.name)
-    ]
     n_regions, n_members = Counter(), Counter()
     states = []
     for i in range(len(compact)):
         c, compact[i] = compact[i], None  # free each micrograph's arrays once its symbol graph exists
-        symbols = [symbol_of.get(w) or wild_of[len(w)] for w in c.distinct]
-        labels = list(map(symbols.__getitem__, c.index[np.argsort(c.rank)].tolist()))
-        bits = [code.word_bits(w) for w in c.distinct]
-        wildcard = np.array([w not in symbol_of for w in c.distinct], dtype=bool).reshape(len(c.distinct))
-        extra = math.fsum(map(bits.__getitem__, c.index[wildcard[c.index]].tolist()))
-        sg = SymbolGraph(labels, c.adjacency)
-        for d_name, symbol, threshold in domain_rules:
+        symbols = [vocabulary.symbol_of[w] for w in c.distinct]
+        extra = code.free_token_bits(c.free_tokens(code.ring_classes(symbols)))
+        sg = SymbolGraph(list(map(symbols.__getitem__, c.index.tolist())), c.adjacency, c.contacts)
+        for d_name, symbol, threshold in vocabulary.domains:
             regions = sg.regions(symbol, threshold)
             sg.contract(regions, d_name, 2, domain=True)
             n_regions[d_name] += len(regions)
             n_members[d_name] += sum(map(len, regions))
         states.append(_State(sg, extra))
     domains = []
-    for d_name, symbol, threshold in domain_rules:
+    for d_name, symbol, threshold in vocabulary.domains:
         if n_regions[d_name]:
             domains.append(DomainRule(d_name, symbol, n_regions[d_name], 2, n_members[d_name]))
             log.debug("domain %s = domain(%s): %d regions, %d rings (min size %d)", d_name, symbol,
@@ -334,27 +309,9 @@ def induce_grammar(
         initial_bits=initial_bits,
         history=steps,
         min_domain_size=min_domain_size,
+        gains_bits={**{rename[s]: g for s, g in stage_gains.items() if s in rename},
+                    **{step.symbol: step.gain_bits for step in steps}},
     )
-
-
-def _ring_rules(word_counts: Counter, min_count: int):
-    """Ring rules (frequent words, then a wildcard per size with rare words) and word/size -> symbol maps.
-
-    Provisional names ``R<size>_<k>`` (by decreasing count, then word) and ``R<size>_any``; the returned
-    grammar is renamed canonically.
-    """
-    rings, symbol_of, wild_of = [], {}, {}
-    for size in sorted({len(w) for w in word_counts}):
-        group = sorted((w for w in word_counts if len(w) == size), key=lambda w: (-word_counts[w], w))
-        frequent = [w for w in group if word_counts[w] >= min_count]
-        for k, w in enumerate(frequent):
-            symbol_of[w] = f"R{size}_{k}"
-            rings.append(RingRule(symbol_of[w], w, word_counts[w]))
-        rare = sum(word_counts[w] for w in group if word_counts[w] < min_count)
-        if rare:
-            wild_of[size] = f"R{size}_any"
-            rings.append(RingRule.wildcard(wild_of[size], size, rare))
-    return tuple(rings), symbol_of, wild_of
 
 
 def _fresh(name: str, grammar: Grammar) -> str:
@@ -364,8 +321,14 @@ def _fresh(name: str, grammar: Grammar) -> str:
 
 
 def _renaming(old: Grammar, new: Grammar) -> dict[str, str]:
-    """Old motif name -> canonical motif name (``canonical`` keeps the motif order)."""
-    return {a.name: b.name for a, b in zip(old.motifs, new.motifs, strict=True)}
+    """Old rule name -> canonical name: rings by word, motifs by order (``canonical`` keeps it), domains by
+    their (renamed) symbol."""
+    word = {r.word: r.name for r in new.rings}
+    out = {r.name: word[r.word] for r in old.rings}
+    out.update({a.name: b.name for a, b in zip(old.motifs, new.motifs, strict=True)})
+    domain = {d.symbol: d.name for d in new.domains}
+    out.update({d.name: domain[out[d.symbol]] for d in old.domains})
+    return out
 
 
 def _data_bits(states: Sequence[_State], usage: Counter, grammar: Grammar) -> float:
@@ -410,6 +373,42 @@ def _pairs(states: Sequence[_State]) -> dict:
                     a, b = sg.labels[u], sg.labels[v]
                     key = ((a, b) if a <= b else (b, a), ((0, 1),))
                     groups.setdefault(key, [set() for _ in range(n)])[gi].add((u, v))
+    return groups
+
+
+def _components(states: Sequence[_State], max_size: int, cache: dict) -> dict:
+    """Every connected component of free nodes with 2..``max_size`` nodes, grouped by canonical pattern.
+
+    In a crystal whose domain has absorbed the background, these are the defects, whole: a Stone–Wales
+    defect's four rings, a vacancy's 5-9 pair. Offered as candidates beside the grown pairs, so that an
+    isolated defect becomes one rule counted once per defect rather than being assembled from pairs whose
+    greedy selection can split neighbouring defects.
+    """
+    groups: dict = {}
+    n = len(states)
+    for gi, st in enumerate(states):
+        sg = st.sg
+        seen: set[int] = set()
+        for v in sg.alive_nodes():
+            if v in seen or sg.is_domain[v]:
+                continue
+            seen.add(v)
+            stack, members = [v], [v]
+            while stack and len(members) <= max_size:
+                for w in sg.adj[stack.pop()]:
+                    if w not in seen and sg.is_free(w):
+                        seen.add(w)
+                        stack.append(w)
+                        members.append(w)
+            while stack:  # too large: mark the rest of the component seen without recording it
+                for w in sg.adj[stack.pop()]:
+                    if w not in seen and sg.is_free(w):
+                        seen.add(w)
+                        stack.append(w)
+                        members.append(w)
+            if 2 <= len(members) <= max_size:
+                inst = tuple(sorted(members))
+                groups.setdefault(_pattern_key(sg, inst, cache), [set() for _ in range(n)])[gi].add(inst)
     return groups
 
 
@@ -507,6 +506,7 @@ def _best_merge(states, usage, grammar, *, min_count, max_size, beam_width, cano
         ranked.extend(scored[:beam_width])
         if size < max_size:
             groups = _grow(states, scored[:beam_width], canon_cache)
+    ranked.extend(score(_components(states, max_size, canon_cache)))
     ranked.sort(key=_rank)
     for cand in ranked[:_VERIFY]:
         if cand.gain <= _MIN_GAIN_BITS:

@@ -270,7 +270,8 @@ class Grammar:
 
         Tokens keep their names (they are the vocabulary) and are sorted by name. Rings are sorted by
         (size, wildcard last, word) and named ``R<size>`` when they are the only non-wildcard ring of their
-        size, else ``R<size>a``, ``R<size>b``, ...; the wildcard is ``R<size>_any``. Motifs keep their order
+        size, else ``R<size>a``, ``R<size>b``, ...; the wildcard is ``R<size>_any``, or ``R<size>`` when it is its
+        size's only rule. Motifs keep their order
         (the merge order is the parse order) and are named ``M1``, ``M2``, ... in that order. Domains are sorted
         by (level, canonical name of the repeated symbol) and named ``D_<symbol>``. A generated name that
         equals a token name gets ``_`` appended. So ``g1.canonical() == g2.canonical()`` whenever ``g1`` and
@@ -293,7 +294,7 @@ class Grammar:
             plain = [r for r in group if not r.is_wildcard]
             for k, r in enumerate(group):
                 if r.is_wildcard:
-                    new = f"R{size}_any"
+                    new = f"R{size}_any" if plain else f"R{size}"
                 elif len(plain) == 1:
                     new = f"R{size}"
                 else:

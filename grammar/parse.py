@@ -5,7 +5,9 @@ Parsing (:func:`parse_graph`) runs the grammar's rules in their order on the rin
 1. **Rings.** Each ring's cyclic token word, in dihedral canonical form, gets the symbol of the ring rule with
    that word; else the wildcard rule of its size (``ring5(*)``); else it is an *unknown ring*, a level-1 leaf
    named ``R<size>?`` that no rule mentions (it is costed with an escape code, see below).
-2. **Domains are marked first.** Connected regions of a domain rule's ring symbol with at least
+2. **Domains are marked first.** Connected regions (rings sharing a bond; rings that share no bond with a ring of
+   their symbol join by shared atoms, so a line of 4-rings meeting at corners, as at the 4|4P mirror-twin
+   boundary of a TMD, is one) of a domain rule's ring symbol with at least
    ``min_domain_size`` rings (default: ``1 + ring size``, the smallest region that can hold a ring together
    with its complete first shell of edge-sharing neighbours: 7 for hexagons) become one frozen domain node
    each. Frozen nodes take no part in motif matching, so motifs cannot eat into a crystal; rings of the
@@ -30,10 +32,17 @@ under node ``v`` (1 for a ring, the member count for a domain)::
          + Σ_v deg(v) · log2 k_v                     which part of a composite node each touch attaches to
          + Σ_v −log2 p(symbol_v)                     the node symbols, from the stochastic grammar
          + Σ_domain nodes γ(k_v)                     each domain's size
-         + Σ_rings word bits                         tokens of wildcard/unknown rings, −log2 abundance each,
-                                                     plus γ(size) for an unknown ring
+         + Σ_classes KT(token counts of its atoms)   the tokens of the free atoms (below), each atom once
+         + Σ_unknown rings γ(size)                   the size of every ring no rule matches
 
-where ``γ(n) = 2⌊log2(n+1)⌋ + 1`` (Elias gamma of n+1, the code of :meth:`Grammar.description_length_bits`).
+A ring whose symbol is an exact word fixes the tokens of its atoms; a wildcard (or unknown) ring says only
+its size, so the tokens of the *free* atoms, those lying in such rings alone, are spelled out, once per
+atom however many rings hold it. A free atom belongs to the class of the rarest wildcard (or unknown) ring
+holding it, and each class's tokens are coded by the Krichevsky–Trofimov mixture (:func:`kt_bits`), an
+adaptive code that needs no parameters: what the tokens of, say, pentagons cost follows their own
+frequencies there. A word therefore earns its own rule only when naming it saves more than it costs in symbols
+and structure (:mod:`motifgram.grammar.induce` chooses the ring rules by this total).
+Here ``γ(n) = 2⌊log2(n+1)⌋ + 1`` (Elias gamma of n+1, the code of :meth:`Grammar.description_length_bits`).
 Symbol probabilities are add-½ estimates from the *top-level usage* ``u`` of each of the grammar's ``K`` ring,
 motif and domain symbols, with one escape slot for unknown rings::
 
@@ -55,7 +64,7 @@ import logging
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import lark
@@ -80,6 +89,9 @@ __all__ = [
     "ring_words",
     "distinct_ring_words",
     "canonical_ring_order",
+    "ring_contacts",
+    "free_atom_tokens",
+    "kt_bits",
     "graph_data_bits",
     "structure_bits",
     "usage_bits",
@@ -213,6 +225,57 @@ def distinct_ring_words(graph) -> tuple[list[tuple[str, ...]], np.ndarray]:
     return words, index
 
 
+def free_atom_tokens(rings, ring_class: np.ndarray, tokens) -> Counter:
+    """``(class, token)`` -> number of *free* ring atoms: atoms in at least one ring and in no exact-word ring.
+
+    Parameters
+    ----------
+    rings : Rings or sequence of sequences of int, length R
+        Atom ids of each ring.
+    ring_class : (R,) int ndarray
+        -1 for a ring whose symbol fixes its word, else its class (:meth:`DataCode.ring_classes`); a free atom
+        belongs to the lowest class among its rings.
+    tokens : (N,) str array
+        Token of each atom.
+
+    Returns
+    -------
+    Counter
+        What the data code spells out (each free atom once; see the module docstring).
+    """
+    rings = Rings.from_sequences(rings)
+    tokens = np.asarray(tokens).astype(str)
+    entry_class = np.repeat(np.asarray(ring_class, dtype=np.int64), rings.sizes)
+    big = np.iinfo(np.int64).max
+    lowest = np.full(len(tokens), big, dtype=np.int64)
+    np.minimum.at(lowest, rings.atoms, np.where(entry_class < 0, big, entry_class))
+    determined = np.zeros(len(tokens), dtype=bool)
+    determined[rings.atoms[entry_class < 0]] = True
+    free = np.flatnonzero((lowest < big) & ~determined)
+    names, token_id = np.unique(tokens[free], return_inverse=True)
+    keys, counts = np.unique(np.column_stack([lowest[free], token_id.reshape(-1)]), axis=0, return_counts=True)
+    return Counter({(int(c), names[t]): int(n) for (c, t), n in zip(keys.tolist(), counts.tolist(), strict=True)})
+
+
+def ring_contacts(rings) -> np.ndarray:
+    """(C, 2) int64: every pair ``i < j`` of rings that share at least one atom (a bond or a corner), once.
+
+    Parameters
+    ----------
+    rings : Rings or sequence of sequences of int
+    """
+    rings = Rings.from_sequences(rings)
+    entry_ring = np.repeat(np.arange(len(rings), dtype=np.int64), rings.sizes)
+    order = np.lexsort((entry_ring, rings.atoms))
+    atom, ring = rings.atoms[order], entry_ring[order]
+    pairs = []
+    for k in range(1, int(np.bincount(atom).max(initial=1))):  # rings around an atom, pairwise
+        same = atom[k:] == atom[:-k]
+        pairs.append(np.stack([ring[:-k][same], ring[k:][same]], axis=1))
+    pairs = np.concatenate(pairs) if pairs else np.empty((0, 2), dtype=np.int64)
+    return np.unique(np.sort(pairs, axis=1), axis=0).reshape(-1, 2)
+
+
 def canonical_ring_order(rings: Sequence[Sequence[int]]) -> np.ndarray:
     """(R,) int64 permutation sorting rings by their sorted atom tuples: independent of the input ring order.
 
@@ -259,7 +322,7 @@ class SymbolGraph:
         Number of edges among alive nodes.
     """
 
-    def __init__(self, ring_labels: Sequence[str], ring_edges: np.ndarray):
+    def __init__(self, ring_labels: Sequence[str], ring_edges: np.ndarray, ring_contacts: np.ndarray | None = None):
         """Build the ring-adjacency graph.
 
         Parameters
@@ -268,6 +331,9 @@ class SymbolGraph:
             Symbol of each ring.
         ring_edges : (E, 2) int array
             Pairs of ring indices sharing a bond, each pair once.
+        ring_contacts : (C, 2) int array, optional
+            Pairs of ring indices sharing an atom (:func:`ring_contacts`): they may join the rings of a domain
+            (:meth:`regions`), never the edges of the graph.
         """
         n = len(ring_labels)
         self.labels: list[str] = list(ring_labels)
@@ -286,7 +352,9 @@ class SymbolGraph:
         bounds = np.searchsorted(src[by_node], np.arange(n + 1)).tolist()
         neighbours = dst[by_node].tolist()
         self.adj: list[set[int]] = [set(neighbours[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
-        self._ring_edges = edges  # edges between two alive rings are the rings' own: see _ring_regions()
+        self._ring_edges = edges  # edges and contacts between alive rings never change: see _ring_regions()
+        self._contacts = np.asarray(ring_contacts if ring_contacts is not None else np.empty((0, 2)),
+                                    dtype=np.int64).reshape(-1, 2)
         self._n_ring_nodes = n
         self.n_edges = len(edges)
         self.n_alive = n
@@ -326,6 +394,10 @@ class SymbolGraph:
     def regions(self, symbol: str, min_size: int) -> list[tuple[int, ...]]:
         """Connected regions of free nodes labelled ``symbol`` with at least ``min_size`` nodes.
 
+        Rings are connected when they share a bond, or an atom when neither shares a bond with a ring of the
+        symbol (:func:`_region_links`: a line of 4-rings meeting at corners is one region, two grains of a
+        crystal meeting along a boundary stay two); composite nodes when they touch.
+
         Returns
         -------
         list of tuple of int
@@ -361,14 +433,14 @@ class SymbolGraph:
     def _ring_regions(self, members: np.ndarray, min_size: int) -> list[tuple[int, ...]]:
         """:meth:`regions` when every node of the symbol is a ring, by connected components over arrays.
 
-        Contraction removes the edges of the nodes it absorbs and adds edges to the new node only, so the
-        edges between two alive ring nodes are exactly their edges in the initial ring-adjacency graph.
+        Rings join as :func:`_region_links` says. Contraction removes the edges of the nodes it absorbs and
+        adds edges to the new node only, so the edges between two alive ring nodes are exactly their edges in
+        the initial ring-adjacency graph (and their contacts never change).
         """
         n = self._n_ring_nodes
         mask = np.zeros(n, dtype=bool)
         mask[members] = True
-        e = self._ring_edges
-        e = e[mask[e[:, 0]] & mask[e[:, 1]]]
+        e = _region_links(n, mask, self._ring_edges, self._contacts)
         _, component = connected_components(
             coo_matrix((np.ones(len(e), dtype=np.int8), (e[:, 0], e[:, 1])), shape=(n, n)), directed=False
         )
@@ -551,6 +623,20 @@ class SymbolGraph:
         return new_ids
 
 
+def _region_links(n: int, member: np.ndarray, edges: np.ndarray, contacts: np.ndarray) -> np.ndarray:
+    """(L, 2) links between the ``member`` rings (a (n,) bool mask) that make up regions: the bond-sharing
+    edges among them, and the corner contacts between two members that share no bond with any member.
+
+    So rings that tile only by corners (the 4-rings of a 4|4P boundary) form a region, while the rings of a
+    crystal, which share bonds, join only by bonds: a corner where two grains meet does not merge them.
+    """
+    edges = edges[member[edges[:, 0]] & member[edges[:, 1]]]
+    bonded = np.zeros(n, dtype=bool)
+    bonded[edges.ravel()] = True
+    loose = member & ~bonded
+    return np.concatenate([edges, contacts[loose[contacts[:, 0]] & loose[contacts[:, 1]]]])
+
+
 def select_disjoint(instances: Sequence[tuple[int, ...]]) -> list[tuple[int, ...]]:
     """Greedy non-overlapping selection: walk ``instances`` in sorted order, keep each one sharing no node
     with those kept before. Deterministic; node ids are canonical, so it does not depend on input order."""
@@ -577,13 +663,17 @@ class DataCode:
         Top-level usage ``u_s`` of every ring, motif and domain symbol.
     n_symbols : int
         ``K``, the number of ring, motif and domain symbols (the escape is one more slot).
-    token_bits : dict of str to float
-        ``-log2 abundance`` of each token.
+    n_tokens : int
+        Number of tokens of the grammar (the alphabet of the free atoms' code).
+    wildcards : tuple of str
+        The wildcard ring symbols, rarest first (by count, then size): the order in which they claim free
+        atoms (:meth:`ring_classes`).
     """
 
     usage: dict[str, int]
     n_symbols: int
-    token_bits: dict[str, float] = field(default_factory=dict)
+    n_tokens: int = 1
+    wildcards: tuple[str, ...] = ()
 
     @classmethod
     def from_grammar(cls, grammar: Grammar) -> DataCode:
@@ -600,7 +690,9 @@ class DataCode:
                 usage[d.symbol] -= d.size
             usage[d.name] = d.count
         usage = {s: max(u, 0) for s, u in usage.items()}
-        return cls(usage, len(usage), _token_bits({t.name: t.abundance for t in grammar.tokens}))
+        wildcards = tuple(r.name for r in sorted((r for r in grammar.rings if r.is_wildcard),
+                                                 key=lambda r: (r.count, r.size, r.name)))
+        return cls(usage, len(usage), max(len(grammar.tokens), 1), wildcards)
 
     def _denominator(self) -> float:
         return sum(self.usage.values()) + 0.5 * (self.n_symbols + 1)
@@ -609,21 +701,48 @@ class DataCode:
         """``-log2 p(symbol)``; the escape probability for a symbol outside the grammar."""
         return -math.log2((self.usage.get(symbol, 0) + 0.5) / self._denominator())
 
-    def word_bits(self, word: Sequence[str]) -> float:
-        """Bits to spell a ring word token by token (``-log2 abundance`` each)."""
-        return math.fsum(self.token_bits[t] for t in word)
+    def ring_classes(self, symbols: Sequence[str]) -> np.ndarray:
+        """(len(symbols),) int64: the class of each ring symbol for :func:`free_atom_tokens`.
+
+        -1 for an exact-word symbol (it fixes its atoms' tokens); otherwise a rank, lower claiming first:
+        unknown rings (``R<n>?``) by size, then the wildcards rarest first.
+        """
+        unknown = sorted({s for s in symbols if s not in self.usage}, key=lambda s: (len(s), s))
+        rank = {s: k for k, s in enumerate(unknown)}
+        rank.update({s: len(unknown) + k for k, s in enumerate(self.wildcards)})
+        return np.array([rank.get(s, -1) for s in symbols], dtype=np.int64).reshape(len(symbols))
+
+    def free_token_bits(self, free: Mapping[tuple[int, str], int]) -> float:
+        """Bits to spell the tokens of the free ring atoms (:func:`free_atom_tokens`): per ring class, the
+        Krichevsky–Trofimov code of its token counts over the grammar's ``n_tokens`` tokens (adaptive, so the
+        tokens of a class of defect rings cost what their own frequencies say, not the micrograph's).
+
+        Summed in class order, so induction and parsing get the same float from the same counts.
+        """
+        per_class: dict[int, list[int]] = {}
+        for (cls, _), n in sorted(free.items()):
+            per_class.setdefault(cls, []).append(n)
+        return math.fsum(kt_bits(counts, self.n_tokens) for _, counts in sorted(per_class.items()))
 
 
-def _token_bits(abundance: Mapping[str, float]) -> dict[str, float]:
-    """``-log2 a`` per token; a zero abundance is floored at 2**-32 so that the cost stays finite."""
-    return {t: -math.log2(max(a, 2.0**-32)) for t, a in abundance.items()}
+def kt_bits(counts: Sequence[int], n_tokens: int) -> float:
+    """Code length (bits) of a sequence with these symbol counts under the Krichevsky–Trofimov mixture over
+    ``n_tokens`` symbols: ``log2 Γ(N + T/2) − log2 Γ(T/2) − Σ_t [log2 Γ(n_t + ½) − log2 Γ(½)]``.
+
+    0 for one symbol; about ``N H + (T − 1)/2 log2 N`` bits for ``N`` symbols of empirical entropy ``H``.
+    """
+    n = sum(counts)
+    half = 0.5 * n_tokens
+    nats = math.lgamma(n + half) - math.lgamma(half) - math.fsum(math.lgamma(c + 0.5) - math.lgamma(0.5)
+                                                                 for c in counts)
+    return max(nats, 0.0) / math.log(2.0)
 
 
 def graph_data_bits(sg: SymbolGraph, code: DataCode, ring_extra_bits: float) -> float:
     """Total data bits of one micrograph's top-level graph under ``code`` (module docstring formula).
 
-    ``ring_extra_bits`` is the sum of the word bits of its wildcard and unknown rings (and γ(size) for the
-    unknown ones), which no contraction changes.
+    ``ring_extra_bits`` is the bits of its free atoms' tokens (:meth:`DataCode.free_token_bits`) plus γ(size)
+    for each unknown ring, which no contraction changes.
     """
     alive = sg.alive_nodes()
     labels = math.fsum(code.symbol_bits(sg.labels[v]) for v in alive)
@@ -825,12 +944,10 @@ def parse_graph(grammar: Grammar, graph, *, min_domain_size: int | None = None) 
     symbols = _ring_labels(grammar, words)
     # Word bits of the wildcard and unknown rings, added in ring order (the same float sum as ring by ring).
     extra = 0.0
-    costed = np.array([w not in exact for w in words], dtype=bool).reshape(len(words))
-    for k in word_index[costed[word_index]].tolist():
-        word = words[k]
-        extra += code.word_bits(word)
-        if len(word) not in wild:
-            extra += _gamma_bits(len(word))
+    extra += code.free_token_bits(free_atom_tokens(rings, code.ring_classes(symbols)[word_index], graph.tokens))
+    unknown = np.array([len(w) not in wild and w not in exact for w in words], dtype=bool).reshape(len(words))
+    for k in word_index[unknown[word_index]].tolist():
+        extra += _gamma_bits(len(words[k]))
     labels = list(map(symbols.__getitem__, word_index.tolist()))
     ring_symbols = np.array(labels, dtype=np.str_).reshape(len(labels))
     if whole is not graph:  # border rings get the symbol of their word, outside the tree
@@ -842,7 +959,7 @@ def parse_graph(grammar: Grammar, graph, *, min_domain_size: int | None = None) 
         all_symbols[border] = np.array(_ring_labels(grammar, border_words), dtype=object)[border_index]
         ring_symbols = all_symbols.astype(np.str_)
     sg = SymbolGraph(list(map(labels.__getitem__, order.tolist())),
-                     rank[np.asarray(graph.ring_adjacency(), dtype=np.int64)])
+                     rank[np.asarray(graph.ring_adjacency(), dtype=np.int64)], rank[ring_contacts(rings)])
     ring_size = {r.name: r.size for r in grammar.rings}
 
     def threshold(symbol: str) -> int:

@@ -78,6 +78,19 @@ def test_one_line_sections_and_odd_names():
     assert_round_trip(g)
 
 
+def test_tokens_named_by_role_and_lone_wildcards_round_trip():
+    # a token model may name tokens by intensity rank or by the user's tokens.names; a ring size whose words
+    # earned no rule is its wildcard alone, canonically named R<size>
+    g = Grammar("mos2", 1, (TokenSymbol("heavy", 0.5), TokenSymbol("light", 0.48), TokenSymbol("Se_site", 0.02)),
+                (RingRule("R6x", ("heavy", "light") * 3, 900), RingRule.wildcard("R6y", 6, 60),
+                 RingRule.wildcard("R5z", 5, 4)), (), (DomainRule("D", "R6x", 1, 2, 880),))
+    canonical = g.canonical()
+    assert [r.name for r in canonical.rings] == ["R5", "R6", "R6_any"]
+    assert "R6 = ring(heavy light heavy light heavy light) 900" in canonical.to_text()
+    assert "R5 = ring5(*) 4" in canonical.to_text()
+    assert_round_trip(canonical)
+
+
 # -- hypothesis: every valid grammar round-trips ---------------------------------------------------------------
 
 NAMES = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,6}", fullmatch=True).filter(is_valid_name)

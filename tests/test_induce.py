@@ -122,22 +122,36 @@ def test_graphs_are_read_once_one_at_a_time(defective):
     assert alive_earlier == [0, 0, 0]
 
 
-def test_rare_words_fall_back_to_the_wildcard():
+def two_sublattice(graph):
+    """The graph's atoms tokenised by sublattice ("B"/"N", an h-BN-like compound): every hexagon reads
+    B N B N B N, so its word carries one bit per atom."""
+    import networkx as nx
+
+    colour = nx.bipartite.color(nx.Graph(graph.bonds.tolist()))
+    return graph.with_tokens(np.array(["B" if colour[i] else "N" for i in range(graph.n_atoms)]))
+
+
+def test_a_word_earns_its_rule_and_rare_words_fall_back_to_the_wildcard():
     graph, _ = atom_graph("graphene", size=256, seed=4, stone_wales_density=0.0, vacancy_density=0.0)
-    tokens = graph.tokens.astype("<U2")
+    compound = two_sublattice(graph)
+    tokens = compound.tokens.astype("<U2")
     centre = int(np.argmin(np.hypot(*(graph.xy - 128.0).T)))
     tokens[centre] = "X"  # a dopant: its three hexagons have a word seen only three times
     doped = graph.with_tokens(tokens)
+    # the sublattice order earns a word (one bit per atom saved); the dopant's word, seen 3 < 4 times, cannot
     g = induce_grammar([doped], min_count=4).grammar
-    wild = [r for r in g.rings if r.is_wildcard]
-    assert [(r.name, r.size, r.count) for r in wild] == [("R6_any", 6, 3)]
-    assert {t.name for t in g.tokens} == {"C", "X"}
+    assert [(r.name, r.word) for r in g.rings if not r.is_wildcard] == [("R6", ("B", "N") * 3)]
+    assert [(r.name, r.size, r.count) for r in g.rings if r.is_wildcard] == [("R6_any", 6, 3)]
+    assert {t.name for t in g.tokens} == {"B", "N", "X"}
     symbols = parse_graph(g, doped).ring_symbols
     assert sorted(np.flatnonzero(symbols == "R6_any").tolist()) == sorted(
         k for k, ring in enumerate(doped.rings) if centre in ring
     )
-    # With the default min_count the dopant's word is frequent enough for a rule of its own.
-    assert not any(r.is_wildcard for r in induce_grammar([doped]).grammar.rings)
+    # Frequent enough for a rule (min_count 2), the dopant's word still does not pay: naming it costs more
+    # bits than spelling the one token its rings add.
+    assert [r.count for r in induce_grammar([doped]).grammar.rings if r.is_wildcard] == [3]
+    # One token: a word and the wildcard cost the same, and the word is kept.
+    assert [(r.name, r.word) for r in induce_grammar([graph]).grammar.rings] == [("R6", ("C",) * 6)]
 
 
 def test_deterministic(defective, learned):

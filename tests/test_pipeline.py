@@ -213,3 +213,22 @@ def test_show_prints_the_grammar_and_a_parse_tree(demo_run):
     assert "graphene-1:" in text and "bits/atom" in text
     tree = text.split("\n\n")[-1]
     assert tree.startswith("micrograph") and any(d.name in tree for d in grammar.domains)
+
+
+def test_show_ranks_the_rules_by_their_gain_and_says_where_they_are(demo_run):
+    from motifgram.engine.show import show_grammar
+    from motifgram.grammar import Grammar
+
+    summary = json.loads((demo_run / "summary.json").read_text())["grammar"]
+    gains = summary["gains_bits"]
+    assert summary["total_bits"] == pytest.approx(summary["description_length_bits"] + summary["data_bits"], abs=0.01)
+    grammar = Grammar.parse_text((demo_run / "grammar.txt").read_text())
+    assert set(gains) <= {r.name for r in (*grammar.rings, *grammar.motifs, *grammar.domains)}
+    assert {m.name for m in grammar.motifs} <= set(gains) and all(gains[m.name] > 0 for m in grammar.motifs)
+    table = show_grammar(demo_run).split("# rules by share of the description-length gain")[1].splitlines()[1:]
+    assert len(table) == grammar.n_rules
+    ranked = [line.split()[3] for line in table if "%" in line]
+    assert ranked == sorted(gains, key=lambda n: -gains[n])[:len(ranked)]
+    assert all("graphene-" in line and "centre (" in line for line in table)  # where it is, from the parses
+    top = show_grammar(demo_run, top=2).split("# rules by share of the description-length gain")[1].splitlines()
+    assert top[0] == f" (top 2 of {grammar.n_rules}):" and top[1:] == table[:2]

@@ -141,6 +141,9 @@ def test_mose2_grain_boundary_rules(runs):
     assert "R4 = ring(A A A A)" in text
     # the boundary cuts the honeycomb into two R6 domains
     assert "D_R6 = domain(R6) 2" in text
+    # and is a rule of its own: the corner-sharing 4-rings are domains (two stretches, cut by a missing column)
+    boundary = next(d for d in grammar_of(rd).domains if d.symbol == "R4")
+    assert boundary.count <= 2 and boundary.size >= 15
 
 
 def test_ws2te2_tokens_by_intensity_and_clustering(runs):

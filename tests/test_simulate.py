@@ -261,6 +261,11 @@ def test_options_and_errors():
     with pytest.raises(SpecError) as info:
         simulate("cairo", size=64, scan_noise=-0.1, scan_noise_length=0.0)
     assert {p for p, _ in info.value.problems} == {"simulate.scan_noise", "simulate.scan_noise_length"}
+    with pytest.raises(SpecError) as info:
+        simulate("mos2", size=64, se_cluster_size=2.5, s_vacancy_line_length=1, divacancy_density=0.1)
+    assert [p for p, _ in info.value.problems] == [
+        "simulate.se_cluster_size", "simulate.s_vacancy_line_length", "simulate.divacancy_density"]
+    assert "integer" in info.value.problems[0][1]
 
 
 @settings(max_examples=6, deadline=None)
@@ -285,11 +290,13 @@ def test_large_image_renders():
 # Dense graphene defects (disorder series)
 
 
+DEFECT_RINGS = {"stone_wales": [5, 5, 7, 7], "vacancy": [5, 9], "divacancy": [5, 5, 8], "dislocation": [5, 7]}
+
+
 def check_defect_rings(truth):
     sizes = truth.ring_sizes
     for d in truth.defects:
-        expected = [5, 5, 7, 7] if d.kind == "stone_wales" else [5, 9]
-        assert sorted(sizes[list(d.rings)].tolist()) == expected
+        assert sorted(sizes[list(d.rings)].tolist()) == DEFECT_RINGS[d.kind]
         assert set(d.atoms) == {a for k in d.rings for a in truth.rings[k]}
     in_defects = [k for d in truth.defects for k in d.rings]
     assert len(in_defects) == len(set(in_defects))  # no ring belongs to two defects
@@ -319,6 +326,64 @@ def test_mixed_dense_defects_and_an_impossible_request_warns(caplog):
     assert any("placed" in r.getMessage() for r in caplog.records)
     check_defect_rings(jammed)
     assert len(jammed.defects) / len(jammed.xy) > 0.04  # jams well above the sparse cap of ~0.014
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("kind", ["divacancy", "dislocation"])
+def test_divacancies_and_dislocation_dipoles_have_their_rings(kind, seed):
+    options = {"stone_wales_density": 0.0, "vacancy_density": 0.0, f"{kind}_density": 0.004}
+    truth = simulate("graphene", size=384, seed=seed, **options).truth
+    n_inside = len(truth.xy) + 2 * len(truth.defects) if kind == "divacancy" else len(truth.xy)
+    per_defect = 2 if kind == "dislocation" else 1  # a dipole is two 5-7 cores
+    assert len(truth.defects) == per_defect * round(0.004 * n_inside)
+    check_defect_rings(truth)
+    if kind == "dislocation":  # the two cores of a dipole share no bond: hexagons lie between them
+        edges = [{e for k in d.rings for e in ring_edges(truth.rings[k])} for d in truth.defects]
+        assert all(not (edges[i] & edges[j]) for i in range(len(edges)) for j in range(i))
+    else:
+        degree = np.bincount(truth.bonds.ravel(), minlength=len(truth.xy))
+        assert all(degree[list(d.atoms)].min() == 3 for d in truth.defects)  # fully reconstructed: no dangling bond
+    lengths = bond_lengths(truth) / A_CC_PX
+    assert lengths.min() > 0.9 and lengths.max() < 1.1
+    assert check_truth(truth, 384) == 1 and points_inside_rings(truth) == 0
+
+
+def test_all_graphene_defect_kinds_mixed_and_dense():
+    options = {"stone_wales_density": 0.01, "vacancy_density": 0.01, "divacancy_density": 0.01,
+               "dislocation_density": 0.01}
+    truth = simulate("graphene", size=256, seed=6, **options).truth
+    kinds = Counter(d.kind for d in truth.defects)
+    assert set(kinds) == set(DEFECT_RINGS)
+    check_defect_rings(truth)
+    lengths = bond_lengths(truth) / A_CC_PX
+    assert lengths.min() > 0.85 and lengths.max() < 1.15
+    assert check_truth(truth, 256) == 1 and points_inside_rings(truth) == 0
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_mos2_se_clusters_and_s_vacancy_lines(seed):
+    options = {"se_fraction": 0.0, "s_vacancy_density": 0.0, "se_cluster_density": 0.003,
+               "s_vacancy_line_density": 0.003}
+    truth = simulate("mos2", size=512, seed=seed, **options).truth
+    kinds = Counter(d.kind for d in truth.defects)
+    assert kinds["se_cluster"] == kinds["s_vacancy_line"] == round(0.003 * len(truth.xy))
+    labels = Counter(truth.label.tolist())
+    assert labels["Se2"] == 3 * kinds["se_cluster"] and labels["S1"] == 4 * kinds["s_vacancy_line"]
+    a = math.sqrt(3) * 8.0  # lattice constant, px
+    chalcogen = np.flatnonzero(truth.label != "Mo")
+    for d in truth.defects:
+        columns = truth.xy[list(d.atoms)]
+        gaps = np.hypot(*(columns[:, None] - columns[None]).transpose(2, 0, 1))
+        if d.kind == "se_cluster":  # a triangle of chalcogen columns around one Mo column: 6 rings
+            assert np.allclose(gaps[~np.eye(3, dtype=bool)], a, rtol=0.01) and len(d.rings) == 6
+        else:  # four columns in a row, one lattice constant apart: 9 rings
+            order = np.argsort(columns @ (columns[-1] - columns[0]))
+            assert np.allclose(np.diff(columns[order], axis=0), (columns[order][-1] - columns[order][0]) / 3,
+                               atol=0.05 * a) and len(d.rings) == 9
+        near = chalcogen[np.hypot(*(truth.xy[chalcogen] - columns.mean(axis=0)).T) < 3 * a]
+        others = [k for k in near if k not in d.atoms]
+        assert all(truth.label[k] == "S2" for k in others)  # isolated in pristine MoS2
+        assert all(set(d.atoms) & set(truth.rings[k]) for k in d.rings)
 
 
 def test_default_density_keeps_defects_sparse():

@@ -1,0 +1,94 @@
+"""The grammar names defects with their true counts: simulations with exact defect counts, each kind alone and
+mixed, graphene and MoS2, two independently seeded images of each (grammar.truth finds the rule that holds
+each defect's rings exactly; its count is compared with the number of defects complete in the image).
+
+Thresholds come from the claim (issue 19): the defect rule present and its count within 10 % of the truth,
+at most 12 rules for graphene (the claim for two defect kinds; with all four kinds the textbook grammar is 10
+rules: five ring sizes, four defects, one domain). Measured over seeds 1-8 at these settings (512², truth
+graphs): every count exact (relative error 0) with the true tokens and with the spurious token; rules 4-7 for
+one or two kinds and 10 for four with the true tokens, 5-9 and 10-12 with the spurious token. Counts stay
+exact while defects are isolated; at 0.006 per atom of each of the four kinds (dense placement, defects
+touching) touching defects form compound motifs and the counts of single defects fall to 50-80 %
+(benchmarks/README.md).
+"""
+
+import numpy as np
+import pytest
+from scipy.spatial import cKDTree
+
+from motifgram.engine.graph import AtomGraph
+from motifgram.engine.simulate import simulate
+from motifgram.grammar.induce import induce_grammar
+from motifgram.grammar.parse import parse_graph
+from motifgram.grammar.truth import defect_rules
+
+SIZE = 512
+CASES = {
+    "stone_wales": ("graphene", {"stone_wales_density": 0.005, "vacancy_density": 0.0}),
+    "vacancy": ("graphene", {"stone_wales_density": 0.0, "vacancy_density": 0.005}),
+    "divacancy": ("graphene", {"stone_wales_density": 0.0, "vacancy_density": 0.0, "divacancy_density": 0.005}),
+    "dislocation": ("graphene", {"stone_wales_density": 0.0, "vacancy_density": 0.0, "dislocation_density": 0.005}),
+    "sw+divacancy": ("graphene", {"stone_wales_density": 0.004, "vacancy_density": 0.0, "divacancy_density": 0.004}),
+    "graphene_mixed": ("graphene", {"stone_wales_density": 0.003, "vacancy_density": 0.003,
+                                    "divacancy_density": 0.003, "dislocation_density": 0.003}),
+    "se_cluster": ("mos2", {"se_fraction": 0.0, "s_vacancy_density": 0.0, "se_cluster_density": 0.004}),
+    "s_vacancy_line": ("mos2", {"se_fraction": 0.0, "s_vacancy_density": 0.0, "s_vacancy_line_density": 0.004}),
+    "mos2_mixed": ("mos2", {"se_fraction": 0.0, "s_vacancy_density": 0.0, "se_cluster_density": 0.003,
+                            "s_vacancy_line_density": 0.003}),
+}
+KINDS = {"graphene": {"C"}, "mos2": {"Mo", "S2", "Se2", "S1"}}
+
+
+def truth_graph(case, seed, *, spurious=False):
+    """The simulation's exact graph with its site classes as tokens; ``spurious``: half the atoms within 1.5 bond
+    lengths of a defect's atoms get a second token "B" (a token model that sees the distortion, not the
+    chemistry, as in issue 19)."""
+    kind, options = CASES[case]
+    truth = simulate(kind, size=SIZE, seed=seed, **options).truth
+    tokens = truth.label.astype("<U3")
+    if spurious:
+        rng = np.random.default_rng(seed)
+        at_defects = sorted({a for d in truth.defects for a in d.atoms})
+        near = np.unique(np.concatenate(cKDTree(truth.xy).query_ball_point(truth.xy[at_defects], 1.5 * 8.0)))
+        tokens[near[rng.random(len(near)) < 0.5]] = "B"
+    return AtomGraph(truth.xy, tokens, truth.bonds, truth.rings, (SIZE, SIZE)), truth
+
+
+def check(case, seed, *, spurious=False):
+    graph, truth = truth_graph(case, seed, spurious=spurious)
+    result = induce_grammar([graph])
+    grammar = result.grammar
+    rules = defect_rules(parse_graph(grammar, graph).root, truth.rings, truth.defects)
+    kinds = {d.kind for d in truth.defects}
+    assert set(rules) == kinds
+    for kind, rule in rules.items():
+        assert rule.truth >= 5, kind
+        assert rule.symbol is not None, f"{case}: no rule holds a {kind} defect"
+        assert abs(rule.count - rule.truth) <= 0.1 * rule.truth, (kind, rule)
+    tokens = {t.name for t in grammar.tokens}
+    assert tokens == set(np.unique(graph.tokens).tolist())
+    return grammar, rules
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_each_defect_is_one_rule_with_its_true_count(case, seed):
+    grammar, rules = check(case, seed)
+    if CASES[case][0] == "graphene":
+        assert {t.name for t in grammar.tokens} == {"C"}
+        assert grammar.n_rules <= 12
+        assert [d.symbol for d in grammar.domains] == ["R6"]
+    else:
+        assert {t.name for t in grammar.tokens} <= KINDS["mos2"]
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("case", ["stone_wales", "vacancy", "sw+divacancy"])
+def test_a_spurious_token_next_to_defects_does_not_split_them(case, seed):
+    grammar, rules = check(case, seed, spurious=True)
+    assert {t.name for t in grammar.tokens} == {"B", "C"}
+    # the defect rings fall back to their size's wildcard: R5, R7, ... not R5a-R5f
+    for size in {5, 7, 8, 9} & {r.size for r in grammar.rings}:
+        assert [r.name for r in grammar.rings if r.size == size] == [f"R{size}"]
+        assert grammar.symbols[f"R{size}"].is_wildcard
+    assert grammar.n_rules <= 12
