@@ -1,6 +1,7 @@
 """Many micrographs: executors give identical results, interrupted runs resume, bad files are skipped."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -60,7 +61,8 @@ def results_of(summary, *, same_inputs=True):
 
 def assert_same_outputs(a, b, *, same_inputs=True):
     """Every output file of run ``a`` equals run ``b``'s: the same files, byte for byte, but for summary.json (equal
-    results, RUN_KEYS aside) and the .npz archives (equal arrays: the zip holds file times)."""
+    results, RUN_KEYS aside), report.html (the same page but for timings and creation) and the .npz archives (equal
+    arrays: the zip holds file times)."""
     files = output_files(a)
     assert files == output_files(b)
     assert {"atoms.csv", "bonds.csv", "rings.csv", "grammar.txt", "tokens.npz", "embedding.npz", "summary.json"} <= set(
@@ -74,8 +76,18 @@ def assert_same_outputs(a, b, *, same_inputs=True):
                 assert sorted(x.files) == sorted(y.files), name
                 for key in x.files:
                     np.testing.assert_array_equal(x[key], y[key], err_msg=f"{name}:{key}")
+        elif name == "report.html":
+            assert report_results(a / name) == report_results(b / name)
         else:
             assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+def report_results(path):
+    """report.html without what describes the run (its timings section, creation time and folder)."""
+    page = path.read_text(encoding="utf-8")
+    page = re.sub(r'<section id="timings".*?</section>', "", page, flags=re.S)
+    page = re.sub(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d", "<created>", page)
+    return page.replace(str(path.parent.absolute()), "<run>")
 
 
 @pytest.mark.parametrize("executor", ["local", "dask"])
