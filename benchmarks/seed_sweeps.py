@@ -46,6 +46,12 @@ SWEEPS = {
     "tokens.perovskite": ("test_tokens", "measure_perovskite", {}),
     "tokens.mos2_context": ("test_tokens", "measure_mos2_context", {}),
     "tokens.context_generalises": ("test_tokens", "measure_context_generalises", {}),
+    "compare": ("test_compare", "measure_compare", {}),
+    "dual.recovered": ("test_dual", "measure_recovered", {}),
+    "pairs.sites": ("test_pairs", "measure_sites", {}),
+    "pairs.rendered": ("test_pairs", "measure_rendered", {}),
+    "pipeline.graphene_detection": ("test_pipeline", "measure_graphene_detection", {}),
+    "pipeline.parse_new": ("test_pipeline", "measure_parse_new", {}),
     # the real micrographs: the spec's seed (token fit) varies; detection and rings do not depend on it
     "real.mose2": ("test_real_data", "sweep", {"spec": "mose2_grain_boundary", "measure": "measure_mose2"}),
     "real.ws2te2": ("test_real_data", "sweep", {"spec": "ws2te2_alloy", "measure": "measure_ws2te2"}),
@@ -54,6 +60,8 @@ SWEEPS = {
     "real.sto": ("test_real_data", "sweep", {"spec": "sto", "measure": "measure_sto"}),
     "real.si110": ("test_real_data", "sweep", {"spec": "si110", "measure": "measure_si110_partners"}),
     "real.au": ("test_real_data", "sweep", {"spec": "au_grain_boundary", "measure": "measure_au"}),
+    "real.si110_dumbbells": ("test_real_data", "sweep", {"spec": "si110_dumbbells", "measure": "measure_si110_dumbbells",
+                                                         "module": "test_pairs"}),
 }
 
 

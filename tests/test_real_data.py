@@ -358,6 +358,10 @@ def test_au_grain_boundary_dislocation_cores(runs):
     assert m["spacing_px"] == pytest.approx(76, abs=8)
 
 
-def sweep(spec, measure, *, seed):
-    """``measure`` (a function name of this module) of ``specs/<spec>.yaml`` run at ``seed`` (benchmarks)."""
-    return globals()[measure](run_spec(spec, seed))
+def sweep(spec, measure, *, seed, module=None):
+    """``measure`` (a function name of this module, or of test module ``module``) of ``specs/<spec>.yaml`` run at
+    ``seed`` (benchmarks)."""
+    import importlib
+
+    where = globals() if module is None else vars(importlib.import_module(module))
+    return where[measure](run_spec(spec, seed))
