@@ -1,17 +1,10 @@
-"""motifgram.engine: image → atoms → features → tokens → graph; the pipeline and the CLI."""
+"""motifgram.engine: image → atoms → features → tokens → graph; the pipeline and the CLI.
 
-__all__ = ["run", "load_spec"]
+``run`` and ``load_spec`` load on first use (SPEC 1 lazy loading, as scikit-image and SciPy do): the pipeline
+imports JAX, SciPy and matplotlib, which light commands (``motifgram --help``, ``validate``) and the engine's
+own submodules do not need.
+"""
 
+import lazy_loader
 
-def __getattr__(name):
-    # Loaded on first use: the pipeline imports JAX, SciPy and matplotlib (1.2 s), which light commands
-    # (`motifgram --help`, `motifgram validate`) and the engine's own submodules do not need.
-    if name == "run":
-        from .pipeline import run
-
-        return run
-    if name == "load_spec":
-        from .spec import load_spec
-
-        return load_spec
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={"pipeline": ["run"], "spec": ["load_spec"]})

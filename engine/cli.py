@@ -13,7 +13,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from .errors import MotifgramError
+from motifgram.engine.errors import MotifgramError
 
 __all__ = ["main"]
 
@@ -144,33 +144,33 @@ def _set_up_logging(*, quiet: bool, verbose: bool) -> None:
 
 
 def _cmd_run(args, _extra):
-    from .pipeline import run
+    from motifgram.engine.pipeline import run
 
     out = run(args.spec, out_dir=args.out, force=args.force, quiet=args.quiet)
     print(out)
 
 
 def _cmd_validate(args, _extra):
-    from .spec import load_spec
+    from motifgram.engine.spec import load_spec
 
     spec = load_spec(args.spec)
     print(f"{args.spec}: ok ({len(spec.inputs)} input{'s' if len(spec.inputs) != 1 else ''})")
 
 
 def _cmd_schema(_args, _extra):
-    from .spec import json_schema
+    from motifgram.engine.spec import json_schema
 
     print(json.dumps(json_schema(), indent=2))
 
 
 def _cmd_show(args, _extra):
-    from motifgram.grammar.dsl import show_grammar
+    from motifgram.engine.show import show_grammar
 
     print(show_grammar(args.path, tree_of=args.tree))
 
 
 def _cmd_parse(args, _extra):
-    from .pipeline import parse_with_grammar
+    from motifgram.engine.pipeline import parse_with_grammar
 
     out = parse_with_grammar(
         args.grammar, args.image, out_dir=args.out, pixel_size_nm=args.pixel_size, force=args.force
@@ -181,7 +181,7 @@ def _cmd_parse(args, _extra):
 def _cmd_compare(args, _extra):
     from motifgram.grammar.compare import compare, format_table
 
-    from .outputs import write_json
+    from motifgram.engine.outputs import write_json
 
     references = {}
     for text in args.reference:
@@ -196,7 +196,7 @@ def _cmd_compare(args, _extra):
 
 
 def _cmd_report(args, _extra):
-    from .report import write_report
+    from motifgram.engine.report import write_report
 
     print(write_report(args.run_dir))
 
@@ -204,7 +204,7 @@ def _cmd_report(args, _extra):
 def _cmd_simulate(args, extra):
     import numpy as np
 
-    from .simulate import simulate
+    from motifgram.engine.simulate import simulate
 
     options = _options_from_flags(extra)
     sim = simulate(args.kind, size=args.size, seed=args.seed, **options)

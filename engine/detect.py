@@ -43,6 +43,7 @@ from scipy import fft as sp_fft
 from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 
+from motifgram.engine.geometry import inside_image, nn_distance
 from motifgram.engine.errors import ImageError, NoLatticeError
 
 __all__ = [
@@ -462,19 +463,6 @@ def _suppress_weaker(xy: np.ndarray, strength: np.ndarray, *, radius: float) -> 
     return keep
 
 
-def _nn_distance(xy: np.ndarray) -> float:
-    """Typical nearest-neighbour (bond) distance of a point set, px (inf for < 2 points).
-
-    The median over every neighbour pair closer than 1.2x the median nearest-neighbour distance: the
-    whole first shell, so noise in the positions does not bias it low as a per-point minimum does.
-    """
-    if xy.shape[0] < 2:
-        return float("inf")
-    dist, _ = cKDTree(xy).query(xy, k=min(9, xy.shape[0]))
-    shell = dist[:, 1:]
-    return float(np.median(shell[shell < 1.2 * np.median(shell[:, 0])]))
-
-
 def detect_atoms(
     image,
     *,
@@ -558,7 +546,7 @@ def detect_atoms(
             noise_sigma=noise,
             threshold=threshold,
         )
-        nn_guess = _nn_distance(rc0.astype(np.float64))
+        nn_guess = nn_distance(rc0.astype(np.float64))
         if not np.isfinite(nn_guess):
             raise NoLatticeError(
                 f"no atom columns found above the noise (period {period:.2f} px, noise sigma {noise:.3g}); "
@@ -602,7 +590,7 @@ def detect_atoms(
         if not keep.all():
             log.info("merged %d peaks that converged onto another column", int((~keep).sum()))
         xy, intensity = xy[keep], intensity[keep]
-        inside = (xy[:, 0] >= -0.5) & (xy[:, 0] <= w - 0.5) & (xy[:, 1] >= -0.5) & (xy[:, 1] <= h - 0.5)
+        inside = inside_image(xy, (h, w))
         xy, intensity = xy[inside], intensity[inside]
     else:
         # without a fit, a maximum on the outermost pixel row or column cannot be told from the tail
@@ -614,13 +602,10 @@ def detect_atoms(
         raise NoLatticeError(
             f"only {xy.shape[0]} atom column(s) survived refinement; is this an atomic-resolution image?"
         )
-    nn = _nn_distance(xy.astype(np.float64))
+    nn = nn_distance(xy.astype(np.float64))
     # a column centred this close to the edge is cut off: neither its position nor its height can be measured
     margin = EDGE_MARGIN_NN * nn
-    h, w = img.shape
-    whole = (xy[:, 0] >= margin - 0.5) & (xy[:, 0] <= w - 0.5 - margin) & (xy[:, 1] >= margin - 0.5) & (
-        xy[:, 1] <= h - 0.5 - margin
-    )
+    whole = inside_image(xy, img.shape, margin)
     if whole.sum() >= 2:
         xy, intensity = xy[whole], intensity[whole]
     log.info("detected %d atoms, nearest-neighbour distance %.3f px", xy.shape[0], nn)

@@ -33,12 +33,14 @@ import logging
 from typing import NamedTuple
 
 import numpy as np
+from scipy import ndimage
 from scipy.spatial import Delaunay, QhullError
 
-from motifgram.engine.errors import MotifgramError
-from motifgram.engine.graph import _empty_polygons, _regions, build_graph, face_cycles
+from motifgram.engine.detect import Atoms
+from motifgram.engine.errors import MotifgramError, NoLatticeError
+from motifgram.engine.graph import build_graph, empty_polygons, face_cycles, triangle_regions
 
-__all__ = ["MAX_FACE_SPOTS", "CENTRE_DISTANCE", "RingCentreSites", "ring_centre_sites"]
+__all__ = ["MAX_FACE_SPOTS", "CENTRE_DISTANCE", "RingCentreSites", "ring_centre_sites", "atoms_at_ring_centres"]
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +135,7 @@ def ring_centre_sites(spots_xy, *, image_shape, bond_factor=None, max_face=MAX_F
         return RingCentreSites(np.empty((0, 2)), np.empty((0, 2), dtype=np.int64), np.empty((0, 3), dtype=np.int64),
                                np.empty((0, 2)), spot_bonds, spot_graph.bond_factor)
     # bonded triangles and the two triangles of a 4-spot face: regions of at most 2 triangles, not outside
-    region, n_tri, _ = _regions(xy, spot_bonds, tri)
+    region, n_tri, _ = triangle_regions(xy, spot_bonds, tri)
     of_triangle = region[:-1]
     filled = np.sort(tri.simplices[(of_triangle != region[-1]) & (n_tri[of_triangle] <= 2)].astype(np.int64), axis=1)
     faces, centres = _faces_without_centre(xy, spot_bonds, max_face)
@@ -150,6 +152,36 @@ def ring_centre_sites(spots_xy, *, image_shape, bond_factor=None, max_face=MAX_F
     return RingCentreSites(atoms, bonds, triangles, centres, spot_bonds, spot_graph.bond_factor)
 
 
+def atoms_at_ring_centres(image: np.ndarray, spots: Atoms, *, bond_factor: float | None = None
+                          ) -> tuple[Atoms, RingCentreSites]:
+    """The atoms of the lattice whose ring centres are the detected ``spots`` (``detect.spots: ring_centres``).
+
+    Positions and bonds come from :func:`ring_centre_sites` (``bond_factor`` bonds the spots; None: auto).
+    Each atom's intensity is the image at its position, interpolated bilinearly (in HRTEM of graphene with
+    bright hexagon centres the carbon sites are the darker points between them); the lattice period is the
+    spots' (the dual lattice has the same period) and the nearest-neighbour distance the median length of
+    the dual bonds.
+
+    Raises
+    ------
+    NoLatticeError
+        When the spots make fewer than two atoms (no triangle of bonded spots).
+    """
+    sites = ring_centre_sites(spots.xy, image_shape=image.shape, bond_factor=bond_factor)
+    if len(sites.xy) < 2:
+        raise NoLatticeError(
+            f"{len(spots)} spots give {len(sites.xy)} atom sites (no triangle of bonded spots); with detect.spots: "
+            "ring_centres the spots must form a lattice"
+        )
+    xy = sites.xy.astype(np.float32)
+    intensity = ndimage.map_coordinates(np.asarray(image, dtype=np.float32), [xy[:, 1], xy[:, 0]], order=1,
+                                        mode="nearest")
+    bond_len = np.hypot(*(sites.xy[sites.bonds[:, 1]] - sites.xy[sites.bonds[:, 0]]).T)
+    nn = float(np.median(bond_len)) if len(bond_len) else spots.nn_distance_px / np.sqrt(3.0)
+    return Atoms(xy=xy, intensity=intensity.astype(np.float32), lattice_period_px=spots.lattice_period_px,
+                 nn_distance_px=nn), sites
+
+
 def _faces_without_centre(xy, bonds, max_face):
     """Faces of 5..max_face spots that lack their centre spot: (list of (k,) int64 cycles, (K, 2) centroids)."""
     cycles = [np.array(f, dtype=np.int64) for f in face_cycles(xy, bonds, max_ring=max_face) if len(f) >= 5]
@@ -158,7 +190,7 @@ def _faces_without_centre(xy, bonds, max_face):
     width = max(map(len, cycles))
     length = np.array([len(f) for f in cycles])
     ring = np.array([np.concatenate([f, -1 - np.arange(len(f), width)]) for f in cycles])
-    empty = _empty_polygons(xy, ring, length)
+    empty = empty_polygons(xy, ring, length)
     bond_len = np.hypot(*(xy[bonds[:, 1]] - xy[bonds[:, 0]]).T)
     lo, hi = CENTRE_DISTANCE
     faces, centres = [], []

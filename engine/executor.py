@@ -12,7 +12,7 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 
-from .errors import MotifgramError
+from motifgram.engine.errors import MotifgramError
 
 __all__ = ["open_executor", "SerialExecutor", "ProcessExecutor", "DaskExecutor", "LOCAL_POOL_MIN_TASKS"]
 

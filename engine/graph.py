@@ -28,11 +28,15 @@ Pipeline (:func:`build_graph`):
    * simple cycles of 3..``max_ring`` atoms (no atom repeated, so faces with dangling bonds drop out),
    * empty: the Delaunay triangles inside the face number exactly ``size - 2`` (no atom, bonded or not,
      lies inside the ring),
-   * away from the border: no ring atom lies within ``border_px`` of the image edge (the edge of pixel
-     ``(0, 0)`` is at ``x = -0.5``, ``y = -0.5``; the far edges at ``W - 0.5`` and ``H - 0.5``), and no
-     ring atom lies on the *outer face*: the region outside the bond network, reached from beyond the
-     convex hull without crossing a bond. Convex-hull atoms are always on it. So the outermost layer of
-     rings of a flake or of a cropped lattice is dropped, even if those rings look complete.
+
+   Every atom is labelled ``network`` or ``disordered`` (:mod:`motifgram.engine.regions`:
+   contamination and noise peaks); the label does not yet filter the rings.
+
+   A ring with an atom within ``border_px`` of the image edge (the edge of pixel ``(0, 0)`` is at
+   ``x = -0.5``, ``y = -0.5``; the far edges at ``W - 0.5`` and ``H - 0.5``) or on the *outer face* (the
+   region outside the bond network, reached from beyond the convex hull without crossing a bond) is kept
+   and flagged (:attr:`AtomGraph.ring_border`): a complete ring next to the edge is a ring; a face left open
+   by the edge is not a bounded face at all.
 
 Orientation: every ring lists its atoms **counter-clockwise as displayed** (x to the right, y pointing
 down, as ``imshow`` shows an image). Equivalently, the shoelace sum
@@ -67,6 +71,8 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import Delaunay, QhullError, cKDTree
 
 from motifgram.engine.errors import MotifgramError
+from motifgram.engine.geometry import border_distance
+from motifgram.engine.regions import REGION_DISORDERED, REGION_NETWORK, network_atoms
 
 __all__ = [
     "AUTO_BOND_WINDOW",
@@ -80,6 +86,8 @@ __all__ = [
     "graph_from_bonds",
     "ring_statistics",
     "face_cycles",
+    "empty_polygons",
+    "triangle_regions",
     "aboav_weaire",
 ]
 
@@ -240,6 +248,11 @@ class AtomGraph:
         ``(H, W)`` of the micrograph, px.
     bond_factor : float
         Bond factor ``tau`` used (auto or given); NaN when the graph was not built by :func:`build_graph`.
+    ring_border : (R,) bool ndarray
+        Rings with an atom near the image edge or on the outer face (kept, flagged); default all False.
+    region : (N,) str ndarray
+        ``"network"`` for atoms of the regular bonded network, ``"disordered"`` for the rest
+        (:mod:`motifgram.engine.regions`); default all ``"network"``.
     """
 
     xy: np.ndarray
@@ -248,6 +261,8 @@ class AtomGraph:
     rings: Rings
     image_shape: tuple
     bond_factor: float = math.nan
+    ring_border: np.ndarray | None = None
+    region: np.ndarray | None = None
 
     def __post_init__(self):
         xy = np.asarray(self.xy, dtype=np.float64)
@@ -267,6 +282,14 @@ class AtomGraph:
         object.__setattr__(self, "rings", rings)
         object.__setattr__(self, "image_shape", tuple(int(s) for s in self.image_shape))
         object.__setattr__(self, "bond_factor", float(self.bond_factor))
+        border = np.zeros(len(rings), dtype=bool) if self.ring_border is None else np.asarray(self.ring_border, bool)
+        if border.shape != (len(rings),):
+            raise MotifgramError(f"AtomGraph.ring_border must have shape ({len(rings)},), got {border.shape}")
+        region = np.full(n, REGION_NETWORK) if self.region is None else np.asarray(self.region, dtype=np.str_)
+        if region.shape != (n,):
+            raise MotifgramError(f"AtomGraph.region must have shape ({n},), got {region.shape}")
+        object.__setattr__(self, "ring_border", border)
+        object.__setattr__(self, "region", region)
 
     @property
     def n_atoms(self):
@@ -484,7 +507,15 @@ def build_graph(xy, *, image_shape, bond_factor=None, max_ring=12, border_px=Non
         border_px = 0.5 * float(np.median(bond_len)) if len(bond_len) else 0.0
         log.debug("auto border %.2f px", border_px)
 
-    rings = Rings([], [0]) if tri is None else _rings(xy, bonds, tri, image_shape, max_ring, float(border_px))
+    if tri is None or len(bonds) < 3:
+        network = np.ones(n, dtype=bool)
+        rings, border = Rings([], [0]), np.zeros(0, bool)
+    else:
+        faces = triangle_regions(xy, bonds, tri)
+        network = network_atoms(xy, bonds, image_shape=image_shape, outer=faces[2])
+        # the region labels atoms only: filtering rings by it lost rings of perfect lattices under rotation
+        # (the image-edge rule of the vote); see benchmarks/README.md
+        rings, border = _rings(xy, bonds, tri, image_shape, max_ring, float(border_px), np.ones(n, bool), faces)
     return AtomGraph(
         xy=xy,
         tokens=np.full(n, "", dtype="<U1"),
@@ -492,6 +523,8 @@ def build_graph(xy, *, image_shape, bond_factor=None, max_ring=12, border_px=Non
         rings=rings,
         image_shape=image_shape,
         bond_factor=bond_factor,
+        ring_border=border,
+        region=np.where(network, REGION_NETWORK, REGION_DISORDERED),
     )
 
 
@@ -562,28 +595,27 @@ def graph_from_bonds(xy, bonds, *, image_shape, max_ring=12, border_px=None, bon
     bond_len = np.hypot(*(xy[bonds[:, 1]] - xy[bonds[:, 0]]).T)
     if border_px is None:
         border_px = 0.5 * float(np.median(bond_len)) if len(bond_len) else 0.0
-    rings = _rings_of_bonds(xy, bonds, image_shape, max_ring, float(border_px))
+    rings, border = _rings_of_bonds(xy, bonds, image_shape, max_ring, float(border_px))
     return AtomGraph(xy=xy, tokens=np.full(n, "", dtype="<U1"), bonds=bonds, rings=rings,
-                     image_shape=image_shape, bond_factor=bond_factor)
+                     image_shape=image_shape, bond_factor=bond_factor, ring_border=border)
 
 
 def _rings_of_bonds(xy, bonds, image_shape, max_ring, border_px):
-    """Rings of given planar bonds (:func:`graph_from_bonds`), sorted."""
+    """Rings of given planar bonds (:func:`graph_from_bonds`), sorted, and their border flags."""
     if len(bonds) < 3:
-        return Rings([], [0])
+        return Rings([], [0]), np.zeros(0, bool)
     ring, length, simple, _, _, outer = _face_walk(xy, bonds, max_ring)
     if len(ring) == 0:
-        return Rings([], [0])
-    keep = simple & ~_touches(ring, length, _near_border(xy, image_shape, border_px) | outer)
-    keep[keep] = _empty_polygons(xy, ring[keep], length[keep])
-    return _sorted_rings(ring[keep], length[keep])
+        return Rings([], [0]), np.zeros(0, bool)
+    keep = simple.copy()
+    keep[keep] = empty_polygons(xy, ring[keep], length[keep])
+    border = _touches(ring, length, _near_border(xy, image_shape, border_px) | outer)
+    return _sorted_rings(ring[keep], length[keep], border[keep])
 
 
 def _near_border(xy, image_shape, border_px):
     """(N,) bool: atoms closer than ``border_px`` to the image edge."""
-    h_img, w_img = image_shape
-    dist = np.minimum.reduce([xy[:, 0] + 0.5, w_img - 0.5 - xy[:, 0], xy[:, 1] + 0.5, h_img - 0.5 - xy[:, 1]])
-    return dist < border_px
+    return border_distance(xy, image_shape) < border_px
 
 
 def _touches(ring, length, atoms):
@@ -592,14 +624,14 @@ def _touches(ring, length, atoms):
     return np.any(np.where(valid, atoms[np.maximum(ring, 0)], False), axis=1)
 
 
-def _sorted_rings(ring, length):
-    """Rings of padded faces, in lexicographic order of their atom ids."""
+def _sorted_rings(ring, length, border):
+    """Rings of padded faces in lexicographic order of their atom ids, and their ``border`` flags reordered."""
     ring = np.where(np.arange(ring.shape[1]) < length[:, None], ring, -1)
     order = np.lexsort(ring.T[::-1])
-    return Rings.from_padded(ring[order], length[order])
+    return Rings.from_padded(ring[order], length[order]), border[order]
 
 
-def _empty_polygons(xy, ring, length):
+def empty_polygons(xy, ring, length):
     """(F,) bool: no atom but its own lies inside each ring's polygon (even-odd rule), vectorised over
     (ring, nearby atom) pairs; ``ring`` (F, W) padded past ``length``."""
     if len(ring) == 0:
@@ -824,25 +856,26 @@ def face_cycles(xy, bonds, *, max_ring=12):
     return [tuple(r[:m]) for r, m, ok in zip(ring.tolist(), length.tolist(), simple.tolist()) if ok]
 
 
-def _rings(xy, bonds, tri, image_shape, max_ring, border_px):
-    """Rings of the bond graph (module docstring), sorted; ``tri`` is the Delaunay triangulation of ``xy``."""
+def _rings(xy, bonds, tri, image_shape, max_ring, border_px, network, faces):
+    """Rings of the bond graph (module docstring), sorted, and their border flags; ``tri`` is the Delaunay
+    triangulation of ``xy``, ``network`` (N,) bool the atoms that may form rings, ``faces`` what
+    :func:`triangle_regions` returns for them."""
     n = len(xy)
-    if len(bonds) < 3:
-        return Rings([], [0])
     ring, length, simple, first, dst, _ = _face_walk(xy, bonds, max_ring)
     if len(ring) == 0:
-        return Rings([], [0])
+        return Rings([], [0]), np.zeros(0, bool)
 
     # Emptiness and the outer face from the Delaunay triangles grouped into bond-bounded regions.
-    region, n_tri, outer_atoms = _regions(xy, bonds, tri)
+    region, n_tri, outer_atoms = faces
     t_key = _tri_edge_keys(xy, tri)
     key = dst[first] * n + ring[:, 0]  # triangle right of u -> v is left of v -> u (the walk starts at u)
     pos = np.searchsorted(t_key[0], key)
     found = t_key[0][np.minimum(pos, len(t_key[0]) - 1)] == key
     reg = np.where(found, region[t_key[1][np.minimum(pos, len(t_key[0]) - 1)]], -1)
     empty = found & (reg != region[-1]) & (n_tri[np.maximum(reg, 0)] == length - 2)
-    keep = simple & empty & ~_touches(ring, length, _near_border(xy, image_shape, border_px) | outer_atoms)
-    return _sorted_rings(ring[keep], length[keep])
+    keep = simple & empty & ~_touches(ring, length, ~network)
+    border = _touches(ring, length, _near_border(xy, image_shape, border_px) | outer_atoms)
+    return _sorted_rings(ring[keep], length[keep], border[keep])
 
 
 def _tri_edge_keys(xy, tri):
@@ -860,7 +893,7 @@ def _tri_edge_keys(xy, tri):
     return key[order], np.repeat(np.arange(len(s)), 3)[order]
 
 
-def _regions(xy, bonds, tri):
+def triangle_regions(xy, bonds, tri):
     """Group Delaunay triangles into regions bounded by bonds.
 
     Returns

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ImageError
+from motifgram.engine.errors import ImageError
 
 __all__ = ["Micrograph", "load_micrograph", "SUPPORTED_SUFFIXES", "MAX_PIXELS"]
 
@@ -61,7 +61,7 @@ class Micrograph:
         return self.image.shape
 
 
-def load_micrograph(path, *, pixel_size_nm=None, id=None, group=None) -> Micrograph:
+def load_micrograph(path, *, pixel_size_nm=None, id=None, group=None, dataset=None, frame=None) -> Micrograph:
     """Read one micrograph file.
 
     Parameters
@@ -72,6 +72,13 @@ def load_micrograph(path, *, pixel_size_nm=None, id=None, group=None) -> Microgr
         Overrides the pixel size stored in the file (nm).
     id, group : str, optional
         Default to the file's stem.
+    dataset : str, optional
+        HDF5 files (.h5, .hdf5, .emd, .hspy): the path of the dataset holding the image (e.g. ``/data``).
+        None: a HyperSpy/EMD file's one image signal, or a plain HDF5 file's one image dataset; a file with
+        several says which it holds and how to choose.
+    frame : int, optional
+        For a stack (a 3-D array of frames, frame index first): the frame to analyse. None: a stack is an
+        error that says how many frames it holds.
 
     Returns
     -------
@@ -92,7 +99,7 @@ def load_micrograph(path, *, pixel_size_nm=None, id=None, group=None) -> Microgr
     if not path.is_file():
         raise ImageError(f"{path}: no such file; check the path in the spec (relative paths start at the spec's folder)")
     try:
-        data, file_pixel_nm = _read(path, suffix)
+        data, file_pixel_nm = _read(path, suffix, dataset)
     except ImageError:
         raise
     except MemoryError as exc:
@@ -102,7 +109,7 @@ def load_micrograph(path, *, pixel_size_nm=None, id=None, group=None) -> Microgr
             f"{path}: cannot read this {suffix} file ({type(exc).__name__}: {exc}); "
             "the file may be truncated or corrupt — re-export it from the microscope software"
         ) from exc
-    image = _as_2d_image(data, path)
+    image = _as_2d_image(_select_frame(np.asarray(data), frame, path), path)
     if pixel_size_nm is None:
         pixel_size_nm = file_pixel_nm
     log.info("loaded %s: %dx%d, pixel size %s nm", path.name, image.shape[0], image.shape[1], pixel_size_nm)
@@ -115,8 +122,10 @@ def load_micrograph(path, *, pixel_size_nm=None, id=None, group=None) -> Microgr
     )
 
 
-def _read(path: Path, suffix: str) -> tuple[np.ndarray, float | None]:
+def _read(path: Path, suffix: str, dataset: str | None = None) -> tuple[np.ndarray, float | None]:
     """Return the raw array and the pixel size in nm (None when the file does not say)."""
+    if suffix in _HDF5_SUFFIXES and dataset is not None:
+        return _read_hdf5(path, dataset), None
     if suffix == ".npy":
         return np.load(path, allow_pickle=False), None
     if suffix in (".tif", ".tiff"):
@@ -130,16 +139,88 @@ def _read(path: Path, suffix: str) -> tuple[np.ndarray, float | None]:
 
         return iio.imread(path), None
     reader = _rosettasciio_reader(suffix)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        signals = reader(str(path))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            signals = reader(str(path))
+    except Exception:
+        if suffix not in _HDF5_SUFFIXES:
+            raise
+        # not a HyperSpy/EMD layout: a plain HDF5 file whose one image dataset is the micrograph
+        log.info("%s: not a HyperSpy/EMD file; reading it as plain HDF5", path.name)
+        return _read_hdf5(path, None), None
     images = [s for s in signals if np.asarray(s["data"]).ndim >= 2]
     if not images:
         raise ImageError(f"{path}: the file holds no image (only {len(signals)} non-image signal(s))")
     if len(images) > 1:
-        log.warning("%s holds %d signals; using the first image", path.name, len(images))
+        titles = ", ".join(repr(s.get("metadata", {}).get("General", {}).get("title", "")) for s in images)
+        raise ImageError(
+            f"{path}: the file holds {len(images)} image signals ({titles}); choose one by its dataset path "
+            f"with 'dataset: /path' on the input. {_dataset_listing(path)}"
+        )
     signal = images[0]
     return np.asarray(signal["data"]), _axes_pixel_size_nm(signal.get("axes", []), path)
+
+
+_HDF5_SUFFIXES = (".h5", ".hdf5", ".hspy", ".emd")
+
+
+def _image_datasets(path: Path) -> list[tuple[str, tuple]]:
+    """(name, shape) of every numeric dataset of at least 2 dimensions in an HDF5 file, in file order."""
+    import h5py
+
+    found = []
+    with h5py.File(path, "r") as f:
+
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset) and obj.ndim >= 2 and obj.dtype.kind in "biuf":
+                found.append(("/" + name, tuple(obj.shape)))
+
+        f.visititems(visit)
+    return found
+
+
+def _dataset_listing(path: Path) -> str:
+    found = _image_datasets(path)
+    return "Image datasets: " + "; ".join(f"{name} {shape}" for name, shape in found) + "." if found else ""
+
+
+def _read_hdf5(path: Path, dataset: str | None) -> np.ndarray:
+    """The array of ``dataset`` in an HDF5 file, or of its one image dataset when ``dataset`` is None."""
+    import h5py
+
+    if dataset is None:
+        found = _image_datasets(path)
+        if not found:
+            raise ImageError(f"{path}: the HDF5 file holds no dataset with 2 or more dimensions (no image)")
+        if len(found) > 1:
+            raise ImageError(
+                f"{path}: the HDF5 file holds {len(found)} image datasets; choose one with 'dataset: /path' on the "
+                f"input. {_dataset_listing(path)}"
+            )
+        dataset = found[0][0]
+    with h5py.File(path, "r") as f:
+        obj = f.get(dataset)
+        if not isinstance(obj, h5py.Dataset):
+            raise ImageError(f"{path}: no dataset {dataset!r} in the file. {_dataset_listing(path)}")
+        return np.asarray(obj[()])
+
+
+def _select_frame(data: np.ndarray, frame: int | None, path: Path) -> np.ndarray:
+    """Frame ``frame`` of a stack (frames first); a non-stack is returned as it is (``frame`` must then be None)."""
+    is_stack = data.ndim == 3 and data.shape[-1] not in (3, 4)
+    if frame is None:
+        if is_stack:
+            raise ImageError(
+                f"{path}: a stack of {data.shape[0]} frames of {data.shape[1]}x{data.shape[2]} px; choose one with "
+                f"'frame: N' on the input (0 to {data.shape[0] - 1}), or export a sum of aligned frames"
+            )
+        return data
+    if not is_stack:
+        raise ImageError(f"{path}: 'frame: {frame}' given, but the file holds one image of shape {data.shape}, not a stack")
+    if not 0 <= frame < data.shape[0]:
+        raise ImageError(f"{path}: 'frame: {frame}' is out of range; the stack holds frames 0 to {data.shape[0] - 1}")
+    return data[frame]
 
 
 def _rosettasciio_reader(suffix: str):

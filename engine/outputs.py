@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import MotifgramError
+from motifgram.engine.errors import MotifgramError
 
 __all__ = ["atomic_run_dir", "check_output_dir", "write_csv", "write_json", "csv_field"]
 

@@ -47,6 +47,7 @@ dumbbells. An unresolved dumbbell's single spot is where its fit put it, which m
 column.
 """
 
+import dataclasses
 import logging
 from typing import NamedTuple
 
@@ -55,9 +56,11 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
+from motifgram.engine.detect import Atoms
 from motifgram.engine.errors import MotifgramError
+from motifgram.engine.geometry import nn_distance
 
-__all__ = ["PAIR_FRACTION", "DumbbellSites", "dumbbell_sites"]
+__all__ = ["PAIR_FRACTION", "DumbbellSites", "dumbbell_sites", "atoms_at_dumbbells"]
 
 log = logging.getLogger(__name__)
 
@@ -180,3 +183,16 @@ def dumbbell_sites(xy, intensity, *, pair_fraction=PAIR_FRACTION):
              "single spots and %d extra spots, %d sites", n, scale, pair_fraction * scale, n_linked,
              int(np.sum(size >= 2)), int(np.sum(size == 1)), int(np.sum(size - 2, where=size > 2)), len(starts))
     return DumbbellSites(site_xy[site_order], spots[site_order], site_intensity[site_order], site, scale)
+
+
+def atoms_at_dumbbells(spots: Atoms) -> tuple[Atoms, DumbbellSites]:
+    """One site per dumbbell of the detected ``spots`` (``detect.spots: dumbbells``).
+
+    Positions, and intensities (the mean of each site's spots), come from :func:`dumbbell_sites`; the
+    lattice period and the scan noise are the spots', the nearest-neighbour distance is the sites' own
+    (their first shell), which sets the context radius of the features and the scale of the graph.
+    """
+    sites = dumbbell_sites(spots.xy, spots.intensity)
+    atoms = dataclasses.replace(spots, xy=sites.xy.astype(np.float32), intensity=sites.intensity.astype(np.float32),
+                                nn_distance_px=nn_distance(sites.xy))
+    return atoms, sites

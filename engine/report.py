@@ -17,10 +17,8 @@ matplotlib's global backend or figure registry.
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import io
-import json
 import logging
 import math
 import re
@@ -41,7 +39,9 @@ from matplotlib.patches import Patch
 from PIL import Image
 from scipy.spatial import cKDTree
 
-from .errors import GrammarError, MotifgramError
+from motifgram.engine import rundir
+from motifgram.engine.errors import GrammarError, MotifgramError
+from motifgram.grammar.model import Grammar
 
 __all__ = [
     "render_overlay",
@@ -323,45 +323,6 @@ def _fig_svg(fig: Figure, key: str) -> str:
 # Reading the run directory
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise MotifgramError(
-            f"{path}: no summary.json; is {path.parent} a motifgram run directory? Run `motifgram run SPEC.yaml` "
-            "to create one"
-        ) from None
-    except (OSError, ValueError) as exc:
-        raise MotifgramError(f"{path}: cannot read it as JSON ({exc}); rerun the pipeline to rewrite it") from None
-    if not isinstance(data, dict):
-        raise MotifgramError(f"{path}: expected a JSON object at the top level, got {type(data).__name__}")
-    return data
-
-
-def _read_atoms(path: Path) -> dict[str, tuple[int, float]]:
-    """Per token: (number of atoms, mean confidence) over all micrographs of ``atoms.csv``."""
-    counts: Counter = Counter()
-    conf_sum: Counter = Counter()
-    with open(path, newline="", encoding="utf-8") as fh:
-        for row in csv.DictReader(fh):
-            tok = row["token"]
-            counts[tok] += 1
-            conf_sum[tok] += float(row["confidence"])
-    return {tok: (n, conf_sum[tok] / n) for tok, n in counts.items()}
-
-
-def _load_npz(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as data:
-        return {key: data[key] for key in data.files}
-
-
-def _parse_grammar(text: str, source: str):
-    """The :class:`~motifgram.grammar.model.Grammar` of ``text``; raises ImportError or GrammarError."""
-    from motifgram.grammar.model import Grammar
-
-    return Grammar.parse_text(text, source=source)
-
-
 # Things an optional input can raise when absent, truncated or written with other keys than expected.
 _OPTIONAL_ERRORS = (OSError, KeyError, ValueError, TypeError, IndexError, zipfile.BadZipFile, MotifgramError)
 
@@ -490,7 +451,7 @@ def _section_micrographs(run_dir: Path, summary: dict) -> str:
         ]
         facts = '<dl class="facts">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows) + "</dl>"
         overlay = _optional(
-            "overlay", lambda i=image_id: _img(_embeddable_png(run_dir / "overlays" / f"{i}.png"),
+            "overlay", lambda i=image_id: _img(_embeddable_png(rundir.overlay_path(run_dir, i)),
                                                f"overlay of {i}", cls="overlay")
         )
         parts.append(
@@ -526,14 +487,14 @@ def _token_gallery_data(run_dir: Path, summary: dict):
     notes = []
     npz = None
     try:
-        npz = _load_npz(run_dir / "tokens.npz")
+        npz = rundir.read_token_arrays(run_dir)
     except FileNotFoundError:
         notes.append("No class averages: tokens.npz is not in the run directory.")
     except _OPTIONAL_ERRORS as exc:
         notes.append(f"No class averages: tokens.npz cannot be read ({exc}).")
     atom_stats = None
     try:
-        atom_stats = _read_atoms(run_dir / "atoms.csv")
+        atom_stats = rundir.read_token_stats(run_dir)
     except FileNotFoundError:
         notes.append("No confidences: atoms.csv is not in the run directory; counts come from summary.json.")
     except _OPTIONAL_ERRORS as exc:
@@ -608,7 +569,7 @@ def render_token_gallery(run_dir) -> bytes:
         PNG data (about 1.7 inches per token, 8 tokens per row, 100 dpi).
     """
     run_dir = Path(run_dir)
-    names, atom_stats, averages, _ = _token_gallery_data(run_dir, _read_json(run_dir / "summary.json"))
+    names, atom_stats, averages, _ = _token_gallery_data(run_dir, rundir.read_summary(run_dir))
     total = sum(n for n, _ in atom_stats.values()) or 1
     colours = token_colours(len(names))
     n_cols = max(1, min(len(names), 8))
@@ -639,11 +600,8 @@ def _class_average_png(avg: np.ndarray, size: int = 112) -> bytes:
 
 
 def _embedding_html(run_dir: Path, names: list[str]) -> str:
-    emb = _load_npz(run_dir / "embedding.npz")
-    xy = np.asarray(emb["xy"], dtype=float)
-    tok = np.asarray(emb["token"], dtype=np.int64)
-    if xy.ndim != 2 or xy.shape[1] != 2 or len(tok) != len(xy):
-        raise ValueError(f"embedding.npz: expected xy (S, 2) and token (S,), got {xy.shape} and {tok.shape}")
+    xy, tok = rundir.read_embedding(run_dir)
+    xy = xy.astype(float)
     colours = token_colours(max(len(names), int(tok.max()) + 1 if len(tok) else 0))
     fig = Figure(figsize=(6.4, 5.6), dpi=_DPI)
     ax = fig.add_axes((0.1, 0.1, 0.62, 0.82))
@@ -662,7 +620,7 @@ def _embedding_html(run_dir: Path, names: list[str]) -> str:
 
 def _section_grammar(run_dir: Path, summary: dict) -> str:
     body = ""
-    path = run_dir / "grammar.txt"
+    path = run_dir / rundir.GRAMMAR_TXT
     grammar = None
     try:
         text = path.read_text(encoding="utf-8")
@@ -671,9 +629,7 @@ def _section_grammar(run_dir: Path, summary: dict) -> str:
     else:
         body += f"<details open><summary>grammar.txt</summary><pre>{html.escape(text)}</pre></details>"
         try:
-            grammar = _parse_grammar(text, str(path))
-        except ImportError as exc:
-            body += _note(f"Hierarchy not drawn: the grammar reader is not available ({exc}).")
+            grammar = Grammar.parse_text(text, source=str(path))
         except GrammarError as exc:
             body += _note(f"Hierarchy not drawn: grammar.txt does not parse ({exc}).")
     if grammar is not None:
@@ -1013,7 +969,7 @@ def write_report(run_dir) -> Path:
         If ``run_dir`` has no readable ``summary.json``.
     """
     run_dir = Path(run_dir)
-    summary = _read_json(run_dir / "summary.json")
+    summary = rundir.read_summary(run_dir)
     name = str(summary.get("name") or run_dir.name)
     sections = [
         _section_run(run_dir, summary),
@@ -1032,8 +988,8 @@ def write_report(run_dir) -> Path:
         f'<header class="top"><h1>motifgram report: {html.escape(name)}</h1><nav>{nav}</nav></header>\n'
         "<main>\n" + "\n".join(sections) + "\n</main>\n</body>\n</html>\n"
     )
-    out = run_dir / "report.html"
+    out = run_dir / rundir.REPORT_HTML
     out.write_text(page, encoding="utf-8")
-    (run_dir / "tokens.png").write_bytes(render_token_gallery(run_dir))
+    (run_dir / rundir.TOKEN_GALLERY_PNG).write_bytes(render_token_gallery(run_dir))
     log.info("wrote %s (%.1f MB)", out, len(page) / 1e6)
     return out

@@ -34,14 +34,13 @@ Rings list their atoms in cyclic order, counter-clockwise as displayed (y down; 
 ``sum(x[i] * y[i+1] - x[i+1] * y[i]) < 0`` in raw (x, y)), starting at their smallest atom index: the
 convention of :attr:`motifgram.engine.graph.AtomGraph.rings`, whose face walk they come from.
 
-Image formation (one implementation for all kinds): each atom column is a Gaussian of standard deviation
-``sigma_px`` whose amplitude comes from the column's label (HAADF Z-contrast, ``sum Z**1.7`` over the column,
-relative to the brightest host column); a smooth random background of mean ``background`` is added; then
-Poisson noise at ``dose`` counts per unit amplitude and Gaussian read noise of ``read_noise``; an optional
-scan distortion shifts every row along x, and optional fast-scan noise (``scan_noise``, std) adds to every
-row its own noise, correlated along the row over ``scan_noise_length`` px (an AR(1) process) and independent
-between rows: the streaks of a drifting detector offset in a real STEM image. The image is returned in units
-of the unit amplitude (a carbon column in graphene peaks at ~1 above the background).
+Image formation (one implementation for all kinds, :mod:`motifgram.engine.imaging`): each atom column is a
+Gaussian of standard deviation ``sigma_px`` whose amplitude comes from the column's label (HAADF Z-contrast,
+``sum Z**1.7`` over the column, relative to the brightest host column) on a smooth background, with Poisson
+noise at ``dose`` counts per unit amplitude, read noise, scan distortion and fast-scan noise; the realistic
+options (probe tail, thickness variation, drift, row jitter, contamination, background ramp and blobs) are
+off by default and described there. The image is returned in units of the unit amplitude (a carbon column
+in graphene peaks at ~1 above the background); :attr:`Simulation.imaging` says how it was formed.
 
 Limitations: the spring model is a plausibility relaxation, not a force field (the 5-9 vacancy's new bond
 relaxes to ~1.05 a_CC, shorter than in DFT). Grain boundaries are stitched by a distance cut, so their
@@ -62,11 +61,11 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from scipy import ndimage
 from scipy.spatial import Delaunay, cKDTree
 
 from motifgram.engine.errors import MotifgramError, SpecError
 from motifgram.engine.graph import face_cycles
+from motifgram.engine.imaging import REALISTIC_OPTIONS, ImagingTruth, render
 
 __all__ = ["KINDS", "STACKING_CLASSES", "Defect", "Stacking", "Truth", "Simulation", "simulate", "simulate_options"]
 
@@ -112,6 +111,7 @@ _IMAGING_OPTIONS = {
     "scan_distortion": 0.0,  # amplitude (px) of the row-wise x shift (sinusoidal drift + jitter)
     "scan_noise": 0.0,  # std of the fast-scan (row) noise, in units of the unit amplitude
     "scan_noise_length": 4.0,  # its correlation length along each row (px); rows are independent
+    **REALISTIC_OPTIONS,  # probe tail, thickness, drift, row jitter, contamination, background ramp and blobs
 }
 _KIND_OPTIONS = {
     "graphene": {
@@ -317,12 +317,16 @@ class Simulation:
     pixel_size_nm : float
     options : dict
         Every option with the value used (``None`` defaults resolved, e.g. the drawn rotation in radians).
+    imaging : ImagingTruth or None
+        How the image was formed: the columns' positions as imaged, their amplitudes, the noiseless image
+        and the contaminated pixels (:mod:`motifgram.engine.imaging`).
     """
 
     image: np.ndarray
     truth: Truth
     pixel_size_nm: float
     options: dict = field(default_factory=dict)
+    imaging: ImagingTruth | None = None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -381,28 +385,27 @@ def simulate(kind, *, size=512, seed=0, **options):
     True
     """
     opts = _validate(kind, size, seed, options)
-    struct_seed, image_seed = np.random.SeedSequence(seed).spawn(2)
+    struct_seed, image_seed, effects_seed = np.random.SeedSequence(seed).spawn(3)
     rng = np.random.default_rng(struct_seed)
     structure = _BUILDERS[kind](size, rng, opts)
     truth = _truth(structure, size)
     sigma = opts["sigma_px"] if opts["sigma_px"] is not None else 0.25 * structure.nn_px
     opts["sigma_px"] = float(sigma)
     amplitude = np.array([structure.intensity[lab] for lab in structure.label.tolist()], dtype=np.float64)
-    image = _render(
+    inside = _in_image(structure.xy, size)
+    image, imaging = render(
         structure.xy,
         amplitude,
+        opts,
         size=size,
-        sigma=sigma,
-        background=opts["background"],
-        dose=opts["dose"],
-        read_noise=opts["read_noise"],
-        scan_distortion=opts["scan_distortion"],
-        scan_noise=opts["scan_noise"],
-        scan_noise_length=opts["scan_noise_length"],
+        nn_px=structure.nn_px,
+        inside=inside,
         rng=np.random.default_rng(image_seed),
+        extra_rng=np.random.default_rng(effects_seed),
     )
     log.debug("simulated %s: size=%d seed=%d atoms=%d options=%s", kind, size, seed, len(truth.xy), opts)
-    return Simulation(image=image, truth=truth, pixel_size_nm=float(opts["pixel_size_nm"]), options=opts)
+    return Simulation(image=image, truth=truth, pixel_size_nm=float(opts["pixel_size_nm"]), options=opts,
+                      imaging=imaging)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -433,6 +436,15 @@ _CHECKS = {
     "scan_distortion": (False, 0.0, True, None, "a number >= 0 (px)"),
     "scan_noise": (False, 0.0, True, None, "a number >= 0"),
     "scan_noise_length": (False, 0.0, False, None, "a number > 0 (px)"),
+    "probe_tail": (False, 0.0, True, None, "a number >= 0 (tail integral / core integral)"),
+    "probe_tail_sigma_px": (True, 0.0, False, None, "a number > 0 (px) or null"),
+    "thickness_variation": (False, 0.0, True, 1.0, "a number in [0, 1)"),
+    "drift": (False, 0.0, True, None, "a number >= 0 (px)"),
+    "row_jitter": (False, 0.0, True, None, "a number >= 0 (px)"),
+    "contamination": (False, 0.0, True, 1.0, "a number in [0, 1) (area fraction)"),
+    "contamination_contrast": (False, 0.0, True, None, "a number >= 0"),
+    "background_gradient": (False, 0.0, True, None, "a number >= 0"),
+    "background_blobs": (False, 0.0, True, None, "a number >= 0"),
 }
 
 
@@ -1017,9 +1029,14 @@ _BUILDERS = {
 # Truth: faces and cropping
 
 
+def _in_image(xy, size):
+    """(N,) bool: the columns inside the image, those the truth lists."""
+    return np.all((xy >= -0.5) & (xy < size - 0.5), axis=1)
+
+
 def _truth(structure, size):
     xy, bonds = structure.xy, structure.bonds
-    inside = np.all((xy >= -0.5) & (xy < size - 0.5), axis=1)
+    inside = _in_image(xy, size)
     edge = 0.5 * structure.nn_px
     clear = np.all((xy >= -0.5 + edge) & (xy <= size - 0.5 - edge), axis=1)
     full_rings = sorted(r for r in face_cycles(xy, bonds, max_ring=MAX_RING) if clear[list(r)].all())
@@ -1048,69 +1065,3 @@ def _truth(structure, size):
         defects=tuple(defects),
         stacking=structure.stacking,
     )
-
-
-# --------------------------------------------------------------------------------------------------
-# Image formation
-
-
-def _render(
-    xy, amplitude, *, size, sigma, background, dose, read_noise, scan_distortion, scan_noise, scan_noise_length, rng
-):
-    """Render Gaussian columns, background, scan distortion and noise into a (size, size) float32 image.
-
-    Each column is splatted on its own (2r+1)-px window (r = ceil(4 sigma)) in one vectorised pass and the
-    windows are summed with ``np.bincount``; cost O(N r**2), independent of the image size.
-    """
-    r = int(math.ceil(4 * sigma))
-    rows = np.arange(size)
-    if scan_distortion > 0:
-        period = size / 2
-        drift = np.sin(2 * math.pi * rows / period + rng.uniform(0, 2 * math.pi))
-        shift = scan_distortion * 0.5 * (drift + rng.standard_normal(size))
-    else:
-        shift = np.zeros(size)
-    reach = int(math.ceil(np.abs(shift).max()))
-    reach_all = r + reach  # atoms this far outside the image still reach into it
-    pad = 2 * reach_all + 1
-    keep = np.all((xy >= -reach_all) & (xy <= size - 1 + reach_all), axis=1)
-    x, y, amp = xy[keep, 0], xy[keep, 1], amplitude[keep]
-    offsets = np.arange(-r, r + 1)
-    col_offsets = np.arange(-r - reach, r + reach + 1)
-    rr = np.rint(y).astype(np.int64)[:, None] + offsets  # (N, w)
-    cc = np.rint(x).astype(np.int64)[:, None] + col_offsets  # (N, wc)
-    inv = 1.0 / (2 * sigma * sigma)
-    gy = np.exp(-((rr - y[:, None]) ** 2) * inv) * amp[:, None]
-    if scan_distortion > 0:
-        row_shift = shift[np.clip(rr, 0, size - 1)]  # (N, w)
-        dx = cc[:, None, :] - x[:, None, None] - row_shift[:, :, None]
-        values = gy[:, :, None] * np.exp(-(dx**2) * inv)
-    else:
-        values = gy[:, :, None] * np.exp(-((cc - x[:, None]) ** 2) * inv)[:, None, :]
-    width = size + 2 * pad
-    flat = (rr + pad)[:, :, None] * width + (cc + pad)[:, None, :]
-    canvas = np.bincount(flat.ravel(), weights=values.ravel(), minlength=width * width)
-    signal = canvas.reshape(width, width)[pad : pad + size, pad : pad + size]
-    coarse = rng.standard_normal((5, 5))
-    smooth = ndimage.zoom(coarse, size / 5, order=3, mode="reflect", grid_mode=True)[:size, :size]
-    clean = signal + background * np.clip(1 + 0.25 * smooth, 0, None)
-    image = rng.poisson(clean * dose) / dose if dose is not None else clean
-    if read_noise > 0:
-        image = image + read_noise * rng.standard_normal((size, size))
-    if scan_noise > 0:
-        image = image + scan_noise * _row_noise(size, scan_noise_length, rng)
-    return image.astype(np.float32)
-
-
-def _row_noise(size, length, rng):
-    """Unit-variance fast-scan noise (size, size): independent rows, each a stationary AR(1) along x.
-
-    Neighbouring pixels of a row correlate by ``exp(-1 / length)``: a slowly drifting detector offset
-    (``length`` >> size: one offset per row, the classic streaks).
-    """
-    from scipy.signal import lfilter  # here: importing scipy.signal costs every process 0.2 s
-
-    rho = math.exp(-1.0 / length)
-    e = rng.standard_normal((size, size + 1))
-    noise, _ = lfilter([math.sqrt(1.0 - rho * rho)], [1.0, -rho], e[:, 1:], axis=1, zi=rho * e[:, :1])
-    return noise

@@ -78,6 +78,7 @@ _AUTO = "auto"
 # (regular expression, the same in words)
 _NAME_PATTERN = (r"^[^/\\]+$", "a non-empty name without / or \\ (it names files)")
 _TOKEN_PATTERN = (r"^[A-Za-z][A-Za-z0-9_]*$", "a letter followed by letters, digits or _")
+_DATASET_PATTERN = (r"^/\S*$", "an HDF5 dataset path starting with /, e.g. /data")
 _ADDRESS_PATTERN = (r"^(tcp|tls)://\S+$", "a scheduler address such as tcp://host:8786")
 
 
@@ -276,6 +277,13 @@ class InputSpec:
     simulate: SimulateSpec | None = _key(None, auto=False, doc="A synthetic micrograph instead of a file.")
     pixel_size: float | None = _key(
         None, exclusive_minimum=0.0, doc="Pixel size in nm; overrides the file's. auto: from the file.")
+    dataset: str | None = _key(
+        None, pattern=_DATASET_PATTERN,
+        doc="HDF5 files (.h5 .hdf5 .emd .hspy): the path of the dataset holding the image, e.g. /data. auto: the "
+            "file's one image (a file with several lists them).")
+    frame: int | None = _key(
+        None, minimum=0, doc="For a stack of frames (frames first): the frame to analyse. auto: the file must hold "
+                             "one 2-D image.")
     group: str | None = _key(
         None, pattern=_NAME_PATTERN,
         doc="Material or condition this micrograph belongs to, for comparison. auto: the file stem, or the "
@@ -447,6 +455,18 @@ class Spec:
         ``load_spec(spec.to_dict()) == spec``: paths are absolute and input ids and groups explicit.
         """
         return _to_plain(self, Spec, {})
+
+    @property
+    def feature_descriptor(self) -> str:
+        """``features.descriptor`` with ``auto`` resolved: intensity quantiles for grid points (``detect.method:
+        grid``), else Zernike invariants.
+
+        Not ``zernike_context`` by default: on one-element lattices its norm-scaled invariants give defect
+        neighbourhoods a token of their own (see ``examples/`` and ``benchmarks/README.md``).
+        """
+        if self.features.descriptor != "auto":
+            return self.features.descriptor
+        return "intensity" if self.detect.method == "grid" else "zernike"
 
     def run_dir(self):
         """The run directory: ``output.dir``, else ``runs/<name>``, relative to the current directory.

@@ -59,6 +59,7 @@ __all__ = [
     "merge_sequence",
     "merge_decision",
     "is_close_call",
+    "merging_summary",
     "DEFAULT_MERGE_THRESHOLD",
 ]
 
@@ -420,6 +421,22 @@ def is_close_call(decision, threshold=DEFAULT_MERGE_THRESHOLD):
     """Whether a :func:`merge_decision` at the default threshold lies inside :data:`UNDECIDED_OVERLAP`."""
     low, high = UNDECIDED_OVERLAP
     return threshold == DEFAULT_MERGE_THRESHOLD and any(c is not None and low < c < high for c in decision)
+
+
+def merging_summary(mixture) -> dict:
+    """How a mixture's components merge into tokens at the default threshold, for ``summary.json``: the
+    number of components, the threshold, the two overlaps that fix the count (:func:`merge_decision`), the
+    undecided band and whether this is a close call."""
+    decision = merge_decision(merge_sequence(mixture)[0])
+    last, first = (None if c is None else round(c, 4) for c in decision)
+    return {
+        "mixture_components": len(mixture.weights),
+        "threshold": DEFAULT_MERGE_THRESHOLD,
+        "last_merged": last,
+        "first_kept_apart": first,
+        "undecided": list(UNDECIDED_OVERLAP),
+        "close_call": is_close_call(decision),
+    }
 
 
 def merge_components(mixture, *, threshold=DEFAULT_MERGE_THRESHOLD):

@@ -1,8 +1,9 @@
 """motifgram.grammar: the motif grammar of a material — DSL, induction, parsing, comparison."""
 
-from .induce import induce_grammar
-from .model import DomainRule, Grammar, MotifRule, RingRule, TokenSymbol
-from .parse import ParseNode, ParseResult, parse_graph
+from motifgram.grammar.induce import induce_grammar
+from motifgram.grammar.model import Grammar
+from motifgram.grammar.rules import DomainRule, MotifRule, RingRule, TokenSymbol
+from motifgram.grammar.parse import ParseNode, ParseResult, parse_graph
 
 __all__ = [
     "Grammar",

@@ -60,9 +60,7 @@ the margin (second-nearest minus nearest distance); without, the items are clust
 
 from __future__ import annotations
 
-import csv
 import itertools
-import json
 import logging
 import math
 from collections import Counter, defaultdict
@@ -75,12 +73,13 @@ from scipy.cluster.hierarchy import leaves_list, linkage
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import squareform
 
+from motifgram.engine import rundir
 from motifgram.engine.errors import GrammarError, MotifgramError
 from motifgram.engine.graph import AtomGraph
 from motifgram.engine.tokens import TokenModel
 from motifgram.grammar.disorder import disorder_index, disorder_measures
-from motifgram.grammar.dsl import read_grammar_file
-from motifgram.grammar.model import Grammar, TokenSymbol, canonical_motif, is_valid_name
+from motifgram.grammar.model import Grammar
+from motifgram.grammar.rules import TokenSymbol, canonical_motif, is_valid_name
 from motifgram.grammar.parse import parse_graph
 
 __all__ = [
@@ -89,7 +88,6 @@ __all__ = [
     "PairComparison",
     "Classification",
     "Comparison",
-    "read_run_graphs",
     "load_comparable",
     "token_centroids",
     "align_tokens",
@@ -206,78 +204,6 @@ class Comparable:
                    min_domain_size=min_domain_size)
 
 
-def read_run_graphs(run_dir, *, images: Iterable[str] | None = None) -> dict[str, AtomGraph]:
-    """Rebuild a run's atom graphs (with tokens) from its CSV files, without recomputing anything.
-
-    Parameters
-    ----------
-    run_dir : str or Path
-        A run directory holding ``atoms.csv`` (``image,id,x,y,token,...``), ``bonds.csv`` (``image,i,j``) and
-        ``rings.csv`` (``image,ring,size,symbol,atoms``); ``summary.json`` (optional) gives each image's shape
-        and bond factor.
-    images : iterable of str, optional
-        Only these image ids (default: all).
-
-    Returns
-    -------
-    dict of str to AtomGraph
-        Image id -> graph, in the order of ``atoms.csv``: ``xy`` (N, 2) px as written (3 decimals), tokens,
-        bonds, and rings in the order of ``rings.csv`` (the parse's ring order, so parses reproduce).
-        Without ``summary.json`` the image shape is taken as the atoms' bounding box.
-    """
-    run_dir = Path(run_dir)
-    wanted = None if images is None else set(images)
-    for fname in ("atoms.csv", "bonds.csv", "rings.csv"):
-        if not (run_dir / fname).is_file():
-            raise MotifgramError(f"{run_dir / fname}: missing; give a complete run directory written by 'motifgram run'")
-    xy: dict[str, list] = defaultdict(list)
-    tokens: dict[str, list] = defaultdict(list)
-    for row in _rows(run_dir / "atoms.csv"):
-        image = row["image"]
-        if wanted is not None and image not in wanted:
-            continue
-        if int(row["id"]) != len(xy[image]):
-            raise MotifgramError(f"{run_dir / 'atoms.csv'}: atom ids of image {image!r} are not 0, 1, 2, ... in order")
-        xy[image].append((float(row["x"]), float(row["y"])))
-        tokens[image].append(row["token"])
-    bonds: dict[str, list] = defaultdict(list)
-    for row in _rows(run_dir / "bonds.csv"):
-        if row["image"] in xy:
-            bonds[row["image"]].append((int(row["i"]), int(row["j"])))
-    rings: dict[str, list] = defaultdict(list)
-    for row in _rows(run_dir / "rings.csv"):
-        if row["image"] in xy:
-            rings[row["image"]].append(tuple(int(a) for a in row["atoms"].split()))
-    info = _read_summary(run_dir).get("images", {})
-    out = {}
-    for image, coords in xy.items():
-        coords = np.asarray(coords, dtype=np.float64).reshape(-1, 2)
-        meta = info.get(image, {})
-        shape = meta.get("shape") or (int(math.ceil(coords[:, 1].max(initial=0))) + 1,
-                                      int(math.ceil(coords[:, 0].max(initial=0))) + 1)
-        out[image] = AtomGraph(
-            xy=coords, tokens=np.asarray(tokens[image], dtype=np.str_),
-            bonds=np.asarray(bonds[image], dtype=np.int64).reshape(-1, 2), rings=tuple(rings[image]),
-            image_shape=tuple(shape), bond_factor=meta.get("bond_factor", math.nan),
-        )
-    return out
-
-
-def _rows(path: Path):
-    with open(path, newline="") as fh:
-        yield from csv.DictReader(fh)
-
-
-def _read_summary(run_dir: Path) -> dict:
-    path = run_dir / "summary.json"
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise MotifgramError(f"{path}: not valid JSON ({err}); rerun 'motifgram run' to rewrite it") from err
-
-
 def load_comparable(path, *, group: str | None = None) -> Comparable:
     """Load a run directory or a bare grammar file for comparison.
 
@@ -301,11 +227,11 @@ def load_comparable(path, *, group: str | None = None) -> Comparable:
         No grammar at ``path``, an unknown group, or unreadable files (the message names them).
     """
     path = Path(path)
-    if path.is_file() and path.name == "grammar.txt" and (path.parent / "summary.json").is_file():
+    if path.is_file() and path.name == rundir.GRAMMAR_TXT and (path.parent / rundir.SUMMARY_JSON).is_file():
         path = path.parent
-    grammar = read_grammar_file(path)
+    grammar = rundir.read_grammar_file(path)
     run_dir = path if path.is_dir() else path.parent
-    model_path = run_dir / "tokens.npz"
+    model_path = run_dir / rundir.TOKENS_NPZ
     token_model = TokenModel.load(model_path) if model_path.is_file() else None
     if token_model is not None and set(token_model.names) != {t.name for t in grammar.tokens}:
         log.warning("%s: token model names %s differ from the grammar's tokens; ignoring the token model",
@@ -315,7 +241,7 @@ def load_comparable(path, *, group: str | None = None) -> Comparable:
         if group is not None:
             raise MotifgramError(f"{path}: a bare grammar file has no groups; drop group={group!r}")
         return Comparable(name=path.stem, grammar=grammar, path=path, token_model=token_model)
-    summary = _read_summary(path)
+    summary = rundir.read_summary(path, required=False)
     infos = summary.get("images", {})
     if group is not None:
         infos = {i: m for i, m in infos.items() if m.get("group") == group}
@@ -332,8 +258,8 @@ def load_comparable(path, *, group: str | None = None) -> Comparable:
                 counts[int(level)].update(per)
         usage = {level: dict(c) for level, c in counts.items()}
     graphs = {}
-    if all((path / f).is_file() for f in ("atoms.csv", "bonds.csv", "rings.csv")):
-        graphs = read_run_graphs(path, images=None if group is None else list(infos))
+    if all((path / f).is_file() for f in (rundir.ATOMS_CSV, rundir.BONDS_CSV, rundir.RINGS_CSV)):
+        graphs = rundir.read_run_graphs(path, images=None if group is None else list(infos))
     mds = summary.get("spec", {}).get("grammar", {}).get("min_domain_size")
     groups = sorted({m.get("group") for m in infos.values()} - {None})
     return Comparable(

@@ -21,8 +21,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .model import Grammar
-from .parse import distinct_ring_words
+from motifgram.grammar.model import Grammar
+from motifgram.grammar.parse import distinct_ring_words
 
 __all__ = ["DisorderMeasures", "ring_word_entropy", "domain_coverage", "disorder_index", "disorder_measures"]
 

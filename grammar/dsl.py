@@ -26,8 +26,9 @@ The syntax is defined in ``motifgram.lark`` next to this module::
 
 A motif is either a pair ``X - Y`` or a graph ``{label: symbol, ...; label-label, ...}`` whose labels are
 local to the rule. Levels are not written (only in comments): a motif or domain is 1 + the highest level of
-its parts. :func:`write_grammar` and :func:`read_grammar` are inverse: ``read_grammar(write_grammar(g)) == g``
-for every valid grammar ``g``.
+its parts. This module is the syntax only: :func:`read_rules` turns text into rules (with the line of each),
+:func:`write_grammar` writes a grammar; :meth:`motifgram.grammar.model.Grammar.parse_text` checks that the rules
+make a consistent grammar, and ``Grammar.parse_text(write_grammar(g)) == g`` for every valid grammar ``g``.
 """
 
 from __future__ import annotations
@@ -35,17 +36,19 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedInput, VisitError
 
-from motifgram.engine.errors import GrammarError, GrammarSyntaxError, MotifgramError
-from motifgram.grammar.model import WILDCARD, DomainRule, Grammar, MotifRule, RingRule, TokenSymbol, _letters
+from motifgram.engine.errors import GrammarError, GrammarSyntaxError
+from motifgram.grammar.rules import WILDCARD, DomainRule, MotifRule, RingRule, TokenSymbol, letters
 
-__all__ = ["read_grammar", "write_grammar", "grammar_file", "read_grammar_file", "show_grammar", "GRAMMAR_ERRORS"]
+if TYPE_CHECKING:
+    from motifgram.grammar.model import Grammar
+
+__all__ = ["GrammarText", "read_rules", "write_grammar", "GRAMMAR_ERRORS"]
 
 log = logging.getLogger(__name__)
 
@@ -263,8 +266,30 @@ class _ToModel(Transformer):
             raise _LocalError(str(exc), name) from None
 
 
-def read_grammar(text: str, *, source: str | None = None) -> Grammar:
-    """Read a grammar from its text form.
+class GrammarText(NamedTuple):
+    """The rules read from a grammar's text, before they are checked as a whole.
+
+    Attributes
+    ----------
+    name : str
+    version : int
+    tokens, rings, motifs, domains : tuple
+        The rules of each section, in the order written.
+    lines : dict of str to int
+        The line of each rule, by its name (for the messages of the consistency check).
+    """
+
+    name: str
+    version: int
+    tokens: tuple
+    rings: tuple
+    motifs: tuple
+    domains: tuple
+    lines: dict
+
+
+def read_rules(text: str, *, source: str | None = None) -> GrammarText:
+    """Read the rules of a grammar from its text form.
 
     Parameters
     ----------
@@ -275,16 +300,15 @@ def read_grammar(text: str, *, source: str | None = None) -> Grammar:
 
     Returns
     -------
-    Grammar
-        The grammar, validated.
+    GrammarText
+        The rules, each valid on its own; whether they form a consistent grammar (no unknown symbol, forward
+        reference or duplicate name) is :meth:`motifgram.grammar.model.Grammar.parse_text`'s check.
 
     Raises
     ------
     GrammarSyntaxError
-        The text does not parse; the message explains the likely mistake and carries line, column and context.
-    GrammarError
-        The text parses but the grammar is inconsistent (unknown symbol, forward reference, duplicate name);
-        the message names the rule and its line.
+        The text does not parse, or a rule is invalid on its own; the message explains the likely mistake and
+        carries line, column and context.
     """
     try:
         tree = _parser().parse(text)
@@ -324,69 +348,7 @@ def read_grammar(text: str, *, source: str | None = None) -> Grammar:
         except GrammarError as exc:
             raise _syntax_error(str(exc), text, dname.line, dname.column, source) from None
         domains.append(at(_At(rule, item.line), rule.name))
-    grammar = Grammar(name, version, tokens, rings, tuple(motifs), tuple(domains))
-    problems = grammar.problems()
-    if problems:
-        where = f" in {source}" if source else ""
-        msgs = "\n".join(
-            f"  line {lines[rule]}: {msg}" if rule in lines else f"  {msg}" for rule, msg in problems
-        )
-        raise GrammarError(f"invalid grammar {name!r}{where}:\n{msgs}")
-    return grammar
-
-
-def grammar_file(path) -> Path:
-    """The grammar file of ``path``: ``path/grammar.txt`` for a run directory, else ``path`` itself.
-
-    Raises
-    ------
-    MotifgramError
-        Neither exists.
-    """
-    path = Path(path)
-    grammar_path = path / "grammar.txt" if path.is_dir() else path
-    if not grammar_path.is_file():
-        raise MotifgramError(f"{path}: no grammar here; give a run directory holding grammar.txt, or a grammar file")
-    return grammar_path
-
-
-def read_grammar_file(path) -> Grammar:
-    """Read a run directory's (or a file's) grammar; errors name the file, line and column (see
-    :func:`read_grammar`)."""
-    grammar_path = grammar_file(path)
-    return read_grammar(grammar_path.read_text(), source=str(grammar_path))
-
-
-def show_grammar(path, *, tree_of: str | None = None) -> str:
-    """The grammar of a run directory (or a grammar file) as text, with a short summary.
-
-    With ``tree_of`` (an image id of the run) the parse tree of that micrograph is appended.
-    """
-    from motifgram.grammar.parse import ParseNode
-
-    grammar_path = grammar_file(path)
-    grammar = read_grammar_file(grammar_path)
-    lines = [grammar.to_text().rstrip(), ""]
-    per_level = Counter(grammar.level_of(r.name) for r in (*grammar.rings, *grammar.motifs, *grammar.domains))
-    lines.append(
-        f"# {grammar.n_rules} rules ("
-        + ", ".join(f"level {level}: {n}" for level, n in sorted(per_level.items()))
-        + f"), {grammar.description_length_bits():.1f} bits"
-    )
-    summary_path = grammar_path.parent / "summary.json"
-    if summary_path.is_file():
-        summary = json.loads(summary_path.read_text())
-        for image_id, info in summary.get("images", {}).items():
-            lines.append(
-                f"# {image_id}: {info['n_atoms']} atoms, {info['n_rings']} rings, "
-                f"coverage {info['coverage']}, {info['bits_per_atom']:.3f} bits/atom, disorder {info['disorder']:.3f}"
-            )
-    if tree_of is not None:
-        tree_path = grammar_path.parent / "parses" / f"{tree_of}.json"
-        if not tree_path.is_file():
-            raise MotifgramError(f"{tree_path}: no parse tree for image '{tree_of}' in this run")
-        lines += ["", ParseNode.from_dict(json.loads(tree_path.read_text())).to_lark_tree().pretty()]
-    return "\n".join(lines)
+    return GrammarText(name, version, tokens, rings, tuple(motifs), tuple(domains), lines)
 
 
 def _signature(exc: UnexpectedInput) -> tuple:
@@ -451,7 +413,7 @@ def _percent(p: float) -> str:
 def _motif_rhs(m: MotifRule) -> str:
     if m.is_pair:
         return f"{m.nodes[0]} - {m.nodes[1]}"
-    labels = [_letters(i) for i in range(m.size)]
+    labels = [letters(i) for i in range(m.size)]
     parts = ", ".join(f"{labels[i]}: {s}" for i, s in enumerate(m.nodes))
     links = ", ".join(f"{labels[i]}-{labels[j]}" for i, j in m.edges)
     return f"{{{parts}; {links}}}"
@@ -465,7 +427,7 @@ def _section(title: str, rows: list[tuple[str, str]]) -> list[str]:
 
 
 def write_grammar(grammar: Grammar) -> str:
-    """The grammar as DSL text (deterministic; the inverse of :func:`read_grammar` for valid grammars).
+    """The grammar as DSL text (deterministic; :meth:`~motifgram.grammar.model.Grammar.parse_text` inverts it).
 
     Each rule is followed by a comment with its level and its share of that level (token abundance, or
     count over the level's total count).

@@ -48,7 +48,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from motifgram.engine.errors import GrammarError
-from motifgram.grammar.model import DomainRule, Grammar, MotifRule, RingRule, TokenSymbol, canonical_motif
+from motifgram.grammar.model import Grammar
+from motifgram.grammar.rules import DomainRule, MotifRule, RingRule, TokenSymbol, canonical_motif
 from motifgram.grammar.parse import (
     DataCode,
     SymbolGraph,
@@ -80,7 +81,7 @@ class MergeStep:
     symbol : str
         The new motif's name in the returned (canonical) grammar.
     nodes, edges : tuple
-        Its graph, canonical (as in :class:`~motifgram.grammar.model.MotifRule`), with canonical names.
+        Its graph, canonical (as in :class:`~motifgram.grammar.rules.MotifRule`), with canonical names.
     count : int
         Occurrences contracted.
     level : int

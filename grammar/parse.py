@@ -55,6 +55,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import lark
 import numpy as np
@@ -63,7 +64,10 @@ from scipy.sparse.csgraph import connected_components
 
 from motifgram.engine.errors import GrammarError
 from motifgram.engine.graph import Rings
-from motifgram.grammar.model import Grammar, canonical_ring_word
+from motifgram.grammar.rules import canonical_ring_word
+
+if TYPE_CHECKING:
+    from motifgram.grammar.model import Grammar
 
 __all__ = [
     "ParseNode",
@@ -145,7 +149,7 @@ def ring_words(graph) -> list[tuple[str, ...]]:
     Returns
     -------
     list of tuple of str
-        One canonical word (:func:`~motifgram.grammar.model.canonical_ring_word`) per ring; rings with the
+        One canonical word (:func:`~motifgram.grammar.rules.canonical_ring_word`) per ring; rings with the
         same word share one tuple.
     """
     words, index = distinct_ring_words(graph)
@@ -158,7 +162,7 @@ def distinct_ring_words(graph) -> tuple[list[tuple[str, ...]], np.ndarray]:
     Returns
     -------
     words : list of tuple of str
-        Distinct canonical words (:func:`~motifgram.grammar.model.canonical_ring_word`), by ring size, then
+        Distinct canonical words (:func:`~motifgram.grammar.rules.canonical_ring_word`), by ring size, then
         by the first raw word (token ids in sorted name order) that gives them.
     index : (R,) int64 ndarray
         ``words[index[k]]`` is ring ``k``'s word.

@@ -31,12 +31,13 @@ from motifgram.grammar.compare import (
     grammar_disorder_estimate,
     jensen_shannon,
     load_comparable,
-    read_run_graphs,
     rename_tokens,
     rule_keys,
     usage_divergence,
 )
-from motifgram.grammar.model import Grammar, RingRule
+from motifgram.engine.rundir import read_run_graphs
+from motifgram.grammar.model import Grammar
+from motifgram.grammar.rules import RingRule
 from conftest import seed
 
 # Stone–Wales and vacancy densities per atom, each. 95cb091 made the random network more regular (56 % hexagons)

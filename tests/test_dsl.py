@@ -5,8 +5,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from motifgram.engine.errors import GrammarError, GrammarSyntaxError
-from motifgram.grammar.dsl import GRAMMAR_ERRORS, read_grammar, write_grammar
-from motifgram.grammar.model import DomainRule, Grammar, MotifRule, RingRule, TokenSymbol, is_valid_name
+from motifgram.grammar.dsl import GRAMMAR_ERRORS, write_grammar
+from motifgram.grammar.model import Grammar
+from motifgram.grammar.rules import DomainRule, MotifRule, RingRule, TokenSymbol, is_valid_name
+
+read_grammar = Grammar.parse_text
 
 EXAMPLE = """\
 # motifgram grammar, written by hand

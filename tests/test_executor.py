@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import motifgram.engine.pipeline as pipeline
+import motifgram.engine.records as records
 from motifgram.engine.pipeline import run
 from motifgram.engine.simulate import simulate
 from motifgram.engine.spec import load_spec
@@ -97,20 +98,20 @@ def test_executors_give_identical_outputs(micrographs, serial_run, tmp_path, exe
 
 
 def test_interrupted_run_resumes_recomputing_only_what_is_missing(micrographs, serial_run, tmp_path, monkeypatch):
-    real_first_pass = pipeline.first_pass
+    real_analysis_pass = pipeline.analysis_pass
     done = []
 
     def interrupted(index, item, *args):
         if len(done) == 2:
             raise KeyboardInterrupt
         done.append(item.id)
-        return real_first_pass(index, item, *args)
+        return real_analysis_pass(index, item, *args)
 
-    monkeypatch.setattr(pipeline, "first_pass", interrupted)
+    monkeypatch.setattr(pipeline, "analysis_pass", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run(spec_for(micrographs), out_dir=tmp_path / "run", quiet=True)
     assert not (tmp_path / "run").exists()
-    monkeypatch.setattr(pipeline, "first_pass", real_first_pass)
+    monkeypatch.setattr(pipeline, "analysis_pass", real_analysis_pass)
     out = run(spec_for(micrographs), out_dir=tmp_path / "run", quiet=True)
     summary = json.loads((out / "summary.json").read_text())
     assert sorted(summary["recomputed"]) == ["frame2", "frame3"]
@@ -142,11 +143,11 @@ def test_a_stale_cache_entry_is_not_reused(micrographs, tmp_path):
 def test_a_record_keeps_only_its_share_of_the_fit_sample(micrographs, tmp_path):
     spec = spec_for(micrographs)
     item = spec.inputs[0]
-    record, _ = pipeline.first_pass(0, item, spec, tmp_path / "cache", 1000)
-    again, _ = pipeline.first_pass(0, item, spec, tmp_path / "cache", 1000)  # from the cache entry
+    record, _ = pipeline.analysis_pass(0, item, spec, tmp_path / "cache", 1000)
+    again, _ = pipeline.analysis_pass(0, item, spec, tmp_path / "cache", 1000)  # from the cache entry
     for r in (record, again):
-        quota = -(-pipeline.TOKEN_FIT_SAMPLE // 1000)
-        with_patches = -(-pipeline.PATCH_SAMPLE // 1000)
+        quota = -(-records.TOKEN_FIT_SAMPLE // 1000)
+        with_patches = -(-records.PATCH_SAMPLE // 1000)
         assert len(r.sample.invariants) == quota
         assert len(r.sample.moments) == len(r.sample.patches) == with_patches
         # copies, not views that would keep the entry's full arrays alive

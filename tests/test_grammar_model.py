@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from motifgram.engine.errors import GrammarError
-from motifgram.grammar.model import (
+from motifgram.grammar.model import Grammar
+from motifgram.grammar.rules import (
     DomainRule,
-    Grammar,
     MotifRule,
     RingRule,
     TokenSymbol,

@@ -111,8 +111,12 @@ def check_graph(g, *, max_ring=12, border_px=0.0):
         assert signed_area(p) < 0, "counter-clockwise as displayed (y down) = negative raw shoelace"
         others = np.setdiff1d(np.arange(n), ring)
         assert not Path(p).contains_points(g.xy[others]).any(), "no atom inside a ring"
-        assert np.all((p[:, 0] + 0.5 >= border_px) & (w - 0.5 - p[:, 0] >= border_px))
-        assert np.all((p[:, 1] + 0.5 >= border_px) & (h - 0.5 - p[:, 1] >= border_px))
+    assert g.ring_border.shape == (len(g.rings),) and g.region.shape == (n,)
+    for ring, flagged in zip(g.rings, g.ring_border):
+        p = g.xy[list(ring)]
+        near = ~np.all((p[:, 0] + 0.5 >= border_px) & (w - 0.5 - p[:, 0] >= border_px)
+                       & (p[:, 1] + 0.5 >= border_px) & (h - 0.5 - p[:, 1] >= border_px))
+        assert flagged or not near, "a ring with an atom near the image edge is flagged"
     assert list(g.rings) == sorted(g.rings), "rings sorted"
     assert g.ring_sizes.tolist() == [len(r) for r in g.rings]
 
@@ -139,21 +143,25 @@ def test_honeycomb_interior_is_all_hexagons_with_degree_three():
     g = build_graph(xy, image_shape=shape_for(xy))
     check_graph(g)
     assert set(g.ring_sizes.tolist()) == {6}
-    # Expected: every complete hexagon whose six neighbouring hexagons are complete too (else it has an
-    # atom on the outer face). Hexagon centres sit at sqrt(3) b spacing, b from their six atoms.
+    # Expected: every complete hexagon, flagged when one of its six neighbouring hexagons is incomplete (it
+    # has an atom on the outer face). Hexagon centres sit at sqrt(3) b spacing, b from their six atoms.
     angles = np.pi / 6 + np.pi / 3 * np.arange(6)
     centres = (xy[:, None] + BOND * np.stack([np.cos(angles), np.sin(angles)], axis=1)).reshape(-1, 2)
     centres = centres[np.unique(np.round(centres, 6), axis=0, return_index=True)[1]]
     centres = centres[cKDTree(xy).query(centres)[0] > BOND / 2]
     complete = np.array([len(m) for m in cKDTree(xy).query_ball_point(centres, BOND + 1e-6)]) == 6
     nbrs = cKDTree(centres).query_ball_point(centres, math.sqrt(3) * BOND + 1e-6)
-    expected = [c for c, m in zip(centres, nbrs) if complete[m].all() and len(m) == 7]
-    assert len(g.rings) == len(expected) > 50
+    expected = centres[complete]
+    interior = [c for c, m in zip(centres, nbrs) if complete[m].all() and len(m) == 7]
+    assert len(g.rings) == len(expected) > len(interior) > 50
     found = np.array([g.xy[list(r)].mean(axis=0) for r in g.rings])
     assert set(map(tuple, np.round(found, 6).tolist())) == set(map(tuple, np.round(expected, 6).tolist()))
+    assert set(map(tuple, np.round(found[~g.ring_border], 6).tolist())) == set(
+        map(tuple, np.round(interior, 6).tolist()))
+    assert (g.region == "network").all()
     deg = np.bincount(g.bonds.ravel(), minlength=g.n_atoms)
-    in_ring = np.unique(np.concatenate([np.array(r) for r in g.rings]))
-    assert np.all(deg[in_ring] == 3)
+    in_ring = np.unique(np.concatenate([np.array(r) for r, b in zip(g.rings, g.ring_border) if not b]))
+    assert np.all(deg[in_ring] == 3)  # atoms of unflagged rings are inside the network
     assert np.allclose(np.hypot(*(g.xy[g.bonds[:, 0]] - g.xy[g.bonds[:, 1]]).T), BOND)
     assert AUTO_BOND_WINDOW[0] <= g.bond_factor <= AUTO_BOND_WINDOW[1]
     assert g.bond_factor < math.sqrt(3)
@@ -164,7 +172,8 @@ def test_square_lattice_gives_four_rings():
     g = build_graph(xy, image_shape=shape_for(xy))
     check_graph(g)
     assert 1.0 < g.bond_factor < math.sqrt(2)
-    assert g.ring_sizes.tolist() == [4] * (9 * 9)  # the outermost layer of squares touches the outer face
+    assert g.ring_sizes.tolist() == [4] * (11 * 11)  # every square, the outermost layer flagged
+    assert int((~g.ring_border).sum()) == 9 * 9
     deg = np.bincount(g.bonds.ravel(), minlength=g.n_atoms)
     assert np.bincount(deg).tolist() == [0, 0, 4, 4 * 10, 100]
 
@@ -216,7 +225,7 @@ def test_jitter_of_five_percent_keeps_the_honeycomb_rings(seed):
     assert np.array_equal(g.bonds, ref.bonds)
 
 
-def test_border_rule_drops_rings_near_the_image_edge():
+def test_border_rule_flags_rings_near_the_image_edge():
     xy = honeycomb(300, 300, origin=(-5, -5))  # the lattice overfills the image
     shape = (280, 270)
     g = build_graph(xy, image_shape=shape, border_px=12.0)
@@ -224,14 +233,19 @@ def test_border_rule_drops_rings_near_the_image_edge():
     assert set(g.ring_sizes.tolist()) == {6}
     auto = build_graph(xy, image_shape=shape)
     check_graph(auto, border_px=0.5 * BOND)
-    assert canonical(g.rings) < canonical(auto.rings)
+    assert canonical(g.rings) == canonical(auto.rings)  # the same rings, more of them flagged
+    assert auto.ring_border.sum() < g.ring_border.sum() < len(g.rings)
+    # every complete hexagon is a ring, however close to the edge: the image's size drops none
+    full = build_graph(xy, image_shape=(400, 400))
+    assert canonical(full.rings) == canonical(g.rings)
 
 
 def test_explicit_bond_factor_is_used():
     xy = square(6, origin=(20, 20))
     g = build_graph(xy, image_shape=shape_for(xy), bond_factor=1.5)
     assert g.bond_factor == 1.5
-    assert set(g.ring_sizes.tolist()) == {3}  # diagonals are bonds now: each square splits into triangles
+    # diagonals are bonds now: each of the 25 squares splits into 2 triangles
+    assert set(g.ring_sizes.tolist()) == {3} and len(g.rings) == 50
     check_graph(g)
 
 
@@ -298,16 +312,20 @@ def test_faces_satisfy_euler_and_match_networkx(seed):
 
 
 def test_rings_exclude_faces_with_atoms_inside():
-    # A 4 x 4 grid of bonded atoms: its central square is the one ring away from the outer face ...
+    # A 4 x 4 grid of bonded atoms: nine square rings, the central one away from the outer face ...
     grid = np.array([[x, y] for y in range(4) for x in range(4)], float) * 30 + 20
     bonds = [(i, i + 1) for i in range(16) if i % 4 < 3] + [(i, i + 4) for i in range(12)]
-    assert graph_from_bonds(grid, bonds, image_shape=(200, 200)).rings == ((5, 9, 10, 6),)
-    # ... and none with atoms inside it, bonded to each other (a triangle of their own) or not
+    plain = graph_from_bonds(grid, bonds, image_shape=(200, 200))
+    assert len(plain.rings) == 9 and [r for r, b in zip(plain.rings, plain.ring_border) if not b] == [(5, 9, 10, 6)]
+    # ... and the central square is no ring with atoms inside it, bonded to each other (a triangle) or not
+    centre = frozenset((5, 6, 9, 10))
     triangle = np.array([[58, 58], [64, 58], [60, 64]], float)
     with_triangle = graph_from_bonds(np.concatenate([grid, triangle]), bonds + [(16, 17), (17, 18), (16, 18)],
                                      image_shape=(200, 200))
-    assert with_triangle.rings == ()
-    assert graph_from_bonds(np.concatenate([grid, [[62.0, 61.0]]]), bonds, image_shape=(200, 200)).rings == ()
+    with_atom = graph_from_bonds(np.concatenate([grid, [[62.0, 61.0]]]), bonds, image_shape=(200, 200))
+    for g in (with_triangle, with_atom):
+        assert centre not in set(map(frozenset, g.rings)) and len({frozenset(r) for r in g.rings} & set(
+            map(frozenset, plain.rings))) == 8
     # build_graph bonds such a triangle to the cell's corners; the cell itself is never a ring.
     grid = np.array([[x, y] for y in range(5) for x in range(5)], float) * 20 + 20
     xy = np.concatenate([grid, [[46, 46], [52, 46], [48, 52]]])
@@ -336,7 +354,11 @@ def test_rings_invariant_under_rotation(angle):
     rot = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
     g = build_graph((_SW - c) @ rot.T + c, image_shape=_SW_SHAPE)
     check_graph(g)
-    assert canonical(g.rings) == canonical(_SW_GRAPH.rings)
+    # the interior rings are invariant; a flagged ring on the outer face of a finite flake can be lost when the
+    # rotation changes the Delaunay triangulation of its co-circular atoms (KNOWN ISSUE, issue 18 report)
+    inner = [r for r, b in zip(g.rings, g.ring_border) if not b]
+    inner_ref = [r for r, b in zip(_SW_GRAPH.rings, _SW_GRAPH.ring_border) if not b]
+    assert canonical(inner) == canonical(inner_ref)
     assert np.array_equal(g.bonds, _SW_GRAPH.bonds)
 
 
@@ -481,7 +503,8 @@ def test_auto_bond_factor_bonds_past_a_first_shell_of_pairs_or_chains(seed):
     rect += rng.normal(0, 0.2, rect.shape)
     g = build_graph(rect, image_shape=(220, 200))
     assert 1.45 < g.bond_factor < 1.75  # seeds 0-9: 1.62-1.64
-    assert set(g.ring_sizes.tolist()) == {4} and len(g.rings) == 13 * 9  # the outer layer touches the hull
+    assert set(g.ring_sizes.tolist()) == {4} and len(g.rings) == 15 * 11 and (g.region == "network").all()
+    assert int((~g.ring_border).sum()) == 13 * 9  # the outer layer touches the hull: flagged
     # Dumbbell columns 14 px apart (1.75 x the pair): the ladders between neighbouring columns are rectangles, 7 x 17
     # of them away from the hull. Seeds 0-9 and 1000-1009: 115-120 rings, 97.5-100 % of them 4-rings (now and then
     # a rectangle's diagonal, 2.02 x the pair, is bonded, or a side missed: triangles, hexagons). This geometry
@@ -491,7 +514,8 @@ def test_auto_bond_factor_bonds_past_a_first_shell_of_pairs_or_chains(seed):
     g = build_graph(columns, image_shape=shape)
     degree = np.bincount(g.bonds.ravel(), minlength=len(columns))
     assert np.mean(degree) >= 2.5
-    assert abs(len(g.rings) - 7 * 17) <= 8 and np.mean(g.ring_sizes == 4) >= 0.95
+    inner = g.ring_sizes[~g.ring_border]
+    assert abs(len(inner) - 7 * 17) <= 8 and np.mean(inner == 4) >= 0.95
 
 
 @pytest.mark.xfail(reason="columns 24 px apart are 3 x the 8 px dumbbell: beyond the auto bond factor's search (ratio "
@@ -503,7 +527,8 @@ def test_auto_bond_factor_bonds_past_a_first_shell_of_pairs_or_chains(seed):
 def test_auto_bond_factor_on_dumbbells_three_times_their_length_apart(seed):
     columns, shape = dumbbell_columns(24.0, seed)
     g = build_graph(columns, image_shape=shape)
-    assert len(g.rings) == 7 * 17 and set(g.ring_sizes.tolist()) == {4}
+    inner = g.ring_sizes[~g.ring_border]
+    assert len(inner) == 7 * 17 and set(inner.tolist()) == {4}
 
 
 @pytest.mark.parametrize("seed", seeds(3, 4))
@@ -516,7 +541,7 @@ def test_dumbbell_sites_make_the_wide_dumbbell_lattice_a_graph(seed):
     sites = dumbbell_sites(columns, np.ones(len(columns)))
     assert len(sites.xy) == 100 and sites.paired.all()
     g = build_graph(sites.xy, image_shape=shape)
-    assert set(g.ring_sizes.tolist()) == {4} and len(g.rings) == 7 * 7
+    assert set(g.ring_sizes.tolist()) == {4} and int((~g.ring_border).sum()) == 7 * 7 and len(g.rings) == 9 * 9
 
 
 def test_rings_read_as_a_tuple_of_tuples():

@@ -9,7 +9,7 @@ from motifgram.engine.errors import GrammarError
 from motifgram.engine.graph import AtomGraph
 from motifgram.engine.simulate import simulate
 from motifgram.grammar.induce import InductionResult, induce_grammar
-from motifgram.grammar.model import canonical_motif
+from motifgram.grammar.rules import canonical_motif
 from motifgram.grammar.parse import parse_graph
 
 SW_DENSITY, VACANCY_DENSITY = 0.002, 0.001

@@ -116,3 +116,80 @@ def test_truncated_files_give_an_image_error_naming_the_file(tmp_path, relative)
     with pytest.raises(ImageError) as info:
         load_micrograph(broken)
     assert source.name in str(info.value)
+
+
+# ---- plain HDF5, dataset selection and stacks (issue 18) --------------------------------------------------------
+
+
+def _lattice(seed=0, size=96):
+    from motifgram.engine.simulate import simulate
+
+    return simulate("graphene", size=size, seed=seed).image
+
+
+def test_plain_hdf5_with_one_dataset_is_read(tmp_path):
+    import h5py
+
+    image = _lattice()
+    path = tmp_path / "plain.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("scan/haadf", data=image)
+        f.create_dataset("scan/times", data=np.arange(10.0))  # 1-D: not an image
+    m = load_micrograph(path)
+    np.testing.assert_array_equal(m.image, image)
+    assert m.pixel_size_nm is None
+
+
+def test_hdf5_with_several_images_lists_them_and_dataset_chooses(tmp_path):
+    import h5py
+
+    a, b = _lattice(0), _lattice(1)
+    path = tmp_path / "two.hdf5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("haadf", data=a)
+        f.create_dataset("bf", data=b)
+    with pytest.raises(ImageError) as err:
+        load_micrograph(path)
+    message = str(err.value)
+    assert str(path) in message and "/haadf" in message and "/bf" in message and "dataset: /path" in message
+    np.testing.assert_array_equal(load_micrograph(path, dataset="/bf").image, b)
+    with pytest.raises(ImageError, match=r"no dataset '/adf'.*/haadf"):
+        load_micrograph(path, dataset="/adf")
+
+
+def test_stack_needs_a_frame_and_frame_chooses(tmp_path):
+    import h5py
+
+    frames = np.stack([_lattice(s) for s in range(3)])
+    path = tmp_path / "stack.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("frames", data=frames)
+    with pytest.raises(ImageError, match=r"stack of 3 frames.*frame: N"):
+        load_micrograph(path)
+    np.testing.assert_array_equal(load_micrograph(path, frame=2).image, frames[2])
+    with pytest.raises(ImageError, match="out of range"):
+        load_micrograph(path, frame=3)
+    npy = tmp_path / "one.npy"
+    np.save(npy, frames[0])
+    with pytest.raises(ImageError, match="not a stack"):
+        load_micrograph(npy, frame=0)
+
+
+def test_spec_dataset_and_frame_keys(tmp_path):
+    import h5py
+
+    from motifgram.engine.errors import SpecError
+    from motifgram.engine.spec import json_schema, load_spec
+
+    path = tmp_path / "stack.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("frames", data=np.stack([_lattice(0), _lattice(1)]))
+    spec = load_spec({"inputs": [{"path": "stack.h5", "dataset": "/frames", "frame": 1}]}, base_dir=tmp_path)
+    item = spec.inputs[0]
+    assert (item.dataset, item.frame) == ("/frames", 1)
+    assert spec.to_dict()["inputs"][0]["dataset"] == "/frames" and spec.to_dict()["inputs"][0]["frame"] == 1
+    assert {"dataset", "frame"} <= set(json_schema()["$defs"]["InputSpec"]["properties"])
+    with pytest.raises(SpecError) as err:
+        load_spec({"inputs": [{"path": "stack.h5", "dataset": "frames", "frame": -1}]}, base_dir=tmp_path)
+    paths = {p for p, _ in err.value.problems}
+    assert "inputs[0].dataset" in paths and "inputs[0].frame" in paths

@@ -18,7 +18,8 @@ from scipy.spatial import cKDTree
 from motifgram.engine.errors import MotifgramError
 from motifgram.engine.io import Micrograph
 from motifgram.engine.pairs import PAIR_FRACTION, dumbbell_sites
-from motifgram.engine.pipeline import analyse_micrograph, atoms_at_dumbbells
+from motifgram.engine.pairs import atoms_at_dumbbells
+from motifgram.engine.stages import analyse_micrograph
 from motifgram.engine.simulate import simulate
 from motifgram.engine.spec import load_spec
 from conftest import SPECS, needs_data, seed, seeds
@@ -226,7 +227,7 @@ real_data = needs_data
 
 @pytest.fixture(scope="module")
 def si_dumbbells(tmp_path_factory):
-    from motifgram.engine.pipeline import load_input
+    from motifgram.engine.stages import load_input
 
     raw = yaml.safe_load((SPECS / "si110_dumbbells.yaml").read_text())
     run_dir = run_spec("si110_dumbbells", seed(0), tmp_path_factory.mktemp("si110_dumbbells"))

@@ -232,7 +232,7 @@ def test_regions_and_domain_contraction_match_the_reference(seed):
 
 def test_ring_words_and_order_match_the_definitions():
     """Per-ring words equal canonical_ring_word of the ring's tokens; the order sorts the sorted atom tuples."""
-    from motifgram.grammar.model import canonical_ring_word
+    from motifgram.grammar.rules import canonical_ring_word
     from motifgram.grammar.parse import canonical_ring_order, distinct_ring_words, ring_words
 
     graph, _ = atom_graph("crn", size=256, seed=2)

@@ -104,10 +104,10 @@ def test_demo_writes_every_output_file(demo_run):
 
 def test_demo_columns_follow_the_interface(demo_run):
     atoms = read_rows(demo_run / "atoms.csv")
-    assert list(atoms[0]) == ["image", "id", "x", "y", "token", "confidence", "intensity"]
+    assert list(atoms[0]) == ["image", "id", "x", "y", "token", "confidence", "intensity", "region"]
     assert list(read_rows(demo_run / "bonds.csv")[0]) == ["image", "i", "j"]
     rings = read_rows(demo_run / "rings.csv")
-    assert list(rings[0]) == ["image", "ring", "size", "symbol", "atoms"]
+    assert list(rings[0]) == ["image", "ring", "size", "symbol", "atoms", "border"]
     summary = json.loads((demo_run / "summary.json").read_text())
     per_image = {}
     for row in atoms:
@@ -120,6 +120,9 @@ def test_demo_columns_follow_the_interface(demo_run):
         assert [int(r["id"]) for r in rows] == list(range(len(rows)))
     for ring in rings:
         assert len(ring["atoms"].split()) == int(ring["size"])
+        assert ring["border"] in ("0", "1")
+    assert {row["region"] for row in atoms} <= {"network", "disordered"}
+    assert any(r["border"] == "1" for r in rings) and any(r["border"] == "0" for r in rings)
 
 
 def bhattacharyya(m1, c1, m2, c2):
@@ -236,7 +239,7 @@ def test_failed_run_leaves_previous_results_intact(demo_run, tmp_path):
 
 
 def test_show_prints_the_grammar_and_a_parse_tree(demo_run):
-    from motifgram.grammar.dsl import show_grammar
+    from motifgram.engine.show import show_grammar
     from motifgram.grammar import Grammar
 
     text = show_grammar(demo_run, tree_of="graphene-1")

@@ -28,8 +28,11 @@ pytestmark = needs_data
 
 # ---- analyses used by the write-ups -------------------------------------------------------------------------------
 
-def read_run(run_dir):
-    """atoms (xy (N,2) px, token (N,), intensity (N,)), bonds (B,2) and rings [(size, atom ids)] of a run."""
+def read_run(run_dir, *, with_border=False):
+    """atoms (xy (N,2) px, token (N,), intensity (N,)), bonds (B,2) and rings [(size, atom ids)] of a run.
+
+    Rings flagged as touching the image edge or the outer face (rings.csv ``border`` = 1) are left out unless
+    ``with_border``: the claims below are about the interior."""
     run_dir = Path(run_dir)
     atoms = list(csv.DictReader(open(run_dir / "atoms.csv")))
     xy = np.array([[float(a["x"]), float(a["y"])] for a in atoms])
@@ -37,7 +40,7 @@ def read_run(run_dir):
     intensity = np.array([float(a["intensity"]) for a in atoms])
     bonds = np.array([[int(b["i"]), int(b["j"])] for b in csv.DictReader(open(run_dir / "bonds.csv"))], int)
     rings = [(int(r["size"]), [int(v) for v in r["atoms"].split()])
-             for r in csv.DictReader(open(run_dir / "rings.csv"))]
+             for r in csv.DictReader(open(run_dir / "rings.csv")) if with_border or r["border"] == "0"]
     return xy, token, intensity, bonds.reshape(-1, 2), rings
 
 

@@ -34,7 +34,8 @@ from motifgram.engine.report import (
     token_colours,
     write_report,
 )
-from motifgram.grammar.model import DomainRule, Grammar, MotifRule, RingRule, TokenSymbol
+from motifgram.grammar.model import Grammar
+from motifgram.grammar.rules import DomainRule, MotifRule, RingRule, TokenSymbol
 
 TOKEN_NAMES = ("A", "B", "V")
 

@@ -484,7 +484,7 @@ def _pipeline_features(kind, size, seed, descriptor):
     """Features of the interior atoms of a simulated micrograph through the pipeline's per-micrograph stage
     (:func:`motifgram.engine.pipeline.analyse_micrograph`), with the true site class of each atom that matches
     a true atom within half a bond (Se2 counted as SSe) and -1 for the others."""
-    from motifgram.engine.pipeline import analyse_micrograph, load_input
+    from motifgram.engine.stages import analyse_micrograph, load_input
     from motifgram.engine.spec import load_spec
 
     options = {"kind": kind, "size": size, "seed": seed}
