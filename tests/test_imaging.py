@@ -8,7 +8,7 @@ from scipy import ndimage
 
 from motifgram.engine.imaging import REALISTIC_OPTIONS, position_bound, render
 from motifgram.engine.simulate import simulate, simulate_options
-from conftest import seed
+from conftest import seed, seeds
 
 SIZE = 96
 
@@ -57,7 +57,7 @@ def test_row_jitter_truth_is_the_columns_centroid():
     assert centroid_y == pytest.approx(48.6, abs=1e-3)
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", seeds(0, 1, 2))
 def test_counts_are_poisson_at_the_dose(seed):
     dose = 20.0
     sim = simulate("mos2", size=128, seed=seed, dose=dose, read_noise=0.0, probe_tail=0.3, background_blobs=0.3,
