@@ -6,39 +6,84 @@ else is a bug and exits with 1.
 """
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
 
+from motifgram import __version__
 from motifgram.engine.errors import MotifgramError
 
-__all__ = ["main"]
+__all__ = ["main", "build_parser", "Terminated"]
 
 log = logging.getLogger("motifgram")
 
 
 def main(argv=None) -> int:
-    parser = _build_parser()
+    parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "simulate":
         parser.error(f"unrecognised arguments: {' '.join(extra)}")
     _set_up_logging(quiet=getattr(args, "quiet", False), verbose=getattr(args, "verbose", False))
     _keep_compiled_kernels()
     try:
-        return args.handler(args, extra) or 0
+        with _terminate_on_sigterm():
+            code = args.handler(args, extra) or 0
+            sys.stdout.flush()  # a closed pipe is found here, not at exit
+            return code
     except MotifgramError as exc:
         print(f"motifgram: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("motifgram: interrupted; nothing was written", file=sys.stderr)
         return 130
+    except Terminated:
+        print("motifgram: terminated (SIGTERM); nothing was written", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    except BrokenPipeError:  # the reader went away (`motifgram schema | head`): stop as quietly as `cat` does
+        _discard_stdout()
+        return 128 + signal.SIGPIPE
     except Exception:  # an unexpected failure is a bug: show where it happened
         traceback.print_exc()
         print("motifgram: internal error (a bug); please report it with the traceback above", file=sys.stderr)
         return 1
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (a batch scheduler, ``timeout``, ``kill``): unwinds like Ctrl-C, so that a run's
+    staging folder is removed and nothing half-written is left."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _terminate_on_sigterm():
+    """Turn SIGTERM into :class:`Terminated` while a command runs (the previous handler is restored after,
+    since tests call :func:`main` in-process). Signal handlers can only be set in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _discard_stdout() -> None:
+    """Point standard output at /dev/null, so that Python's final flush does not fail on the closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout replaced by an object without a file (tests)
+        pass
 
 
 def _keep_compiled_kernels() -> None:
@@ -68,11 +113,13 @@ def _keep_compiled_kernels() -> None:
                           float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command (also read by the documentation's CLI reference)."""
     parser = argparse.ArgumentParser(
         prog="motifgram",
         description="Learn the vocabulary and grammar of atomic-resolution micrographs.",
     )
+    parser.add_argument("--version", action="version", version=f"motifgram {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run the whole pipeline for a spec (no spec: the bundled demo)")
@@ -85,6 +132,9 @@ def _build_parser() -> argparse.ArgumentParser:
     show = commands.add_parser("show", help="print a learned grammar and a short summary")
     show.add_argument("path", type=Path, help="run directory or grammar.txt")
     show.add_argument("--tree", metavar="IMAGE", help="also print the parse tree of IMAGE (run directory only)")
+    show.add_argument("--depth", type=_depth, metavar="N",
+                      help="levels of the tree below the micrograph to print (default 1: its motifs and domains, "
+                           "counted per symbol); 0 prints the whole tree")
     show.set_defaults(handler=_cmd_show)
 
     parse = commands.add_parser("parse", help="apply an existing grammar and token model to a new micrograph")
@@ -131,6 +181,16 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _depth(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0 (0: the whole tree), got {text!r}")
+    return value
+
+
 def _add_verbosity(parser):
     parser.add_argument("--quiet", action="store_true", help="no progress display, warnings only")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
@@ -166,7 +226,8 @@ def _cmd_schema(_args, _extra):
 def _cmd_show(args, _extra):
     from motifgram.engine.show import show_grammar
 
-    print(show_grammar(args.path, tree_of=args.tree))
+    depth = {} if args.depth is None else {"depth": args.depth}
+    print(show_grammar(args.path, tree_of=args.tree, **depth))
 
 
 def _cmd_parse(args, _extra):

@@ -70,6 +70,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import Delaunay, QhullError, cKDTree
 
+from motifgram.engine.display import format_counts, summary_html, summary_text
 from motifgram.engine.errors import MotifgramError
 from motifgram.engine.geometry import border_distance
 from motifgram.engine.regions import REGION_DISORDERED, REGION_NETWORK, network_atoms
@@ -296,10 +297,45 @@ class AtomGraph:
         """Number of atoms ``N``."""
         return len(self.xy)
 
+    def _summary(self) -> tuple[str, list[tuple[str, str]]]:
+        names, counts = np.unique(self.tokens, return_counts=True)
+        order = np.argsort(-counts, kind="stable")
+        sizes, size_counts = np.unique(self.ring_sizes, return_counts=True)
+        by_count = np.argsort(-size_counts, kind="stable")
+        rows = [
+            ("image", f"{self.image_shape[0]} x {self.image_shape[1]} px"),
+            ("tokens", format_counts({names[i]: int(counts[i]) for i in order}) if names.size and names[0] != ""
+             else "not assigned"),
+            ("rings", format_counts({f"{sizes[i]}-rings": int(size_counts[i]) for i in by_count})),
+            ("bond factor", f"{self.bond_factor:.3g}"),
+        ]
+        return f"AtomGraph: {self.n_atoms} atoms, {len(self.bonds)} bonds, {len(self.rings)} rings", rows
+
+    def __repr__(self) -> str:
+        return summary_text(*self._summary())
+
+    def _repr_html_(self) -> str:
+        return summary_html(*self._summary())
+
+    def bond_lengths_px(self):
+        """(B,) float64 ndarray, px: the length of every bond, in the order of :attr:`bonds`."""
+        return np.hypot(*(self.xy[self.bonds[:, 1]] - self.xy[self.bonds[:, 0]]).T)
+
     @functools.cached_property
     def ring_sizes(self):
         """(R,) int64 ndarray: number of atoms of each ring."""
         return self.rings.sizes
+
+    def interior(self):
+        """This graph without its border-flagged rings (:attr:`ring_border`); itself when none is flagged.
+
+        A flagged ring is complete, but some of its atoms' neighbourhoods are cut by the image edge (or face
+        the outside of the atom network), so their tokens are measured on part of what defines them: grammar
+        induction, the parse tree and the disorder measures read the interior rings only.
+        """
+        if not self.ring_border.any():
+            return self
+        return dataclasses.replace(self, rings=self.rings.take(~self.ring_border), ring_border=None)
 
     def with_tokens(self, tokens):
         """Return a copy with ``tokens`` ((N,) str) as the atoms' token names."""

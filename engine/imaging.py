@@ -39,6 +39,8 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from motifgram.engine.simspec import REALISTIC_OPTIONS
+
 __all__ = [
     "REALISTIC_OPTIONS",
     "PROBE_CALIBRATION",
@@ -48,19 +50,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-#: Options of the realistic model with the values that switch each effect off (the defaults).
-REALISTIC_OPTIONS = {
-    "probe_tail": 0.0,  # integral of the probe's broad tail relative to its core's
-    "probe_tail_sigma_px": None,  # the tail's Gaussian sigma (px); None: PROBE_CALIBRATION's ratio x sigma_px
-    "thickness_variation": 0.0,  # relative std of a per-column amplitude factor (log-normal, mean 1)
-    "drift": 0.0,  # largest slow-scan drift displacement (px)
-    "row_jitter": 0.0,  # std of a white per-row x shift (px)
-    "contamination": 0.0,  # fraction of the image covered by amorphous contamination, [0, 1)
-    "contamination_contrast": 0.5,  # amplitude of a contamination atom, in unit column amplitudes
-    "background_gradient": 0.0,  # rise of a linear background ramp across the image, unit amplitudes
-    "background_blobs": 0.0,  # peak amplitude of broad background blobs, unit amplitudes
-}
 
 #: Probe tail calibration: ``tail_sigma / core_sigma`` and the ``tail / core`` integral ratio of a
 #: two-Gaussian fit to the intensity of a 60 kV, 31.5 mrad aberration-corrected probe with a 5 mm residual

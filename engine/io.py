@@ -14,7 +14,9 @@ import numpy as np
 
 from motifgram.engine.errors import ImageError
 
-__all__ = ["Micrograph", "load_micrograph", "SUPPORTED_SUFFIXES", "MAX_PIXELS"]
+__all__ = [
+    "Micrograph", "load_micrograph", "check_image_file", "axes_pixel_size_nm", "SUPPORTED_SUFFIXES", "MAX_PIXELS",
+]
 
 log = logging.getLogger(__name__)
 
@@ -90,14 +92,8 @@ def load_micrograph(path, *, pixel_size_nm=None, id=None, group=None, dataset=No
         The file is missing, unreadable, corrupt, not a single 2-D image, too large, or holds
         NaN/Inf or constant pixels. The message names the file and what to do.
     """
-    path = Path(path)
+    path = check_image_file(path)
     suffix = path.suffix.lower()
-    if suffix not in SUPPORTED_SUFFIXES:
-        raise ImageError(
-            f"{path}: unsupported file type '{path.suffix}'; readable formats are {', '.join(SUPPORTED_SUFFIXES)}"
-        )
-    if not path.is_file():
-        raise ImageError(f"{path}: no such file; check the path in the spec (relative paths start at the spec's folder)")
     try:
         data, file_pixel_nm = _read(path, suffix, dataset)
     except ImageError:
@@ -120,6 +116,32 @@ def load_micrograph(path, *, pixel_size_nm=None, id=None, group=None, dataset=No
         group=group or path.stem,
         source=str(path),
     )
+
+
+def check_image_file(path, *, fix="check the path in the spec (relative paths start at the spec's folder)") -> Path:
+    """``path`` as a Path when it names an existing file of a readable format.
+
+    Parameters
+    ----------
+    path : str or Path
+    fix : str
+        What the user should do about a missing file, for the message.
+
+    Raises
+    ------
+    ImageError
+        The format is not readable, or there is no such file (or it is a folder); the message names the file.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ImageError(f"{path}: is a folder, not an image file; {fix}")
+    if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+        raise ImageError(
+            f"{path}: unsupported file type '{path.suffix}'; readable formats are {', '.join(SUPPORTED_SUFFIXES)}"
+        )
+    if not path.is_file():
+        raise ImageError(f"{path}: no such file; {fix}")
+    return path
 
 
 def _read(path: Path, suffix: str, dataset: str | None = None) -> tuple[np.ndarray, float | None]:
@@ -159,7 +181,7 @@ def _read(path: Path, suffix: str, dataset: str | None = None) -> tuple[np.ndarr
             f"with 'dataset: /path' on the input. {_dataset_listing(path)}"
         )
     signal = images[0]
-    return np.asarray(signal["data"]), _axes_pixel_size_nm(signal.get("axes", []), path)
+    return np.asarray(signal["data"]), axes_pixel_size_nm(signal.get("axes", []), source=path.name)
 
 
 _HDF5_SUFFIXES = (".h5", ".hdf5", ".hspy", ".emd")
@@ -235,8 +257,23 @@ def _rosettasciio_reader(suffix: str):
     return file_reader
 
 
-def _axes_pixel_size_nm(axes, path: Path) -> float | None:
-    """Pixel size from rosettasciio's signal axes (the last two are the image's)."""
+def axes_pixel_size_nm(axes, *, source: str) -> float | None:
+    """Pixel size (nm) from the calibration of an image's two axes.
+
+    Parameters
+    ----------
+    axes : sequence of mapping
+        Axes in array order, each with ``scale`` and ``units`` (rosettasciio's signal axes; the last two are
+        the image's rows and columns).
+    source : str
+        Where they come from, for the log.
+
+    Returns
+    -------
+    float or None
+        The column axis's scale converted to nm; None when the axes are not calibrated or their unit is
+        unknown. A scale without a unit is taken as nm (the HyperSpy and atomap convention), with a warning.
+    """
     if len(axes) < 2:
         return None
     scales, units = [], []
@@ -249,14 +286,14 @@ def _axes_pixel_size_nm(axes, path: Path) -> float | None:
     if units[0] is None and scales[0] == 1.0:
         return None
     if units[0] is None:
-        log.warning("%s: pixel size %.6g has no unit; assuming nm (HyperSpy/atomap convention)", path.name, scales[0])
+        log.warning("%s: pixel size %.6g has no unit; assuming nm (HyperSpy/atomap convention)", source, scales[0])
         return scales[0]
     factor = _NM_PER_UNIT.get(units[0].strip().lower(), _NM_PER_UNIT.get(units[0].strip()))
     if factor is None:
-        log.warning("%s: unknown pixel unit '%s'; ignoring the pixel size", path.name, units[0])
+        log.warning("%s: unknown pixel unit '%s'; ignoring the pixel size", source, units[0])
         return None
     if not np.isclose(scales[0], scales[1], rtol=1e-3):
-        log.warning("%s: non-square pixels (%g x %g %s); using the x size", path.name, scales[1], scales[0], units[0])
+        log.warning("%s: non-square pixels (%g x %g %s); using the x size", source, scales[1], scales[0], units[0])
     return scales[-1] * factor
 
 

@@ -148,6 +148,7 @@ class MoireMeasurement:
             "twist_deg": r(self.twist_deg),
             "moire_period_px": r(self.moire_period_px),
             "moire_period_measured_px": r(self.moire_period_measured_px),
+            "moire_period_measured_nm": r(_to_nm(self.moire_period_measured_px, self.pixel_size_nm)),
             "moire_period_nm": r(self.moire_period_nm),
             "lattice_period_px": r(self.lattice_period_px),
             "lattice_constant_px": r(self.lattice_constant_px),

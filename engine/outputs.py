@@ -12,7 +12,9 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
@@ -20,7 +22,7 @@ import numpy as np
 
 from motifgram.engine.errors import MotifgramError
 
-__all__ = ["atomic_run_dir", "check_output_dir", "write_csv", "write_json", "csv_field"]
+__all__ = ["atomic_run_dir", "check_output_dir", "remove_stale_staging", "write_csv", "write_json", "csv_field"]
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +47,16 @@ def check_output_dir(out_dir, *, force: bool) -> Path:
 def atomic_run_dir(out_dir, *, force: bool):
     """Yield a temporary folder; on success it replaces ``out_dir`` in one rename.
 
-    On an exception the temporary folder is deleted and ``out_dir`` is left exactly as it was.
+    On an exception (Ctrl-C and, through the CLI, SIGTERM included) the temporary folder is deleted and
+    ``out_dir`` is left exactly as it was. The folder, ``.<name>.partial-<pid>@<host>-<random>`` beside
+    ``out_dir``, names the process that owns it: folders left by runs that were killed outright (SIGKILL,
+    a power cut) are removed by the next run into the same directory once that process is gone
+    (:func:`remove_stale_staging`).
     """
     out_dir = check_output_dir(out_dir, force=force)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    remove_stale_staging(out_dir)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-{_owner()}-", dir=out_dir.parent))
     staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private; a run directory is as readable as any folder
     try:
         yield staging
@@ -58,12 +65,59 @@ def atomic_run_dir(out_dir, *, force: bool):
         raise
     previous = None
     if out_dir.exists():
-        previous = out_dir.with_name(f".{out_dir.name}.old-{staging.name.rsplit('-', 1)[-1]}")
+        previous = out_dir.with_name(f".{out_dir.name}.old-{staging.name.split('.partial-', 1)[1]}")
         out_dir.rename(previous)
     staging.rename(out_dir)
     if previous is not None:
         shutil.rmtree(previous, ignore_errors=True)
     log.info("wrote %s", out_dir)
+
+
+def _owner() -> str:
+    """``<pid>@<host>``: who owns a staging folder (the host, since run directories may sit on shared disks)."""
+    return f"{os.getpid()}@{re.sub(r'[^A-Za-z0-9.]', '_', socket.gethostname())}"
+
+
+def remove_stale_staging(out_dir) -> list[Path]:
+    """Remove the staging folders beside ``out_dir`` that runs killed outright left behind.
+
+    A folder ``.<name>.partial-<pid>@<host>-...`` is removed when ``host`` is this machine and process
+    ``pid`` no longer exists; ``.<name>.old-<pid>@<host>-...`` (the previous results, moved aside just
+    before the new ones moved in) likewise, but only once ``out_dir`` exists again. Folders of live
+    processes, of other machines, or without an owner in their name (older versions) are kept.
+
+    Returns
+    -------
+    list of Path
+        The folders removed.
+    """
+    out_dir = Path(out_dir)
+    if not out_dir.parent.is_dir():
+        return []
+    here = _owner().split("@", 1)[1]
+    pattern = re.compile(rf"\.{re.escape(out_dir.name)}\.(partial|old)-(\d+)@([A-Za-z0-9._]+)-[A-Za-z0-9_]+")
+    removed = []
+    for folder in sorted(out_dir.parent.iterdir()):
+        match = pattern.fullmatch(folder.name)
+        if match is None or not folder.is_dir():
+            continue
+        kind, pid, host = match.group(1), int(match.group(2)), match.group(3)
+        if host != here or _process_exists(pid) or (kind == "old" and not out_dir.exists()):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        log.info("removed %s, left by a run that was killed (process %d is gone)", folder, pid)
+        removed.append(folder)
+    return removed
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _umask() -> int:

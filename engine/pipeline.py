@@ -32,7 +32,7 @@ from motifgram.engine.cache import cache_dir_for, load_entry, save_entry
 from motifgram.engine.errors import GrammarError, MotifgramError, NoLatticeError
 from motifgram.engine.executor import open_executor
 from motifgram.engine.graph import AtomGraph, ring_statistics
-from motifgram.engine.io import Micrograph
+from motifgram.engine.io import Micrograph, check_image_file
 from motifgram.engine.moire import measure_moire
 from motifgram.engine.outputs import atomic_run_dir, check_output_dir
 from motifgram.engine.progress import Progress
@@ -51,7 +51,7 @@ from motifgram.engine.spec import Spec, bundled_spec_path, load_spec
 from motifgram.engine.stages import StageTimer, analyse_micrograph, load_input, naming_source
 from motifgram.engine.tokens import TokenModel, assign_tokens, class_averages, learn_tokens, merging_summary
 from motifgram.grammar.compare import Comparable, compare
-from motifgram.grammar.disorder import disorder_measures
+from motifgram.grammar.disorder import POOR_FIT_FACTOR, POOR_FIT_MARGIN_BITS, disorder_measures, is_poor_fit
 from motifgram.grammar.induce import induce_grammar
 from motifgram.grammar.model import Grammar
 from motifgram.grammar.parse import parse_graph
@@ -112,7 +112,7 @@ def token_pass(record: MicrographRecord, token_model: TokenModel, cache_dir: Pat
         labels, confidence = assign_tokens(token_model, entry["invariants"])
     with timer("write"):
         rows = rundir.atoms_rows(record.id, entry["xy"], token_model.names, labels, confidence, entry["intensity"],
-                                 entry["network"])
+                                 entry["network"], record.pixel_size_nm)
         rundir.write_part(parts, record.index, "atoms", rows)
     mean_confidence = round(float(np.mean(confidence)), 4) if len(confidence) else None
     return labels.astype(label_dtype(len(token_model.names))), mean_confidence, timer.as_dict()
@@ -151,7 +151,7 @@ def parse_pass(record: MicrographRecord, item, labels: np.ndarray, mean_confiden
             render_overlay(
                 load_input(item).image, graph.xy, labels, settings.token_names, graph.rings, parse.ring_symbols,
                 rundir.overlay_path(settings.staging, record.id), title=record.id,
-                ring_symbol_names=list(settings.ring_symbol_names),
+                ring_symbol_names=list(settings.ring_symbol_names), pixel_size_nm=record.pixel_size_nm,
             )
     counts = np.bincount(labels, minlength=len(settings.token_names))
     summary = rundir.image_summary(
@@ -415,12 +415,31 @@ def _write_run_files(staging, spec, records, token_model, grammar, images, failu
 # Applying a learned grammar
 
 
+def _fit(image_id: str, bits_per_atom: float, own_bits: float | None) -> dict:
+    """summary.json's ``fit`` of a micrograph parsed with an existing grammar; warns when the fit is poor."""
+    if own_bits is None:
+        log.info("%s: %.3g bits/atom (the grammar's own is unknown: no summary.json beside it)", image_id,
+                 bits_per_atom)
+        return {"bits_per_atom": bits_per_atom, "grammar_bits_per_atom": None, "poor": None}
+    poor = is_poor_fit(bits_per_atom, own_bits)
+    if poor:
+        log.warning(
+            "%s: the grammar fits this micrograph poorly: %.3g bits/atom against %.3g bits/atom on the micrographs "
+            "it was learned from (more than %g x theirs + %g): it differs from them (another material or structure, "
+            "other imaging conditions or far more defects); 'motifgram run' learns its own grammar", image_id,
+            bits_per_atom, own_bits, POOR_FIT_FACTOR, POOR_FIT_MARGIN_BITS)
+    return {"bits_per_atom": bits_per_atom, "grammar_bits_per_atom": round(own_bits, 5), "poor": poor}
+
+
 def parse_with_grammar(grammar_path, image_path, *, out_dir=None, pixel_size_nm=None, force=False,
                        quiet=False) -> Path:
     """Apply a learned grammar and its token model to a new micrograph, without re-learning.
 
     The token model is the ``tokens.npz`` beside the grammar file (as in a run directory). The output
-    directory is a run directory of its own (atoms, bonds, rings, the parse tree, summary, overlay).
+    directory is a run directory of its own (atoms, bonds, rings, the parse tree, summary, overlay). Its
+    summary.json gives each micrograph's ``fit``: its bits per atom against those of the micrographs the
+    grammar was learned from, and ``poor`` (with a warning) when it costs far more
+    (:func:`motifgram.grammar.disorder.is_poor_fit`).
     """
     grammar_path = rundir.grammar_file(grammar_path)
     grammar = rundir.read_grammar_file(grammar_path)
@@ -432,7 +451,7 @@ def parse_with_grammar(grammar_path, image_path, *, out_dir=None, pixel_size_nm=
             f"{grammar_path}: the grammar's tokens ({', '.join(sorted(grammar_tokens))}) do not match the token "
             f"model {model_path} ({', '.join(token_model.names)}); use the tokens.npz of the run that wrote this grammar"
         )
-    image_path = Path(image_path)
+    image_path = check_image_file(image_path, fix="check the IMAGE argument")
     item = {"path": str(image_path.absolute())}
     if pixel_size_nm is not None:
         item["pixel_size"] = pixel_size_nm
@@ -464,6 +483,9 @@ def parse_with_grammar(grammar_path, image_path, *, out_dir=None, pixel_size_nm=
                                                  progress, timer)
             images = _parse_all(staging, spec, [record], labels, mean_confidences, token_model, grammar, items,
                                 executor, progress, timer, cache_dir=cache_dir)
+            own_bits = rundir.own_bits_per_atom(grammar_path.parent)
+            for image_id, info in images.items():
+                info["fit"] = _fit(image_id, info["bits_per_atom"], own_bits)
             _write_run_files(staging, spec, [record], token_model, grammar, images, [], timer,
                              fit_invariants=fit_invariants, output_dir=out_dir.absolute())
     return out_dir

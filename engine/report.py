@@ -41,6 +41,7 @@ from scipy.spatial import cKDTree
 
 from motifgram.engine import rundir
 from motifgram.engine.errors import GrammarError, MotifgramError
+from motifgram.engine.scalebar import add_scale_bar
 from motifgram.grammar.model import Grammar
 
 __all__ = [
@@ -119,6 +120,7 @@ def render_overlay(
     *,
     title: str | None = None,
     ring_symbol_names: Sequence[str] | None = None,
+    pixel_size_nm: float | None = None,
 ) -> None:
     """Write a PNG of a micrograph with atoms coloured by token and rings filled by grammar symbol.
 
@@ -149,6 +151,8 @@ def render_overlay(
     ring_symbol_names : sequence of str, optional
         Ring symbols in colour order (most frequent first), to give a symbol the same colour in every
         micrograph of a run. Default: this image's symbols by decreasing count.
+    pixel_size_nm : float, optional
+        When known, a scale bar is drawn in the lower left corner.
 
     Raises
     ------
@@ -215,6 +219,8 @@ def render_overlay(
         ax.scatter(xy[:, 0], xy[:, 1], s=size_pt2, c=colours[tokens], linewidths=0, marker="o")
     ax.set_xlim(-0.5, w - 0.5)
     ax.set_ylim(h - 0.5, -0.5)
+    if pixel_size_nm is not None:
+        add_scale_bar(ax, pixel_size_nm=pixel_size_nm, image_width_px=w, fontsize=16)
     if title:
         fig.text(0.01, 1.0 - 0.5 * title_px / fig_h, title, va="center", ha="left", fontsize=20)
 

@@ -37,7 +37,7 @@ __all__ = [
     "ATOMS_HEADER", "BONDS_HEADER", "RINGS_HEADER", "TABLES",
     "atoms_rows", "bonds_rows", "rings_rows", "write_part", "assemble_tables",
     "write_parse", "parse_path", "overlay_path", "write_grammars",
-    "image_summary", "run_summary", "comparison_summary", "versions",
+    "image_summary", "run_summary", "own_bits_per_atom", "comparison_summary", "versions",
     "write_summary", "read_summary", "learned_spots",
     "write_embedding", "read_embedding", "read_token_arrays", "read_token_stats", "read_run_graphs",
     "grammar_file", "read_grammar_file", "token_model_path",
@@ -52,7 +52,8 @@ REPORT_HTML = "report.html"
 TOKEN_GALLERY_PNG = "tokens.png"
 PARSES, OVERLAYS, GRAMMARS = "parses", "overlays", "grammars"
 
-ATOMS_HEADER = ("image", "id", "x", "y", "token", "confidence", "intensity", "region")
+#: x_nm, y_nm: x and y times the pixel size (same origin), empty when the pixel size is unknown.
+ATOMS_HEADER = ("image", "id", "x", "y", "token", "confidence", "intensity", "region", "x_nm", "y_nm")
 BONDS_HEADER = ("image", "i", "j")
 RINGS_HEADER = ("image", "ring", "size", "symbol", "atoms", "border")
 #: The CSV tables of a run, by part name, with their headers.
@@ -64,15 +65,19 @@ TABLES = {"atoms": (ATOMS_CSV, ATOMS_HEADER), "bonds": (BONDS_CSV, BONDS_HEADER)
 
 
 def atoms_rows(image_id: str, xy: np.ndarray, token_names: Sequence[str], labels: np.ndarray,
-               confidence: np.ndarray, intensity: np.ndarray, network: np.ndarray) -> str:
+               confidence: np.ndarray, intensity: np.ndarray, network: np.ndarray,
+               pixel_size_nm: float | None) -> str:
     """The rows of ``atoms.csv`` for one micrograph (no header).
 
     ``xy`` (N, 2) px, ``labels`` (N,) index ``token_names``; ``confidence`` and ``intensity`` (N,);
-    ``network`` (N,) bool: the atom's region (:mod:`motifgram.engine.regions`) is a regular network.
+    ``network`` (N,) bool: the atom's region (:mod:`motifgram.engine.regions`) is a regular network;
+    ``pixel_size_nm`` gives the nm columns (empty when None).
     """
     image, names = csv_field(image_id), [csv_field(name) for name in token_names]
+    nm = pixel_size_nm
     return "".join(
-        f"{image},{i},{x:.3f},{y:.3f},{names[t]},{c:.4f},{v:.6g},{REGION_NETWORK if net else REGION_DISORDERED}\n"
+        f"{image},{i},{x:.3f},{y:.3f},{names[t]},{c:.4f},{v:.6g},{REGION_NETWORK if net else REGION_DISORDERED},"
+        + (f"{x * nm:.5f},{y * nm:.5f}\n" if nm is not None else ",\n")
         for i, ((x, y), t, c, v, net) in enumerate(zip(
             xy.tolist(), labels.tolist(), confidence.tolist(), intensity.tolist(), network.tolist(), strict=True
         ))
@@ -275,6 +280,32 @@ def _round(value: float, digits: int = 5):
     return None if not np.isfinite(value) else round(float(value), digits)
 
 
+def _in_nm(pixel_size_nm: float | None, **lengths_px) -> dict:
+    """``{name: length x pixel size}`` (nm, rounded), or nothing when the pixel size is unknown."""
+    if pixel_size_nm is None:
+        return {}
+    return {name: round(float(value) * pixel_size_nm, 5) for name, value in lengths_px.items()}
+
+
+def _length_stats(lengths: np.ndarray) -> dict:
+    """Median and 5th/95th percentiles of bond lengths (None for a graph without bonds)."""
+    if not len(lengths):
+        return {"median": None, "p05": None, "p95": None}
+    p05, median, p95 = np.percentile(lengths, (5, 50, 95))
+    return {"median": _round(median), "p05": _round(p05), "p95": _round(p95)}
+
+
+def own_bits_per_atom(run_dir) -> float | None:
+    """Atom-weighted bits per atom of a run's micrographs under its own grammar (its summary.json); None when
+    the run has no readable summary."""
+    try:
+        images = read_summary(run_dir)["images"].values()
+        atoms = sum(info["n_atoms"] for info in images)
+        return sum(info["bits_per_atom"] * info["n_atoms"] for info in images) / atoms if atoms else None
+    except (MotifgramError, KeyError, TypeError, AttributeError):
+        return None
+
+
 def image_summary(record, graph: AtomGraph, token_counts: dict, mean_confidence, parse, measures: dict,
                   ring_stats, *, sampling: str) -> dict:
     """One micrograph's entry of ``summary.json`` ``images``.
@@ -291,11 +322,16 @@ def image_summary(record, graph: AtomGraph, token_counts: dict, mean_confidence,
         "pixel_size_nm": record.pixel_size_nm,
         "lattice_period_px": round(float(record.lattice_period_px), 4),
         "nn_distance_px": round(float(record.nn_distance_px), 4),
+        **_in_nm(record.pixel_size_nm, lattice_period_nm=record.lattice_period_px, nn_distance_nm=record.nn_distance_px),
+        "bond_length_px": _length_stats(graph.bond_lengths_px()),
+        **({"bond_length_nm": _length_stats(graph.bond_lengths_px() * record.pixel_size_nm)}
+           if record.pixel_size_nm is not None else {}),
         "bond_factor": round(float(graph.bond_factor), 4),
         "patch_size_px": record.patch_size,
         "n_atoms": int(sum(token_counts.values())),
         "n_bonds": int(len(graph.bonds)),
         "n_rings": int(len(sizes)),
+        "n_border_rings": int(np.count_nonzero(graph.ring_border)),
         "token_counts": token_counts,
         "mean_confidence": mean_confidence,
         "ring_histogram": {str(n): int(c) for n, c in sorted(Counter(sizes.tolist()).items())},

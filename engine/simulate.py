@@ -63,24 +63,27 @@ from typing import NamedTuple
 import numpy as np
 from scipy.spatial import Delaunay, cKDTree
 
+from motifgram.engine.display import format_counts, summary_html, summary_text
 from motifgram.engine.errors import MotifgramError, SpecError
 from motifgram.engine.graph import face_cycles
-from motifgram.engine.imaging import REALISTIC_OPTIONS, ImagingTruth, render
+from motifgram.engine.imaging import ImagingTruth, render
+from motifgram.engine.simspec import (
+    A_CC_NM,
+    CAIRO_EDGE_NM,
+    KINDS,
+    MOS2_MO_S_NM,
+    PEROVSKITE_A_NM,
+    check_simulation,
+    simulate_options,
+)
 
 __all__ = ["KINDS", "STACKING_CLASSES", "Defect", "Stacking", "Truth", "Simulation", "simulate", "simulate_options"]
 
 log = logging.getLogger(__name__)
 
-KINDS = ("graphene", "graphene_gb", "mos2", "perovskite", "cairo", "crn", "tbl_mos2")
 STACKING_CLASSES = ("AA'", "AB'", "A'B", "other")
 """Local stacking classes of ``tbl_mos2`` (see :class:`Stacking`)."""
 
-A_CC_NM = 0.142  # graphene C–C bond length
-MOS2_MO_S_NM = 0.1825  # projected Mo–S2 column distance (lattice constant sqrt(3) x 0.1825 = 0.316 nm)
-PEROVSKITE_A_NM = 0.39  # SrTiO3-like cubic lattice constant
-CAIRO_EDGE_NM = 0.2  # nominal edge length of the model Cairo tiling
-NN_PX = 8.0  # nearest-neighbour distance (px) at every kind's default pixel size but tbl_mos2's
-TBL_NN_PX = 6.0  # tbl_mos2: Mo–S2 distance (px) at its default pixel size, so 1024 px hold 3.4 moire periods at 2 deg
 MAX_RING = 12
 SQRT3 = math.sqrt(3.0)
 
@@ -102,56 +105,6 @@ _MOS2_INTENSITY = {
     }.items()
 }
 _PEROVSKITE_B_INTENSITY = _z_contrast(_Z["Ti"], _Z["O"]) / _z_contrast(_Z["Sr"])
-
-_IMAGING_OPTIONS = {
-    "sigma_px": None,  # Gaussian column width (px); None: 0.25 x nearest-neighbour distance
-    "background": 0.2,  # mean of the smooth background, in units of the unit column amplitude
-    "dose": 100.0,  # counts per unit amplitude (Poisson); None: noiseless
-    "read_noise": 0.02,  # std of Gaussian read noise, in units of the unit amplitude
-    "scan_distortion": 0.0,  # amplitude (px) of the row-wise x shift (sinusoidal drift + jitter)
-    "scan_noise": 0.0,  # std of the fast-scan (row) noise, in units of the unit amplitude
-    "scan_noise_length": 4.0,  # its correlation length along each row (px); rows are independent
-    **REALISTIC_OPTIONS,  # probe tail, thickness, drift, row jitter, contamination, background ramp and blobs
-}
-_KIND_OPTIONS = {
-    "graphene": {
-        "pixel_size_nm": A_CC_NM / NN_PX,
-        "rotation": None,  # lattice rotation (rad); None: uniform random from the seed
-        "stone_wales_density": 0.002,  # Stone–Wales defects per atom
-        "vacancy_density": 0.001,  # reconstructed (5-9) single vacancies per atom
-    },
-    "graphene_gb": {
-        "pixel_size_nm": A_CC_NM / NN_PX,
-        "rotation": None,  # rotation of grain 1 (rad); None: random
-        "misorientation": math.radians(21.7868),  # grain 2 minus grain 1 (rad); default: Sigma-7 CSL
-        "boundary_angle": None,  # direction of the boundary line through the centre (rad); None: random
-    },
-    "mos2": {
-        "pixel_size_nm": MOS2_MO_S_NM / NN_PX,
-        "rotation": None,
-        "s_vacancy_density": 0.05,  # fraction of S2 columns missing one S ("S1")
-        "se_fraction": 0.10,  # fraction of the S atoms of intact columns replaced by Se ("SSe", "Se2")
-    },
-    "perovskite": {
-        "pixel_size_nm": PEROVSKITE_A_NM / 2 / NN_PX,
-        "rotation": None,
-        "o_intensity": 0.25,  # O column amplitude relative to A (HAADF Z**1.7 would give 0.07)
-    },
-    "cairo": {
-        "pixel_size_nm": CAIRO_EDGE_NM / NN_PX,
-        "rotation": None,
-    },
-    "crn": {
-        "pixel_size_nm": A_CC_NM / NN_PX,
-        "regularity": 0.9,  # blue-noise repulsion radius / (sqrt(3) a_CC), in (0, 1): lower is more disordered
-    },
-    "tbl_mos2": {
-        "pixel_size_nm": MOS2_MO_S_NM / TBL_NN_PX,
-        "rotation": None,  # rotation of layer 1 (rad); None: random
-        "twist": 4.0,  # rotation of layer 2 relative to 2H (AA') stacking, in DEGREES, about a random point
-    },
-}
-
 
 # --------------------------------------------------------------------------------------------------
 # Data objects
@@ -241,6 +194,27 @@ class Truth:
         """(R,) int64 ndarray: the number of atoms of each ring."""
         return np.array([len(r) for r in self.rings], dtype=np.int64)
 
+    def _rows(self) -> list[tuple[str, str]]:
+        def counted(values):
+            names, counts = np.unique(np.asarray(values), return_counts=True)
+            return format_counts({names[i]: int(counts[i]) for i in np.argsort(-counts, kind="stable")})
+
+        rows = [("sites", counted(self.label)),
+                ("rings", counted([f"{len(r)}-rings" for r in self.rings]) if self.rings else "none"),
+                ("defects", counted([d.kind for d in self.defects]) if self.defects else "none")]
+        if self.stacking is not None:
+            rows.append(("stacking", counted(self.stacking.grid_label)))
+        return rows
+
+    def _title(self) -> str:
+        return f"{len(self.xy)} atoms, {len(self.bonds)} bonds, {len(self.rings)} rings, {len(self.defects)} defects"
+
+    def __repr__(self) -> str:
+        return summary_text(f"Truth: {self._title()}", self._rows())
+
+    def _repr_html_(self) -> str:
+        return summary_html(f"Truth: {self._title()}", self._rows())
+
     def to_files(self, csv_path):
         """Write the atoms to ``csv_path`` and bonds, rings and defects to a sidecar JSON.
 
@@ -328,29 +302,21 @@ class Simulation:
     options: dict = field(default_factory=dict)
     imaging: ImagingTruth | None = None
 
+    def _summary(self) -> tuple[str, list[tuple[str, str]]]:
+        height, width = self.image.shape
+        title = (f"Simulation: {height} x {width} px, {self.pixel_size_nm:.4g} nm/px "
+                 f"({width * self.pixel_size_nm:.3g} x {height * self.pixel_size_nm:.3g} nm)")
+        return title, [("truth", self.truth._title()), *self.truth._rows()]
+
+    def __repr__(self) -> str:
+        return summary_text(*self._summary())
+
+    def _repr_html_(self) -> str:
+        return summary_html(*self._summary())
+
 
 # --------------------------------------------------------------------------------------------------
 # Public entry points
-
-
-def simulate_options(kind):
-    """The options of ``kind`` with their defaults.
-
-    Parameters
-    ----------
-    kind : str
-        One of :data:`KINDS`.
-
-    Returns
-    -------
-    dict
-        ``{name: default}``; ``None`` means "automatic" (documented per option in the module source:
-        ``rotation`` random from the seed, ``sigma_px`` 0.25 x the nearest-neighbour distance,
-        ``dose`` noiseless, ``boundary_angle`` random).
-    """
-    if kind not in _KIND_OPTIONS:
-        raise SpecError([("simulate.kind", f"unknown kind {kind!r}; valid: {', '.join(KINDS)}")])
-    return {**_KIND_OPTIONS[kind], **_IMAGING_OPTIONS}
 
 
 def simulate(kind, *, size=512, seed=0, **options):
@@ -384,7 +350,9 @@ def simulate(kind, *, size=512, seed=0, **options):
     >>> set(sim.truth.ring_sizes.tolist()) <= {5, 6, 7, 9}
     True
     """
-    opts = _validate(kind, size, seed, options)
+    opts, problems = check_simulation(kind, size, seed, options)
+    if problems:
+        raise SpecError(problems)
     struct_seed, image_seed, effects_seed = np.random.SeedSequence(seed).spawn(3)
     rng = np.random.default_rng(struct_seed)
     structure = _BUILDERS[kind](size, rng, opts)
@@ -406,76 +374,6 @@ def simulate(kind, *, size=512, seed=0, **options):
     log.debug("simulated %s: size=%d seed=%d atoms=%d options=%s", kind, size, seed, len(truth.xy), opts)
     return Simulation(image=image, truth=truth, pixel_size_nm=float(opts["pixel_size_nm"]), options=opts,
                       imaging=imaging)
-
-
-# --------------------------------------------------------------------------------------------------
-# Validation
-
-
-def _is_number(v):
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-_CHECKS = {
-    # name: (accepts None, lower bound, lower inclusive, upper bound exclusive, description)
-    "pixel_size_nm": (False, 0.0, False, None, "a number > 0"),
-    "rotation": (True, None, True, None, "a number (radians) or null"),
-    "boundary_angle": (True, None, True, None, "a number (radians) or null"),
-    "misorientation": (False, None, True, None, "a number (radians)"),
-    "stone_wales_density": (False, 0.0, True, 0.1, "a number in [0, 0.1)"),
-    "vacancy_density": (False, 0.0, True, 0.1, "a number in [0, 0.1)"),
-    "s_vacancy_density": (False, 0.0, True, 1.0, "a number in [0, 1)"),
-    "se_fraction": (False, 0.0, True, 1.0000001, "a number in [0, 1]"),
-    "o_intensity": (False, 0.0, True, None, "a number >= 0"),
-    "twist": (False, -60.0, False, 60.0, "a number of degrees in (-60, 60)"),
-    "regularity": (False, 0.0, False, 1.0, "a number in (0, 1)"),
-    "sigma_px": (True, 0.0, False, None, "a number > 0 (px) or null"),
-    "background": (False, 0.0, True, None, "a number >= 0"),
-    "dose": (True, 0.0, False, None, "a number > 0 (counts per unit amplitude) or null"),
-    "read_noise": (False, 0.0, True, None, "a number >= 0"),
-    "scan_distortion": (False, 0.0, True, None, "a number >= 0 (px)"),
-    "scan_noise": (False, 0.0, True, None, "a number >= 0"),
-    "scan_noise_length": (False, 0.0, False, None, "a number > 0 (px)"),
-    "probe_tail": (False, 0.0, True, None, "a number >= 0 (tail integral / core integral)"),
-    "probe_tail_sigma_px": (True, 0.0, False, None, "a number > 0 (px) or null"),
-    "thickness_variation": (False, 0.0, True, 1.0, "a number in [0, 1)"),
-    "drift": (False, 0.0, True, None, "a number >= 0 (px)"),
-    "row_jitter": (False, 0.0, True, None, "a number >= 0 (px)"),
-    "contamination": (False, 0.0, True, 1.0, "a number in [0, 1) (area fraction)"),
-    "contamination_contrast": (False, 0.0, True, None, "a number >= 0"),
-    "background_gradient": (False, 0.0, True, None, "a number >= 0"),
-    "background_blobs": (False, 0.0, True, None, "a number >= 0"),
-}
-
-
-def _validate(kind, size, seed, options):
-    if kind not in _KIND_OPTIONS:
-        raise SpecError([("simulate.kind", f"unknown kind {kind!r}; valid: {', '.join(KINDS)}")])
-    problems = []
-    if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 64:
-        problems.append(("simulate.size", f"expected an int >= 64, got {size!r}"))
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        problems.append(("simulate.seed", f"expected an int >= 0, got {seed!r}"))
-    opts = simulate_options(kind)
-    for name, value in options.items():
-        if name not in opts:
-            problems.append(
-                (f"simulate.{name}", f"unknown option {name!r} for kind {kind!r}; valid: {', '.join(opts)}")
-            )
-            continue
-        nullable, low, low_inclusive, high, expected = _CHECKS[name]
-        ok = (value is None and nullable) or (
-            _is_number(value)
-            and (low is None or value > low or (low_inclusive and value == low))
-            and (high is None or value < high)
-        )
-        if not ok:
-            problems.append((f"simulate.{name}", f"expected {expected}, got {value!r}"))
-        else:
-            opts[name] = None if value is None else float(value)
-    if problems:
-        raise SpecError(problems)
-    return opts
 
 
 # --------------------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from typing import ClassVar, Literal
 import yaml
 
 from motifgram.engine.errors import SpecError
+from motifgram.engine.simspec import check_simulation
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -53,6 +54,7 @@ __all__ = [
     "OutputSpec",
     "Spec",
     "load_spec",
+    "read_spec_file",
     "validate_spec",
     "json_schema",
     "bundled_spec_path",
@@ -158,7 +160,7 @@ class _OnlyWith:
 
 @dataclass(frozen=True)
 class _LengthEquals:
-    """When both are set, a list key must have as many items as an int key says."""
+    """A list key may be set only with an int key, and must then have as many items as it says."""
 
     key: str
     count: str
@@ -170,14 +172,20 @@ class _LengthEquals:
 
     def apply(self, values, path, ctx):
         items, count = values[self.key], values[self.count]
-        if items is not None and count is not None and len(items) != count:
+        if items is not None and count is None:
+            ctx.problem(_join(path, self.key),
+                        f"conflicting options: {len(items)} {self.key} given but {_join(path, self.count)} is auto "
+                        f"(the number is chosen during the run); set {self.count}: {len(items)} or remove "
+                        f"{self.key}")
+        elif items is not None and len(items) != count:
             ctx.problem(_join(path, self.key),
                         f"conflicting options: {len(items)} {self.key} given but {_join(path, self.count)} is "
-                        f"{count}; give one per {self.count} or set {self.count}: auto")
+                        f"{count}; give one per {self.count} or remove {self.key}")
         return values
 
-    def schema(self):
-        return None  # not expressible in JSON Schema
+    def schema(self):  # the count itself is not expressible in JSON Schema
+        return {"if": {"required": [self.key], "properties": {self.key: {"not": {"const": _AUTO}}}},
+                "then": {"required": [self.count], "properties": {self.count: {"not": {"const": _AUTO}}}}}
 
 
 @dataclass(frozen=True)
@@ -230,6 +238,24 @@ class _ExpandInputs:
         return None
 
 
+@dataclass(frozen=True)
+class _SimulatorAccepts:
+    """The simulator's own checks of its options (unknown names, ranges), so that ``validate`` rejects what
+    ``run`` would: ``inputs[0].simulate.sise: unknown option 'sise' ...; did you mean "size"?``."""
+
+    on_invalid: ClassVar = False
+    keys: ClassVar = ("kind", "size", "seed", "options")
+
+    def apply(self, values, path, ctx):
+        options = {name: value for name, value in values["options"].items() if value is not _INVALID}
+        for problem in check_simulation(values["kind"], values["size"], values["seed"], options, path=path)[1]:
+            ctx.problem(*problem)
+        return values
+
+    def schema(self):
+        return None  # the options are listed per kind by motifgram.engine.simspec.simulate_options
+
+
 def _has_magic(text):
     return re.search(r"[*?[]", text) is not None
 
@@ -259,11 +285,13 @@ class SimulateSpec:
     kind: SimulationKind = _key(doc="What to simulate: " + ", ".join(SIMULATION_KINDS) + ".")
     size: int = _key(512, doc="Image side length in px (the image is size x size).", minimum=64)
     seed: int = _key(0, doc="Seed of the simulation's random numbers (defects, noise).", minimum=0)
-    options: dict[str, float | int | bool | str | None] = _key(
+    options: dict[str, float | None] = _key(
         dict, extra=True,
         doc="All other keys under 'simulate' are options of the simulator for this kind (e.g. "
             "stone_wales_density, dose; see motifgram.engine.simulate.simulate_options); the simulator "
             "checks them. auto: the simulator's choice.")
+
+    _rules: ClassVar = (_SimulatorAccepts(),)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -362,8 +390,8 @@ class TokensSpec:
         (1, 8), minimum=1, maximum=20, ordered=True, doc="Smallest and largest k tried when k is auto.")
     names: tuple[str, ...] | None = _key(
         None, pattern=_TOKEN_PATTERN, unique=True,
-        doc="Token names, in the order of the learned classes; exactly k when k is given. Each a letter "
-            "followed by letters, digits or _. auto: A, B, C, ...")
+        doc="Token names, in the order of the learned classes: exactly k of them, so k must be given too. "
+            "Each a letter followed by letters, digits or _. auto: A, B, C, ...")
     n_init: int = _key(4, minimum=1, doc="Number of EM restarts; the best fit is kept.")
     max_iter: int = _key(200, minimum=1, doc="Most EM iterations per restart.")
 
@@ -741,13 +769,13 @@ def _convert_section(cls, data, path, ctx):
             values[f.name] = _INVALID
         else:
             values[f.name] = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    if extra is not None:
+        values[extra[0].name] = extras
     for rule in getattr(cls, "_rules", ()):
         if rule.on_invalid or all(values[name] is not _INVALID for name in rule.keys):
             values = rule.apply(values, path, ctx)
     if len(ctx.problems) > n_problems:
         return _INVALID
-    if extra is not None:
-        values[extra[0].name] = extras
     return cls(**values)
 
 
@@ -951,23 +979,35 @@ def load_spec(source, *, base_dir=None):
     else:
         where = Path(source)
         base = where.parent if base_dir is None else Path(base_dir)
-        try:
-            text = where.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SpecError([("", f"cannot read the spec file: {exc}")], source=where) from exc
-        try:
-            data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise SpecError([("", f"YAML syntax error{at}: {exc.problem or exc.context}")], source=where) from exc
-        except yaml.YAMLError as exc:
-            raise SpecError([("", f"YAML error: {exc}")], source=where) from exc
+        data = read_spec_file(where)
     spec, problems = _walk(data, base)
     if problems:
         raise SpecError(problems, source=where)
     log.debug("loaded spec %r with %d inputs", spec.name, len(spec.inputs))
     return spec
+
+
+def read_spec_file(path):
+    """The parsed YAML of a spec file, not yet checked (:func:`load_spec` checks it).
+
+    Raises
+    ------
+    SpecError
+        When the file cannot be read, or for a YAML syntax error (with its line and column) or a duplicate key.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError([("", f"cannot read the spec file: {exc}")], source=path) from exc
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise SpecError([("", f"YAML syntax error{at}: {exc.problem or exc.context}")], source=path) from exc
+    except yaml.YAMLError as exc:
+        raise SpecError([("", f"YAML error: {exc}")], source=path) from exc
 
 
 def bundled_spec_path(name="demo"):

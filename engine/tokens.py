@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from motifgram.engine.context import CONTEXT_COLUMNS
+from motifgram.engine.display import format_counts, plural, summary_html, summary_text
 from motifgram.engine.errors import MotifgramError
 from motifgram.engine.mixture import Mixture, fit_mixture, posterior, select_n_components
 from motifgram.engine.patches import extract_patches, rotate_patches
@@ -222,6 +223,22 @@ class TokenModel:
         object.__setattr__(self, "component_token", groups)
         if self.descriptor not in DESCRIPTORS:
             raise MotifgramError(f"unknown token descriptor {self.descriptor!r}; expected one of {sorted(DESCRIPTORS)}")
+
+    def _summary(self) -> tuple[str, list[tuple[str, str]]]:
+        n_features, n_dims = np.shape(self.projection)
+        rows = [
+            ("tokens", format_counts({n: f"{a:.1%}" for n, a in zip(self.names, self.abundances, strict=True)})),
+            ("mixture", f"{plural(len(self.mixture.weights), 'component')} in {n_dims} dimensions"),
+            ("features", f"{n_features} {self.descriptor} features (Zernike n_max {self.n_max})"),
+            ("patches", f"{self.patch_size} px at a lattice period of {self.lattice_period_px:.3g} px"),
+        ]
+        return f"TokenModel: {plural(len(self.names), 'token')}", rows
+
+    def __repr__(self) -> str:
+        return summary_text(*self._summary())
+
+    def _repr_html_(self) -> str:
+        return summary_html(*self._summary())
 
     def token_means(self):
         """Each token's mean ``(T, D)`` in the normalised feature space: the weight-averaged means of its

@@ -22,14 +22,28 @@ from typing import NamedTuple
 import numpy as np
 
 from motifgram.grammar.model import Grammar
-from motifgram.grammar.parse import distinct_ring_words
+from motifgram.grammar.parse import distinct_ring_words, interior_graph
 
-__all__ = ["DisorderMeasures", "ring_word_entropy", "domain_coverage", "disorder_index", "disorder_measures"]
+__all__ = [
+    "DisorderMeasures", "ring_word_entropy", "domain_coverage", "disorder_index", "disorder_measures", "is_poor_fit",
+    "POOR_FIT_FACTOR", "POOR_FIT_MARGIN_BITS",
+]
+
+#: A grammar fits a micrograph poorly when the micrograph costs more than ``POOR_FIT_FACTOR`` times the
+#: grammar's own bits per atom plus ``POOR_FIT_MARGIN_BITS``. The factor allows a few times more defects of
+#: known kinds (simulated graphene at 5x the training defect density costs 3.2x); the margin, one bit per
+#: atom, is what naming every atom's token costs with a two-token vocabulary, so a near-perfect crystal
+#: grammar (0.1 bits per atom) does not flag every micrograph with a few more defects. Measurements:
+#: benchmarks/README.md, "Poor fit".
+POOR_FIT_FACTOR = 2.0
+POOR_FIT_MARGIN_BITS = 1.0
 
 
 def ring_word_entropy(graph) -> float:
-    """Shannon entropy (bits) of the canonical ring words of an atom graph with tokens; 0 without rings."""
-    _, index = distinct_ring_words(graph)
+    """Shannon entropy (bits) of the canonical ring words of an atom graph with tokens; 0 without rings.
+
+    Border-flagged rings do not count (:func:`motifgram.grammar.parse.interior_graph`)."""
+    _, index = distinct_ring_words(interior_graph(graph))
     if len(index) == 0:
         return 0.0
     counts = np.bincount(index)
@@ -73,3 +87,26 @@ def disorder_measures(grammar: Grammar, graph, parse) -> DisorderMeasures:
         bits_per_atom=float(parse.bits_per_atom),
         disorder=disorder_index(entropy, coverage),
     )
+
+
+def is_poor_fit(bits_per_atom: float, own_bits_per_atom: float) -> bool:
+    """Whether a grammar describes a micrograph poorly compared with the micrographs it was learned from.
+
+    Parameters
+    ----------
+    bits_per_atom : float
+        The micrograph's bits per atom under the grammar.
+    own_bits_per_atom : float
+        The grammar's own micrographs' bits per atom (atom-weighted), from the run that learned it.
+
+    Returns
+    -------
+    bool
+        ``bits_per_atom > POOR_FIT_FACTOR * own_bits_per_atom + POOR_FIT_MARGIN_BITS``.
+
+    Examples
+    --------
+    >>> is_poor_fit(0.31, 0.097), is_poor_fit(14.4, 0.097)
+    (False, True)
+    """
+    return bits_per_atom > POOR_FIT_FACTOR * own_bits_per_atom + POOR_FIT_MARGIN_BITS

@@ -56,6 +56,7 @@ from motifgram.grammar.parse import (
     canonical_ring_order,
     auto_min_domain_size,
     distinct_ring_words,
+    interior_graph,
     graph_data_bits,
     select_disjoint,
     structure_bits,
@@ -180,6 +181,7 @@ def _compact(k: int, g) -> _Rings:
         raise GrammarError(
             f"induce_grammar: micrograph {k} has atoms without a token; assign tokens first (AtomGraph.with_tokens)"
         )
+    g = interior_graph(g)
     distinct, index = distinct_ring_words(g)
     order = canonical_ring_order(g.rings)
     rank = np.empty(len(order), dtype=np.int64)

@@ -14,6 +14,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
+from motifgram.engine.display import format_counts, plural, summary_html, summary_text
 from motifgram.engine.errors import GrammarError
 from motifgram.grammar import dsl
 from motifgram.grammar.parse import parse_graph
@@ -75,6 +76,24 @@ class Grammar:
     def __post_init__(self):
         for f in ("tokens", "rings", "motifs", "domains"):
             object.__setattr__(self, f, tuple(getattr(self, f)))
+
+    def _summary(self) -> tuple[str, list[tuple[str, str]]]:
+        by_count = lambda rules: format_counts({r.name: r.count for r in sorted(rules, key=lambda r: -r.count)})
+        rows = [
+            ("tokens", format_counts({t.name: f"{t.abundance:.1%}" for t in self.tokens})),
+            ("rules", f"{self.n_rules} ({plural(len(self.rings), 'ring')}, {plural(len(self.motifs), 'motif')}, "
+                      f"{plural(len(self.domains), 'domain')}), levels {self.levels[0] if self.levels else 0}-{self.levels[-1] if self.levels else 0}"),
+            *((label, by_count(rules)) for label, rules in
+              (("rings", self.rings), ("motifs", self.motifs), ("domains", self.domains)) if rules),
+            ("description length", f"{self.description_length_bits():.1f} bits"),
+        ]
+        return f"Grammar {self.name!r} (version {self.version})", rows
+
+    def __repr__(self) -> str:
+        return summary_text(*self._summary())
+
+    def _repr_html_(self) -> str:
+        return summary_html(*self._summary())
 
     # -- lookup --------------------------------------------------------------------------------------------
 

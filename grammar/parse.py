@@ -46,6 +46,7 @@ its domains (``DomainRule.size``). ``bits_per_atom`` divides by the number of at
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gc
 import itertools
@@ -84,6 +85,7 @@ __all__ = [
     "usage_bits",
     "auto_min_domain_size",
     "unknown_ring_symbol",
+    "interior_graph",
     "ROOT_SYMBOL",
 ]
 
@@ -98,6 +100,19 @@ ROOT_SYMBOL = "micrograph"
 def unknown_ring_symbol(size: int) -> str:
     """Symbol of a ring that no rule of the grammar matches: ``R<size>?`` (not a grammar name)."""
     return f"R{size}?"
+
+
+def interior_graph(graph):
+    """``graph`` without its border-flagged rings (:meth:`motifgram.engine.graph.AtomGraph.interior`); a graph
+    that flags none (or has no ``ring_border``) is returned as it is."""
+    border = getattr(graph, "ring_border", None)
+    return graph.interior() if border is not None and np.any(border) else graph
+
+
+def _ring_labels(grammar: Grammar, words) -> list[str]:
+    """The ring symbol of each canonical word: its ring rule, else its size's wildcard, else unknown."""
+    exact, wild = ring_symbol_table(grammar)
+    return [exact.get(w) or wild.get(len(w)) or unknown_ring_symbol(len(w)) for w in words]
 
 
 def auto_min_domain_size(ring_size: int) -> int:
@@ -703,7 +718,8 @@ class ParseResult:
     root : ParseNode
         The tree: micrograph -> motifs and domains -> rings -> atoms.
     ring_symbols : (R,) str ndarray
-        Level-1 symbol of every ring, in the graph's ring order (``rings.csv``'s ``symbol``).
+        Level-1 symbol of every ring, in the graph's ring order (``rings.csv``'s ``symbol``). Border-flagged
+        rings get the symbol of their word but are not in the tree (:func:`interior_graph`).
     motif_counts : dict of int to dict of str to int
         Level (>= 1) -> symbol -> number of nodes in the tree.
     coverage : dict of int to float
@@ -797,6 +813,7 @@ def parse_graph(grammar: Grammar, graph, *, min_domain_size: int | None = None) 
     per motif rule, the backtracking search anchored at its rarest symbol.
     """
     _check_tokens(grammar, graph)
+    whole, graph = graph, interior_graph(graph)
     n_atoms = len(graph.tokens)
     rings = Rings.from_sequences(graph.rings)
     order = canonical_ring_order(rings)
@@ -805,7 +822,7 @@ def parse_graph(grammar: Grammar, graph, *, min_domain_size: int | None = None) 
     words, word_index = distinct_ring_words(graph)
     exact, wild = ring_symbol_table(grammar)
     code = DataCode.from_grammar(grammar)
-    symbols = [exact.get(w) or wild.get(len(w)) or unknown_ring_symbol(len(w)) for w in words]
+    symbols = _ring_labels(grammar, words)
     # Word bits of the wildcard and unknown rings, added in ring order (the same float sum as ring by ring).
     extra = 0.0
     costed = np.array([w not in exact for w in words], dtype=bool).reshape(len(words))
@@ -816,6 +833,14 @@ def parse_graph(grammar: Grammar, graph, *, min_domain_size: int | None = None) 
             extra += _gamma_bits(len(word))
     labels = list(map(symbols.__getitem__, word_index.tolist()))
     ring_symbols = np.array(labels, dtype=np.str_).reshape(len(labels))
+    if whole is not graph:  # border rings get the symbol of their word, outside the tree
+        border = np.asarray(whole.ring_border, dtype=bool)
+        border_words, border_index = distinct_ring_words(dataclasses.replace(whole, rings=whole.rings.take(border),
+                                                                             ring_border=None))
+        all_symbols = np.empty(len(border), dtype=object)
+        all_symbols[~border] = ring_symbols
+        all_symbols[border] = np.array(_ring_labels(grammar, border_words), dtype=object)[border_index]
+        ring_symbols = all_symbols.astype(np.str_)
     sg = SymbolGraph(list(map(labels.__getitem__, order.tolist())),
                      rank[np.asarray(graph.ring_adjacency(), dtype=np.int64)])
     ring_size = {r.name: r.size for r in grammar.rings}

@@ -2,8 +2,11 @@
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -180,6 +183,89 @@ def test_run_keeps_compiled_kernels_in_the_user_cache(tmp_path):
     off = {**env, "XDG_CACHE_HOME": str(tmp_path / "unused"), "JAX_COMPILATION_CACHE_DIR": ""}
     subprocess.run([*command, str(tmp_path / "b")], env=off, check=True, capture_output=True)
     assert not (tmp_path / "unused" / "motifgram").exists()
+
+
+@pytest.mark.parametrize(
+    "spec_text, where",
+    [
+        ("inputs:\n  - simulate: {kind: graphene, sise: 3}\n", "inputs[0].simulate.sise"),
+        ("inputs:\n  - simulate: {kind: graphene, size: 128}\ntokens: {k: auto, names: [A, B]}\n", "tokens.names"),
+    ],
+)
+def test_validate_rejects_what_run_rejects(tmp_path, capsys, spec_text, where):
+    """Both commands stop with exit 2 and the same message, naming the key by its full YAML path."""
+    spec = write_spec(tmp_path, spec_text)
+    code, out, err_validate = run_cli(capsys, "validate", spec)
+    assert (code, out) == (2, "")
+    assert f"  {where}: " in err_validate
+    code, _, err_run = run_cli(capsys, "run", spec, "--out", tmp_path / "run", "--quiet")
+    assert code == 2 and err_run == err_validate
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_closed_pipe_ends_quietly():
+    """`motifgram schema | head -c 10`: no traceback, and the exit status of a command killed by SIGPIPE."""
+    process = subprocess.Popen([sys.executable, "-m", "motifgram.engine.cli", "schema"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    assert process.stdout.read(10) == b'{\n  "$sche'
+    process.stdout.close()  # the reader goes away long before the 20 KB schema is written
+    assert process.wait(timeout=60) == 128 + signal.SIGPIPE
+    assert process.stderr.read() == b""
+
+
+def test_version(capsys):
+    import motifgram
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out == f"motifgram {motifgram.__version__}\n"
+    assert re.fullmatch(r"\d+\.\d+\.\d+\S*", motifgram.__version__)
+    from importlib.metadata import version
+
+    assert version("motifgram") == motifgram.__version__  # one source: pyproject reads it from the package
+
+
+@pytest.mark.parametrize("signum, code, word", [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")])
+def test_a_run_stopped_by_a_signal_leaves_nothing_behind(tmp_path, signum, code, word):
+    """SIGTERM (batch schedulers, `timeout`) cleans up as Ctrl-C does: no run directory, no staging folder.
+
+    `motifgram run` in a subprocess, its pipeline replaced by one that fills the staging folder and then
+    waits to be signalled (the real pipeline's use of the staging folder: test_pipeline.py).
+    """
+    held = tmp_path / "holding"
+    probe = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "import motifgram.engine.pipeline as pipeline\n"
+        "from motifgram.engine.cli import main\n"
+        "from motifgram.engine.outputs import atomic_run_dir\n"
+        "def run(spec, *, out_dir, force, quiet):\n"
+        "    with atomic_run_dir(out_dir, force=force) as staging:\n"
+        "        (staging / 'atoms.csv').write_text('image,id')\n"
+        f"        Path({str(held)!r}).write_text(str(staging))\n"
+        "        time.sleep(120)\n"
+        "pipeline.run = run\n"
+        f"sys.exit(main(['run', '--out', {str(tmp_path / 'run')!r}, '--quiet']))\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", probe], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not held.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    staging = Path(held.read_text())
+    assert (staging / "atoms.csv").is_file()
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == code
+    assert f"motifgram: {word}" in err and "nothing was written" in err and "Traceback" not in err
+    assert [p.name for p in tmp_path.iterdir()] == [held.name]
+
+
+def test_show_depth_must_be_a_whole_number(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["show", "run", "--tree", "x", "--depth", "-1"])
+    assert info.value.code == 2
+    assert "--depth: expected a whole number >= 0" in capsys.readouterr().err
 
 
 # ---- exit 2 for bad input, every subcommand: the message names the file, key or argument ---------------------------

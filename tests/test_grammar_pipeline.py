@@ -96,12 +96,16 @@ def test_graphene_grammar_has_a_lattice_domain_stone_wales_and_vacancy_rules(gra
     assert len(vacancy) == 1 and n_vac - 2 <= vacancy[0].count <= n_vac
 
 
-def test_second_micrograph_is_covered_by_the_first_ones_grammar(graphene_run, tmp_path):
+def test_second_micrograph_is_covered_by_the_first_ones_grammar(graphene_run, tmp_path, caplog):
     (out, grammar, summary), _ = graphene_run
     other = simulate("graphene", size=512, seed=seed(22), **DEFECTS)
     np.save(tmp_path / "other.npy", other.image)
     parsed = json.loads((parse_with_grammar(out / "grammar.txt", tmp_path / "other.npy", out_dir=tmp_path / "p",
                                             quiet=True) / "summary.json").read_text())["images"]["other"]
+    own_bits = summary["images"][next(iter(summary["images"]))]["bits_per_atom"]
+    assert parsed["fit"] == {"bits_per_atom": parsed["bits_per_atom"], "grammar_bits_per_atom": own_bits,
+                             "poor": False}
+    assert "fits this micrograph poorly" not in caplog.text
     _, _, own = run_spec(tmp_path, "own", [{"path": "other.npy"}])
     own = own["images"]["other"]
     # seeds 0-7: the coverage under the first micrograph's grammar equals the micrograph's own at both levels
@@ -109,7 +113,8 @@ def test_second_micrograph_is_covered_by_the_first_ones_grammar(graphene_run, tm
         assert parsed["coverage"][level] == pytest.approx(own["coverage"][level], abs=0.03)
 
 
-def test_amorphous_network_costs_far_more_bits_under_the_crystal_grammar(graphene_run, tmp_path):
+def test_amorphous_network_costs_far_more_bits_under_the_crystal_grammar(graphene_run, tmp_path, caplog):
+    """... and the parse says so: a warning with both costs, and ``fit.poor`` in summary.json."""
     (out, grammar, summary), _ = graphene_run
     crystal_bits = summary["images"][next(iter(summary["images"]))]["bits_per_atom"]
     crn = simulate("crn", size=512, seed=seed(23))
@@ -117,6 +122,9 @@ def test_amorphous_network_costs_far_more_bits_under_the_crystal_grammar(graphen
     parsed = json.loads((parse_with_grammar(out / "grammar.txt", tmp_path / "crn.npy", out_dir=tmp_path / "p",
                                             quiet=True) / "summary.json").read_text())["images"]["crn"]
     assert parsed["bits_per_atom"] > 10 * crystal_bits  # seeds 0-7: 64-73 x
+    assert parsed["fit"]["poor"] is True and parsed["fit"]["grammar_bits_per_atom"] == crystal_bits
+    warning = next(r.getMessage() for r in caplog.records if "fits this micrograph poorly" in r.getMessage())
+    assert f"{parsed['bits_per_atom']:.3g} bits/atom against {crystal_bits:.3g} bits/atom" in warning
 
 
 def measure_cairo(seed, folder=None):

@@ -104,7 +104,7 @@ def test_demo_writes_every_output_file(demo_run):
 
 def test_demo_columns_follow_the_interface(demo_run):
     atoms = read_rows(demo_run / "atoms.csv")
-    assert list(atoms[0]) == ["image", "id", "x", "y", "token", "confidence", "intensity", "region"]
+    assert list(atoms[0]) == ["image", "id", "x", "y", "token", "confidence", "intensity", "region", "x_nm", "y_nm"]
     assert list(read_rows(demo_run / "bonds.csv")[0]) == ["image", "i", "j"]
     rings = read_rows(demo_run / "rings.csv")
     assert list(rings[0]) == ["image", "ring", "size", "symbol", "atoms", "border"]
@@ -123,6 +123,34 @@ def test_demo_columns_follow_the_interface(demo_run):
         assert ring["border"] in ("0", "1")
     assert {row["region"] for row in atoms} <= {"network", "disordered"}
     assert any(r["border"] == "1" for r in rings) and any(r["border"] == "0" for r in rings)
+
+
+def test_lengths_in_nm_follow_the_pixel_size(demo_run):
+    """The demo's simulations know their pixel size: nm columns are px x pixel size, and the measured bond
+    length is graphene's (0.142 nm, the simulation's truth) to within 2 %."""
+    summary = json.loads((demo_run / "summary.json").read_text())
+    for row in read_rows(demo_run / "atoms.csv")[::97]:
+        pixel = summary["images"][row["image"]]["pixel_size_nm"]
+        # x is written to 1e-3 px and x_nm to 1e-5 nm, both from the unrounded position
+        assert float(row["x_nm"]) == pytest.approx(float(row["x"]) * pixel, abs=5e-4 * pixel + 5e-6)
+        assert float(row["y_nm"]) == pytest.approx(float(row["y"]) * pixel, abs=5e-4 * pixel + 5e-6)
+    for info in summary["images"].values():
+        assert info["bond_length_nm"]["median"] == pytest.approx(0.142, rel=0.02)
+        assert info["bond_length_nm"]["p05"] < info["bond_length_nm"]["median"] < info["bond_length_nm"]["p95"]
+        assert info["nn_distance_nm"] == pytest.approx(info["nn_distance_px"] * info["pixel_size_nm"], abs=1e-5)
+        assert info["lattice_period_nm"] == pytest.approx(1.5 * 0.142, rel=0.02)  # the {10-10} spacing
+
+
+def test_without_a_pixel_size_lengths_stay_in_px(tmp_path):
+    np.save(tmp_path / "plain.npy", simulate("graphene", size=192, seed=seed(4)).image)  # a bare array: no calibration
+    spec = load_spec({"inputs": [{"path": "plain.npy"}], "output": {"overlays": False, "report": False}},
+                     base_dir=tmp_path)
+    out = run(spec, out_dir=tmp_path / "run", quiet=True)
+    rows = read_rows(out / "atoms.csv")
+    assert rows and all(r["x_nm"] == "" and r["y_nm"] == "" for r in rows)
+    info = json.loads((out / "summary.json").read_text())["images"]["plain"]
+    assert info["pixel_size_nm"] is None and info["bond_length_px"]["median"] == pytest.approx(8.0, rel=0.03)
+    assert not [key for key in info if key.endswith("_nm") and key != "pixel_size_nm"]
 
 
 def bhattacharyya(m1, c1, m2, c2):

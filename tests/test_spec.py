@@ -49,8 +49,8 @@ def full_spec(tmp_path):
         "name": "full", "seed": 7,
         "inputs": [
             {"path": "data/*.npy", "pixel_size": 0.02, "group": "g1"},
-            {"simulate": {"kind": "mos2", "size": 128, "seed": 3, "vacancies": 2, "noise": 0.5, "grain": "x",
-                          "rotate": True, "rotation": "auto"}, "id": "sim", "group": "g2", "pixel_size": 1},
+            {"simulate": {"kind": "mos2", "size": 128, "seed": 3, "s_vacancy_density": 0.02, "dose": 50,
+                          "se_fraction": 0.5, "rotation": "auto"}, "id": "sim", "group": "g2", "pixel_size": 1},
         ],
         "detect": {"method": "atoms", "lattice_period": 12.5, "min_distance": 4, "threshold": 0.3,
                    "denoise_sigma": 1.0, "refine": False, "dark_atoms": True},
@@ -90,7 +90,7 @@ def test_full_spec_round_trips(full_spec, tmp_path):
     spec = load_spec(full_spec, base_dir=tmp_path)
     assert [i.id for i in spec.inputs] == ["a", "b", "sim"]
     assert spec.inputs[0].path == tmp_path / "data" / "a.npy" and spec.inputs[0].pixel_size == 0.02
-    assert spec.inputs[2].simulate.options == {"vacancies": 2, "noise": 0.5, "grain": "x", "rotate": True,
+    assert spec.inputs[2].simulate.options == {"s_vacancy_density": 0.02, "dose": 50, "se_fraction": 0.5,
                                                "rotation": None}
     assert isinstance(spec.inputs[2].pixel_size, float)
     assert spec.tokens.names == ("A", "B", "V") and spec.tokens.k_range == (1, 5)
@@ -157,8 +157,14 @@ def test_yaml_file_round_trip(full_spec, tmp_path):
         ({"inputs": [{"path": "."}]}, "inputs[0].path", "is a folder"),
         ({"inputs": [{"simulate": {"kind": "graphene", "size": 32}}]}, "inputs[0].simulate.size", ">= 64"),
         ({"inputs": [{"simulate": {"size": 128}}]}, "inputs[0].simulate.kind", "required key is missing"),
-        ({"inputs": [{"simulate": {"kind": "graphene", "noise": [1]}}]}, "inputs[0].simulate.noise",
-         'expected number, true/false or string or "auto", got [1]'),
+        ({"inputs": [{"simulate": {"kind": "graphene", "dose": [1]}}]}, "inputs[0].simulate.dose",
+         'expected number or "auto", got [1]'),
+        # the simulator's own checks, as `run` would apply them
+        ({"inputs": [{"simulate": {"kind": "graphene", "sise": 3}}]}, "inputs[0].simulate.sise",
+         "unknown option 'sise' for kind 'graphene'; did you mean \"size\"?"),
+        ({"inputs": [SIM, {"simulate": {"kind": "mos2", "se_fraction": 2}}]}, "inputs[1].simulate.se_fraction",
+         "expected a number in [0, 1], got 2"),
+        ({"tokens": {"names": ["A", "B"]}}, "tokens.names", "tokens.k is auto"),
         ({"inputs": [{"simulate": {"kind": "graphene"}, "pixel_size": 0}]}, "inputs[0].pixel_size", "> 0.0"),
         ({"inputs": [{**SIM, "id": "x"}, {**SIM, "id": "x"}]}, "inputs[1].id", "duplicate id"),
     ],
@@ -306,7 +312,7 @@ def valid_base(tmp_path_factory):
     data = {
         "name": "p", "seed": 1,
         "inputs": [{"path": "data/a.npy", "pixel_size": 0.5, "group": "g"},
-                   {"simulate": {"kind": "graphene", "size": 128, "seed": 2, "noise": 0.1}}],
+                   {"simulate": {"kind": "graphene", "size": 128, "seed": 2, "dose": 50.0}}],
         "detect": {"lattice_period": 10.0, "threshold": 0.5, "refine": True},
         "features": {"n_max": 6, "patch_size": 21},
         "tokens": {"k": 2, "k_range": [2, 4], "names": ["A", "B"], "n_init": 1},
@@ -339,7 +345,7 @@ WRONG = {"bool": True, "int": 3, "float": 2.5, "str": "zz", "list": [[]], "dict"
 def _wrong_values(value, trail):
     """Values of another type than ``value``, none of which the key can accept."""
     if trail[-2:-1] == ("simulate",) and trail[-1] not in ("kind", "size", "seed"):
-        return [None, [1], {"a": 1}]  # simulator options take any scalar
+        return [None, [1], {"a": 1}]  # simulator options take a number or auto
     current = _category(value)
     banned = {current} | ({"int"} if current == "float" else set())
     return [v for k, v in WRONG.items() if k not in banned and not (k == "str" and value == "auto")]
