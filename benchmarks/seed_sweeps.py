@@ -8,7 +8,8 @@ a threshold must hold for any seed, not for the one it was fitted on.
     python benchmarks/seed_sweeps.py                  # every sweep, seeds 0-9
     python benchmarks/seed_sweeps.py detect. --seeds 12   # the sweeps whose name starts with "detect."
 
-Results are merged into ``benchmarks/seed_sweeps.json`` (name -> measure -> list of (seed, value)).
+Results are merged into ``benchmarks/seed_sweeps.json`` (name -> measure -> list of (seed, value); a seed measured
+again replaces its values). ``--show`` prints the stored ranges without measuring.
 """
 
 import argparse
@@ -52,10 +53,12 @@ SWEEPS = {
     "grammar.graphene": ("test_grammar_pipeline", "measure_graphene_grammar", {}),
     "grammar.disorder_series": ("test_grammar_pipeline", "measure_disorder_series", {}),
     "grammar.selenium_series": ("test_grammar_pipeline", "measure_selenium_series", {}),
+    "parse": ("test_parse", "measure_parse", {}),
     "pairs.sites": ("test_pairs", "measure_sites", {}),
     "pairs.rendered": ("test_pairs", "measure_rendered", {}),
     "pipeline.graphene_detection": ("test_pipeline", "measure_graphene_detection", {}),
     "pipeline.parse_new": ("test_pipeline", "measure_parse_new", {}),
+    "api.analyse": ("test_api", "sweep_analysed", {}),
     # the real micrographs: the spec's seed (token fit) varies; detection and rings do not depend on it
     "real.mose2": ("test_real_data", "sweep", {"spec": "mose2_grain_boundary", "measure": "measure_mose2"}),
     "real.ws2te2": ("test_real_data", "sweep", {"spec": "ws2te2_alloy", "measure": "measure_ws2te2"}),
@@ -84,13 +87,34 @@ def run_sweep(name, seeds):
     return values
 
 
+def merged(old, new):
+    """The stored sweep ``old`` with ``new`` in it: a seed measured again replaces its old values, other seeds stay;
+    a measure the function no longer returns is dropped."""
+    out = {}
+    for key, pairs in new.items():
+        seeds = {s for s, _ in pairs}
+        out[key] = sorted([p for p in old.get(key, []) if p[0] not in seeds] + [list(p) for p in pairs])
+    return out
+
+
+def seed_ranges(seeds):
+    """'0-7, 1016-1023' for seeds 0..7 and 1016..1023."""
+    seeds, runs = sorted(seeds), []
+    for s in seeds:
+        if runs and s == runs[-1][1] + 1:
+            runs[-1][1] = s
+        else:
+            runs.append([s, s])
+    return ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in runs)
+
+
 def summary_line(name, values):
     parts = []
     for key, pairs in values.items():
         finite = [v for _, v in pairs if math.isfinite(v)]
         lo, hi = (min(finite), max(finite)) if finite else (math.nan, math.nan)
         parts.append(f"{key} {lo:.4g}-{hi:.4g}")
-    return f"{name} (seeds {pairs[0][0]}-{pairs[-1][0]}): " + "; ".join(parts)
+    return f"{name} (seeds {seed_ranges(s for s, _ in pairs)}): " + "; ".join(parts)
 
 
 def main(argv=None):
@@ -98,16 +122,23 @@ def main(argv=None):
     parser.add_argument("names", nargs="*", help="sweep names or prefixes (default: all)")
     parser.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1 (default 10)")
     parser.add_argument("--first", type=int, default=0, help="first seed (default 0)")
+    parser.add_argument("--show", action="store_true", help="print the stored ranges of the sweeps, measure nothing")
     args = parser.parse_args(argv)
     names = [n for n in SWEEPS if not args.names or any(n.startswith(p) for p in args.names)]
     if not names:
         parser.error(f"no sweep matches {args.names}; known: {', '.join(SWEEPS)}")
+    if args.show:
+        stored = json.loads(OUT.read_text()) if OUT.is_file() else {}
+        for name in names:
+            if name in stored:
+                print(summary_line(name, stored[name]))
+        return
     seeds = range(args.first, args.first + args.seeds)
     done = {}
     for name in names:
         done[name] = run_sweep(name, seeds)
         results = json.loads(OUT.read_text()) if OUT.is_file() else {}  # another sweep may have written meanwhile
-        results[name] = done[name]
+        results[name] = merged(results.get(name, {}), done[name])
         OUT.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
     for name in names:
         print(summary_line(name, done[name]))
