@@ -226,15 +226,19 @@ def parse_new(demo_run, folder, seed):
     return sim, json.loads((out / "summary.json").read_text())["images"]["new"]
 
 
+_DEMO_RUNS = {}
+
+
 def measure_parse_new(seed):
     """The atoms found (share of the truth's) and the level-1 coverage minus the demo's own, for micrograph ``seed``
-    parsed with the grammar of the demo run at the default seeds."""
+    parsed with the grammar of the demo run at the default seeds (run once per process: a run left by another
+    version of the code must not be reused)."""
     import tempfile
 
     folder = Path(tempfile.mkdtemp(prefix="motifgram-parse-"))
-    if not (folder.parent / "motifgram-demo-run").is_dir():
-        run(None, out_dir=folder.parent / "motifgram-demo-run", quiet=True)
-    demo = folder.parent / "motifgram-demo-run"
+    if "demo" not in _DEMO_RUNS:
+        _DEMO_RUNS["demo"] = run(None, out_dir=folder / "demo", quiet=True)
+    demo = _DEMO_RUNS["demo"]
     sim, info = parse_new(demo, folder, seed)
     own = json.loads((demo / "summary.json").read_text())["images"]["graphene-1"]
     return {"atoms_found": info["n_atoms"] / len(sim.truth.xy), "coverage_change": info["coverage"]["1"]
