@@ -25,7 +25,7 @@ from motifgram.engine.dual import atoms_at_ring_centres
 from motifgram.engine.stages import analyse_micrograph
 from motifgram.engine.simulate import simulate
 from motifgram.engine.spec import load_spec
-from conftest import DATA, SPECS, needs_data, seed, seeds
+from conftest import SPECS, needs_data, seed, seeds
 
 SIZE = 256
 SPACING = 10.0  # spot spacing of the ideal lattices, px

@@ -12,7 +12,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.sparse import coo_matrix
 from scipy.spatial import Delaunay, cKDTree
 
-from conftest import seed, seeds
+from conftest import seeds
 from motifgram.engine.errors import MotifgramError
 from motifgram.engine.graph import (
     AUTO_BOND_WINDOW,
