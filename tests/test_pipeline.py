@@ -57,7 +57,7 @@ def test_detection_and_every_stone_wales_defect_with_its_rings(seed):
     # 0.3 % of that), RMSE 0.122-0.127 px, 9 Stone-Wales defects, every one of their rings found
     assert m["f1"] >= 0.98
     assert m["rmse"] <= 0.2
-    assert m["defects"] >= 3
+    assert m["defects"] >= 5  # the test needs defects (seeds 0-9: 9); as before
     for defect in sim.truth.defects:
         assert sorted(len(sim.truth.rings[r]) for r in defect.rings) == [5, 5, 7, 7]
     assert m["defect_rings_found"] == 1.0
