@@ -1,7 +1,5 @@
 """Bad input of every kind gives exit code 2 and a message naming the problem — never a traceback."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import yaml
@@ -9,14 +7,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from motifgram.engine.cli import main
+from conftest import DATA, needs_data, seed
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 REAL_FILES = sorted(
     p.relative_to(DATA).as_posix()
     for p in DATA.rglob("*")
     if p.suffix.lower() in (".dm3", ".tif", ".png", ".hspy", ".hdf5")
 ) if DATA.is_dir() else []
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data is not present")
 
 
 def run_cli(capsys, *argv):
@@ -72,7 +69,7 @@ def test_byte_flipped_real_files_exit_2_naming_the_file(tmp_path, capsys, relati
 
 
 def test_extreme_pixel_values_are_rejected(tmp_path, capsys):
-    image = np.random.default_rng(0).uniform(0, 255, size=(128, 128)).astype(np.float32)
+    image = np.random.default_rng(seed(0)).uniform(0, 255, size=(128, 128)).astype(np.float32)
     image[5, 7] = 4.28e9
     np.save(tmp_path / "spiky.npy", image)
     code, _, err = run_on_file(tmp_path, capsys, tmp_path / "spiky.npy")

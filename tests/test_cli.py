@@ -266,3 +266,166 @@ def test_show_depth_must_be_a_whole_number(capsys):
         main(["show", "run", "--tree", "x", "--depth", "-1"])
     assert info.value.code == 2
     assert "--depth: expected a whole number >= 0" in capsys.readouterr().err
+
+
+# ---- exit 2 for bad input, every subcommand: the message names the file, key or argument ---------------------------
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    """A small run directory written by ``motifgram run`` (graphene, 192 px, no overlays or report)."""
+    from conftest import seed
+
+    folder = tmp_path_factory.mktemp("small")
+    spec = folder / "spec.yaml"
+    spec.write_text(f"name: small\ninputs:\n  - simulate: {{kind: graphene, size: 192, seed: {seed(1)}}}\n"
+                    "output: {overlays: false, report: false}\n")
+    code = main(["run", str(spec), "--out", str(folder / "run"), "--quiet"])
+    assert code == 0
+    return folder / "run"
+
+
+@pytest.fixture(scope="module")
+def oversize_npy(tmp_path_factory):
+    """A .npy of 8193 x 8192 pixels, one row more than the largest image motifgram reads (sparse on disk)."""
+    from motifgram.engine.io import MAX_PIXELS
+
+    path = tmp_path_factory.mktemp("big") / "huge.npy"
+    big = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(MAX_PIXELS // 8192 + 1, 8192))
+    big[0, :2] = 1
+    del big
+    return path
+
+
+def copy_run(run_dir, to, *, without=()):
+    import shutil
+
+    shutil.copytree(run_dir, to, ignore=shutil.ignore_patterns(*without))
+    return to
+
+
+def test_parse_without_the_token_model_exits_2_naming_it(small_run, tmp_path, capsys):
+    bare = copy_run(small_run, tmp_path / "bare", without=("tokens.npz",))
+    np.save(tmp_path / "new.npy", np.random.default_rng(0).random((64, 64)))
+    code, _, err = run_cli(capsys, "parse", bare / "grammar.txt", tmp_path / "new.npy", "--out", tmp_path / "p")
+    assert code == 2 and str(bare / "tokens.npz") in err and "Traceback" not in err
+    assert not (tmp_path / "p").exists()
+
+
+def test_parse_with_a_grammar_of_other_tokens_exits_2_naming_both_files(small_run, tmp_path, capsys):
+    """A grammar and a token model of different runs: the grammar's tokens are not the model's."""
+    from motifgram.grammar import Grammar
+    from motifgram.grammar.compare import rename_tokens
+
+    other = copy_run(small_run, tmp_path / "other")
+    grammar = Grammar.parse_text((other / "grammar.txt").read_text())
+    renamed = rename_tokens(grammar, {t.name: f"Q{t.name}" for t in grammar.tokens})
+    (other / "grammar.txt").write_text(renamed.to_text())
+    image = tmp_path / "new.npy"
+    np.save(image, np.random.default_rng(0).random((64, 64)))
+    code, _, err = run_cli(capsys, "parse", other / "grammar.txt", image, "--out", tmp_path / "p")
+    assert code == 2 and "Traceback" not in err
+    assert str(other / "grammar.txt") in err and str(other / "tokens.npz") in err and "do not match" in err
+    assert not (tmp_path / "p").exists()
+
+
+@pytest.mark.parametrize("problem", ["missing", "corrupt", "oversize", "grammar"])
+def test_parse_bad_input_exits_2_naming_the_file(small_run, oversize_npy, tmp_path, capsys, problem):
+    grammar, image = small_run / "grammar.txt", tmp_path / "image.npy"
+    if problem == "missing":
+        named = image
+    elif problem == "corrupt":
+        image.write_bytes(b"\x93NUMPY garbage")
+        named = image
+    elif problem == "oversize":
+        image = named = oversize_npy
+    else:
+        bad = copy_run(small_run, tmp_path / "bad")
+        (bad / "grammar.txt").write_text('grammar "x" version 1\nrings {\n  R6 ring(A A A A A A) 3\n}\n')
+        grammar = named = bad / "grammar.txt"
+        np.save(image, np.random.default_rng(0).random((64, 64)))
+    code, _, err = run_cli(capsys, "parse", grammar, image, "--out", tmp_path / "p")
+    assert code == 2 and named.name in err and "Traceback" not in err
+    if problem == "oversize":
+        assert "8193" in err and "crop or bin" in err
+    if problem == "grammar":
+        assert "3:" in err  # line 3, with its column
+    assert not (tmp_path / "p").exists()
+
+
+def test_run_refuses_an_oversize_image(oversize_npy, tmp_path, capsys):
+    spec = write_spec(tmp_path, f"inputs:\n  - path: {oversize_npy}\n")
+    code, _, err = run_cli(capsys, "run", spec, "--out", tmp_path / "run", "--quiet")
+    assert code == 2 and "huge.npy" in err and "pixels" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("problem", ["missing", "no grammar", "bad reference", "missing reference"])
+def test_compare_bad_input_exits_2_naming_it(small_run, tmp_path, capsys, problem):
+    items, extra = [small_run], []
+    if problem == "missing":
+        items.append(named := tmp_path / "absent")
+    elif problem == "no grammar":
+        (named := tmp_path / "empty").mkdir()
+        items.append(named)
+    elif problem == "bad reference":
+        extra, named = ["--reference", "graphene"], "--reference"
+    else:
+        extra, named = ["--reference", f"graphene={tmp_path / 'nowhere'}"], tmp_path / "nowhere"
+    code, _, err = run_cli(capsys, "compare", *items, small_run, *extra)
+    assert code == 2 and str(named) in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("problem", ["no summary", "bad summary", "missing folder"])
+def test_report_bad_input_exits_2_naming_the_file(small_run, tmp_path, capsys, problem):
+    if problem == "missing folder":
+        folder, named = tmp_path / "absent", "absent"
+    else:
+        folder = copy_run(small_run, tmp_path / "run", without=("summary.json",))
+        named = "summary.json"
+        if problem == "bad summary":
+            (folder / "summary.json").write_text('{"images": [1, 2')
+    code, _, err = run_cli(capsys, "report", folder)
+    assert code == 2 and named in err and "Traceback" not in err
+    assert not (folder / "report.html").exists()
+
+
+@pytest.mark.parametrize("problem", ["missing", "no grammar", "unknown image"])
+def test_show_bad_input_exits_2_naming_it(small_run, tmp_path, capsys, problem):
+    args = []
+    if problem == "missing":
+        path, named = tmp_path / "absent.txt", "absent.txt"
+    elif problem == "no grammar":
+        (path := tmp_path / "empty").mkdir()
+        named = "empty"
+    else:
+        path, args, named = small_run, ["--tree", "no-such-image"], "no-such-image"
+    code, _, err = run_cli(capsys, "show", path, *args)
+    assert code == 2 and named in err and "Traceback" not in err
+
+
+def test_validate_a_missing_spec_file_exits_2_naming_it(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "validate", tmp_path / "nothing.yaml")
+    assert code == 2 and "nothing.yaml" in err and "Traceback" not in err
+
+
+def test_schema_takes_no_arguments(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["schema", "--pretty"])
+    assert info.value.code == 2 and "--pretty" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["simulate", "quasicrystal"], "simulate.kind"),
+    (["simulate", "graphene", "--size", "16"], "simulate.size"),
+    (["simulate", "graphene", "--stone-wales-density"], "--stone-wales-density"),
+    (["simulate", "graphene", "--format", "png"], "format"),
+])
+def test_simulate_bad_input_exits_2_naming_the_option(tmp_path, capsys, argv, named):
+    code, _, err = run_cli(capsys, *argv, "--out", tmp_path / "g.npy", "--quiet")
+    assert code == 2 and named in err and "Traceback" not in err
+    assert not (tmp_path / "g.npy").exists()
+
+
+def test_simulate_unwritable_suffix_exits_2_naming_the_file(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "simulate", "graphene", "--size", 64, "--out", tmp_path / "g.png", "--quiet")
+    assert code == 2 and "g.png" in err and "Traceback" not in err

@@ -1,12 +1,17 @@
 """Tests of motifgram.grammar.compare on run directories written by the real pipeline (seeded simulations).
 
-The graphene series uses densities the simulator can realise: at 384 px it places about 8, 14 and 24
-defects for 0.001, 0.004 and 0.02 defects per atom (it saturates near 0.008), so the true order is strict.
+The graphene series: Stone-Wales and vacancy densities of 0, 0.1, 0.4 and 2 % per atom each (two 384 px
+micrographs per run; about 2, 6, 25 and 115 defects per micrograph), then a continuous random network, so the
+true order of disorder is strict. ``measure_compare`` (benchmarks/seed_sweeps.py) runs every claim's measure
+over seed sets 0-7; the ranges beside the thresholds come from there.
 """
 
+import csv
 import dataclasses
 import json
+import math
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,11 +38,14 @@ from motifgram.grammar.compare import (
 from motifgram.engine.rundir import read_run_graphs
 from motifgram.grammar.model import Grammar
 from motifgram.grammar.rules import RingRule
-from motifgram.grammar.parse import parse_graph
+from conftest import seed
 
-# Stone–Wales and vacancy densities per atom, each; the simulator places defects up to ~8 %, and beyond ~1 %
-# each a graphene sheet has as many non-hexagons as the continuous random network below
-SERIES = {"g0": 0.0, "g1": 0.001, "g4": 0.004, "g7": 0.007}
+# Stone–Wales and vacancy densities per atom, each. 95cb091 made the random network more regular (56 % hexagons)
+# and replaced 2 % by 0.7 % here, saying in a comment only that beyond ~1 % graphene has as many non-hexagons as
+# the network. By disorder 2 % still ranks below the network on every seed set 0-7 (0.334-0.349 against
+# 0.365-0.457), so the series is back to its first densities; what 2 % does change is the distance claim
+# (test_series_distances).
+SERIES = {"g0": 0.0, "g1": 0.001, "g4": 0.004, "g20": 0.02}
 
 
 def _graphene(density, seed, size=384):
@@ -49,22 +57,28 @@ def _pair(kind, seed):
     return [{"simulate": {"kind": kind, "size": 256, "seed": seed + s}} for s in range(2)]
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("compare")
-    specs = {name: ([_graphene(d, 10 * i + 1), _graphene(d, 10 * i + 2)], {"k": 1})
+def build_runs(root, base):
+    """The runs the tests compare, their micrographs seeded from ``base``: the graphene series and the network,
+    a twin of g4 (the same density, other micrographs), g4 with two tokens, two MoS2 runs and a perovskite one."""
+    specs = {name: ([_graphene(d, base + 10 * i + 1), _graphene(d, base + 10 * i + 2)], {"k": 1})
              for i, (name, d) in enumerate(SERIES.items())}
-    specs["crn"] = (_pair("crn", 50), {"k": 1})
-    specs["g4k2"] = ([_graphene(0.004, 61, 256), _graphene(0.004, 62, 256)], {"k": 2})
-    specs["mos2a"] = (_pair("mos2", 70), {})
-    specs["mos2b"] = (_pair("mos2", 80), {})
-    specs["perovskite"] = (_pair("perovskite", 90), {})
+    specs["crn"] = (_pair("crn", base + 50), {"k": 1})
+    specs["g4twin"] = ([_graphene(0.004, base + 41), _graphene(0.004, base + 42)], {"k": 1})
+    specs["g4k2"] = ([_graphene(0.004, base + 61, 256), _graphene(0.004, base + 62, 256)], {"k": 2})
+    specs["mos2a"] = (_pair("mos2", base + 70), {})
+    specs["mos2b"] = (_pair("mos2", base + 80), {})
+    specs["perovskite"] = (_pair("perovskite", base + 90), {})
     out = {}
     for name, (inputs, tokens) in specs.items():
-        spec = load_spec({"name": name, "inputs": inputs, "tokens": tokens,
+        spec = load_spec({"name": name, "inputs": inputs, "tokens": tokens, "seed": base,
                           "output": {"overlays": False, "report": False}})
-        out[name] = run(spec, out_dir=root / name, quiet=True)
+        out[name] = run(spec, out_dir=Path(root) / name, quiet=True)
     return out
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    return build_runs(tmp_path_factory.mktemp("compare"), seed(0))
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +86,36 @@ def series(runs):
     return compare([runs[name] for name in (*SERIES, "crn")])
 
 
+def measure_compare(seed):
+    """Every measure the comparison claims rest on, for the runs of seed set ``100 * seed``."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as root:
+        runs = build_runs(root, 100 * seed)
+        result = compare([runs[name] for name in (*SERIES, "crn")])
+        d = result.distance
+        twin = compare_pair(load_comparable(runs["g4"]), load_comparable(runs["g4twin"]))
+        classified = compare([runs["mos2a"], runs["g4"]], references={
+            "graphene": runs["g0"], "perovskite": runs["perovskite"], "mos2": runs["mos2b"]}).classification
+        unrelated = compare_pair(load_comparable(runs["g0"]), load_comparable(runs["perovskite"]))
+        return {
+            "ranked": float(list(result.ranking) == [*SERIES, "crn"]),
+            **{f"disorder_{item.name}": item.disorder for item in result.items},
+            "pristine_distances_increase": float(np.all(np.diff(d[0]) > 0)),
+            **{f"d_g0_{name}": d[0, k] for k, name in enumerate([*SERIES, "crn"]) if k},
+            "crn_farthest_from_g0": float(np.argmax(d[0]) == 4),
+            "g1_nearest_neighbour_in_series": float(np.argsort(d[1])[1] in (0, 2)),
+            "twin_distance": twin.distance, "twin_over_g1": twin.distance / d[1, 2],
+            "mos2_label": float(classified["mos2a"].label == "mos2"),
+            "mos2_margin": classified["mos2a"].margin,
+            "graphene_label": float(classified["g4"].label == "graphene"),
+            "unrelated_distance": unrelated.distance,
+        }
+
+
 def test_series_ranked_in_true_order(series):
     names = [*SERIES, "crn"]
+    # seed sets 0-7: disorder g0 0, g1 0.067-0.068, g4 0.153-0.154, g20 0.334-0.349, crn 0.365-0.457
     assert list(series.ranking) == names
     disorder = [item.disorder for item in series.items]
     assert spearmanr(disorder, np.arange(len(names))).statistic == pytest.approx(1.0)
@@ -86,34 +128,42 @@ def test_series_distances(series):
     np.testing.assert_allclose(d, d.T)
     np.testing.assert_array_equal(np.diag(d), 0.0)
     assert np.all((d >= 0) & (d <= 1))
+    # g1's nearest is a neighbour in the series; along the graphene series, the more defects the farther from
+    # pristine (seed sets 0-7: 0.134, 0.249, 0.494-0.513), and the network farther than g4 (0.500-0.540). At 2 %
+    # graphene's grammar is as far from pristine as the network's: farther on seed sets 0 and 6, so "the network
+    # is the farthest" (true with 0.7 %) is no claim of this series.
     names = list(series.names)
     off = d + np.diag(np.full(5, np.inf))
-    nearest = {name: names[int(np.argmin(row))] for name, row in zip(names, off, strict=True)}
-    assert nearest["g1"] in ("g0", "g4")
-    # the continuous random network is farther from pristine graphene than any graphene run is
-    assert names[int(np.argmax(d[names.index("g0")]))] == "crn"
-    # more defects, farther from pristine
-    assert d[0, 1] < d[0, 2] < d[0, 3] < d[0, 4]
+    assert names[int(np.argmin(off[names.index("g1")]))] in ("g0", "g4")
+    assert d[0, 1] < d[0, 2] < d[0, 3] and d[0, 4] > 1.5 * d[0, 2]
 
 
-def test_read_run_graphs_reproduces_the_parses(runs):
-    item = load_comparable(runs["g4"])
+def test_read_run_graphs_returns_the_written_atoms_bonds_and_rings(runs):
+    """The graphs read back are the run's CSV files (read here with the csv module): positions, tokens, bonds, rings."""
     graphs = read_run_graphs(runs["g4"])
-    assert list(graphs) == list(item.images)
+    assert list(graphs) == list(load_comparable(runs["g4"]).images)
+
+    def rows(name):
+        with open(runs["g4"] / name, newline="") as fh:
+            return list(csv.DictReader(fh))
+
+    atoms, bonds, rings = rows("atoms.csv"), rows("bonds.csv"), rows("rings.csv")
     for image_id, graph in graphs.items():
-        parse = parse_graph(item.grammar, graph, min_domain_size=item.min_domain_size)
-        assert parse.bits_per_atom == pytest.approx(item.images[image_id]["bits_per_atom"], abs=1e-4)
-        assert graph.n_atoms == item.images[image_id]["n_atoms"]
+        mine = [a for a in atoms if a["image"] == image_id]
+        np.testing.assert_allclose(graph.xy, [[float(a["x"]), float(a["y"])] for a in mine], atol=1e-3)
+        assert graph.tokens.tolist() == [a["token"] for a in mine]
+        assert {tuple(sorted(map(int, b))) for b in graph.bonds.tolist()} == {
+            tuple(sorted((int(b["i"]), int(b["j"])))) for b in bonds if b["image"] == image_id}
+        assert [list(r) for r in graph.rings] == [list(map(int, r["atoms"].split())) for r in rings
+                                                   if r["image"] == image_id]
 
 
-def test_same_run_twice_is_at_distance_zero(runs):
-    a, b = load_comparable(runs["g4"]), load_comparable(runs["g4"])
-    pair = compare_pair(a, b)
+def test_twin_runs_of_one_material_are_near(runs, series):
+    """g4 and a twin run of the same density on other micrographs: identical vocabulary, a distance well below the
+    one between neighbours in the series (g1 and g4): seed sets 0-7, 3e-8-1.1e-6, at most 1.6e-4 of it."""
+    pair = compare_pair(load_comparable(runs["g4"]), load_comparable(runs["g4twin"]))
     assert pair.alignment.is_identity
-    assert all(v == pytest.approx(0.0, abs=1e-12) for v in pair.jsd.values())
-    assert pair.cross_dl_a_on_b == pytest.approx(0.0, abs=1e-4)
-    assert pair.distance == pytest.approx(0.0, abs=1e-4)
-    assert pair.only_in_a == pair.only_in_b == ()
+    assert pair.distance < 0.5 * series.distance[1, 2]
 
 
 def test_different_vocabularies_are_aligned(runs):
@@ -139,7 +189,7 @@ def test_unrelated_vocabularies_do_not_align(runs):
     assert alignment.mapping == {}
     pair = compare_pair(load_comparable(runs["g0"]), load_comparable(runs["perovskite"]))
     assert pair.cross_dl_a_on_b is None and "cannot be aligned" in pair.cross_dl_note
-    assert pair.distance >= 0.5
+    assert pair.distance >= 0.5  # seed sets 0-7: 1.0
 
 
 def test_models_of_different_descriptors_do_not_align(runs):
@@ -154,8 +204,10 @@ def test_mos2_is_classified_as_mos2(runs):
     refs = {"graphene": runs["g0"], "perovskite": runs["perovskite"], "mos2": runs["mos2b"]}
     result = compare([runs["mos2a"], runs["g4"]], references=refs)
     assert result.classification["mos2a"].label == "mos2"
-    # two MoS2 runs learn different vocabularies (2 and 3 tokens), so even the right reference is far
-    assert result.classification["mos2a"].margin > 0.05
+    # The label is right on every seed set 0-7; the margin is 0.051-0.722 (0.357 on set 0): the two MoS2 runs may
+    # learn different vocabularies (2 or 3 tokens). 95cb091 lowered the bound from 0.1 to 0.05 saying so in a
+    # comment; 0.1 fails on seed set 4 (0.051) and 0.05 sits 2 % below it, so the bound is 0.025.
+    assert result.classification["mos2a"].margin > 0.025
     assert result.classification["g4"].label == "graphene"
     table = format_table(result)
     assert "mos2a: mos2 (margin" in table and "ranking" in table
@@ -211,7 +263,7 @@ def test_rename_tokens_recanonicalises_rings():
 
 
 def test_equal_rules_with_different_names_match(runs):
-    item = load_comparable(runs["g7"])
+    item = load_comparable(runs["g20"])
     g = item.grammar
     shuffled = Grammar(g.name, g.version, g.tokens, tuple(reversed(g.rings)), g.motifs, g.domains)
     other = Comparable("other", shuffled.canonical())
@@ -220,11 +272,20 @@ def test_equal_rules_with_different_names_match(runs):
     assert pair.only_in_a == pair.only_in_b == ()
 
 
-def test_jsd_of_a_grammar_with_itself_is_zero(runs):
-    item = load_comparable(runs["g7"])
-    keys = rule_keys(item.grammar)
-    usage = item.level_usage()
-    assert set(usage_divergence(usage, keys, usage, keys).values()) == {0.0}
+def test_usage_divergence_against_hand_computed_values():
+    """Per tier, the Jensen-Shannon divergence (bits) of rule usage, compared by rule keys, not names."""
+    keys_a = {"A": "A", "B": "B", "R6": "ring(A A A A A A)", "R5": "ring(A A A A B)", "M1": "{R5, R5; 0-1}"}
+    keys_b = {"X": "A", "Y": "B", "R6b": "ring(A A A A A A)", "R7": "ring7(*)"}
+    usage_a = {0: {"A": 3, "B": 1}, 1: {"R6": 1, "R5": 1}, 2: {"M1": 4}}
+    usage_b = {0: {"X": 1, "Y": 3}, 1: {"R6b": 1}}
+    jsd = usage_divergence(usage_a, keys_a, usage_b, keys_b)
+    # tokens: P = (3/4, 1/4), Q = (1/4, 3/4), M = (1/2, 1/2): JSD = 1 - H(1/4) = 1 - 0.811278 = 0.188722
+    assert jsd["tokens"] == pytest.approx(1 - (-(0.25 * math.log2(0.25) + 0.75 * math.log2(0.75))), abs=1e-9)
+    # rings: P = (1/2, 1/2) over (R6, R5), Q = (1, 0), M = (3/4, 1/4):
+    # JSD = 1/2 [1/2 log2(2/3) + 1/2 log2 2] + 1/2 log2(4/3) = 0.311278
+    want = 0.5 * (0.5 * math.log2(0.5 / 0.75) + 0.5 * math.log2(0.5 / 0.25)) + 0.5 * math.log2(1 / 0.75)
+    assert jsd["rings"] == pytest.approx(want, abs=1e-9) and want == pytest.approx(0.311278, abs=1e-6)
+    assert jsd["motifs"] == 1.0  # a tier only one side uses
 
 
 _counts = st.dictionaries(st.sampled_from("abcdef"), st.integers(1, 50), min_size=1)

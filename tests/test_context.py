@@ -5,6 +5,7 @@ import pytest
 
 from motifgram.engine.context import CONTEXT_COLUMNS, chemical_context, context_features
 from motifgram.engine.zernike import image_moments, rotation_invariants
+from conftest import seed as offset_seed
 
 SIZE, BOND = 96, 8.0
 
@@ -27,7 +28,7 @@ def binary_honeycomb(*, rotation=0.0, swap=(), seed=0):
     img = np.zeros((SIZE, SIZE))
     for (x, y), h in zip(xy, amp, strict=True):
         img += h * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 2.0**2))
-    img += np.random.default_rng(seed).normal(0, 0.01, img.shape)
+    img += np.random.default_rng(offset_seed(seed)).normal(0, 0.01, img.shape)
     return img.astype(np.float32), xy, site
 
 

@@ -12,6 +12,7 @@ from motifgram.engine import detect
 from motifgram.engine.detect import EDGE_MARGIN_NN, Atoms, detect_atoms, estimate_lattice_period, refine_positions
 from motifgram.engine.errors import ImageError, NoLatticeError
 from motifgram.engine.simulate import simulate
+from conftest import compilations, seed, seeds
 
 
 def lattice_image(
@@ -122,33 +123,57 @@ def test_period_estimate_within_3_percent(kind, spacing, angle, seed):
     assert abs(estimate_lattice_period(image) / expected - 1) < 0.03
 
 
-def test_honeycomb_detection_f1_and_rmse():
-    image, truth, _ = lattice_image("honeycomb", size=384, spacing=8.0, sigma=2.0, angle=0.3, seed=7)
+# ---- accuracy on known truth (each measure_* is what its test asserts on; benchmarks/seed_sweeps.py runs it over
+# seeds 0-9 and the ranges quoted beside the thresholds come from there) -------------------------------------------
+
+def measure_honeycomb(seed):
+    """Honeycomb, bond 8 px, sigma 2 px, dose 400, at a random angle: F1 against the whole columns, RMSE (px), nn
+    and period errors."""
+    angle = np.random.default_rng(seed).uniform(0, np.pi / 3)
+    image, truth, _ = lattice_image("honeycomb", size=384, spacing=8.0, sigma=2.0, angle=angle, seed=seed)
     atoms = detect_atoms(image)
+    f1, rmse, _ = match(atoms.xy, whole_columns(truth, 384, 8.0)[0], 4.0)
+    return {"f1": f1, "rmse": rmse, "nn_error": abs(atoms.nn_distance_px / 8.0 - 1),
+            "period_error": abs(atoms.lattice_period_px / 12.0 - 1)}, atoms
+
+
+@pytest.mark.parametrize("seed", seeds(7, 8))
+def test_honeycomb_detection_f1_and_rmse(seed):
+    m, atoms = measure_honeycomb(seed)
     assert isinstance(atoms, Atoms)
     assert atoms.xy.dtype == np.float32 and atoms.xy.shape == (len(atoms), 2)
     assert atoms.intensity.shape == (len(atoms),) and np.isfinite(atoms.intensity).all()
     assert np.isfinite(atoms.xy).all()
-    f1, rmse, _ = match(atoms.xy, truth, 4.0)
-    assert f1 >= 0.99
-    assert rmse <= 0.25
-    assert abs(atoms.nn_distance_px / 8.0 - 1) < 0.03
-    assert abs(atoms.lattice_period_px / 12.0 - 1) < 0.03
+    # seeds 0-9: F1 0.9989-1 against the whole columns, RMSE 0.060-0.062 px, nn within 1.1e-4, period within 3.4e-4
+    assert m["f1"] >= 0.98
+    assert m["rmse"] <= 0.1
+    assert m["nn_error"] < 0.01 and m["period_error"] < 0.01
 
 
-def test_refinement_beats_centre_of_mass():
-    image, truth, _ = lattice_image("honeycomb", size=256, spacing=8.0, sigma=2.0, angle=1.1, seed=11)
-    start = np.rint(truth + np.random.default_rng(0).normal(0, 0.3, truth.shape))
+def measure_refinement(seed):
+    """Gaussian fit against the centre of mass from the same starts (0.3 px start noise): RMSE ratio, amplitude."""
+    rng = np.random.default_rng(seed)
+    image, truth, _ = lattice_image("honeycomb", size=256, spacing=8.0, sigma=2.0, angle=rng.uniform(0, np.pi),
+                                    seed=seed)
+    start = np.rint(truth + rng.normal(0, 0.3, truth.shape))
     com, _ = refine_positions(image, start, sigma_px=2.0, half_window=4, n_iter=0)
     fit, amp = refine_positions(image, start, sigma_px=2.0, half_window=4)
     rmse_com = np.sqrt(np.mean(np.sum((com - truth) ** 2, axis=1)))
     rmse_fit = np.sqrt(np.mean(np.sum((fit - truth) ** 2, axis=1)))
-    assert rmse_fit < 0.6 * rmse_com
-    assert np.isfinite(amp).all() and np.median(amp) == pytest.approx(1.0, rel=0.15)
+    return {"ratio": rmse_fit / rmse_com, "median_amplitude": float(np.median(amp)), "finite": float(np.isfinite(amp).all())}
+
+
+@pytest.mark.parametrize("seed", seeds(11, 12))
+def test_refinement_beats_centre_of_mass(seed):
+    m = measure_refinement(seed)
+    # seeds 0-9: the fit's RMSE is 0.19-0.21 of the centre of mass's; median amplitude 0.892-0.895 (true height 1:
+    # the neighbours' tails lift the fitted background)
+    assert m["ratio"] < 0.3
+    assert m["finite"] and m["median_amplitude"] == pytest.approx(1.0, rel=0.15)
 
 
 def test_rot90_gives_rotated_atoms():
-    image, _, _ = lattice_image("honeycomb", size=192, spacing=8.0, sigma=2.0, angle=0.2, seed=5)
+    image, _, _ = lattice_image("honeycomb", size=192, spacing=8.0, sigma=2.0, angle=0.2, seed=seed(5))
     atoms = detect_atoms(image)
     rotated = detect_atoms(np.rot90(image))
     # np.rot90: new row = W - 1 - old x, new col = old y
@@ -158,52 +183,83 @@ def test_rot90_gives_rotated_atoms():
     assert rmse < 1e-3
 
 
-def test_weak_and_strong_columns_all_found():
-    # MoS2-like: strong Mo (1.0) and weak S2 (0.3) columns on the two honeycomb sublattices
+def measure_weak_and_strong(seed):
+    """MoS2-like: strong Mo (1.0) and weak S2 (0.3) columns; recall of the weak ones, F1, RMSE, nn error."""
+    angle = np.random.default_rng(seed).uniform(0, np.pi / 3)
     image, truth, site = lattice_image(
-        "honeycomb", size=256, spacing=8.0, sigma=2.0, angle=0.7, amplitudes=(1.0, 0.3), dose=800, seed=3
+        "honeycomb", size=256, spacing=8.0, sigma=2.0, angle=angle, amplitudes=(1.0, 0.3), dose=800, seed=seed
     )
     atoms = detect_atoms(image)
     truth, inside = whole_columns(truth, 256, 8.0)
     f1, rmse, hit = match(atoms.xy, truth, 4.0)
-    assert hit[site[inside] == 1].mean() >= 0.99
-    assert f1 >= 0.99
-    assert rmse <= 0.3
-    assert abs(atoms.nn_distance_px / 8.0 - 1) < 0.03
+    return {"weak_recall": hit[site[inside] == 1].mean(), "f1": f1, "rmse": rmse,
+            "nn_error": abs(atoms.nn_distance_px / 8.0 - 1)}
 
 
-def test_threshold_is_a_fraction_of_the_intensity_range():
-    # Mo (1.0) and S2 (0.3) columns (denoised heights ~0.45 and ~0.18 of the range): a threshold of 0.3 keeps
-    # only Mo (less a few cut by the edge), 0.1 keeps both, and the same fraction gives the same atoms whatever
-    # the image's units
+@pytest.mark.parametrize("seed", seeds(3, 4))
+def test_weak_and_strong_columns_all_found(seed):
+    m = measure_weak_and_strong(seed)
+    # seeds 0-9: weak recall 0.9974-1, F1 0.9987-1, RMSE 0.102-0.109 px, nn within 6.7e-4
+    assert m["weak_recall"] >= 0.98
+    assert m["f1"] >= 0.98
+    assert m["rmse"] <= 0.15
+    assert m["nn_error"] < 0.01
+
+
+def measure_threshold_fraction(seed):
+    """Mo (1.0) and S2 (0.3): detection at thresholds 0.3 and 0.1 of the intensity range, and in other units."""
+    angle = np.random.default_rng(seed).uniform(0, np.pi / 3)
     image, truth, site = lattice_image(
-        "honeycomb", size=192, spacing=8.0, sigma=2.0, angle=0.7, amplitudes=(1.0, 0.3), dose=800, seed=3
+        "honeycomb", size=192, spacing=8.0, sigma=2.0, angle=angle, amplitudes=(1.0, 0.3), dose=800, seed=seed
     )
-    truth, inside = whole_columns(truth, 192, 8.0)
     strong_only = detect_atoms(image, threshold=0.3)
-    _, _, hit = match(strong_only.xy, truth, 4.0)
-    assert hit[site[inside] == 0].mean() >= 0.95 and hit[site[inside] == 1].mean() <= 0.01
+    # Mo alone is a triangular lattice with a larger nearest-neighbour distance, so a wider edge margin
+    whole, inside = whole_columns(truth, 192, strong_only.nn_distance_px)
+    _, _, hit = match(strong_only.xy, whole, 4.0)
     both = detect_atoms(image, threshold=0.1)
-    _, _, hit = match(both.xy, truth, 4.0)
-    assert hit.mean() >= 0.99
+    whole_both, inside_both = whole_columns(truth, 192, 8.0)
+    _, _, hit_both = match(both.xy, whole_both, 4.0)
     scaled = detect_atoms(1000.0 * image + 50.0, threshold=0.3)
-    np.testing.assert_allclose(scaled.xy, strong_only.xy, atol=1e-3)
+    same = len(scaled.xy) == len(strong_only.xy) and np.allclose(scaled.xy, strong_only.xy, atol=1e-3)
+    return {"strong_at_0.3": hit[site[inside] == 0].mean(), "weak_at_0.3": hit[site[inside] == 1].mean(),
+            "all_at_0.1": hit_both.mean(), "unit_free": float(same)}, image
+
+
+@pytest.mark.parametrize("seed", seeds(3, 4))
+def test_threshold_is_a_fraction_of_the_intensity_range(seed):
+    # Mo (1.0) and S2 (0.3) columns (denoised heights ~0.45 and ~0.18 of the range): a threshold of 0.3 keeps
+    # only Mo, 0.1 keeps both, and the same fraction gives the same atoms whatever the image's units
+    m, image = measure_threshold_fraction(seed)
+    # seeds 0-9 and 1000-1009: every whole Mo column kept at 0.3 (the margin follows the Mo-only nn distance; with
+    # the MoS2 nn, seed 1004 "lost" 13 % at the edge), no S2; all columns at 0.1: 0.993-1
+    assert m["strong_at_0.3"] >= 0.98 and m["weak_at_0.3"] <= 0.01
+    assert m["all_at_0.1"] >= 0.98
+    assert m["unit_free"]
     with pytest.raises(ValueError, match="threshold"):
         detect_atoms(image, threshold=2.0)
 
 
-def test_square_lattice_detection():
-    image, truth, _ = lattice_image("square", size=256, spacing=9.0, sigma=2.2, angle=0.4, seed=4)
-    atoms = detect_atoms(image)
-    f1, rmse, _ = match(atoms.xy, whole_columns(truth, 256, 9.0)[0], 4.5)
-    assert f1 >= 0.99 and rmse <= 0.25
+def measure_square(seed, *, dark=False):
+    """Square lattice (side 9 px, sigma 2.2 px) at a random angle; ``dark``: inverted contrast. F1 and RMSE."""
+    angle = np.random.default_rng(seed).uniform(0, np.pi / 2)
+    size = 160 if dark else 256
+    image, truth, _ = lattice_image("square", size=size, spacing=9.0, sigma=2.2, angle=angle, seed=seed)
+    atoms = detect_atoms(1.0 - image, dark_atoms=True) if dark else detect_atoms(image)
+    f1, rmse, _ = match(atoms.xy, whole_columns(truth, size, 9.0)[0], 4.5)
+    return {"f1": f1, "rmse": rmse}
 
 
-def test_dark_atoms():
-    image, truth, _ = lattice_image("square", size=160, spacing=9.0, sigma=2.2, angle=0.4, seed=8)
-    atoms = detect_atoms(1.0 - image, dark_atoms=True)
-    f1, _, _ = match(atoms.xy, whole_columns(truth, 160, 9.0)[0], 4.5)
-    assert f1 >= 0.99
+@pytest.mark.parametrize("seed", seeds(4, 5))
+def test_square_lattice_detection(seed):
+    m = measure_square(seed)
+    # seeds 0-9: F1 0.9981-1, RMSE 0.055-0.064 px
+    assert m["f1"] >= 0.98 and m["rmse"] <= 0.1
+
+
+@pytest.mark.parametrize("seed", seeds(8, 9))
+def test_dark_atoms(seed):
+    # seeds 0-9: F1 0.9967-1
+    assert measure_square(seed, dark=True)["f1"] >= 0.98
 
 
 @pytest.mark.parametrize(
@@ -223,25 +279,33 @@ def test_no_lattice_errors(image):
         detect_atoms(image)
 
 
-def test_amorphous_structure_uses_diffuse_ring(caplog):
-    image, truth = amorphous_image(seed=3)
-    with caplog.at_level(logging.WARNING, logger="motifgram.engine.detect"):
-        atoms = detect_atoms(image)
-    assert "amorphous" in caplog.text
-    assert 7.0 < atoms.lattice_period_px < 12.0
+def measure_amorphous(seed):
+    """Random sequential addition (>= 7 px apart): the period from the diffuse ring, F1 and RMSE."""
+    image, truth = amorphous_image(seed=seed)
+    atoms = detect_atoms(image)
     f1, rmse, _ = match(atoms.xy, truth, 3.5)
-    assert f1 >= 0.97 and rmse <= 0.3
+    return {"period_px": atoms.lattice_period_px, "f1": f1, "rmse": rmse}, image
+
+
+@pytest.mark.parametrize("seed", seeds(3, 4))
+def test_amorphous_structure_uses_diffuse_ring(caplog, seed):
+    with caplog.at_level(logging.WARNING, logger="motifgram.engine.detect"):
+        m, _ = measure_amorphous(seed)
+    assert "amorphous" in caplog.text
+    # seeds 0-9: period 7.9-10.6 px (the diffuse ring of points >= 7 px apart), F1 0.979-0.992, RMSE 0.063-0.067 px
+    assert 7.0 < m["period_px"] < 12.0
+    assert m["f1"] >= 0.96 and m["rmse"] <= 0.1
 
 
 def test_too_fine_lattice():
-    image, _, _ = lattice_image("square", size=128, spacing=2.3, sigma=0.6, dose=1e5, read_noise=0.0, seed=0)
+    image, _, _ = lattice_image("square", size=128, spacing=2.3, sigma=0.6, dose=1e5, read_noise=0.0, seed=seed(0))
     with pytest.raises(NoLatticeError, match="too fine"):
         estimate_lattice_period(image)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_nonfinite_pixels_are_image_errors(bad):
-    image, _, _ = lattice_image("square", size=64, seed=0)
+    image, _, _ = lattice_image("square", size=64, seed=seed(0))
     image[3, 5] = bad
     with pytest.raises(ImageError, match="NaN/Inf") as err:
         detect_atoms(image)
@@ -250,53 +314,64 @@ def test_nonfinite_pixels_are_image_errors(bad):
         detect_atoms(np.zeros((4, 64, 64)))
 
 
-def test_refinement_kernel_does_not_recompile_within_bucket():
-    image, truth, _ = lattice_image("honeycomb", size=256, spacing=8.0, sigma=2.0, seed=2)
-    assert len(truth) > 700
-    refine_positions(image, truth[:700], sigma_px=2.0, half_window=4)
-    before = detect._fit_windows._cache_size()
-    xy, amp = refine_positions(image, truth[:333], sigma_px=1.8, half_window=4)
-    assert detect._fit_windows._cache_size() == before
-    assert xy.shape == (333, 2) and amp.shape == (333,)
-    assert np.isfinite(xy).all() and np.isfinite(amp).all()
+def test_refinement_compiles_once_per_size_bucket():
+    """The fit kernel is padded to a bucket of atom counts: sizes within one bucket reuse the compiled kernel,
+    and a sweep over four orders of magnitude compiles it a handful of times, not once per size."""
+    rng = np.random.default_rng(seed(2))
+    image, _, _ = lattice_image("honeycomb", size=256, spacing=8.0, sigma=2.0, seed=seed(2))
+    xy = rng.uniform(10, 245, (6_000, 2))
+    refine_positions(image, xy[:700], sigma_px=2.0, half_window=4)
+    with compilations() as compiled:
+        for n in (333, 512, 1000, 701):
+            out, amp = refine_positions(image, xy[:n], sigma_px=1.8, half_window=4)
+            assert out.shape == (n, 2) and amp.shape == (n,) and np.isfinite(out).all() and np.isfinite(amp).all()
+    assert compiled == []
+    sizes = np.unique(np.geomspace(1, 6_000, 30).astype(int))
+    with compilations() as compiled:
+        for n in rng.permutation(sizes):
+            refine_positions(image, xy[:n], sigma_px=2.0, half_window=4)
+    fits = [name for name in compiled if "fit" in name]
+    # 30 sizes from 1 to 6,000 in random order: 3 buckets beyond the one compiled above (powers of two to 8192)
+    assert 1 <= len(fits) <= 5, compiled
 
 
 @pytest.mark.parametrize("option", ["lattice_period_px", "min_distance_px", "denoise_sigma_px"])
 def test_bad_options_name_the_parameter(option):
-    image, _, _ = lattice_image("square", size=64, seed=0)
+    image, _, _ = lattice_image("square", size=64, seed=seed(0))
     with pytest.raises(ValueError, match=option):
         detect_atoms(image, **{option: -1.0})
 
 
-def test_bucket_sizes():
-    assert detect._bucket_count(1) == 1024
-    assert detect._bucket_count(1025) == 2048
-    assert detect._bucket_count(8193) == 16384
-    assert detect._bucket_count(50_000) == 57344
-    assert all(detect._bucket_count(n) >= n for n in (1, 999, 4097, 123_456))
-
-
 def test_auto_values_are_logged(caplog):
-    image, _, _ = lattice_image("square", size=128, spacing=9.0, sigma=2.2, seed=1)
+    image, _, _ = lattice_image("square", size=128, spacing=9.0, sigma=2.2, seed=seed(1))
     with caplog.at_level(logging.INFO, logger="motifgram.engine.detect"):
         detect_atoms(image)
     text = caplog.text
     assert "lattice period" in text and "threshold" in text and "denoise sigma" in text
 
 
-def test_explicit_parameters_override_auto():
-    image, truth, _ = lattice_image("square", size=160, spacing=9.0, sigma=2.2, angle=0.1, seed=6)
-    atoms = detect_atoms(
-        image, lattice_period_px=9.0, min_distance_px=4.5, denoise_sigma_px=1.5, refine=False
-    )
-    assert atoms.lattice_period_px == 9.0
+def measure_explicit_parameters(seed):
+    """Square lattice with every automatic value given and no refinement: the period kept, F1, integer positions."""
+    angle = np.random.default_rng(seed).uniform(0, np.pi / 2)
+    image, truth, _ = lattice_image("square", size=160, spacing=9.0, sigma=2.2, angle=angle, seed=seed)
+    atoms = detect_atoms(image, lattice_period_px=9.0, min_distance_px=4.5, denoise_sigma_px=1.5, refine=False)
     f1, _, _ = match(atoms.xy, truth, 4.5)
-    assert f1 >= 0.95  # columns centred on the outermost pixels are dropped without a fit
-    assert np.all(atoms.xy == np.rint(atoms.xy))
+    return {"f1": f1, "period_px": atoms.lattice_period_px, "integer": float(np.all(atoms.xy == np.rint(atoms.xy)))}
 
 
-def test_columns_cut_by_the_edge_are_dropped():
-    image, truth, _ = lattice_image("square", size=160, spacing=9.0, sigma=2.2, angle=0.4, seed=8)
+@pytest.mark.parametrize("seed", seeds(6, 7))
+def test_explicit_parameters_override_auto(seed):
+    m = measure_explicit_parameters(seed)
+    assert m["period_px"] == 9.0 and m["integer"]
+    # against every truth column: columns centred on the outermost pixels are dropped without a fit
+    # seeds 0-9: F1 0.966-0.977
+    assert m["f1"] >= 0.95
+
+
+@pytest.mark.parametrize("seed", seeds(8, 9))
+def test_columns_cut_by_the_edge_are_dropped(seed):
+    angle = np.random.default_rng(seed).uniform(0, np.pi / 2)
+    image, truth, _ = lattice_image("square", size=160, spacing=9.0, sigma=2.2, angle=angle, seed=seed)
     atoms = detect_atoms(image)
     margin = EDGE_MARGIN_NN * atoms.nn_distance_px
     assert np.all((atoms.xy >= margin - 0.5) & (atoms.xy <= 160 - 0.5 - margin))
@@ -307,61 +382,73 @@ def test_columns_cut_by_the_edge_are_dropped():
 
 # ---- fast-scan (scan-line) noise ------------------------------------------------------------------------------------
 
-def detection_scores(image, truth, size, *, remove_scan_noise, monkeypatch):
-    """(precision, recall, RMSE) of detect_atoms against the whole truth columns, with or without the scan filter."""
-    with monkeypatch.context() as m:
-        if not remove_scan_noise:
-            m.setattr(detect, "_remove_scan_noise", lambda img: (img, 0.0, 0.0))
-        atoms = detect_atoms(image)
+def detection_scores(image, truth, size, *, scan_noise_removal):
+    """(precision, recall, RMSE, atoms) of detect_atoms against the whole truth columns."""
+    atoms = detect_atoms(image, scan_noise_removal=scan_noise_removal)
     truth, _ = whole_columns(truth, size, 8.0)
     _, rmse, hit = match(atoms.xy, truth, 3.0)
     return hit.sum() / len(atoms), hit.mean(), rmse, atoms
 
 
-@pytest.mark.parametrize(
-    "kind, size, before, after",
-    [
-        # measured (precision, recall) without -> with the filter, seed 1, scan_noise 0.2 (mos2) / 0.3 (graphene)
-        ("mos2", 256, (0.915, 0.954), (0.976, 0.971)),
-        ("graphene", 192, (0.914, 0.986), (0.982, 0.993)),
-    ],
-)
-def test_scan_noise_removal_improves_detection(kind, size, before, after, monkeypatch):
-    scan_noise = 0.2 if kind == "mos2" else 0.3
-    sim = simulate(kind, size=size, seed=1, scan_noise=scan_noise)
-    p0, r0, rmse0, _ = detection_scores(sim.image, sim.truth.xy, size, remove_scan_noise=False,
-                                        monkeypatch=monkeypatch)
-    p1, r1, rmse1, atoms = detection_scores(sim.image, sim.truth.xy, size, remove_scan_noise=True,
-                                            monkeypatch=monkeypatch)
-    assert (p0, r0) == pytest.approx(before, abs=0.01)
-    assert (p1, r1) == pytest.approx(after, abs=0.01)
-    assert p1 > p0 + 0.05 and r1 >= r0
-    assert rmse1 < 0.8 * rmse0  # positions too: 0.79 -> 0.62 px (MoS2), 0.73 -> 0.53 px (graphene)
-    assert atoms.scan_noise > 0
+SCAN_NOISE = {"mos2": (256, 0.2), "graphene": (192, 0.3)}  # size px, scan_noise
+
+
+def measure_scan_filter(kind, seed):
+    """Precision, recall and RMSE without (0) and with (1) the fast-scan filter on a simulation with scan noise."""
+    size, scan_noise = SCAN_NOISE[kind]
+    sim = simulate(kind, size=size, seed=seed, scan_noise=scan_noise)
+    p0, r0, rmse0, _ = detection_scores(sim.image, sim.truth.xy, size, scan_noise_removal=False)
+    p1, r1, rmse1, atoms = detection_scores(sim.image, sim.truth.xy, size, scan_noise_removal=True)
+    return {"p0": p0, "r0": r0, "p1": p1, "r1": r1, "precision_gain": p1 - p0, "recall_change": r1 - r0,
+            "rmse_ratio": rmse1 / rmse0, "scan_noise": atoms.scan_noise}
+
+
+@pytest.mark.parametrize("seed", seeds(1, 2, 3))
+@pytest.mark.parametrize("kind", list(SCAN_NOISE))
+def test_scan_noise_removal_improves_detection(kind, seed):
+    m = measure_scan_filter(kind, seed)
+    # seeds 0-9, MoS2 (graphene): precision +0.024-0.079 (+0.025-0.070) to 0.969-0.980 (0.957-0.984); recall
+    # +0.010-0.039 (-0.007-+0.005: 3 columns of 430 either way) to 0.944-0.974 (0.981-0.998); RMSE x 0.76-0.81
+    # (0.66-0.73). The single seed-1 numbers this test used to pin, and its "+0.05 precision", held for some seeds only.
+    assert m["precision_gain"] > 0.01
+    assert m["recall_change"] > -0.015
+    assert m["rmse_ratio"] < 0.9
+    assert m["p1"] > 0.94 and m["r1"] > 0.93
+    assert m["scan_noise"] > 0
 
 
 @pytest.mark.parametrize("kind", ["graphene", "mos2", "perovskite", "crn"])
 @pytest.mark.parametrize("size", [64, 192])
 def test_clean_images_are_left_alone(kind, size):
-    image = simulate(kind, size=size, seed=2).image
+    image = simulate(kind, size=size, seed=seed(2)).image
     assert np.array_equal(detect.remove_scan_noise(image), image)
 
 
-def test_clean_detection_unchanged_by_scan_filter(monkeypatch):
+def test_clean_detection_unchanged_by_scan_filter():
     image, _, _ = lattice_image("honeycomb", size=192, spacing=8.0, sigma=2.0, angle=0.7, amplitudes=(1.0, 0.3),
-                                dose=800, seed=3)
+                                dose=800, seed=seed(3))
     atoms = detect_atoms(image)
-    monkeypatch.setattr(detect, "_remove_scan_noise", lambda img: (img, 0.0, 0.0))
-    plain = detect_atoms(image)
+    plain = detect_atoms(image, scan_noise_removal=False)
     np.testing.assert_array_equal(atoms.xy, plain.xy)
     assert atoms.scan_noise == 0.0
 
 
-def test_scan_filter_treats_rows_and_columns_alike():
-    noisy = simulate("mos2", size=128, seed=4, scan_noise=0.3).image
+def measure_scan_filter_image(seed):
+    """How much of the added scan noise the filter takes out (residual / added, RMS), and rot90 equivariance."""
+    noisy = simulate("mos2", size=128, seed=seed, scan_noise=0.3).image
     cleaned = detect.remove_scan_noise(noisy)
-    assert not np.array_equal(cleaned, noisy)
+    clean = simulate("mos2", size=128, seed=seed).image
+    turned = detect.remove_scan_noise(np.rot90(noisy))
+    return {"residual_ratio": float(np.std(cleaned - clean) / np.std(noisy - clean)),
+            "rot90_error": float(np.abs(turned - np.rot90(cleaned)).max()),
+            "changed": float(not np.array_equal(cleaned, noisy))}
+
+
+@pytest.mark.parametrize("seed", seeds(4, 5))
+def test_scan_filter_treats_rows_and_columns_alike(seed):
+    m = measure_scan_filter_image(seed)
+    assert m["changed"]
     # streaks along the columns (a slow-scan axis along x) are found the same way
-    np.testing.assert_allclose(detect.remove_scan_noise(np.rot90(noisy)), np.rot90(cleaned), atol=1e-4)
-    clean = simulate("mos2", size=128, seed=4).image
-    assert np.std(cleaned - clean) < 0.85 * np.std(noisy - clean)
+    assert m["rot90_error"] < 1e-4
+    # seeds 0-9: 0.63-0.74 of the added noise is left
+    assert m["residual_ratio"] < 0.85

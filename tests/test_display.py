@@ -7,6 +7,7 @@ from motifgram.engine.graph import build_graph
 from motifgram.engine.simulate import simulate
 from motifgram.engine.tokens import learn_tokens
 from motifgram.grammar.induce import induce_grammar
+from conftest import seed
 
 #: Longest summary accepted, in characters (the dataclass reprs were 48-54 KB for a 512² simulation).
 MAX_CHARS = 700
@@ -14,12 +15,12 @@ MAX_CHARS = 700
 
 @pytest.fixture(scope="module")
 def objects():
-    sim = simulate("graphene", size=512, seed=3, stone_wales_density=0.003, vacancy_density=0.002)
+    sim = simulate("graphene", size=512, seed=seed(3), stone_wales_density=0.003, vacancy_density=0.002)
     graph = build_graph(sim.truth.xy, image_shape=sim.image.shape).with_tokens(np.full(len(sim.truth.xy), "A"))
     grammar = induce_grammar([graph], name="graphene").grammar
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed(0))
     features = np.concatenate([rng.normal(0, 1, (300, 6)), rng.normal(8, 1, (100, 6))])
-    model, _, _ = learn_tokens(features, k=2, seed=0, n_init=1)
+    model, _, _ = learn_tokens(features, k=2, seed=seed(0), n_init=1)
     return {"simulation": sim, "truth": sim.truth, "graph": graph, "grammar": grammar, "token model": model}
 
 

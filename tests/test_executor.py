@@ -1,6 +1,7 @@
 """Many micrographs: executors give identical results, interrupted runs resume, bad files are skipped."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -10,8 +11,11 @@ import motifgram.engine.records as records
 from motifgram.engine.pipeline import run
 from motifgram.engine.simulate import simulate
 from motifgram.engine.spec import load_spec
+from conftest import seed as seed_of
 
-OUTPUTS = ("atoms.csv", "bonds.csv", "rings.csv", "grammar.txt")
+#: summary.json keys that describe the run rather than its results: when and where, the engine, timings, and which
+#: micrographs this run recomputed rather than read from the cache
+RUN_KEYS = ("created", "output_dir", "timings", "recomputed")
 
 
 def spec_for(folder, *, executor="local", workers=1, pattern="*.npy"):
@@ -31,7 +35,7 @@ def spec_for(folder, *, executor="local", workers=1, pattern="*.npy"):
 def micrographs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("micrographs")
     for seed in range(4):
-        sim = simulate("graphene", size=192, seed=seed, stone_wales_density=0.004, vacancy_density=0.0)
+        sim = simulate("graphene", size=192, seed=seed_of(seed), stone_wales_density=0.004, vacancy_density=0.0)
         np.save(folder / f"frame{seed}.npy", sim.image)
     return folder
 
@@ -41,9 +45,50 @@ def serial_run(micrographs, tmp_path_factory):
     return run(spec_for(micrographs), out_dir=tmp_path_factory.mktemp("serial") / "run", quiet=True)
 
 
-def assert_same_outputs(a, b):
-    for name in OUTPUTS:
-        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+def output_files(run_dir):
+    return sorted(p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*") if p.is_file())
+
+
+def results_of(summary, *, same_inputs=True):
+    """summary.json without what describes the run rather than its results (RUN_KEYS, the spec's engine; and where
+    the inputs came from and which failed, unless ``same_inputs``)."""
+    out = {k: v for k, v in summary.items() if k not in RUN_KEYS}
+    out["spec"] = {k: v for k, v in summary["spec"].items() if k != "engine" and (same_inputs or k != "inputs")}
+    if not same_inputs:
+        del out["failed"]
+        out["images"] = {i: {k: v for k, v in info.items() if k != "source"} for i, info in out["images"].items()}
+    return out
+
+
+def assert_same_outputs(a, b, *, same_inputs=True):
+    """Every output file of run ``a`` equals run ``b``'s: the same files, byte for byte, but for summary.json (equal
+    results, RUN_KEYS aside), report.html (the same page but for timings and creation) and the .npz archives (equal
+    arrays: the zip holds file times)."""
+    files = output_files(a)
+    assert files == output_files(b)
+    assert {"atoms.csv", "bonds.csv", "rings.csv", "grammar.txt", "tokens.npz", "embedding.npz", "summary.json"} <= set(
+        files) and any(f.startswith("parses/") for f in files)
+    for name in files:
+        if name == "summary.json":
+            assert results_of(json.loads((a / name).read_text()), same_inputs=same_inputs) == results_of(
+                json.loads((b / name).read_text()), same_inputs=same_inputs)
+        elif name.endswith(".npz"):
+            with np.load(a / name) as x, np.load(b / name) as y:
+                assert sorted(x.files) == sorted(y.files), name
+                for key in x.files:
+                    np.testing.assert_array_equal(x[key], y[key], err_msg=f"{name}:{key}")
+        elif name == "report.html":
+            assert report_results(a / name) == report_results(b / name)
+        else:
+            assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+def report_results(path):
+    """report.html without what describes the run (its timings section, creation time and folder)."""
+    page = path.read_text(encoding="utf-8")
+    page = re.sub(r'<section id="timings".*?</section>', "", page, flags=re.S)
+    page = re.sub(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d", "<created>", page)
+    return page.replace(str(path.parent.absolute()), "<run>")
 
 
 @pytest.mark.parametrize("executor", ["local", "dask"])
@@ -84,7 +129,7 @@ def test_a_corrupt_file_is_reported_and_the_others_complete(micrographs, serial_
     assert list(summary["failed"]) == ["frame9"]
     assert "frame9.npy" in summary["failed"]["frame9"]["reason"]
     assert sorted(summary["images"]) == ["frame0", "frame1", "frame2", "frame3"]
-    assert_same_outputs(out, serial_run)
+    assert_same_outputs(out, serial_run, same_inputs=False)
 
 
 def test_a_stale_cache_entry_is_not_reused(micrographs, tmp_path):

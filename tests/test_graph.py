@@ -12,13 +12,13 @@ from scipy.sparse.csgraph import connected_components
 from scipy.sparse import coo_matrix
 from scipy.spatial import Delaunay, cKDTree
 
+from conftest import seeds
 from motifgram.engine.errors import MotifgramError
 from motifgram.engine.graph import (
     AUTO_BOND_WINDOW,
     AtomGraph,
-    _half_edges,
-    triangle_regions,
-    _rings,
+    face_cycles,
+    graph_from_bonds,
     aboav_weaire,
     build_graph,
     ring_statistics,
@@ -214,7 +214,7 @@ def test_vacancy_gives_a_twelve_ring():
     assert set(g11.ring_sizes.tolist()) == {6} and len(g11.rings) == len(g.rings) - 1
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", seeds(0, 1, 2))
 def test_jitter_of_five_percent_keeps_the_honeycomb_rings(seed):
     xy = honeycomb(160, 160, origin=(30, 30))
     ref = build_graph(xy, image_shape=shape_for(xy))
@@ -262,54 +262,70 @@ def random_planar_graph(seed, n=120):
     return xy, bonds, tri
 
 
-@pytest.mark.parametrize("seed", range(4))
-def test_half_edge_faces_satisfy_euler_and_match_networkx(seed):
-    xy, bonds, _ = random_planar_graph(seed)
-    n, e = len(xy), len(bonds)
-    org, dst, nxt, face = _half_edges(xy, bonds)
-    assert np.array_equal(np.sort(nxt), np.arange(2 * e)), "next is a permutation"
-    assert np.array_equal(org[nxt], dst), "faces are closed walks"
-    n_comp, comp = connected_components(coo_matrix((np.ones(e), tuple(bonds.T)), shape=(n, n)), directed=False)
-    n_comp_edges = len(np.unique(comp[bonds[:, 0]]))
-    n_faces = face.max() + 1
-    # Each component with edges has one outer face cycle; V - E + F = 1 + C with F counting the outer face once.
-    bounded = n_faces - n_comp_edges
-    assert n - e + (bounded + 1) == 1 + n_comp
-
+def networkx_faces(xy, bonds):
+    """Every face walk of the straight-line embedding, from networkx's PlanarEmbedding (neighbours in angular order)."""
     emb = nx.PlanarEmbedding()
-    for v in range(n):
-        emb.add_node(v)
-    for v in range(n):
-        out = np.flatnonzero(org == v)  # sorted by angle: counter-clockwise in raw (x, y)
-        nbrs = dst[out].tolist()
+    emb.add_nodes_from(range(len(xy)))
+    neighbours = {v: [] for v in range(len(xy))}
+    for i, j in bonds.tolist():
+        neighbours[i].append(j)
+        neighbours[j].append(i)
+    for v, nbrs in neighbours.items():
+        nbrs.sort(key=lambda w: math.atan2(xy[w, 1] - xy[v, 1], xy[w, 0] - xy[v, 0]))  # counter-clockwise in raw x, y
         for k, w in enumerate(nbrs):
-            if k == 0:
-                emb.add_half_edge(v, w)
-            else:
-                emb.add_half_edge(v, w, ccw=nbrs[k - 1])
+            emb.add_half_edge(v, w, **({"ccw": nbrs[k - 1]} if k else {}))
     emb.check_structure()
-    seen, nx_faces = set(), []
+    seen, faces = set(), []
     for u, v in emb.edges():
         if (u, v) not in seen:
-            nx_faces.append(tuple(emb.traverse_face(u, v, mark_half_edges=seen)))
-    ours = [tuple(org[face == f]) for f in range(n_faces)]
-    assert sorted(sorted(f) for f in ours) == sorted(sorted(f) for f in nx_faces)
+            faces.append(tuple(emb.traverse_face(u, v, mark_half_edges=seen)))
+    return faces
+
+
+@pytest.mark.parametrize("seed", seeds(0, 1, 2, 3))
+def test_faces_satisfy_euler_and_match_networkx(seed):
+    xy, bonds, tri = random_planar_graph(seed)
+    # a whole triangulation: every bounded face a triangle, and V - E + F = 1
+    edges = np.unique(np.sort(np.concatenate([tri.simplices[:, [0, 1]], tri.simplices[:, [1, 2]],
+                                              tri.simplices[:, [2, 0]]]), axis=1), axis=0)
+    triangles = face_cycles(xy, edges, max_ring=12)
+    assert {frozenset(t) for t in triangles} == {frozenset(t) for t in tri.simplices.tolist()}
+    assert len(xy) - len(edges) + len(triangles) == 1
+    # 60 % of its edges: the simple bounded faces are networkx's simple face walks but for each piece's outer one
+    # (networkx walks bounded faces with a positive raw shoelace sum, the outer one of each piece negative)
+    expected = set()
+    for walk in networkx_faces(xy, bonds):
+        p = xy[list(walk)]
+        if len(set(walk)) == len(walk) <= 12 and signed_area(p) > 0:
+            expected.add(frozenset(walk))
+    faces = face_cycles(xy, bonds, max_ring=12)
+    assert {frozenset(f) for f in faces} == expected and len(faces) == len(expected) > 5
+    for f in faces:
+        assert f[0] == min(f) and signed_area(xy[list(f)]) < 0
+    # Euler over all faces: V - E + F = 1 + C (F counting one outer face for the whole plane)
+    n, e = len(xy), len(bonds)
+    n_comp, _ = connected_components(coo_matrix((np.ones(e), tuple(bonds.T)), shape=(n, n)), directed=False)
+    pieces_with_edges = len(set(connected_components(coo_matrix((np.ones(e), tuple(bonds.T)), shape=(n, n)),
+                                                     directed=False)[1][bonds[:, 0]].tolist()))
+    n_bounded = len(networkx_faces(xy, bonds)) - pieces_with_edges
+    assert n - e + n_bounded + 1 == 1 + n_comp
 
 
 def test_rings_exclude_faces_with_atoms_inside():
-    # A square frame split in 4 quads; the top-left quad holds an unbonded triangle.
-    xy = np.array([[x, y] for y in (0, 10, 20) for x in (0, 10, 20)], float) * 3 + 20
-    inner = np.array([[28, 28], [34, 28], [30, 34]], float)
-    xy = np.concatenate([xy, inner])
-    bonds = np.array([[0, 1], [1, 2], [3, 4], [4, 5], [6, 7], [7, 8], [0, 3], [3, 6], [1, 4], [4, 7], [2, 5],
-                      [5, 8], [9, 10], [10, 11], [9, 11]], dtype=np.int64)
-    bonds = bonds[np.lexsort(bonds.T[::-1])]
-    tri = Delaunay(xy)
-    rings, border = _rings(xy, bonds, tri, (200, 200), 12, 0.0, np.ones(len(xy), bool), triangle_regions(xy, bonds, tri))
-    # the three empty quads (on the outer face: flagged) and the inner triangle; the quad around it is no ring
-    assert set(map(frozenset, rings)) == {frozenset(q) for q in ((1, 2, 4, 5), (3, 4, 6, 7), (4, 5, 7, 8), (9, 10, 11))}
-    assert dict(zip(map(frozenset, rings), border.tolist()))[frozenset((9, 10, 11))] is False
-    assert sum(border.tolist()) == 3
+    # A 4 x 4 grid of bonded atoms: nine square rings, the central one away from the outer face ...
+    grid = np.array([[x, y] for y in range(4) for x in range(4)], float) * 30 + 20
+    bonds = [(i, i + 1) for i in range(16) if i % 4 < 3] + [(i, i + 4) for i in range(12)]
+    plain = graph_from_bonds(grid, bonds, image_shape=(200, 200))
+    assert len(plain.rings) == 9 and [r for r, b in zip(plain.rings, plain.ring_border) if not b] == [(5, 9, 10, 6)]
+    # ... and the central square is no ring with atoms inside it, bonded to each other (a triangle) or not
+    centre = frozenset((5, 6, 9, 10))
+    triangle = np.array([[58, 58], [64, 58], [60, 64]], float)
+    with_triangle = graph_from_bonds(np.concatenate([grid, triangle]), bonds + [(16, 17), (17, 18), (16, 18)],
+                                     image_shape=(200, 200))
+    with_atom = graph_from_bonds(np.concatenate([grid, [[62.0, 61.0]]]), bonds, image_shape=(200, 200))
+    for g in (with_triangle, with_atom):
+        assert centre not in set(map(frozenset, g.rings)) and len({frozenset(r) for r in g.rings} & set(
+            map(frozenset, plain.rings))) == 8
     # build_graph bonds such a triangle to the cell's corners; the cell itself is never a ring.
     grid = np.array([[x, y] for y in range(5) for x in range(5)], float) * 20 + 20
     xy = np.concatenate([grid, [[46, 46], [52, 46], [48, 52]]])
@@ -469,22 +485,63 @@ def test_atom_graph_validates_fields():
     assert g.rings == ((0, 2, 1),) and math.isnan(g.bond_factor) and g.xy.dtype == np.float64
 
 
-def test_auto_bond_factor_bonds_past_a_first_shell_of_pairs_or_chains():
+def dumbbell_columns(spacing_px, seed):
+    """Columns of a rectangular lattice of vertical dumbbells: pairs 8 px apart, ``spacing_px`` between the
+    dumbbell columns, 20 px between dumbbells along a column (12 px end to end), 0.2 px position noise."""
+    rng = np.random.default_rng(seed)
+    centres = np.array([[x * spacing_px, y * 20.0] for y in range(10) for x in range(10)]) + 20
+    columns = np.concatenate([centres - [0, 4.0], centres + [0, 4.0]]) + rng.normal(0, 0.2, (200, 2))
+    return columns, (230, int(9 * spacing_px + 40))
+
+
+@pytest.mark.parametrize("seed", seeds(3, 4))
+def test_auto_bond_factor_bonds_past_a_first_shell_of_pairs_or_chains(seed):
     """A rectangular lattice (rows 1.45x farther apart than columns) and a lattice of dumbbells: the first
     histogram minimum would leave chains or isolated pairs; the auto cut bonds the next shell and finds rings."""
-    rng = np.random.default_rng(3)
+    rng = np.random.default_rng(seed)
     rect = np.array([[x * 10.0, y * 14.5] for y in range(12) for x in range(16)]) + 20
     rect += rng.normal(0, 0.2, rect.shape)
     g = build_graph(rect, image_shape=(220, 200))
-    assert 1.45 < g.bond_factor < 1.75
+    assert 1.45 < g.bond_factor < 1.75  # seeds 0-9: 1.62-1.64
     assert set(g.ring_sizes.tolist()) == {4} and len(g.rings) == 15 * 11 and (g.region == "network").all()
     assert int((~g.ring_border).sum()) == 13 * 9  # the outer layer touches the hull: flagged
-    # pairs 8 px apart; 12 px end to end along the columns, 14 px between columns
-    centres = np.array([[x * 14.0, y * 20.0] for y in range(10) for x in range(10)]) + 20
-    dumbbells = np.concatenate([centres - [0, 4.0], centres + [0, 4.0]]) + rng.normal(0, 0.2, (200, 2))
-    g = build_graph(dumbbells, image_shape=(230, 170))
-    degree = np.bincount(g.bonds.ravel(), minlength=len(dumbbells))
-    assert np.mean(degree) >= 2.5 and len(g.rings) > 0
+    # Dumbbell columns 14 px apart (1.75 x the pair): the ladders between neighbouring columns are rectangles, 7 x 17
+    # of them away from the hull. Seeds 0-9 and 1000-1009: 115-120 rings, 97.5-100 % of them 4-rings (now and then
+    # a rectangle's diagonal, 2.02 x the pair, is bonded, or a side missed: triangles, hexagons). This geometry
+    # replaced the 24 px of the test's first version (d8de7bf, unstated): see the xfail below and the
+    # dumbbell-sites test after it.
+    columns, shape = dumbbell_columns(14.0, seed)
+    g = build_graph(columns, image_shape=shape)
+    degree = np.bincount(g.bonds.ravel(), minlength=len(columns))
+    assert np.mean(degree) >= 2.5
+    inner = g.ring_sizes[~g.ring_border]
+    assert abs(len(inner) - 7 * 17) <= 8 and np.mean(inner == 4) >= 0.95
+
+
+@pytest.mark.xfail(reason="columns 24 px apart are 3 x the 8 px dumbbell: beyond the auto bond factor's search (ratio "
+                          "2.5; edge ratios to the local nearest-neighbour distance), so the cut leaves isolated pairs "
+                          "and no ring; a longer search cannot help, since the ladders' rectangles (8 x 24 px) have "
+                          "diagonals only 5 % longer than their sides (ratios 3.16 vs 3.0, with 0.2 px noise no valley "
+                          "between them). Pair the columns first: detect.spots: dumbbells (next test)", strict=True)
+@pytest.mark.parametrize("seed", seeds(3))
+def test_auto_bond_factor_on_dumbbells_three_times_their_length_apart(seed):
+    columns, shape = dumbbell_columns(24.0, seed)
+    g = build_graph(columns, image_shape=shape)
+    inner = g.ring_sizes[~g.ring_border]
+    assert len(inner) == 7 * 17 and set(inner.tolist()) == {4}
+
+
+@pytest.mark.parametrize("seed", seeds(3, 4))
+def test_dumbbell_sites_make_the_wide_dumbbell_lattice_a_graph(seed):
+    """The same 24 px lattice with each dumbbell one site (engine/pairs.py): a rectangular lattice, every interior
+    rectangle a ring (seeds 0-9: the 7 x 7 away from the hull, nothing else)."""
+    from motifgram.engine.pairs import dumbbell_sites
+
+    columns, shape = dumbbell_columns(24.0, seed)
+    sites = dumbbell_sites(columns, np.ones(len(columns)))
+    assert len(sites.xy) == 100 and sites.paired.all()
+    g = build_graph(sites.xy, image_shape=shape)
+    assert set(g.ring_sizes.tolist()) == {4} and int((~g.ring_border).sum()) == 7 * 7 and len(g.rings) == 9 * 9
 
 
 def test_rings_read_as_a_tuple_of_tuples():

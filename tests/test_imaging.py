@@ -8,6 +8,7 @@ from scipy import ndimage
 
 from motifgram.engine.imaging import REALISTIC_OPTIONS, position_bound, render
 from motifgram.engine.simulate import simulate, simulate_options
+from conftest import seed, seeds
 
 SIZE = 96
 
@@ -22,14 +23,14 @@ def _opts(**changes):
 def _one_column(**changes):
     xy = np.array([[47.3, 48.6]])
     return render(xy, np.array([1.0]), _opts(**changes), size=SIZE, nn_px=8.0, inside=np.array([True]),
-                  rng=np.random.default_rng(0), extra_rng=np.random.default_rng(1))
+                  rng=np.random.default_rng(seed(0)), extra_rng=np.random.default_rng(seed(1)))
 
 
 def test_realistic_options_are_simulator_options_and_off_by_default():
     opts = simulate_options("mos2")
     for name, off in REALISTIC_OPTIONS.items():
         assert opts[name] == off
-    sim = simulate("graphene", size=96, seed=2)
+    sim = simulate("graphene", size=96, seed=seed(2))
     np.testing.assert_array_equal(sim.imaging.xy, sim.truth.xy)
     assert not sim.imaging.contamination.any()
 
@@ -56,7 +57,7 @@ def test_row_jitter_truth_is_the_columns_centroid():
     assert centroid_y == pytest.approx(48.6, abs=1e-3)
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", seeds(0, 1, 2))
 def test_counts_are_poisson_at_the_dose(seed):
     dose = 20.0
     sim = simulate("mos2", size=128, seed=seed, dose=dose, read_noise=0.0, probe_tail=0.3, background_blobs=0.3,
@@ -70,29 +71,31 @@ def test_counts_are_poisson_at_the_dose(seed):
 
 
 def test_read_noise_adds_its_variance():
-    sim = simulate("graphene", size=128, seed=4, dose=None, read_noise=0.1)
+    sim = simulate("graphene", size=128, seed=seed(4), dose=None, read_noise=0.1)
     resid = sim.image.astype(np.float64) - sim.imaging.expected
     assert resid.std() == pytest.approx(0.1, rel=0.03)
 
 
 @pytest.mark.parametrize("coverage", [0.1, 0.3])
 def test_contamination_covers_its_share_and_flags_atoms(coverage):
-    sim = simulate("graphene", size=128, seed=5, contamination=coverage, dose=None)
+    sim = simulate("graphene", size=128, seed=seed(5), contamination=coverage, dose=None)
     im = sim.imaging
     assert im.contamination.mean() == pytest.approx(coverage, abs=0.01)
     rc = np.clip(np.rint(im.xy[:, ::-1]).astype(int), 0, 127)
     np.testing.assert_array_equal(im.atom_contaminated, im.contamination[rc[:, 0], rc[:, 1]])
-    clean = simulate("graphene", size=128, seed=5, dose=None)
+    clean = simulate("graphene", size=128, seed=seed(5), dose=None)
     extra = sim.image - clean.image
     # the amorphous layer adds signal only inside the patches (beyond their edge, the probe's reach: 4 sigma)
     distance = ndimage.distance_transform_edt(~im.contamination)
-    assert np.abs(extra[distance > 4 * sim.options["sigma_px"] + 1]).max() < 1e-5
+    # seeds 0-9 and 1000-1009 (coverage 0.1 and 0.3): at most 0 to 4.4e-5 beyond that reach (the bound was 1e-5, met
+    # by seed 5 and a few others), 0.14-0.21 on average inside the patches
+    assert np.abs(extra[distance > 4 * sim.options["sigma_px"] + 1]).max() < 1e-4
     assert extra[im.contamination].mean() > 0.1
 
 
 def test_drift_moves_imaged_positions_smoothly_and_keeps_truth():
-    sim = simulate("graphene", size=128, seed=6, drift=3.0, dose=None)
-    ref = simulate("graphene", size=128, seed=6, dose=None)
+    sim = simulate("graphene", size=128, seed=seed(6), drift=3.0, dose=None)
+    ref = simulate("graphene", size=128, seed=seed(6), dose=None)
     np.testing.assert_array_equal(sim.truth.xy, ref.truth.xy)
     d = sim.imaging.xy - sim.truth.xy
     assert 0.5 < np.abs(d).max() <= 3.0 + 1e-9
@@ -118,7 +121,7 @@ def test_position_bound_of_an_isolated_column():
 
 
 def test_neighbours_raise_the_bound():
-    sim = simulate("graphene", size=96, seed=1, dose=40.0)
+    sim = simulate("graphene", size=96, seed=seed(1), dose=40.0)
     far = position_bound(sim.imaging, nn_px=8.0, neighbour_nn=0.1)  # no neighbour as a parameter
     near = position_bound(sim.imaging, nn_px=8.0)
     assert np.all(near >= far * (1 - 1e-9))

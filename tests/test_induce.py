@@ -11,6 +11,8 @@ from motifgram.engine.simulate import simulate
 from motifgram.grammar.induce import InductionResult, induce_grammar
 from motifgram.grammar.rules import canonical_motif
 from motifgram.grammar.parse import parse_graph
+from conftest import seed
+from conftest import seed as offset_seed
 
 SW_DENSITY, VACANCY_DENSITY = 0.002, 0.001
 
@@ -38,7 +40,7 @@ def expand(grammar, symbol):
 
 @pytest.fixture(scope="module")
 def defective():
-    return atom_graph("graphene", size=512, seed=1, stone_wales_density=SW_DENSITY, vacancy_density=VACANCY_DENSITY)
+    return atom_graph("graphene", size=512, seed=seed(1), stone_wales_density=SW_DENSITY, vacancy_density=VACANCY_DENSITY)
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +74,7 @@ def test_stone_wales_and_vacancy_rules(defective, learned):
 
 
 def test_perfect_crystal_is_one_domain_rule():
-    graph, truth = atom_graph("graphene", size=384, seed=3, stone_wales_density=0.0, vacancy_density=0.0)
+    graph, truth = atom_graph("graphene", size=384, seed=seed(3), stone_wales_density=0.0, vacancy_density=0.0)
     assert not truth.defects
     result = induce_grammar([graph])
     g = result.grammar
@@ -84,7 +86,7 @@ def test_perfect_crystal_is_one_domain_rule():
 
 def test_counts_sum_over_micrographs(defective):
     graph, truth = defective
-    other, other_truth = atom_graph("graphene", size=448, seed=2, stone_wales_density=SW_DENSITY,
+    other, other_truth = atom_graph("graphene", size=448, seed=seed(2), stone_wales_density=SW_DENSITY,
                                     vacancy_density=VACANCY_DENSITY)
     result = induce_grammar([graph, other])
     g = result.grammar
@@ -104,7 +106,7 @@ def test_graphs_are_read_once_one_at_a_time(defective):
     import weakref
 
     graph, _ = defective
-    other = atom_graph("graphene", size=448, seed=2, stone_wales_density=SW_DENSITY,
+    other = atom_graph("graphene", size=448, seed=seed(2), stone_wales_density=SW_DENSITY,
                        vacancy_density=VACANCY_DENSITY)[0]
     refs, alive_earlier = [], []
 
@@ -132,7 +134,7 @@ def two_sublattice(graph):
 
 
 def test_a_word_earns_its_rule_and_rare_words_fall_back_to_the_wildcard():
-    graph, _ = atom_graph("graphene", size=256, seed=4, stone_wales_density=0.0, vacancy_density=0.0)
+    graph, _ = atom_graph("graphene", size=256, seed=seed(4), stone_wales_density=0.0, vacancy_density=0.0)
     compound = two_sublattice(graph)
     tokens = compound.tokens.astype("<U2")
     centre = int(np.argmin(np.hypot(*(graph.xy - 128.0).T)))
@@ -165,7 +167,7 @@ def test_deterministic(defective, learned):
 @settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 2**32 - 1))
 def test_ring_order_does_not_matter(seed):
-    graph, _ = atom_graph("graphene", size=256, seed=0, stone_wales_density=0.004, vacancy_density=0.002)
+    graph, _ = atom_graph("graphene", size=256, seed=offset_seed(0), stone_wales_density=0.004, vacancy_density=0.002)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(graph.rings))
     rings = tuple(graph.rings[k][s:] + graph.rings[k][:s] for k, s in zip(order, rng.integers(0, 5, len(order))))
@@ -174,7 +176,7 @@ def test_ring_order_does_not_matter(seed):
 
 
 def test_amorphous_network_learns_many_motifs():
-    graph, _ = atom_graph("crn", size=256, seed=0)
+    graph, _ = atom_graph("crn", size=256, seed=seed(0))
     result = induce_grammar([graph], max_motif_size=4)
     g = result.grammar
     assert len(g.motifs) >= 2

@@ -7,9 +7,9 @@ import pytest
 
 from motifgram.engine.errors import ImageError
 from motifgram.engine.io import load_micrograph
+from conftest import DATA, needs_data, seed
+from conftest import seed as offset_seed
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data is not present")
 
 
 @needs_data
@@ -46,7 +46,7 @@ def test_npy_tif_png_round_trip(tmp_path):
     import imageio.v3 as iio
     import tifffile
 
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed(0))
     image = rng.uniform(0, 255, size=(64, 80)).astype(np.uint8)
     np.save(tmp_path / "a.npy", image)
     tifffile.imwrite(tmp_path / "a.tif", image)
@@ -60,7 +60,7 @@ def test_npy_tif_png_round_trip(tmp_path):
 def test_tiff_with_imagej_calibration(tmp_path):
     import tifffile
 
-    image = np.random.default_rng(1).random((64, 64)).astype(np.float32)
+    image = np.random.default_rng(seed(1)).random((64, 64)).astype(np.float32)
     tifffile.imwrite(tmp_path / "cal.tif", image, imagej=True, resolution=(1 / 0.25, 1 / 0.25), metadata={"unit": "A"})
     assert load_micrograph(tmp_path / "cal.tif").pixel_size_nm == pytest.approx(0.025)
 
@@ -83,7 +83,7 @@ def test_unusable_arrays_are_rejected(tmp_path, array, message):
 
 
 def test_nan_pixels_are_rejected(tmp_path):
-    image = np.random.default_rng(2).random((64, 64))
+    image = np.random.default_rng(seed(2)).random((64, 64))
     image[3, 4] = np.nan
     np.save(tmp_path / "nan.npy", image)
     with pytest.raises(ImageError, match="NaN"):
@@ -124,7 +124,7 @@ def test_truncated_files_give_an_image_error_naming_the_file(tmp_path, relative)
 def _lattice(seed=0, size=96):
     from motifgram.engine.simulate import simulate
 
-    return simulate("graphene", size=size, seed=seed).image
+    return simulate("graphene", size=size, seed=offset_seed(seed)).image
 
 
 def test_plain_hdf5_with_one_dataset_is_read(tmp_path):

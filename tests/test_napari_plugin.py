@@ -20,14 +20,15 @@ from motifgram.engine.report import token_colours  # noqa: E402
 from motifgram.engine.simulate import simulate  # noqa: E402
 from motifgram.engine.spec import load_spec  # noqa: E402
 from motifgram.napari_plugin import analyse_image, get_reader, layers_of, read_run  # noqa: E402
+from conftest import seed  # noqa: E402
 
-SIMULATION = {"kind": "graphene", "size": 256, "seed": 2, "stone_wales_density": 0.004, "vacancy_density": 0.002}
+SIMULATION = {"kind": "graphene", "size": 256, "seed": seed(2), "stone_wales_density": 0.004, "vacancy_density": 0.002}
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """An analysed array, saved; its temporary input gone, so the run's layers have no image."""
-    sim = simulate("graphene", size=256, seed=2, stone_wales_density=0.004, vacancy_density=0.002)
+    sim = simulate(**SIMULATION)
     result = motifgram.analyse(sim.image, pixel_size=sim.pixel_size_nm, quiet=True, tokens={"k": 1},
                                output={"report": False, "overlays": False})
     folder = result.save(tmp_path_factory.mktemp("runs") / "graphene")
@@ -75,7 +76,7 @@ def test_a_simulated_run_brings_its_image(tmp_path):
     folder = run(spec, out_dir=tmp_path / "run", quiet=True)
     image, meta, kind = layers_of(motifgram.load_run(folder))[0]
     sim = simulate(**SIMULATION)
-    assert kind == "image" and meta["name"] == "graphene-2"
+    assert kind == "image" and meta["name"] == f"graphene-{seed(2)}"
     np.testing.assert_array_equal(image, sim.image)
     assert meta["scale"] == (sim.pixel_size_nm, sim.pixel_size_nm)
 

@@ -22,6 +22,7 @@ from motifgram.engine.pairs import atoms_at_dumbbells
 from motifgram.engine.stages import analyse_micrograph
 from motifgram.engine.simulate import simulate
 from motifgram.engine.spec import load_spec
+from conftest import SPECS, needs_data, seed, seeds
 from test_dual import check_parse_reuses_spots, same_points
 
 DUMBBELL = 8.0  # column spacing in a dumbbell, px (Si: 0.136 nm)
@@ -64,17 +65,24 @@ def dumbbell_lattice(*, size, dumbbell=DUMBBELL, unresolved=0.2, extra=0.05, noi
 
 # ---- known truth: a lattice of dumbbells ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("seed", range(4))
-def test_sites_recover_the_dumbbell_centres(seed):
+def measure_sites(seed):
+    """Dumbbell sites of a noisy dumbbell lattice at a random angle against the true centres: recall, precision
+    (within a quarter dumbbell), RMSE (px)."""
     angle = np.random.default_rng(100 + seed).uniform(0, 2 * math.pi)
     spots, intensity, centres, resolved = dumbbell_lattice(size=300, angle=angle, seed=seed)
     sites = dumbbell_sites(spots, intensity)
     d, j = cKDTree(sites.xy).query(centres)
     match = d < 0.25 * DUMBBELL
-    recall = match.mean()
     precision = np.mean(cKDTree(centres).query(sites.xy)[0] < 0.25 * DUMBBELL)
-    rmse = math.sqrt(np.mean(d[match] ** 2))
-    # measured (seeds 0-3, ~150 dumbbells, noise 0.3 px per axis): recall 1, precision 1, RMSE 0.31-0.33 px, as
+    return {"recall": match.mean(), "precision": precision, "rmse": math.sqrt(np.mean(d[match] ** 2))}, (
+        spots, intensity, centres, resolved, sites, j)
+
+
+@pytest.mark.parametrize("seed", seeds(0, 1, 2, 3))
+def test_sites_recover_the_dumbbell_centres(seed):
+    m, (spots, intensity, centres, resolved, sites, j) = measure_sites(seed)
+    recall, precision, rmse = m["recall"], m["precision"], m["rmse"]
+    # measured (seeds 0-9, ~150 dumbbells, noise 0.3 px per axis): recall 1, precision 1, RMSE 0.308-0.343 px, as
     # expected: a pair's centre is off by 0.3 px (2-D rms of the mean of two columns), a single spot by 0.42 px,
     # 80 % pairs give 0.33 px
     assert recall == 1.0 and precision == 1.0
@@ -92,8 +100,8 @@ def test_sites_recover_the_dumbbell_centres(seed):
 
 @pytest.mark.parametrize("angle", [0.0, 0.4, math.pi / 2, 2.5])
 def test_rotation_and_permutation_invariance(angle):
-    rng = np.random.default_rng(5)
-    spots, intensity, _, _ = dumbbell_lattice(size=300, angle=0.3, seed=9)
+    rng = np.random.default_rng(seed(5))
+    spots, intensity, _, _ = dumbbell_lattice(size=300, angle=0.3, seed=seed(9))
     c, s = math.cos(angle), math.sin(angle)
     rot = np.array([[c, s], [-s, c]])
     ref = dumbbell_sites(spots, intensity)
@@ -112,7 +120,7 @@ def test_rotation_and_permutation_invariance(angle):
                                                                             "vacancy_density": 0.02}),
                                            ("mos2", {}), ("perovskite", {})])
 def test_no_pairs_without_dumbbells(kind, options):
-    truth = simulate(kind, size=256, seed=1, dose=None, **options).truth
+    truth = simulate(kind, size=256, seed=seed(1), dose=None, **options).truth
     sites = dumbbell_sites(truth.xy, np.ones(len(truth.xy)))
     assert not sites.paired.any()
     assert same_points(sites.xy, truth.xy, tol=1e-9)
@@ -154,28 +162,43 @@ def render(spots, amplitude, sigma, *, size, seed):
     return (rng.poisson(image * 300.0) / 300.0 + rng.normal(scale=0.02, size=image.shape)).astype(np.float32)
 
 
-@pytest.fixture(scope="module")
-def dumbbell_image():
+def rendered_dumbbells(seed):
     """A rendered dumbbell lattice (a fifth of the dumbbells one round blob), its truth and its analysis."""
     spots, _, centres, resolved = dumbbell_lattice(size=RENDER_SIZE, dumbbell=RENDER_DUMBBELL, extra=0.0, noise=0.0,
-                                                   angle=0.35, seed=2)
+                                                   angle=0.35, seed=seed)
     n_columns = 2 * int(resolved.sum())
     amplitude = np.where(np.arange(len(spots)) < n_columns, 1.0, 1.4)
     sigma = np.where(np.arange(len(spots)) < n_columns, 0.22 * RENDER_DUMBBELL, 0.4 * RENDER_DUMBBELL)
-    image = render(spots, amplitude, sigma, size=RENDER_SIZE, seed=4)
+    image = render(spots, amplitude, sigma, size=RENDER_SIZE, seed=seed + 2)
     spec = load_spec({"inputs": [{"simulate": {"kind": "graphene"}}], "detect": {"spots": "dumbbells"}})
     micrograph = Micrograph(image=image, pixel_size_nm=0.136 / RENDER_DUMBBELL, id="si", group="g", source="test")
     return image, centres, resolved, analyse_micrograph(micrograph, spec)
 
 
+@pytest.fixture(scope="module")
+def dumbbell_image():
+    return rendered_dumbbells(seed(2))
+
+
+def measure_rendered(seed):
+    """Sites of the rendered lattice against the dumbbell centres: one per dumbbell, largest error and RMSE (px),
+    and its graph's rings (all triangles, their count)."""
+    _, centres, _, analysis = rendered_dumbbells(seed)
+    d, j = cKDTree(analysis.atoms.xy).query(centres)
+    return {"one_per_dumbbell": float(len(analysis.atoms.xy) == len(centres) == len(np.unique(j))),
+            "largest": float(d.max()), "rmse": float(np.sqrt(np.mean(d**2))),
+            "triangles_only": float(set(analysis.graph.ring_sizes.tolist()) == {3}),
+            "rings": len(analysis.graph.rings)}
+
+
 def test_pipeline_hook(dumbbell_image):
     image, centres, resolved, analysis = dumbbell_image
     xy = analysis.atoms.xy
-    # one site per dumbbell, resolved or not (measured: 97 of 97, RMSE 0.07 px, largest error 0.39 px)
+    # one site per dumbbell, resolved or not (seeds 0-9: 97 of 97, RMSE 0.049-0.071 px, largest error 0.11-0.39 px)
     d, j = cKDTree(xy).query(centres)
     assert len(xy) == len(centres) and len(np.unique(j)) == len(centres)
     assert d.max() < 0.6 and np.sqrt(np.mean(d**2)) < 0.15
-    # the dumbbell lattice is one regular graph: every ring away from the border a triangle (measured: 88)
+    # the dumbbell lattice is one regular graph: every ring away from the border a triangle (seeds 0-9: 88)
     assert set(analysis.graph.ring_sizes.tolist()) == {3} and len(analysis.graph.rings) >= 80
     assert analysis.atoms.nn_distance_px == pytest.approx(math.sqrt(3 / 8) * 4 * RENDER_DUMBBELL, rel=0.03)
     # the columns the sites come from: the same detection with spots: atoms
@@ -197,27 +220,17 @@ def test_parse_reuses_the_runs_spots_option(dumbbell_image, tmp_path):
 
 # ---- the real Si [110] (AtomSegNet, MIT): specs/si110_dumbbells.yaml ----------------------------------------------
 
-try:
-    from test_real_data import DATA, SPECS, grammar_of, read_run
-except ImportError:  # tests run from elsewhere
-    from pathlib import Path
+from test_real_data import grammar_of, read_run, run_spec
 
-    DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-    SPECS = Path(__file__).resolve().parents[1] / "specs"
-    read_run = grammar_of = None
-
-real_data = pytest.mark.skipif(not DATA.is_dir() or read_run is None, reason=f"real micrographs not present at {DATA}")
+real_data = needs_data
 
 
 @pytest.fixture(scope="module")
 def si_dumbbells(tmp_path_factory):
-    from motifgram.engine.pipeline import run
     from motifgram.engine.stages import load_input
 
     raw = yaml.safe_load((SPECS / "si110_dumbbells.yaml").read_text())
-    raw["output"] = {"overlays": False, "report": False}
-    spec = load_spec(raw, base_dir=SPECS)
-    run_dir = run(spec, out_dir=tmp_path_factory.mktemp("si110_dumbbells") / "run", quiet=True)
+    run_dir = run_spec("si110_dumbbells", seed(0), tmp_path_factory.mktemp("si110_dumbbells"))
     columns_spec = load_spec({**raw, "detect": {"spots": "atoms"}}, base_dir=SPECS)
     columns = analyse_micrograph(load_input(columns_spec.inputs[0]), columns_spec).atoms
     return run_dir, columns
@@ -229,10 +242,13 @@ def test_si110_dumbbell_sites(si_dumbbells):
     xy, *_ = read_run(run_dir)
     _, sites = atoms_at_dumbbells(columns)
     assert same_points(xy, sites.xy, tol=1e-3)
-    # measured: 397 columns -> 202 sites: 189 pairs (6 of them with an extra, dim detection beside the
-    # dumbbell) and 13 single spots (unresolved dumbbells, or columns whose partner is outside the image)
+    # measured (detection does not depend on the seed): 397 columns -> 202 sites: 189 pairs (6 of them with an
+    # extra, dim detection beside the dumbbell) and 13 single spots (unresolved dumbbells, or columns whose partner
+    # is outside the image); the pair cut at 26.9 px. The test pinned these four counts; it now asks that nearly
+    # every site be a resolved pair and that few columns be extra detections.
     extra = len(columns) - 2 * int(sites.paired.sum()) - int((~sites.paired).sum())
-    assert (len(columns), len(sites.xy), int(sites.paired.sum()), extra) == (397, 202, 189, 6)
+    assert sites.paired.mean() > 0.85 and extra <= 0.03 * len(columns)
+    assert len(sites.xy) == pytest.approx(len(columns) / 2, rel=0.1)
     assert sites.scale_px == pytest.approx(26.9, abs=0.5)
 
 
@@ -241,7 +257,8 @@ def test_si110_dumbbell_lattice_is_one_graph(si_dumbbells):
     run_dir, _ = si_dumbbells
     _, token, _, _, rings = read_run(run_dir)
     # every ring is a triangle of dumbbells (measured: 246, the centred rectangular lattice)
-    assert Counter(size for size, _ in rings) == {3: 246}
+    sizes = Counter(size for size, _ in rings)
+    assert set(sizes) == {3} and sizes[3] >= 200
     g = grammar_of(run_dir)
     ring_size = {r.name: r.size for r in g.rings}
     largest = max(g.domains, key=lambda d: d.size)
@@ -250,7 +267,18 @@ def test_si110_dumbbell_lattice_is_one_graph(si_dumbbells):
 
 @real_data
 def test_si110_dumbbells_one_domain(si_dumbbells):
-    # one token: BIC's second component of 8 sites was rejected (fewer than D + 1 members; engine/mixture.py)
+    # one token: BIC's second component of 8 sites was rejected (fewer than D + 1 members; engine/mixture.py);
+    # one domain of triangles on every spec seed 0-7
     g = grammar_of(si_dumbbells[0])
     ring_size = {r.name: r.size for r in g.rings}
     assert [(ring_size.get(d.symbol), d.count) for d in g.domains] == [(3, 1)]
+
+
+def measure_si110_dumbbells(run_dir):
+    """The real Si [110] as dumbbell sites: ring sizes, token count and the grammar's domains (ring size, count)."""
+    _, token, _, _, rings = read_run(run_dir)
+    g = grammar_of(run_dir)
+    ring_size = {r.name: r.size for r in g.rings}
+    return {"triangles": sum(size == 3 for size, _ in rings), "other_rings": sum(size != 3 for size, _ in rings),
+            "tokens": len(set(token)), "domains": len(g.domains),
+            "one_triangle_domain": float([(ring_size.get(d.symbol), d.count) for d in g.domains] == [(3, 1)])}

@@ -12,6 +12,7 @@ from motifgram.engine.simulate import simulate
 from motifgram.grammar.induce import induce_grammar
 from motifgram.grammar.model import Grammar
 from motifgram.grammar.parse import ROOT_SYMBOL, ParseNode, ParseResult, SymbolGraph, parse_graph, select_disjoint
+from conftest import seed
 
 DEFECTS = {"stone_wales_density": 0.002, "vacancy_density": 0.001}
 
@@ -38,9 +39,36 @@ def check_tree(root: ParseNode, n_atoms: int) -> None:
     assert sorted(leaves) == list(range(n_atoms))
 
 
+def measure_parse(seed):
+    """The cost and coverage claims of this module's tests for seed set ``seed`` (benchmarks/seed_sweeps.py
+    ``parse``): a grammar induced from graphene ``seed + 1`` (512 px); its bits per atom; graphene ``seed + 2``
+    parsed with it against its own grammar (coverage change at levels 1 and 2, bits ratio); a random network
+    ``seed`` parsed with it (bits over the crystal's; its own grammar's bits over the crystal grammar's); a perfect
+    crystal's grammar (graphene ``seed + 3``): its data bits, and the defective micrograph's bits under it over its
+    own grammar's."""
+    training, _ = atom_graph("graphene", size=512, seed=seed + 1, **DEFECTS)
+    grammar = induce_grammar([training]).grammar
+    parsed = parse_graph(grammar, training)
+    other, _ = atom_graph("graphene", size=448, seed=seed + 2, **DEFECTS)
+    foreign, own = parse_graph(grammar, other), parse_graph(induce_grammar([other]).grammar, other)
+    crn, _ = atom_graph("crn", size=384, seed=seed)
+    amorphous = parse_graph(grammar, crn)
+    perfect, _ = atom_graph("graphene", size=384, seed=seed + 3, stone_wales_density=0.0, vacancy_density=0.0)
+    perfect_grammar = induce_grammar([perfect]).grammar
+    return {"bits_per_atom": parsed.bits_per_atom,
+            **{f"foreign_coverage_{k}_change": foreign.coverage[k] - own.coverage[k] for k in (1, 2)},
+            "foreign_over_own_bits": foreign.bits_per_atom / own.bits_per_atom,
+            "crn_over_crystal_bits": amorphous.bits_per_atom / parsed.bits_per_atom,
+            "crn_own_over_crystal_grammar": parse_graph(induce_grammar([crn]).grammar, crn).bits_per_atom
+            / amorphous.bits_per_atom,
+            "perfect_data_bits": parse_graph(perfect_grammar, perfect).data_bits,
+            "defective_over_own_under_perfect": parse_graph(perfect_grammar, training).bits_per_atom
+            / parsed.bits_per_atom}
+
+
 @pytest.fixture(scope="module")
 def training():
-    return atom_graph("graphene", size=512, seed=1, **DEFECTS)
+    return atom_graph("graphene", size=512, seed=seed(1), **DEFECTS)
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +126,7 @@ def test_counts_coverage_and_bits(training, induced, parsed):
     # The parse reproduces the induction's data code exactly.
     assert parsed.data_bits == pytest.approx(induced.data_bits, rel=1e-12)
     assert parsed.bits_per_atom == pytest.approx(induced.data_bits / graph.n_atoms)
-    assert 0 < parsed.bits_per_atom < 0.5
+    assert 0 < parsed.bits_per_atom < 0.5  # measure_parse, seeds 0-9 and 1000-1004: 0.060
 
 
 def test_serialisation(parsed):
@@ -115,10 +143,11 @@ def test_serialisation(parsed):
 
 
 def test_second_micrograph_of_the_same_material(induced, parsed):
-    other, _ = atom_graph("graphene", size=448, seed=2, **DEFECTS)
+    other, _ = atom_graph("graphene", size=448, seed=seed(2), **DEFECTS)
     foreign = parse_graph(induced.grammar, other)
     own = parse_graph(induce_grammar([other]).grammar, other)
     check_tree(foreign.root, other.n_atoms)
+    # seeds 0-9, 1000-1004: equal coverage at both levels; 0.997 of its own grammar's bits
     for level in (1, 2):
         assert foreign.coverage[level] == pytest.approx(own.coverage[level], abs=0.03)
     assert foreign.bits_per_atom < 2 * own.bits_per_atom
@@ -126,11 +155,11 @@ def test_second_micrograph_of_the_same_material(induced, parsed):
 
 
 def test_amorphous_costs_far_more_than_the_crystal(induced, parsed):
-    crn, _ = atom_graph("crn", size=384, seed=0)
+    crn, _ = atom_graph("crn", size=384, seed=seed(0))
     amorphous = parse_graph(induced.grammar, crn)
     check_tree(amorphous.root, crn.n_atoms)
-    assert amorphous.bits_per_atom > 20 * parsed.bits_per_atom
-    # Its own grammar describes it better than the crystal's (cross description length > 0).
+    assert amorphous.bits_per_atom > 20 * parsed.bits_per_atom  # seeds 0-9, 1000-1004: 90-116 x
+    # Its own grammar describes it better than the crystal's (cross description length > 0): 0.20-0.31 of the bits.
     assert parse_graph(induce_grammar([crn]).grammar, crn).bits_per_atom < 0.5 * amorphous.bits_per_atom
     # Ring sizes the grammar has never seen are unknown rings, costed with the escape code.
     sizes = {len(r) for r in crn.rings}
@@ -141,15 +170,15 @@ def test_amorphous_costs_far_more_than_the_crystal(induced, parsed):
 
 def test_perfect_crystal_grammar_on_a_defective_micrograph(training):
     graph, _ = training
-    perfect, _ = atom_graph("graphene", size=384, seed=3, stone_wales_density=0.0, vacancy_density=0.0)
+    perfect, _ = atom_graph("graphene", size=384, seed=seed(3), stone_wales_density=0.0, vacancy_density=0.0)
     g = induce_grammar([perfect]).grammar
     own = parse_graph(g, perfect)
     assert own.coverage[2] == pytest.approx(own.coverage[1])
-    assert own.data_bits < 32  # the domain's size dominates: γ(1400) = 21 bits
+    assert own.data_bits < 32  # the domain's size dominates: γ(1400) = 21 bits (seeds 0-9, 1000-1004: 23.7)
     result = parse_graph(g, graph)
     check_tree(result.root, graph.n_atoms)
     assert {"R5?", "R7?", "R9?"} <= set(result.ring_symbols.tolist())
-    assert result.bits_per_atom > 3 * parse_graph(induce_grammar([graph]).grammar, graph).bits_per_atom
+    assert result.bits_per_atom > 3 * parse_graph(induce_grammar([graph]).grammar, graph).bits_per_atom  # 4.59 x
 
 
 def test_text_round_trip_parses_the_same(training, induced, parsed):
@@ -235,8 +264,8 @@ def test_ring_words_and_order_match_the_definitions():
     from motifgram.grammar.rules import canonical_ring_word
     from motifgram.grammar.parse import canonical_ring_order, distinct_ring_words, ring_words
 
-    graph, _ = atom_graph("crn", size=256, seed=2)
-    rng = np.random.default_rng(0)
+    graph, _ = atom_graph("crn", size=256, seed=seed(2))
+    rng = np.random.default_rng(seed(0))
     graph = graph.with_tokens(rng.choice(["C", "A", "Bb"], size=graph.n_atoms))
     words = ring_words(graph)
     assert words == [canonical_ring_word([graph.tokens[a] for a in r]) for r in graph.rings]

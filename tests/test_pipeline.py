@@ -2,6 +2,7 @@
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +13,8 @@ from motifgram.engine.graph import build_graph
 from motifgram.engine.pipeline import parse_with_grammar, run
 from motifgram.engine.simulate import simulate
 from motifgram.engine.spec import load_spec
-from motifgram.engine.tokens import UNDECIDED_OVERLAP, TokenModel, is_close_call, merge_decision, merge_sequence
+from motifgram.engine.tokens import TokenModel
+from conftest import seed, seeds
 
 
 def match_to_truth(truth_xy, found_xy, radius):
@@ -26,45 +28,60 @@ def match_to_truth(truth_xy, found_xy, radius):
     return np.where(keep, idx, -1)
 
 
-@pytest.fixture(scope="module")
-def graphene_with_defects():
-    return simulate("graphene", size=512, seed=11, stone_wales_density=0.003, vacancy_density=0.0)
+def graphene_with_defects(seed):
+    return simulate("graphene", size=512, seed=seed, stone_wales_density=0.003, vacancy_density=0.0)
 
 
-def test_detection_f1_and_rmse_on_simulated_graphene(graphene_with_defects):
-    sim = graphene_with_defects
+def measure_graphene_detection(seed):
+    """Simulated graphene with Stone-Wales defects: detection F1 and RMSE against every true atom, and how many of
+    the defects' rings the graph finds with exactly the true atoms."""
+    sim = graphene_with_defects(seed)
     atoms = detect_atoms(sim.image)
     match = match_to_truth(sim.truth.xy, atoms.xy, radius=0.5 * atoms.nn_distance_px)
     true_positives = np.count_nonzero(match >= 0)
     precision = true_positives / len(atoms.xy)
     recall = true_positives / len(sim.truth.xy)
-    f1 = 2 * precision * recall / (precision + recall)
     rmse = np.sqrt(np.mean(np.sum((atoms.xy[match[match >= 0]] - sim.truth.xy[match >= 0]) ** 2, axis=1)))
-    assert f1 >= 0.99
-    assert rmse <= 0.25
-
-
-def test_every_stone_wales_defect_appears_with_its_rings(graphene_with_defects):
-    sim = graphene_with_defects
-    atoms = detect_atoms(sim.image)
     graph = build_graph(atoms.xy, image_shape=sim.image.shape)
-    match = match_to_truth(sim.truth.xy, atoms.xy, radius=0.5 * atoms.nn_distance_px)
     found = {frozenset(ring) for ring in graph.rings}
     defects = [d for d in sim.truth.defects if d.kind == "stone_wales"]
-    assert len(defects) >= 5
-    for defect in defects:
-        sizes = sorted(len(sim.truth.rings[r]) for r in defect.rings)
-        assert sizes == [5, 5, 7, 7]
-        for r in defect.rings:
-            mapped = match[list(sim.truth.rings[r])]
-            assert (mapped >= 0).all()
-            assert frozenset(mapped.tolist()) in found
+    rings = [match[list(sim.truth.rings[r])] for d in defects for r in d.rings]
+    return {"f1": 2 * precision * recall / (precision + recall), "rmse": rmse, "defects": len(defects),
+            "defect_rings_found": np.mean([(m >= 0).all() and frozenset(m.tolist()) in found for m in rings])}, sim
+
+
+@pytest.mark.parametrize("seed", seeds(11, 12))
+def test_detection_and_every_stone_wales_defect_with_its_rings(seed):
+    m, sim = measure_graphene_detection(seed)
+    # seeds 0-9: F1 0.9923-0.9938 against every true atom (the misses are columns cut by the edge; 0.99 was within
+    # 0.3 % of that), RMSE 0.122-0.127 px, 9 Stone-Wales defects, every one of their rings found
+    assert m["f1"] >= 0.98
+    assert m["rmse"] <= 0.2
+    assert m["defects"] >= 5  # the test needs defects (seeds 0-9: 9); as before
+    for defect in sim.truth.defects:
+        assert sorted(len(sim.truth.rings[r]) for r in defect.rings) == [5, 5, 7, 7]
+    assert m["defect_rings_found"] == 1.0
+
+
+def demo_spec():
+    """The bundled demo spec (what ``motifgram run`` runs), its micrographs' and fit's seeds shifted by the test
+    seed offset."""
+    import yaml
+
+    from motifgram.engine.spec import bundled_spec_path
+
+    raw = yaml.safe_load(bundled_spec_path("demo").read_text())
+    raw["seed"] = seed(raw["seed"])
+    for item in raw["inputs"]:
+        item["id"] = f"graphene-{item['simulate']['seed']}"  # the ids the demo's own seeds give
+        item["simulate"]["seed"] = seed(item["simulate"]["seed"])
+    return load_spec(raw)
 
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "run"
-    return run(None, out_dir=out, quiet=True)
+    return run(demo_spec(), out_dir=out, quiet=True)
 
 
 def read_rows(path):
@@ -125,7 +142,7 @@ def test_lengths_in_nm_follow_the_pixel_size(demo_run):
 
 
 def test_without_a_pixel_size_lengths_stay_in_px(tmp_path):
-    np.save(tmp_path / "plain.npy", simulate("graphene", size=192, seed=4).image)  # a bare array: no calibration
+    np.save(tmp_path / "plain.npy", simulate("graphene", size=192, seed=seed(4)).image)  # a bare array: no calibration
     spec = load_spec({"inputs": [{"path": "plain.npy"}], "output": {"overlays": False, "report": False}},
                      base_dir=tmp_path)
     out = run(spec, out_dir=tmp_path / "run", quiet=True)
@@ -136,20 +153,41 @@ def test_without_a_pixel_size_lengths_stay_in_px(tmp_path):
     assert not [key for key in info if key.endswith("_nm") and key != "pixel_size_nm"]
 
 
+def bhattacharyya(m1, c1, m2, c2):
+    """Bhattacharyya coefficient of two Gaussians (closed form), written here independently of engine/tokens.py."""
+    c = 0.5 * (c1 + c2)
+    d = m1 - m2
+    distance = d @ np.linalg.solve(c, d) / 8 + 0.5 * (np.linalg.slogdet(c)[1]
+                                                     - 0.5 * (np.linalg.slogdet(c1)[1] + np.linalg.slogdet(c2)[1]))
+    return float(np.exp(-distance))
+
+
 def test_summary_records_how_components_became_tokens(demo_run):
     """The demo's BIC mixture has more components than tokens; the summary gives the overlaps that fixed the
-    count, recomputed here from the saved model."""
-    tokens = json.loads((demo_run / "summary.json").read_text())["tokens"]
-    merging = tokens["merging"]
-    model = TokenModel.load(demo_run / "tokens.npz")
-    assert merging["mixture_components"] == len(model.mixture.weights) > tokens["k"]
-    last, first = merge_decision(merge_sequence(model.mixture)[0])
-    assert merging["last_merged"] == pytest.approx(last, abs=1e-4) and last > merging["threshold"]
-    assert merging["first_kept_apart"] == (None if first is None else pytest.approx(first, abs=1e-4))
-    assert merging["close_call"] == is_close_call((last, first))
-    assert merging["undecided"] == list(UNDECIDED_OVERLAP)
-    assert f"{merging['mixture_components']} mixture components (K by BIC) became 1 token(s)" in (
-        demo_run / "report.html").read_text()
+    count. Single-linkage merging joins components along the maximum spanning tree of the pairwise overlaps, so
+    the last merge made is the smallest tree edge above the threshold and the first refused the largest below it:
+    computed here from the saved mixture with a spanning tree of scipy, not with the engine's merging code."""
+    from scipy.sparse.csgraph import minimum_spanning_tree
+
+    summary = json.loads((demo_run / "summary.json").read_text())
+    tokens, merging = summary["tokens"], summary["tokens"]["merging"]
+    mix = TokenModel.load(demo_run / "tokens.npz").mixture
+    k = len(mix.weights)
+    overlap = np.array([[bhattacharyya(mix.means[i], mix.covariances[i], mix.means[j], mix.covariances[j])
+                         if i < j else 0.0 for j in range(k)] for i in range(k)])
+    tree = minimum_spanning_tree(np.where(overlap > 0, 2.0 - overlap, 0.0)).toarray()
+    heights = np.sort(2.0 - tree[tree > 0])[::-1]  # the k - 1 single-linkage merge heights
+    threshold = merging["threshold"]
+    assert merging["mixture_components"] == k >= tokens["k"]
+    assert tokens["k"] == 1 + np.count_nonzero(heights <= threshold)
+    assert merging["last_merged"] == pytest.approx(heights[heights > threshold].min(), abs=1e-3)
+    below = heights[heights <= threshold]
+    assert merging["first_kept_apart"] == (pytest.approx(below.max(), abs=1e-3) if len(below) else None)
+    low, high = merging["undecided"]
+    assert 0 < low < threshold < high < 1
+    assert merging["close_call"] == any(c is not None and low < c < high for c in (merging["last_merged"],
+                                                                                 merging["first_kept_apart"]))
+    assert f"{k} mixture components (K by BIC) became {tokens['k']} token(s)" in (demo_run / "report.html").read_text()
 
 
 def test_demo_parse_trees_cover_each_atom_once(demo_run):
@@ -172,19 +210,48 @@ def test_demo_parse_trees_cover_each_atom_once(demo_run):
 
 
 def test_rerun_is_byte_identical(demo_run, tmp_path):
-    again = run(None, out_dir=tmp_path / "again", quiet=True)
-    for name in ("atoms.csv", "bonds.csv", "rings.csv", "grammar.txt", "parses/graphene-1.json"):
-        assert (again / name).read_bytes() == (demo_run / name).read_bytes(), name
+    """Outputs are deterministic for a given seed: a second run in a fresh process state writes the same files."""
+    from test_executor import assert_same_outputs
+
+    again = run(demo_spec(), out_dir=tmp_path / "again", quiet=True)
+    assert_same_outputs(again, demo_run)
 
 
-def test_parse_applies_a_saved_grammar_to_a_new_micrograph(demo_run, tmp_path):
-    sim = simulate("graphene", size=384, seed=5, stone_wales_density=0.003, vacancy_density=0.002)
-    np.save(tmp_path / "new.npy", sim.image)
-    out = parse_with_grammar(demo_run / "grammar.txt", tmp_path / "new.npy", out_dir=tmp_path / "parsed", quiet=True)
-    summary = json.loads((out / "summary.json").read_text())
-    info = summary["images"]["new"]
-    assert info["n_atoms"] > 0.95 * len(sim.truth.xy)
+def parse_new(demo_run, folder, seed):
+    """A new simulated graphene micrograph parsed with the demo's grammar: (simulation, its summary entry)."""
+    sim = simulate("graphene", size=384, seed=seed, stone_wales_density=0.003, vacancy_density=0.002)
+    np.save(folder / "new.npy", sim.image)
+    out = parse_with_grammar(demo_run / "grammar.txt", folder / "new.npy", out_dir=folder / "parsed", quiet=True)
     assert (out / "grammar.txt").read_text() == (demo_run / "grammar.txt").read_text()
+    return sim, json.loads((out / "summary.json").read_text())["images"]["new"]
+
+
+_DEMO_RUNS = {}
+
+
+def measure_parse_new(seed):
+    """The atoms found (share of the truth's) and the level-1 coverage minus the demo's own, for micrograph ``seed``
+    parsed with the grammar of the demo run at the default seeds (run once per process: a run left by another
+    version of the code must not be reused)."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="motifgram-parse-"))
+    if "demo" not in _DEMO_RUNS:
+        _DEMO_RUNS["demo"] = run(None, out_dir=folder / "demo", quiet=True)
+    demo = _DEMO_RUNS["demo"]
+    sim, info = parse_new(demo, folder, seed)
+    own = json.loads((demo / "summary.json").read_text())["images"]["graphene-1"]
+    return {"atoms_found": info["n_atoms"] / len(sim.truth.xy), "coverage_change": info["coverage"]["1"]
+            - own["coverage"]["1"]}
+
+
+@pytest.mark.parametrize("seed", seeds(5))
+def test_parse_applies_a_saved_grammar_to_a_new_micrograph(demo_run, tmp_path, seed):
+    sim, info = parse_new(demo_run, tmp_path, seed)
+    # every atom found, and the share of atoms in rings of the grammar as on the micrograph it was learned from
+    # (seeds 0-9: 98.1-98.5 % of the atoms; coverage 0.033-0.039 below the demo's, a 384 px micrograph's wider
+    # border)
+    assert info["n_atoms"] > 0.95 * len(sim.truth.xy)
     own = json.loads((demo_run / "summary.json").read_text())["images"]["graphene-1"]
     assert info["coverage"]["1"] == pytest.approx(own["coverage"]["1"], abs=0.05)
 

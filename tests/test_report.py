@@ -28,7 +28,6 @@ from motifgram.engine.errors import MotifgramError
 from motifgram.engine.report import (
     OVERLAY_IMAGE_PX,
     REPORT_SECTIONS,
-    _hierarchy_layout,
     render_overlay,
     render_token_gallery,
     token_colours,
@@ -36,6 +35,7 @@ from motifgram.engine.report import (
 )
 from motifgram.grammar.model import Grammar
 from motifgram.grammar.rules import DomainRule, MotifRule, RingRule, TokenSymbol
+from conftest import seed
 
 TOKEN_NAMES = ("A", "B", "V")
 
@@ -336,7 +336,7 @@ def test_missing_summary_is_a_motifgram_error(tmp_path):
 @pytest.mark.parametrize(("shape", "title"), [((120, 200), "a title"), ((200, 120), None), ((64, 64), None)])
 def test_overlay_size_and_dots_on_the_columns(tmp_path, shape, title):
     h, w = shape
-    rng = np.random.default_rng(1)
+    rng = np.random.default_rng(seed(1))
     xy = np.c_[rng.uniform(5, w - 6, 12), rng.uniform(5, h - 6, 12)]
     tokens = np.arange(12) % 3
     path = tmp_path / "sub" / "o.png"
@@ -371,7 +371,7 @@ def test_large_run_stays_small(tmp_path):
     shape = (2048, 2048)
     xy, sub, rings = honeycomb(shape, bond=8.0)
     assert len(xy) > 45_000
-    rng = np.random.default_rng(3)
+    rng = np.random.default_rng(seed(3))
     image = rng.normal(size=shape).astype(np.float32)
     symbols = np.where(rng.random(len(rings)) < 0.05, "R5", "R6")
     run = tmp_path / "big"
@@ -383,25 +383,47 @@ def test_large_run_stays_small(tmp_path):
     assert write_report(run).stat().st_size < 15_000_000
 
 
-def test_hierarchy_layout_places_parts_below_their_rules():
+def hierarchy_labels(page: str) -> tuple[dict[str, tuple[float, float]], dict[int, float]]:
+    """The report's hierarchy figure (inline SVG, text kept as text): symbol label -> (x, y) and level -> row y."""
+    start = page.index("<h3>Hierarchy</h3>")
+    svg = page[start:page.index("</svg>", start)]
+    labels, rows = {}, {}
+    for attributes, text in re.findall(r"<text([^>]*)>([^<]*)</text>", svg):
+        at = re.search(r' x="([-\d.]+)" y="([-\d.]+)"', attributes) or re.search(
+            r"translate\(([-\d.]+) ([-\d.]+)\)", attributes)  # rotated labels are placed by a transform
+        x, y = float(at.group(1)), float(at.group(2))
+        if text.startswith("level "):
+            rows[int(text.split()[1])] = y
+        elif text not in ("token", "ring", "motif", "domain"):  # the legend
+            labels[html.unescape(text)] = (x, y)
+    return labels, rows
+
+
+def test_hierarchy_draws_every_symbol_above_its_parts(report):
+    """In the page: one label per grammar symbol, on the row of its level (labels sit just above their node), so
+    every rule is drawn above the symbols it is built from."""
     g = fixture_grammar().validate()
-    nodes, edges, omitted = _hierarchy_layout(g)
-    assert omitted == 0
-    assert set(nodes) == set(g.symbols)
-    for name, (x, level, weight, kind) in nodes.items():
-        assert level == g.level_of(name)
-        assert 0 <= x <= 1 and 0 < weight <= 1
-    assert {kind for *_, kind in nodes.values()} == {"token", "ring", "motif", "domain"}
-    for parent, child in edges:
-        assert nodes[parent][1] > nodes[child][1]
-    assert set(edges) == {
-        ("R6", "A"), ("R6", "B"), ("R6v", "A"), ("R6v", "B"), ("R6v", "V"),
-        ("M1", "R6v"), ("M1", "R7"), ("M2", "M1"), ("D_R6", "R6"),
-    }
-    assert nodes["R6"][2] == 1.0 and nodes["R7"][2] == pytest.approx(4 / 90)
-    few, _, omitted = _hierarchy_layout(g, max_per_level=1)
-    assert omitted == 5  # tokens B, V; rings R6v, R7; D_R6 (rarer than M1 on level 2)
-    assert {"A", "R6", "M1", "M2"} == set(few)
+    labels, rows = hierarchy_labels(report.read_text(encoding="utf-8"))
+    assert set(labels) == set(g.symbols) and sorted(rows) == sorted({g.level_of(s) for s in g.symbols})
+    for name, (_, y) in labels.items():
+        nearest_row = min(rows, key=lambda level: abs(rows[level] - y))
+        assert nearest_row == g.level_of(name) and y < rows[nearest_row], name  # SVG y grows downwards
+    for rule in (*g.rings, *g.motifs, *g.domains):
+        parts = rule.word if hasattr(rule, "word") else rule.nodes if hasattr(rule, "nodes") else (rule.symbol,)
+        assert all(labels[p][1] > labels[rule.name][1] for p in parts if p != "*"), rule.name
+
+
+def test_hierarchy_of_a_large_grammar_keeps_the_commonest_symbols(tmp_path):
+    """A level with more symbols than fit (30 drawn) keeps the commonest and says how many it left out."""
+    rings = tuple(RingRule(f"R{k}", ("A",) * (k - 1) + ("B",), 200 - k) for k in range(3, 43))
+    g = Grammar("big", 1, tokens=(TokenSymbol("A", 0.9), TokenSymbol("B", 0.1)), rings=rings)
+    write_run(tmp_path / "run")
+    (tmp_path / "run" / "grammar.txt").write_text(g.to_text())
+    page = write_report(tmp_path / "run").read_text(encoding="utf-8")
+    labels, _ = hierarchy_labels(page)
+    drawn = {name for name in labels if name.startswith("R")}
+    assert drawn == {r.name for r in sorted(rings, key=lambda r: -r.count)[:30]}
+    assert "10 rarer symbols are not drawn" in page
 
 
 # --------------------------------------------------------------------------------------------------------------

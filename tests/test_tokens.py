@@ -1,6 +1,7 @@
 """Tests for motifgram.engine.tokens on synthetic honeycomb micrographs with known site classes."""
 
 import dataclasses
+import functools
 
 import numpy as np
 import pytest
@@ -25,6 +26,7 @@ from motifgram.engine.tokens import (
     token_names,
 )
 from motifgram.engine.zernike import zernike_moments
+from conftest import seed, seeds
 
 SIZE, BOND, PATCH = 320, 8.0, 17
 MOS2 = (1.0, 0.6, 0.3, 0.9)  # intensities of Mo, S2, S1 (S vacancy), SSe (substitution)
@@ -60,18 +62,55 @@ def honeycomb(intensities, *, defect_fraction=0.0, sigma=1.4, noise=0.03, seed=0
     return img.astype(np.float32), xy[inside], label[inside]
 
 
-@pytest.fixture(scope="module")
-def mos2():
-    img, xy, truth = honeycomb(MOS2, defect_fraction=0.03, seed=1)
+def learn_mos2(image_seed, *, fit_seed=0):
+    """Tokens of a honeycomb with MoS2's site classes (3 % defect sites): features, truth, model, labels, confidence."""
+    img, xy, truth = honeycomb(MOS2, defect_fraction=0.03, seed=image_seed)
     feats = compute_features(img, xy, patch_size=PATCH)
     model, labels, conf = learn_tokens(
-        feats.invariants, patches=feats.patches, moments=feats.moments, lattice_period_px=BOND, seed=0
+        feats.invariants, patches=feats.patches, moments=feats.moments, lattice_period_px=BOND, seed=fit_seed
     )
     return feats, truth, model, labels, conf
 
 
+@pytest.fixture(scope="module")
+def mos2():
+    return learn_mos2(seed(1))
+
+
+def measure_mos2_tokens(seed):
+    """The site classes of the MoS2-like honeycomb as tokens (image and mixture seeds both ``seed``).
+
+    ari: against the four classes; shared: Mo sites in S2's token plus S2 sites in Mo's; plain_mo_share: Mo sites
+    without a defect (S1 or SSe) neighbour in Mo's token; near_defect_apart: Mo sites with a defect neighbour in
+    neither Mo's nor S2's token; other_tokens_pure: the members of the other tokens that are defect sites or Mo
+    sites next to one; contrast: the class averages' centre pixel, Mo's token minus S2's; generalises: ARI of the
+    model on a new micrograph (seed + 10) of the same material.
+    """
+    feats, truth, model, labels, conf = learn_mos2(seed, fit_seed=seed)
+    mo, s2 = truth == 0, truth == 1
+    mo_token, s2_token = np.bincount(labels[mo]).argmax(), np.bincount(labels[s2]).argmax()
+    xy = honeycomb(MOS2, defect_fraction=0.03, seed=seed)[1]
+    near_defect = np.array([np.any(truth[n] >= 2) for n in cKDTree(xy).query_ball_point(xy, 1.2 * BOND)])
+    other = (labels != mo_token) & (labels != s2_token)
+    c = PATCH // 2
+    img, xy2, truth2 = honeycomb(MOS2, defect_fraction=0.03, seed=seed + 10)
+    labels2, _ = assign_tokens(model, compute_features(img, xy2, patch_size=PATCH).invariants)
+    return {
+        "ari": adjusted_rand_index(truth, labels), "n_tokens": len(model.names),
+        "distinct": float(mo_token != s2_token),
+        "shared": int(np.sum(labels[mo] == s2_token) + np.sum(labels[s2] == mo_token)),
+        "s2_share": np.mean(labels[s2] == s2_token),
+        "plain_mo_share": np.mean(labels[mo & ~near_defect] == mo_token),
+        "near_defect_apart": np.mean(other[mo & near_defect]),
+        "other_tokens_pure": np.mean(((mo & near_defect) | (truth >= 2))[other]) if other.any() else 1.0,
+        "median_confidence": float(np.median(conf)),
+        "contrast": float(model.class_averages[mo_token, c, c] - model.class_averages[s2_token, c, c]),
+        "generalises": adjusted_rand_index(truth2, labels2),
+    }
+
+
 def test_compute_features_shapes_and_dtypes():
-    img, xy, _ = honeycomb(MOS2, seed=0)
+    img, xy, _ = honeycomb(MOS2, seed=seed(0))
     f = compute_features(img, xy[:50], patch_size=PATCH, n_max=8)
     assert f.moments.shape == (50, 25) and f.moments.dtype == np.complex64
     assert f.invariants.shape == (50, 25) and f.invariants.dtype == np.float32
@@ -96,73 +135,93 @@ def _graphene_features(rotation, seed, size):
     return feats.invariants, interior
 
 
-def test_invariants_do_not_depend_on_the_lattice_orientation():
-    # Every invariant's mean over a micrograph moves by less than half its spread within a micrograph when
-    # the lattice turns (0.3 rad is the worst case of square pixel patches: ratios of about 4 there).
-    for seed in (1, 2, 3):
-        inv = {}
-        for rotation in (0.0, 0.3, 0.52):
-            values, interior = _graphene_features(rotation, seed, 320)
-            inv[rotation] = values[interior]
-        for a, b in ((0.0, 0.3), (0.0, 0.52), (0.3, 0.52)):
-            spread = np.sqrt(0.5 * (inv[a].var(axis=0) + inv[b].var(axis=0)))
-            ratio = np.abs(inv[a].mean(axis=0) - inv[b].mean(axis=0)) / spread
-            assert ratio.max() < 0.5, (seed, a, b, ratio.round(2))
+def measure_orientation_shift(seed):
+    """The largest shift of an invariant's mean between micrographs of the lattice turned by 0, 0.3 and 0.52 rad,
+    in units of its spread within a micrograph (0.3 rad is the worst case of square pixel patches: about 4)."""
+    inv = {}
+    for rotation in (0.0, 0.3, 0.52):
+        values, interior = _graphene_features(rotation, seed, 320)
+        inv[rotation] = values[interior]
+    worst = 0.0
+    for a, b in ((0.0, 0.3), (0.0, 0.52), (0.3, 0.52)):
+        spread = np.sqrt(0.5 * (inv[a].var(axis=0) + inv[b].var(axis=0)))
+        worst = max(worst, float((np.abs(inv[a].mean(axis=0) - inv[b].mean(axis=0)) / spread).max()))
+    return {"shift": worst}
 
 
-def test_tokens_of_two_orientations_are_not_split_by_micrograph():
-    parts = [_graphene_features(rotation, 2, 256) for rotation in (0.0, 0.3)]
+@pytest.mark.parametrize("seed", seeds(1, 2))
+def test_invariants_do_not_depend_on_the_lattice_orientation(seed):
+    # Every invariant's mean moves by less than half its spread within a micrograph when the lattice turns
+    # (seeds 0-9: at most 0.12-0.28 of it)
+    assert measure_orientation_shift(seed)["shift"] < 0.5
+
+
+def measure_two_orientations(seed):
+    """Tokens of two pristine graphene micrographs (lattice at 0 and 0.3 rad) learned together: the largest share
+    one micrograph has of a token holding >= 5 % of the atoms, and the smallest share of each micrograph's
+    interior atoms in the first token."""
+    parts = [_graphene_features(rotation, seed, 256) for rotation in (0.0, 0.3)]
     inv = np.concatenate([p[0] for p in parts])
     interior = np.concatenate([p[1] for p in parts])
     owner = np.repeat([0, 1], [len(p[0]) for p in parts])
-    model, labels, _ = learn_tokens(inv, k="auto", seed=0)
+    model, labels, _ = learn_tokens(inv, k="auto", seed=seed)
+    one_sided = 0.0
     for token in range(len(model.names)):
         members = owner[labels == token]
         if len(members) >= 0.05 * len(labels):
-            assert max(np.mean(members == 0), np.mean(members == 1)) <= 0.9, (token, np.bincount(members))
-    # away from the (mirrored, orientation-dependent) border every atom of both micrographs is one token
-    for mic in (0, 1):
-        counts = np.bincount(labels[interior & (owner == mic)], minlength=len(model.names))
-        assert counts[0] >= 0.98 * counts.sum()
+            one_sided = max(one_sided, np.mean(members == 0), np.mean(members == 1))
+    interior_in_first = min(np.mean(labels[interior & (owner == mic)] == 0) for mic in (0, 1))
+    pooled, _, _ = learn_tokens(inv[interior], seed=seed)
+    return {"one_sided": one_sided, "interior_in_first": interior_in_first, "n_tokens": len(model.names),
+            "interior_tokens": len(pooled.names)}
 
 
-def test_mos2_site_classes_are_separated(mos2):
+@pytest.mark.parametrize("seed", seeds(2, 3))
+def test_tokens_of_two_orientations_are_not_split_by_micrograph(seed):
+    m = measure_two_orientations(seed)
+    # no token belongs to one micrograph; away from the (mirrored, orientation-dependent) border every atom of both
+    # micrographs is one token (seeds 0-9: 2 tokens, the second at the border; the larger micrograph's share of a
+    # token 0.50-0.67; interior atoms in the first token 0.997-1)
+    assert m["one_sided"] <= 0.9
+    assert m["interior_in_first"] >= 0.98
+
+
+@pytest.mark.parametrize("seed", seeds(1, 2, 3))
+def test_mos2_site_classes_are_separated(seed):
+    m = measure_mos2_tokens(seed)
+    # What the tokens are (seeds 0-9): Mo, S2, and the Mo sites next to a defect: 17 % of Mo (6 % of the S sites
+    # are defects and a Mo has three S neighbours), every one of them outside Mo's and S2's tokens, 0-0.7 % of the
+    # other Mo sites with them; the defect sites join S2's token (or, seeds 4 and 7, the neighbourhood token).
+    # Mo and S2 never share a token (0 sites on every seed).
+    assert m["distinct"] and m["shared"] == 0 and m["s2_share"] > 0.98
+    # (Mo without a defect neighbour in Mo's token 0.9935-1; Mo with one apart: 1; other tokens' members that are
+    # defects or Mo next to one: 0.965-1)
+    assert m["plain_mo_share"] > 0.97 and m["near_defect_apart"] > 0.95 and m["other_tokens_pure"] > 0.9
+    # ARI against the four site classes: 0.779-0.864. Before 32bceb8 this asked for 0.80 (on seed 1 only), which
+    # 5 of seeds 0-9 miss: since merging, the classes the tokens find are the three above, not the four.
+    assert m["ari"] >= 0.75
+    assert m["median_confidence"] > 0.99  # 0.9999-1
+    assert m["contrast"] > 0.25  # 0.360-0.382
+    assert m["generalises"] >= 0.75  # a new micrograph (seed + 10): 0.794-0.840
+
+
+def test_model_fields(mos2):
     feats, truth, model, labels, conf = mos2
-    # 0.83 without merging; merging joins the broad 4 % defect component (both defect classes and some
-    # B sites, Bhattacharyya coefficient 0.31) into the B token, leaving 0.79
-    assert adjusted_rand_index(truth, labels) >= 0.78
-    assert 3 <= len(model.names) <= 6
-    assert model.names[:3] == ("A", "B", "C")
-    assert np.all(np.diff(model.abundances) <= 0)
-    assert np.all((conf > 0) & (conf <= 1 + 1e-9)) and np.median(conf) > 0.9
-    # Mo and S2 columns never share a token
-    mo = set(labels[truth == 0].tolist())
-    s2 = set(labels[truth == 1].tolist())
-    assert len(mo & s2) <= 1 and np.bincount(labels[truth == 0]).max() > 0.75 * (truth == 0).sum()
-
-
-def test_model_fields_and_class_averages(mos2):
-    feats, truth, model, labels, _ = mos2
     k = len(model.names)
+    assert model.names == token_names(k)
+    assert np.all(np.diff(model.abundances) <= 0)
+    assert np.all((conf > 0) & (conf <= 1 + 1e-9))
     assert model.patch_size == PATCH and model.n_max == 10 and model.lattice_period_px == BOND
     assert model.class_averages.shape == (k, PATCH, PATCH) and model.class_averages.dtype == np.float32
-    c = PATCH // 2
-    mo_token = np.bincount(labels[truth == 0]).argmax()
-    s2_token = np.bincount(labels[truth == 1]).argmax()
-    assert model.class_averages[mo_token, c, c] > model.class_averages[s2_token, c, c] + 0.2
 
 
-def test_assign_tokens_reproduces_training_labels_and_generalises(mos2):
+def test_assign_tokens_reproduces_training_labels(mos2):
     feats, truth, model, labels, conf = mos2
     again, again_conf = assign_tokens(model, feats.invariants)
     np.testing.assert_array_equal(again, labels)
     np.testing.assert_allclose(again_conf, conf, atol=1e-6)
-    img, xy, truth2 = honeycomb(MOS2, defect_fraction=0.03, seed=11)
-    new = compute_features(img, xy, patch_size=PATCH)
-    labels2, _ = assign_tokens(model, new.invariants)
-    assert adjusted_rand_index(truth2, labels2) >= 0.75
     with pytest.raises(MotifgramError, match="n_max"):
-        assign_tokens(model, new.invariants[:, :20])
+        assign_tokens(model, feats.invariants[:, :20])
 
 
 def test_save_load_round_trip(mos2, tmp_path):
@@ -183,17 +242,24 @@ def test_save_load_round_trip(mos2, tmp_path):
         TokenModel.load(tmp_path / "missing.npz")
 
 
-def test_graphene_gives_one_or_two_tokens():
-    img, xy, _ = honeycomb((1.0, 1.0), seed=2)
+def measure_one_species(seed):
+    """A honeycomb of one species (graphene): the token count and the first token's share."""
+    img, xy, _ = honeycomb((1.0, 1.0), seed=seed)
     feats = compute_features(img, xy, patch_size=PATCH)
-    model, labels, _ = learn_tokens(feats.invariants, seed=0)
-    assert 1 <= len(model.names) <= 2
-    assert model.abundances[0] > 0.8
+    model, labels, _ = learn_tokens(feats.invariants, seed=seed)
+    return {"n_tokens": len(model.names), "first_share": model.abundances[0]}, model
+
+
+@pytest.mark.parametrize("seed", seeds(2, 3))
+def test_one_species_is_one_token(seed):
+    m, model = measure_one_species(seed)
+    # seeds 0-9: one token (this test accepted 1 or 2 before)
+    assert m["n_tokens"] == 1
     assert model.class_averages.shape == (len(model.names), 0, 0) and model.patch_size == 0
 
 
 def test_fixed_k_custom_names_and_validation():
-    img, xy, truth = honeycomb((1.0, 0.5), seed=3)
+    img, xy, truth = honeycomb((1.0, 0.5), seed=seed(3))
     feats = compute_features(img, xy, patch_size=PATCH)
     model, labels, _ = learn_tokens(feats.invariants, k=2, names=("Mo", "S"), seed=0)
     assert model.names == ("Mo", "S") and len(model.mixture.weights) == 2
@@ -212,7 +278,7 @@ def test_fixed_k_custom_names_and_validation():
 def test_class_averages_align_rotated_copies():
     yy, xx = np.mgrid[0:21, 0:21] - 10.0
     template = np.exp(-((xx - 5) ** 2 + yy**2) / 6.0) + 0.6 * np.exp(-((xx + 2) ** 2 + (yy - 4) ** 2) / 6.0)
-    angles = np.random.default_rng(0).uniform(-np.pi, np.pi, 40)
+    angles = np.random.default_rng(seed(0)).uniform(-np.pi, np.pi, 40)
     copies = rotate_patches(np.repeat(template[None].astype(np.float32), 40, axis=0), angles)
     mom = zernike_moments(copies, sampling="square")
     avg = class_averages(copies, mom, np.zeros(40, int), 2)
@@ -245,21 +311,53 @@ def test_bhattacharyya_coefficient_closed_forms():
     assert bhattacharyya_coefficient([0.0], [[s1**2]], [delta], [[s2**2]]) == pytest.approx(want)
 
 
-def test_merging_joins_split_unimodal_clusters_and_keeps_separate_ones():
-    rng = np.random.default_rng(0)
+def unimodal_and_bimodal(seed):
+    """A half ring, a heavy-tailed (Student t, 3 dof) cloud and two unit Gaussians 6 sigma apart, with their
+    number of classes."""
+    rng = np.random.default_rng(seed)
     t = rng.uniform(0, np.pi, 1500)
-    banana = np.c_[10 * np.cos(t), 10 * np.sin(t)] + rng.normal(0, 1.0, (1500, 2))  # a half ring
-    heavy = rng.standard_t(3, (1500, 3))  # Student t, 3 degrees of freedom
+    banana = np.c_[10 * np.cos(t), 10 * np.sin(t)] + rng.normal(0, 1.0, (1500, 2))
+    heavy = rng.standard_t(3, (1500, 3))
     two = np.concatenate([rng.normal(0, 1, (600, 3)), rng.normal(0, 1, (600, 3)) + [6, 0, 0]])
-    for x, want in ((banana, 1), (heavy, 1), (two, 2)):
-        mix = select_n_components(x, k_range=(1, 6), seed=0, min_weight=0.01)
+    return {"banana": (banana, 1), "heavy": (heavy, 1), "two": (two, 2)}
+
+
+def measure_merging(seed):
+    """Per data set of :func:`unimodal_and_bimodal`: BIC's component count and the groups after merging."""
+    out = {}
+    for name, (x, _) in unimodal_and_bimodal(seed).items():
+        mix = select_n_components(x, k_range=(1, 6), seed=seed, min_weight=0.01)
+        out[f"{name}_components"] = len(mix.weights)
+        out[f"{name}_groups"] = int(merge_components(mix).max() + 1)
+    return out
+
+
+@pytest.mark.parametrize("seed", seeds(0, 1))
+def test_merging_joins_split_unimodal_clusters_and_keeps_separate_ones(seed):
+    # seeds 0-9: BIC splits the heavy-tailed cloud into 4 components and the half ring into 4-5, and keeps the two
+    # Gaussians as 2; merging makes the cloud one group on every seed and the two Gaussians two, and joins the half
+    # ring's components into fewer groups (1 on 7 seeds, 2-3 on seeds 2, 6, 7: see the xfail below)
+    for name, (x, want) in unimodal_and_bimodal(seed).items():
+        mix = select_n_components(x, k_range=(1, 6), seed=seed, min_weight=0.01)
         groups = merge_components(mix)
         assert groups.dtype == np.int64 and groups.shape == mix.weights.shape
-        assert groups.max() + 1 == want, (len(mix.weights), groups)
+        if name == "banana":
+            assert len(mix.weights) >= 3 and groups.max() + 1 < len(mix.weights), (len(mix.weights), groups)
+            continue
+        assert groups.max() + 1 == want, (name, len(mix.weights), groups)
         if want == 1:
             assert len(mix.weights) >= 3  # BIC alone splits it
             np.testing.assert_array_equal(merge_components(mix, threshold=1.0), np.arange(len(mix.weights)))
     np.testing.assert_array_equal(merge_components(mix, threshold=0.0), [0, 0])
+
+
+@pytest.mark.xfail(reason="a strongly curved unimodal cluster (a half ring, radius 10 sigma) is split by BIC into 4-5 "
+                          "components along the arc, and neighbours on the arc can overlap less than the merge "
+                          "threshold: 2-3 groups on seeds 2, 6 and 7 of 0-9 (pairwise-overlap merging)", strict=True)
+def test_merging_makes_a_curved_cluster_one_group_on_every_seed():
+    for s in seeds(*range(10)):
+        x, _ = unimodal_and_bimodal(s)["banana"]
+        assert merge_components(select_n_components(x, k_range=(1, 6), seed=s, min_weight=0.01)).max() == 0, s
 
 
 def _two_gaussians(coefficient, third=None):
@@ -302,10 +400,10 @@ def test_merge_sequence_is_single_linkage_and_the_decision_brackets_the_threshol
     assert not is_close_call((0.263, None), threshold=0.3)  # the band belongs to the default threshold
 
 
-def _simulated_features(kind, size, patch_sizes, **options):
+def _simulated_features(kind, size, patch_sizes, *, seed, **options):
     """Per patch size: invariants of the detected atoms whose feature disk lies inside the image and that
     match a true atom within half a bond, with the true site class (Se2 counted as SSe)."""
-    sim = simulate(kind, size=size, seed=0, **options)
+    sim = simulate(kind, size=size, seed=seed, **options)
     atoms = detect_atoms(sim.image)
     dist, nearest = cKDTree(sim.truth.xy).query(atoms.xy)
     label = sim.truth.label[nearest]
@@ -320,33 +418,59 @@ def _simulated_features(kind, size, patch_sizes, **options):
     return out
 
 
-def test_pristine_graphene_is_one_token_at_every_patch_size():
-    features = _simulated_features("graphene", 512, (9, 13, 25), stone_wales_density=0, vacancy_density=0)
-    split = 0
+def measure_pristine_graphene(seed):
+    """Pristine simulated graphene at patch sizes 9, 13 and 25 px: token and BIC component counts per size."""
+    features = _simulated_features("graphene", 512, (9, 13, 25), seed=seed, stone_wales_density=0,
+                                   vacancy_density=0)
+    out, models = {}, {}
     for size_px, (inv, _) in features.items():
-        model, labels, conf = learn_tokens(inv, seed=0)
+        models[size_px] = learn_tokens(inv, seed=seed)
+        out[f"tokens_{size_px}"] = len(models[size_px][0].names)
+        out[f"components_{size_px}"] = len(models[size_px][0].mixture.weights)
+    return out, models
+
+
+@pytest.mark.parametrize("seed", seeds(0))
+def test_pristine_graphene_is_one_token_at_every_patch_size(seed):
+    # seeds 0-9: one token at 9, 13 and 25 px; BIC chose 2 components at 9 and 25 px on every seed (1-2 at 13 px)
+    _, models = measure_pristine_graphene(seed)
+    for size_px, (model, labels, conf) in models.items():
         assert model.names == ("A",), (size_px, model.component_token)
         assert np.all(labels == 0) and np.allclose(conf, 1.0)
         np.testing.assert_allclose(model.token_means(), [model.mixture.weights @ model.mixture.means], atol=1e-12)
-        split += len(model.mixture.weights) > 1
-    assert split >= 1  # BIC chose several components somewhere; merging made them one token
+    # BIC chose several components somewhere; merging made them one token
+    assert any(len(model.mixture.weights) > 1 for model, _, _ in models.values())
 
 
-def test_graphene_of_two_orientations_pooled_is_one_token():
-    parts = [_graphene_features(rotation, 2, 256) for rotation in (0.0, 0.3)]
+@pytest.mark.parametrize("seed", seeds(2, 3))
+def test_graphene_of_two_orientations_pooled_is_one_token(seed):
+    parts = [_graphene_features(rotation, seed, 256) for rotation in (0.0, 0.3)]
     inv = np.concatenate([values[interior] for values, interior in parts])
-    model, labels, _ = learn_tokens(inv, seed=0)
+    model, labels, _ = learn_tokens(inv, seed=seed)
+    # seeds 0-9: one token (tokens.two_orientations learns each pair with k="auto" too: 2 tokens there, as the
+    # border atoms of the unpooled interior are kept)
     assert model.names == ("A",)
 
 
-def test_perovskite_sites_are_three_tokens():
-    features = _simulated_features("perovskite", 384, (17,))
-    inv, truth = features[17]
-    model, labels, conf = learn_tokens(inv, seed=0)
-    assert len(model.names) == 3 and len(model.mixture.weights) == 4  # the O component pair was merged
-    assert adjusted_rand_index(truth, labels) >= 0.95
-    unmerged, labels_unmerged, _ = learn_tokens(inv, seed=0, merge_threshold=None)
-    assert len(unmerged.names) == 4 and adjusted_rand_index(truth, labels_unmerged) < 0.8
+def measure_perovskite(seed):
+    """Perovskite (A, B and O columns) tokens with and without merging: counts and ARI against the classes."""
+    inv, truth = _simulated_features("perovskite", 384, (17,), seed=seed)[17]
+    model, labels, conf = learn_tokens(inv, seed=seed)
+    unmerged, labels_unmerged, _ = learn_tokens(inv, seed=seed, merge_threshold=None)
+    return {"tokens": len(model.names), "components": len(model.mixture.weights),
+            "ari": adjusted_rand_index(truth, labels), "unmerged_tokens": len(unmerged.names),
+            "unmerged_ari": adjusted_rand_index(truth, labels_unmerged)}, (inv, model, labels, conf)
+
+
+@pytest.mark.parametrize("seed", seeds(0, 1))
+def test_perovskite_sites_are_three_tokens(seed):
+    m, (inv, model, labels, conf) = measure_perovskite(seed)
+    # seeds 0-9: 3 tokens, ARI 1.000; BIC chose 4 components on 9 seeds (the O columns in two, merged; ARI without
+    # merging 0.73-0.80) and 3 on seed 5
+    assert m["tokens"] == 3
+    assert m["ari"] >= 0.95
+    if m["components"] > 3:  # BIC split a class (the O columns): merging is what gives the three species
+        assert m["unmerged_tokens"] == m["components"] and m["unmerged_ari"] < m["ari"]
     # token posteriors sum over components; assignment reproduces training labels
     again, again_conf = assign_tokens(model, inv)
     np.testing.assert_array_equal(again, labels)
@@ -375,25 +499,63 @@ def _pipeline_features(kind, size, seed, descriptor):
     return analysis.invariants[inner], truth
 
 
-@pytest.mark.parametrize("size, seed", [(384, 0), (384, 1), (384, 2), (512, 0)])
+@functools.cache
+def measure_mos2_context(seed, size=384):
+    """Simulated MoS2 through the pipeline's features, tokens of the ``zernike_context`` descriptor: ARI against
+    the classes Mo, S1, S2, SSe, whether Mo, S2 and SSe have distinct majority tokens, each one's share of its
+    class, and the purity of the tokens (atoms whose token's most common class is their own)."""
+    inv, truth = _pipeline_features("mos2", size, seed, "zernike_context")
+    model, labels, _ = learn_tokens(inv, seed=seed, descriptor="zernike_context")
+    matched = truth >= 0
+    truth, labels = truth[matched], labels[matched]
+    mo, s2, sse = (np.bincount(labels[truth == c], minlength=len(model.names)) for c in (0, 2, 3))
+    majority = np.array([np.bincount(truth[labels == t], minlength=4).argmax() if np.any(labels == t) else -1
+                         for t in range(len(model.names))])
+    return {"ari": adjusted_rand_index(truth, labels), "distinct": float(len({mo.argmax(), s2.argmax(),
+                                                                             sse.argmax()}) == 3),
+            "mo_share": mo.max() / mo.sum(), "s2_share": s2.max() / s2.sum(), "sse_share": sse.max() / sse.sum(),
+            "purity": np.mean(majority[labels] == truth)}
+
+
+@pytest.mark.parametrize("size, seed", [(384, s) for s in seeds(0, 1, 2)] + [(512, seed(0))])
 def test_mos2_site_classes_with_merging(size, seed):
     # Mo and SSe columns are nearly equally bright (Z-contrast), and the one-period disk sees the tails of the
     # nearest neighbours, so a Mo with an SSe neighbour looks unlike one without: plain invariants give ARI
     # 0.47-0.76 (Mo split in two, or Mo and SSe in one token). The chemical context (the column's peak and
-    # its dimmest neighbour's, beside the normalised invariants) separates the classes: ARI 0.94-0.96
-    inv, truth = _pipeline_features("mos2", size, seed, "zernike_context")
-    model, labels, _ = learn_tokens(inv, seed=0, descriptor="zernike_context")
-    matched = truth >= 0
-    truth, labels = truth[matched], labels[matched]  # classes Mo, S1, S2, SSe
-    assert adjusted_rand_index(truth, labels) >= 0.8
-    mo, s2, sse = (np.bincount(labels[truth == c], minlength=len(model.names)) for c in (0, 2, 3))
-    assert len({mo.argmax(), s2.argmax(), sse.argmax()}) == 3
-    assert mo.max() > 0.95 * mo.sum() and s2.max() > 0.95 * s2.sum() and sse.max() > 0.9 * sse.sum()
+    # its dimmest neighbour's, beside the normalised invariants) keeps the classes apart: no token mixes them.
+    m = measure_mos2_context(seed, size)
+    # seeds 0-9 at 384 px: distinct majority tokens for Mo, S2 and SSe; purity 0.967-0.976 (S1 columns, a single S,
+    # share S2's token); S2 0.998-1 and SSe 0.994-1 in their token; ARI 0.68-0.96 (0.68-0.69 where Mo splits in two:
+    # the xfail below)
+    assert m["distinct"] and m["purity"] > 0.94
+    assert m["s2_share"] > 0.98 and m["sse_share"] > 0.95
+    assert m["ari"] >= 0.6
+
+
+@pytest.mark.xfail(reason="zernike_context tokens split Mo into two tokens on about half the seeds (4, 5, 6, 7 and 9 "
+                          "of 0-9: BIC keeps a 4th component, Mo 51-54 % in its main token, ARI 0.68 instead of "
+                          "0.95); the test used to run seeds 0-2 only", strict=True)
+def test_mos2_context_keeps_mo_one_token_on_every_seed():
+    for s in seeds(0, 1, 2, 3, 4, 5):
+        m = measure_mos2_context(s)
+        assert m["mo_share"] > 0.95 and m["ari"] >= 0.8, s
+
+
+def measure_context_generalises(seed):
+    """A ``zernike_context`` model learned on one simulated MoS2 micrograph, applied to another (seed + 5): ARI on
+    the training micrograph and on the new one."""
+    inv, truth = _pipeline_features("mos2", 384, seed, "zernike_context")
+    model, labels, _ = learn_tokens(inv, seed=seed, descriptor="zernike_context")
+    new, truth2 = _pipeline_features("mos2", 384, seed + 5, "zernike_context")
+    labels2, _ = assign_tokens(model, new)
+    trained = adjusted_rand_index(truth[truth >= 0], labels[truth >= 0])
+    applied = adjusted_rand_index(truth2[truth2 >= 0], labels2[truth2 >= 0])
+    return {"trained": trained, "applied": applied, "loss": trained - applied}
 
 
 def test_context_model_round_trip_and_assignment(tmp_path):
-    inv, truth = _pipeline_features("mos2", 384, 0, "zernike_context")
-    model, labels, conf = learn_tokens(inv, seed=0, descriptor="zernike_context")
+    inv, truth = _pipeline_features("mos2", 384, seed(0), "zernike_context")
+    model, labels, conf = learn_tokens(inv, seed=seed(0), descriptor="zernike_context")
     assert model.descriptor == "zernike_context" and model.n_max == 10
     # block-diagonal projection: the two context columns have axes of their own
     assert np.all(model.projection[:-2, -2:] == 0) and np.all(model.projection[-2:, :-2] == 0)
@@ -401,9 +563,12 @@ def test_context_model_round_trip_and_assignment(tmp_path):
     again = TokenModel.load(tmp_path / "m.npz")
     assert again.descriptor == "zernike_context"
     np.testing.assert_array_equal(assign_tokens(again, inv)[0], labels)
-    new, truth2 = _pipeline_features("mos2", 384, 5, "zernike_context")
+    new, truth2 = _pipeline_features("mos2", 384, seed(5), "zernike_context")
     labels2, _ = assign_tokens(again, new)
-    assert adjusted_rand_index(truth2[truth2 >= 0], labels2[truth2 >= 0]) >= 0.8
+    # the saved model tokenises a new micrograph as well as its own (seeds 0-9: ARI on the new one minus ARI on its
+    # own micrograph -0.011-+0.013; the test asked for ARI >= 0.8 on the new one, which holds where Mo is one token)
+    trained = adjusted_rand_index(truth[truth >= 0], labels[truth >= 0])
+    assert adjusted_rand_index(truth2[truth2 >= 0], labels2[truth2 >= 0]) > trained - 0.03
     with pytest.raises(MotifgramError, match="zernike_context"):
         assign_tokens(again, new[:, :36])
     with pytest.raises(ValueError, match="descriptor"):
