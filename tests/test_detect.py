@@ -250,30 +250,11 @@ def test_nonfinite_pixels_are_image_errors(bad):
         detect_atoms(np.zeros((4, 64, 64)))
 
 
-def test_refinement_kernel_does_not_recompile_within_bucket():
-    image, truth, _ = lattice_image("honeycomb", size=256, spacing=8.0, sigma=2.0, seed=2)
-    assert len(truth) > 700
-    refine_positions(image, truth[:700], sigma_px=2.0, half_window=4)
-    before = detect._fit_windows._cache_size()
-    xy, amp = refine_positions(image, truth[:333], sigma_px=1.8, half_window=4)
-    assert detect._fit_windows._cache_size() == before
-    assert xy.shape == (333, 2) and amp.shape == (333,)
-    assert np.isfinite(xy).all() and np.isfinite(amp).all()
-
-
 @pytest.mark.parametrize("option", ["lattice_period_px", "min_distance_px", "denoise_sigma_px"])
 def test_bad_options_name_the_parameter(option):
     image, _, _ = lattice_image("square", size=64, seed=0)
     with pytest.raises(ValueError, match=option):
         detect_atoms(image, **{option: -1.0})
-
-
-def test_bucket_sizes():
-    assert detect._bucket_count(1) == 1024
-    assert detect._bucket_count(1025) == 2048
-    assert detect._bucket_count(8193) == 16384
-    assert detect._bucket_count(50_000) == 57344
-    assert all(detect._bucket_count(n) >= n for n in (1, 999, 4097, 123_456))
 
 
 def test_auto_values_are_logged(caplog):

@@ -8,7 +8,6 @@ from motifgram.engine.errors import ImageError
 from motifgram.engine.patches import (
     MAX_PATCH_SIZE,
     MIN_PATCH_SIZE,
-    _gather_jit,
     extract_patches,
     normalise_image,
     patch_size_for,
@@ -89,17 +88,6 @@ def test_bad_inputs_raise_named_errors():
         extract_patches(img, [1, 1], patch_size=5)
     with pytest.raises(ImageError, match="too small"):
         extract_patches(img, [[1, 1]], patch_size=31)
-
-
-def test_kernel_contract_no_recompile_within_a_bucket():
-    rng = np.random.default_rng(1)
-    img = rng.random((64, 64)).astype(np.float32)
-    first = extract_patches(img, rng.random((10, 2)) * 63, patch_size=7)
-    before = _gather_jit._cache_size()
-    second = extract_patches(img, rng.random((1000, 2)) * 63, patch_size=7)
-    assert _gather_jit._cache_size() == before
-    assert np.isfinite(first).all() and np.isfinite(second).all()
-    assert second.shape == (1000, 7, 7)
 
 
 def test_rotate_patches_quarter_turns_are_exact_and_zero_is_identity():
