@@ -12,9 +12,10 @@ transformed back; all sums over components use log-sum-exp; ``reg_covar`` is add
 diagonal (in the units of ``x``, floored at ``1e-6`` of each feature's variance so that float32 Cholesky
 factors exist); a component with less than one sample's worth of responsibility keeps its previous mean and
 covariance and a tiny weight instead of producing NaN; a covariance whose Cholesky factor fails falls back
-to its diagonal. Row counts are padded to a multiple of ``N_BUCKET`` (padded rows carry zero weight), so
-inputs of different lengths reuse one compiled kernel per ``(D, covariance)`` and per 8 components
-(fewer components run as inactive, zero-weight ones, so a BIC scan over K = 1..8 compiles once).
+to its diagonal. Shapes are bucketed (:mod:`motifgram.engine.buckets`): a fit's rows are padded to a row
+bucket (padded rows carry zero weight) and components to a multiple of 8 (fewer run as inactive, zero-weight
+ones), so fits of different lengths and a BIC scan over K = 1..8 reuse one compiled kernel per
+``(D, covariance)`` and bucket; posteriors run over fixed row chunks with the components padded likewise.
 
 References
 ----------
@@ -32,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.special import comb
 
-from motifgram.engine.buckets import bucket_components, map_chunks, pad_rows, pad_to, to_device
+from motifgram.engine.buckets import bucket_components, bucket_rows, map_chunks, pad_to, to_device
 
 __all__ = [
     "Mixture",
@@ -239,7 +240,7 @@ def em_step(state, x, sample_weight, reg, *, covariance="full"):
     Notes
     -----
     Rows of zero weight change nothing, so callers pad ``x`` to a row bucket
-    (:func:`motifgram.engine.buckets.pad_rows`) to reuse one compiled step; vmap-able over a batch of states
+    (:func:`motifgram.engine.buckets.bucket_rows`) to reuse one compiled step; vmap-able over a batch of states
     (restarts side by side).
     """
     return _em_step(state, x, sample_weight, reg, covariance)
@@ -352,7 +353,7 @@ def _check_data(x, *, min_rows=1):
 
 def _padded(z):
     """(rows, D) float32 data padded to a bucket, and (rows,) weights (1 = data, 0 = padding)."""
-    rows = pad_rows(len(z))
+    rows = bucket_rows(len(z))
     return to_device(pad_to(z, rows, dtype=np.float32)), to_device(pad_to(np.ones(len(z), np.float32), rows))
 
 
@@ -454,16 +455,20 @@ def _score_samples(mixture, x):
         raise ValueError(f"x has {arr.shape[1]} features but the mixture was fitted on {means.shape[1]}")
     centre = np.asarray(mixture.weights) @ means  # shift for float32 accuracy; densities are unchanged
     scale = np.sqrt(np.maximum(np.einsum("k,kdd->d", mixture.weights, mixture.covariances), 1e-300))
-    n = len(arr)
+    k, d = means.shape
+    if len(arr) == 0:
+        return np.zeros((0, k)), np.zeros(0)
+    # components padded to a bucket as inactive ones (weight 0, unit covariance): one kernel for every K
+    k_pad = bucket_components(k)
+    covariances = np.broadcast_to(np.eye(d, dtype=np.float32), (k_pad, d, d)).copy()
+    covariances[:k] = np.asarray(mixture.covariances) / scale[:, None] / scale[None, :]
     args = (
-        np.asarray(mixture.weights, np.float32),
-        ((means - centre) / scale).astype(np.float32),
-        (np.asarray(mixture.covariances) / scale[:, None] / scale[None, :]).astype(np.float32),
+        pad_to(np.asarray(mixture.weights, np.float32), k_pad),
+        pad_to(((means - centre) / scale).astype(np.float32), k_pad),
+        covariances,
     )
-    if n == 0:
-        return np.zeros((0, len(means))), np.zeros(0)
     resp, norm = map_chunks(_evaluate, [((arr - centre) / scale).astype(np.float32)], *args)
-    return resp.astype(np.float64), norm.astype(np.float64) - np.sum(np.log(scale))
+    return resp[:, :k].astype(np.float64), norm.astype(np.float64) - np.sum(np.log(scale))
 
 
 def posterior(mixture, x):

@@ -125,8 +125,9 @@ def prepare_sampling(image, xy, reach_px):
     -------
     padded : (H', W') ndarray of float32
         The image extended by mirror reflection (``mode="reflect"``) by ``pad`` px on every side, then with
-        zeros on the bottom and right to a side bucket (:func:`motifgram.engine.buckets.bucket_side`; never
-        sampled), so that images of similar sizes share compiled kernels.
+        zeros on the bottom and right to ``bucket_side(H) + 2 pad`` by ``bucket_side(W) + 2 pad``
+        (:func:`motifgram.engine.buckets.bucket_side`; never sampled), so that images of similar sizes share
+        compiled kernels.
     xy : (N, 2) ndarray of float32
         The clamped positions.
     pad : int
@@ -147,7 +148,7 @@ def prepare_sampling(image, xy, reach_px):
     if pad >= min(h, w):
         raise ImageError(f"image of shape {img.shape} is too small for patches of radius {reach_px:g} px")
     mirrored = np.pad(img, pad, mode="reflect")
-    bucketed = pad_to(pad_to(mirrored, bucket_side(h + 2 * pad), axis=0), bucket_side(w + 2 * pad), axis=1)
+    bucketed = pad_to(pad_to(mirrored, bucket_side(h) + 2 * pad, axis=0), bucket_side(w) + 2 * pad, axis=1)
     return bucketed, np.clip(pts, 0.0, [w - 1, h - 1]).astype(np.float32), pad
 
 

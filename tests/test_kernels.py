@@ -3,9 +3,16 @@
 For each kernel: a new input size inside its bucket compiles nothing (counted with JAX's monitoring events,
 which report every backend compilation, persistent-cache hits included), outputs are float32 (complex64 for
 moments) whatever the input dtype, finite, one row per input row; vmap-able where the docstring says so.
+Then the per-micrograph stages and the token stage on micrographs of three sizes in one process compile
+nothing after the first, and a second process with the persistent compilation cache compiles nothing at all.
 """
 
 import contextlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
 
 import jax
 import jax.numpy as jnp
@@ -148,3 +155,62 @@ def test_bilinear_gather_is_vmappable_over_position_sets():
     got = jax.vmap(bilinear_gather, in_axes=(None, 0, None, None))(padded, batch, OFFSETS[:20], pad)
     for k in range(3):
         np.testing.assert_allclose(got[k], sample_image(image, batch[k], offsets=OFFSETS[:20]), rtol=1e-6, atol=1e-6)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Whole stages across micrograph sizes, in one process and across processes
+
+STAGES = textwrap.dedent("""
+    import json, sys
+    import jax
+    from motifgram.engine.simulate import simulate
+    from motifgram.engine.spec import load_spec
+    from motifgram.engine.stages import analyse_micrograph
+    from motifgram.engine.io import Micrograph
+    from motifgram.engine.tokens import assign_tokens, learn_tokens
+
+    events = {"compiled": [], "hits": 0, "misses": 0}
+    def on_duration(event, duration, **metadata):
+        if event == "/jax/core/compile/backend_compile_duration":
+            events["compiled"].append(metadata.get("fun_name", "?"))
+    def on_event(event, **metadata):
+        if event == "/jax/compilation_cache/cache_hits":
+            events["hits"] += 1
+        elif event == "/jax/compilation_cache/cache_misses":
+            events["misses"] += 1
+
+    spec = load_spec({"inputs": [{"simulate": {"kind": "graphene", "size": 64}}], "tokens": {"k_range": [1, 3]}})
+    images = [simulate("graphene", size=int(size), seed=k).image for k, size in enumerate(sys.argv[1:])]
+    jax.monitoring.register_event_duration_secs_listener(on_duration)
+    jax.monitoring.register_event_listener(on_event)
+    counts = []
+    for k, image in enumerate(images):
+        before = len(events["compiled"])
+        analysis = analyse_micrograph(Micrograph(image, None, str(k), "g", "simulated"), spec)
+        model, _, _ = learn_tokens(analysis.invariants, k_range=(1, 3), seed=0, n_init=2)
+        assign_tokens(model, analysis.invariants)
+        counts.append(events["compiled"][before:])
+    print(json.dumps({"per_size": counts, "hits": events["hits"], "misses": events["misses"]}))
+""")
+
+
+def run_stages(sizes, cache_dir) -> dict:
+    env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(cache_dir), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+           "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+    done = subprocess.run([sys.executable, "-c", STAGES, *map(str, sizes)], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_micrographs_of_three_sizes_compile_once_and_a_second_process_loads_everything(tmp_path):
+    """Graphene micrographs of 440, 480 and 512 px (about 2300 to 3100 atoms): detection, features, graph and
+    tokens compile for the first only; a second process (other sizes again) compiles nothing: every kernel
+    comes from the persistent cache."""
+    first = run_stages([440, 480, 512], tmp_path / "jax")
+    assert first["per_size"][0], "the first micrograph compiles the kernels"
+    assert first["per_size"][1:] == [[], []], first["per_size"]
+    second = run_stages([460, 500], tmp_path / "jax")
+    assert second["misses"] == 0 and second["hits"] == len(first["per_size"][0]) == len(second["per_size"][0])
+    assert second["per_size"][1:] == [[]]
