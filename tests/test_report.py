@@ -25,15 +25,9 @@ import pytest
 from PIL import Image
 
 from motifgram.engine.errors import MotifgramError
-from motifgram.engine.report import (
-    OVERLAY_IMAGE_PX,
-    REPORT_SECTIONS,
-    _hierarchy_layout,
-    render_overlay,
-    render_token_gallery,
-    token_colours,
-    write_report,
-)
+from motifgram.engine.charts import hierarchy_layout
+from motifgram.engine.overlay import OVERLAY_IMAGE_PX, render_overlay, token_colours
+from motifgram.engine.report import REPORT_SECTIONS, render_token_gallery, write_report
 from motifgram.grammar.model import Grammar
 from motifgram.grammar.rules import DomainRule, MotifRule, RingRule, TokenSymbol
 
@@ -385,7 +379,7 @@ def test_large_run_stays_small(tmp_path):
 
 def test_hierarchy_layout_places_parts_below_their_rules():
     g = fixture_grammar().validate()
-    nodes, edges, omitted = _hierarchy_layout(g)
+    nodes, edges, omitted = hierarchy_layout(g)
     assert omitted == 0
     assert set(nodes) == set(g.symbols)
     for name, (x, level, weight, kind) in nodes.items():
@@ -399,7 +393,7 @@ def test_hierarchy_layout_places_parts_below_their_rules():
         ("M1", "R6v"), ("M1", "R7"), ("M2", "M1"), ("D_R6", "R6"),
     }
     assert nodes["R6"][2] == 1.0 and nodes["R7"][2] == pytest.approx(4 / 90)
-    few, _, omitted = _hierarchy_layout(g, max_per_level=1)
+    few, _, omitted = hierarchy_layout(g, max_per_level=1)
     assert omitted == 5  # tokens B, V; rings R6v, R7; D_R6 (rarer than M1 on level 2)
     assert {"A", "R6", "M1", "M2"} == set(few)
 
