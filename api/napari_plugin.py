@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from motifgram.engine.errors import MotifgramError
-from motifgram.engine.report import ring_symbol_colours, token_colours
+from motifgram.engine.overlay import ring_symbol_colours, token_colours
 
 from motifgram.analysis import analyse
 from motifgram.result import Result, load_run

@@ -22,7 +22,7 @@ from motifgram.engine import rundir
 from motifgram.engine.display import format_counts, plural, summary_html, summary_text
 from motifgram.engine.errors import MotifgramError
 from motifgram.engine.outputs import atomic_run_dir
-from motifgram.engine.report import ring_symbol_colours, token_colours
+from motifgram.engine.overlay import ring_symbol_colours, token_colours
 from motifgram.engine.scalebar import add_scale_bar
 from motifgram.engine.spec import load_spec
 from motifgram.engine.stages import load_input

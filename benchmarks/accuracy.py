@@ -40,7 +40,6 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 from scipy.optimize import linear_sum_assignment
-from scipy.sparse import coo_matrix
 from scipy.spatial import Delaunay, cKDTree
 
 ROOT = Path(__file__).resolve().parent.parent

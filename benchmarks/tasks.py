@@ -182,7 +182,7 @@ def _time_product_alone(patches, reps):
     """The kernel's matrix product alone, on patches already in XLA memory (no NumPy hand-over, no complex
     result copied out): the floor of any implementation that is one dense float32 product."""
     import jax
-    from motifgram.engine.patches import N_BUCKET, pad_rows
+    from motifgram.engine.buckets import N_BUCKET, pad_rows
     from motifgram.engine.zernike import _moments, _projector
 
     flat = np.zeros((pad_rows(len(patches)), patches[0].size), np.float32)

@@ -43,6 +43,7 @@ from scipy import fft as sp_fft
 from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 
+from motifgram.engine.buckets import bucket_window, chunk_rows, map_chunks
 from motifgram.engine.geometry import inside_image, nn_distance
 from motifgram.engine.errors import ImageError, NoLatticeError
 
@@ -71,7 +72,6 @@ _RING_CONTRAST = 10.0  # amorphous ring / white-noise floor of the radial power;
 _REFLECTION_FRACTION = 0.1  # a reflection counts as "strong" at >= this fraction of the strongest
 _NOISE_K = 5.0  # peak heights must exceed this many sigma of the smoothed noise
 _RELATIVE_FLOOR = 0.1  # ... and this fraction of the strong-column height (95th percentile)
-_WINDOW_BUCKETS = (2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64)
 _SCAN_HIGH_F = 0.35  # cycles/px: above this the columns carry no signal, the power is noise
 _SCAN_PROFILE_BINS = 7  # the noise profiles are averaged over this many frequency bins
 _SCAN_Z = 7.0  # a row (column) noise excess counts at >= this many standard errors of its estimate
@@ -622,24 +622,6 @@ def detect_atoms(
 # batched Gaussian refinement
 
 
-def _bucket_count(n: int) -> int:
-    """Padded atom count: the next power of two >= 1024, then multiples of 8192 above 8192."""
-    if n <= 8192:
-        return max(1024, 1 << (max(n, 1) - 1).bit_length())
-    return -(-n // 8192) * 8192
-
-
-def _bucket_window(half_window: int) -> int:
-    """Static half-width of the gathered window: the smallest bucket >= ``half_window``."""
-    for b in _WINDOW_BUCKETS:
-        if b >= half_window:
-            return b
-    raise ValueError(
-        f"half_window {half_window} px exceeds the largest supported window ({_WINDOW_BUCKETS[-1]} px); "
-        "bin the image first"
-    )
-
-
 def _solve_spd(a, b):
     """Solve a small symmetric positive-definite system by an unrolled Cholesky factorisation.
 
@@ -757,9 +739,9 @@ def refine_positions(image, xy, *, sigma_px: float, half_window: int, n_iter: in
     minimum is the starting point, and ``n_iter`` Levenberg-Marquardt steps fit the parameters
     (x0, y0, amplitude, sigma, background) for all atoms together in one jitted ``vmap``-ed kernel.
     Position steps are clamped to 1 px; a fit that ends outside the inner 75 % of the window, with a
-    non-positive amplitude or a degenerate width falls back to the centre of mass. The atom count is
-    padded to a bucket (:func:`_bucket_count`) and the window to a fixed set of sizes, so images with
-    different atom counts reuse the compiled kernel.
+    non-positive amplitude or a degenerate width falls back to the centre of mass. The atoms are fitted in
+    fixed chunks and the window is padded to a fixed set of sizes (:mod:`motifgram.engine.buckets`), so
+    images with different atom counts reuse the compiled kernel, and memory stays linear in the atom count.
 
     Parameters
     ----------
@@ -802,31 +784,28 @@ def _refine(image, xy, *, sigma_px, half_window, n_iter):
     n = pts.shape[0]
     if n == 0:
         return np.zeros((0, 2), np.float32), np.zeros((0,), np.float32), np.zeros((0,), bool)
-    hb = _bucket_window(int(half_window))
-    n_pad = _bucket_count(n)
+    hb = bucket_window(int(half_window))
     # robust scaling to O(1) for float32 conditioning
     lo, hi = np.percentile(img, [1.0, 99.9])
     scale = float(hi - lo) if hi > lo else 1.0
-
     centre = np.rint(pts).astype(np.int64)  # (N, 2) x, y
     off = np.arange(-hb, hb + 1)
-    # one gather straight into the kernel's (pixel, atom) layout: rows/cols (W, W, N)
-    rows = off[:, None, None] + centre[None, None, :, 1]
-    cols = off[None, :, None] + centre[None, None, :, 0]
-    h, w = img.shape
-    valid = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
     disk = (off[:, None] ** 2 + off[None, :] ** 2) <= (half_window + 0.5) ** 2
-    n_pix = (2 * hb + 1) ** 2
-    windows = np.zeros((n_pix, n_pad), np.float32)
-    masks = np.zeros_like(windows)
-    windows[:, :n] = ((img[rows.clip(0, h - 1), cols.clip(0, w - 1)] - lo) * (1.0 / scale)).reshape(n_pix, n)
-    masks[:, :n] = (valid & disk[:, :, None]).reshape(n_pix, n)
-    fit_xy, amp, ok = _fit_windows(
-        jnp.asarray(windows), jnp.asarray(masks), jnp.float32(sigma_px), n_iter
-    )
-    fit_xy = np.asarray(fit_xy)[:n]
-    ok = np.asarray(ok)[:n]
+    h, w = img.shape
+
+    def fit_chunk(chunk):
+        # one gather straight into the kernel's (pixel, atom) layout: rows/cols (W, W, n)
+        chunk = np.asarray(chunk)
+        rows = off[:, None, None] + chunk[None, None, :, 1]
+        cols = off[None, :, None] + chunk[None, None, :, 0]
+        valid = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
+        windows = ((img[rows.clip(0, h - 1), cols.clip(0, w - 1)] - lo) * (1.0 / scale)).astype(np.float32)
+        masks = (valid & disk[:, :, None]).astype(np.float32)
+        n_pix = (2 * hb + 1) ** 2
+        return _fit_windows(windows.reshape(n_pix, -1), masks.reshape(n_pix, -1), jnp.float32(sigma_px), n_iter)
+
+    fit_xy, amp, ok = map_chunks(fit_chunk, [centre], chunk=chunk_rows(n))
     if n_iter > 0 and not ok.all():
         log.info("refine_positions: %d of %d fits fell back to the centre of mass", int((~ok).sum()), n)
     out = (centre + fit_xy).astype(np.float32)
-    return out, (np.asarray(amp)[:n] * scale).astype(np.float32), ok
+    return out, (amp * scale).astype(np.float32), ok

@@ -12,9 +12,10 @@ transformed back; all sums over components use log-sum-exp; ``reg_covar`` is add
 diagonal (in the units of ``x``, floored at ``1e-6`` of each feature's variance so that float32 Cholesky
 factors exist); a component with less than one sample's worth of responsibility keeps its previous mean and
 covariance and a tiny weight instead of producing NaN; a covariance whose Cholesky factor fails falls back
-to its diagonal. Row counts are padded to a multiple of ``N_BUCKET`` (padded rows carry zero weight), so
-inputs of different lengths reuse one compiled kernel per ``(D, covariance)`` and per 8 components
-(fewer components run as inactive, zero-weight ones, so a BIC scan over K = 1..8 compiles once).
+to its diagonal. Shapes are bucketed (:mod:`motifgram.engine.buckets`): a fit's rows are padded to a row
+bucket (padded rows carry zero weight) and components to a multiple of 8 (fewer run as inactive, zero-weight
+ones), so fits of different lengths and a BIC scan over K = 1..8 reuse one compiled kernel per
+``(D, covariance)`` and bucket; posteriors run over fixed row chunks with the components padded likewise.
 
 References
 ----------
@@ -32,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.special import comb
 
-from motifgram.engine.patches import N_BUCKET, pad_rows, to_device
+from motifgram.engine.buckets import bucket_components, bucket_rows, map_chunks, pad_to, to_device
 
 __all__ = [
     "Mixture",
@@ -53,8 +54,7 @@ COVARIANCE_TYPES = ("full", "diag")
 _REG_FLOOR = 1e-6  # relative to each feature's variance; float32 Cholesky needs it
 _EPS = 10 * float(np.finfo(np.float32).eps)
 _LOG_2PI = math.log(2 * math.pi)
-_CHUNK = 2048  # rows per covariance chunk; divides N_BUCKET
-_K_BUCKET = 8  # components are padded to a multiple of this (inactive ones have weight 0)
+_CHUNK = 2048  # rows per covariance chunk; divides every row bucket
 
 
 class Mixture(NamedTuple):
@@ -236,6 +236,12 @@ def em_step(state, x, sample_weight, reg, *, covariance="full"):
     EMState
         New parameters; ``log_likelihood`` is the mean log-likelihood of the *input* parameters, so
         along a chain of steps it never decreases (up to float32 rounding).
+
+    Notes
+    -----
+    Rows of zero weight change nothing, so callers pad ``x`` to a row bucket
+    (:func:`motifgram.engine.buckets.bucket_rows`) to reuse one compiled step; vmap-able over a batch of states
+    (restarts side by side).
     """
     return _em_step(state, x, sample_weight, reg, covariance)
 
@@ -347,13 +353,8 @@ def _check_data(x, *, min_rows=1):
 
 def _padded(z):
     """(rows, D) float32 data padded to a bucket, and (rows,) weights (1 = data, 0 = padding)."""
-    n = len(z)
-    rows = pad_rows(n)
-    buf = np.zeros((rows, z.shape[1]), np.float32)
-    buf[:n] = z
-    weight = np.zeros(rows, np.float32)
-    weight[:n] = 1.0
-    return to_device(buf), to_device(weight)
+    rows = bucket_rows(len(z))
+    return to_device(pad_to(z, rows, dtype=np.float32)), to_device(pad_to(np.ones(len(z), np.float32), rows))
 
 
 def fit_mixture(
@@ -420,7 +421,7 @@ def fit_mixture(
         np.float32(tol),
         np.int32(max_iter),
         np.int32(k),
-        k_max=_K_BUCKET * -(-k // _K_BUCKET),
+        k_max=bucket_components(k),
         n_init=int(n_init),
         covariance=covariance,
     )
@@ -454,25 +455,20 @@ def _score_samples(mixture, x):
         raise ValueError(f"x has {arr.shape[1]} features but the mixture was fitted on {means.shape[1]}")
     centre = np.asarray(mixture.weights) @ means  # shift for float32 accuracy; densities are unchanged
     scale = np.sqrt(np.maximum(np.einsum("k,kdd->d", mixture.weights, mixture.covariances), 1e-300))
-    n = len(arr)
-    out_resp, out_norm = [], []
+    k, d = means.shape
+    if len(arr) == 0:
+        return np.zeros((0, k)), np.zeros(0)
+    # components padded to a bucket as inactive ones (weight 0, unit covariance): one kernel for every K
+    k_pad = bucket_components(k)
+    covariances = np.broadcast_to(np.eye(d, dtype=np.float32), (k_pad, d, d)).copy()
+    covariances[:k] = np.asarray(mixture.covariances) / scale[:, None] / scale[None, :]
     args = (
-        np.asarray(mixture.weights, np.float32),
-        ((means - centre) / scale).astype(np.float32),
-        (np.asarray(mixture.covariances) / scale[:, None] / scale[None, :]).astype(np.float32),
+        pad_to(np.asarray(mixture.weights, np.float32), k_pad),
+        pad_to(((means - centre) / scale).astype(np.float32), k_pad),
+        covariances,
     )
-    z = ((arr - centre) / scale).astype(np.float32)
-    for start in range(0, n, N_BUCKET):
-        chunk = z[start : start + N_BUCKET]
-        m = len(chunk)
-        if m < N_BUCKET:
-            chunk = np.concatenate([chunk, np.zeros((N_BUCKET - m, z.shape[1]), np.float32)])
-        resp, norm = _evaluate(to_device(chunk), *args)
-        out_resp.append(np.asarray(resp, np.float64)[:m])
-        out_norm.append(np.asarray(norm, np.float64)[:m])
-    resp = np.concatenate(out_resp) if n else np.zeros((0, len(means)))
-    norm = np.concatenate(out_norm) if n else np.zeros(0)
-    return resp, norm - np.sum(np.log(scale))
+    resp, norm = map_chunks(_evaluate, [((arr - centre) / scale).astype(np.float32)], *args)
+    return resp[:, :k].astype(np.float64), norm.astype(np.float64) - np.sum(np.log(scale))
 
 
 def posterior(mixture, x):

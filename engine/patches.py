@@ -10,27 +10,28 @@ Borders: the image is extended by mirror reflection about its edge pixels (numpy
 ``d c b | a b c d | c b a``), so patches of atoms near the border are complete, mirrored neighbourhoods.
 Positions outside the image are clamped onto its extent ``[0, W - 1] x [0, H - 1]`` first.
 
-All atoms are sampled in one jitted gather (the 2 x 2 block of bilinear corners read from the padded image);
-the atom count is padded to a multiple of :data:`N_BUCKET` so that micrographs with different atom counts
-reuse one compiled kernel (one per image shape and sample pattern).
+Atoms are sampled by one jitted gather (the 2 x 2 block of bilinear corners read from the padded image) over
+fixed chunks of atoms, from an image padded to a side bucket (:mod:`motifgram.engine.buckets`), so that
+micrographs of other sizes and atom counts reuse one compiled kernel per sample pattern.
 """
 
 import logging
 import math
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from motifgram.engine.buckets import bucket_side, map_chunks, pad_to, to_device
 from motifgram.engine.errors import ImageError
 
 __all__ = [
-    "N_BUCKET",
     "MIN_PATCH_SIZE",
     "MAX_PATCH_SIZE",
     "patch_size_for",
     "prepare_sampling",
+    "bilinear_gather",
     "sample_image",
     "extract_patches",
     "rotate_patches",
@@ -42,24 +43,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-N_BUCKET = 4096
-"""Row counts handed to jitted kernels are padded to a multiple of this (avoids recompiles)."""
-
 MIN_PATCH_SIZE = 7
 """Smallest patch side returned by :func:`patch_size_for` (px): enough for a radial order of 10."""
 
 MAX_PATCH_SIZE = 129
 """Largest patch side returned by :func:`patch_size_for` (px): bounds memory at O(N * 129**2)."""
-
-
-def pad_rows(n):
-    """Return ``n`` rounded up to a positive multiple of :data:`N_BUCKET`."""
-    return max(N_BUCKET, -(-n // N_BUCKET) * N_BUCKET)
-
-
-def to_device(array):
-    """Hand a numpy array to JAX without copying it where the backend allows (jit would copy it)."""
-    return jax.device_put(array, may_alias=True)
 
 
 def patch_size_for(lattice_period_px):
@@ -97,12 +85,15 @@ def patch_size_for(lattice_period_px):
     return int(min(max(size, MIN_PATCH_SIZE), MAX_PATCH_SIZE))
 
 
-def _gather(padded, xy, offsets, pad):
+def bilinear_gather(padded, xy, offsets, pad):
     """Bilinear samples (M, S) of ``padded`` (an image mirror-padded by ``pad`` px) at ``xy + offsets``.
 
-    ``xy`` (M, 2) and ``offsets`` (S, 2) are (x = column, y = row) in px of the unpadded image. Each sample
-    reads its four bilinear corners as one 2 x 2 block (one XLA gather; measured 1.7x faster on CPU than a
-    gather per corner, and faster than per-atom windows).
+    The traceable kernel of :func:`sample_image` (and of :func:`motifgram.engine.zernike.image_moments`).
+    ``xy`` (M, 2) and ``offsets`` (S, 2) are (x = column, y = row) in px of the unpadded image, every
+    ``xy + offsets`` inside ``padded`` (:func:`prepare_sampling` guarantees it). Each sample reads its four
+    bilinear corners as one 2 x 2 block (one XLA gather; measured 1.7x faster on CPU than a gather per
+    corner, and faster than per-atom windows). Traceable, and vmap-able over a batch of position sets
+    (``in_axes=(None, 0, None, None)``).
     """
     pos = xy[:, None, :] + offsets[None] + pad
     corner = jnp.floor(pos)
@@ -116,7 +107,7 @@ def _gather(padded, xy, offsets, pad):
     return (1 - fy) * top + fy * bottom
 
 
-_gather_jit = jax.jit(_gather, static_argnames=("pad",))
+_gather_jit = jax.jit(bilinear_gather, static_argnames=("pad",))
 
 
 def prepare_sampling(image, xy, reach_px):
@@ -132,8 +123,11 @@ def prepare_sampling(image, xy, reach_px):
 
     Returns
     -------
-    padded : (H + 2 pad, W + 2 pad) ndarray of float32
-        The image extended by mirror reflection (``mode="reflect"``).
+    padded : (H', W') ndarray of float32
+        The image extended by mirror reflection (``mode="reflect"``) by ``pad`` px on every side, then with
+        zeros on the bottom and right to ``bucket_side(H) + 2 pad`` by ``bucket_side(W) + 2 pad``
+        (:func:`motifgram.engine.buckets.bucket_side`; never sampled), so that images of similar sizes share
+        compiled kernels.
     xy : (N, 2) ndarray of float32
         The clamped positions.
     pad : int
@@ -153,7 +147,9 @@ def prepare_sampling(image, xy, reach_px):
     pad = int(math.ceil(reach_px)) + 1
     if pad >= min(h, w):
         raise ImageError(f"image of shape {img.shape} is too small for patches of radius {reach_px:g} px")
-    return np.pad(img, pad, mode="reflect"), np.clip(pts, 0.0, [w - 1, h - 1]).astype(np.float32), pad
+    mirrored = np.pad(img, pad, mode="reflect")
+    bucketed = pad_to(pad_to(mirrored, bucket_side(h) + 2 * pad, axis=0), bucket_side(w) + 2 * pad, axis=1)
+    return bucketed, np.clip(pts, 0.0, [w - 1, h - 1]).astype(np.float32), pad
 
 
 def sample_image(image, xy, *, offsets):
@@ -176,13 +172,8 @@ def sample_image(image, xy, *, offsets):
     off = np.asarray(offsets, dtype=np.float32)
     if off.ndim != 2 or off.shape[1] != 2 or not np.isfinite(off).all():
         raise ValueError(f"offsets must be a finite (S, 2) array of (x, y) px, got shape {off.shape}")
-    padded, pts, pad = prepare_sampling(image, xy, float(np.abs(off).max(initial=0.0)))
-    n = len(pts)
-    if n == 0:
-        return np.zeros((0, len(off)), np.float32)
-    rows = np.zeros((pad_rows(n), 2), np.float32)
-    rows[:n] = pts
-    return np.asarray(_gather_jit(to_device(padded), rows, off, pad=pad))[:n]
+    image_padded, pts, pad = prepare_sampling(image, xy, float(np.abs(off).max(initial=0.0)))
+    return map_chunks(partial(_gather_jit, to_device(image_padded)), [pts], off, pad=pad)
 
 
 @lru_cache(maxsize=64)
@@ -282,15 +273,9 @@ def rotate_patches(patches, angles):
         raise ValueError(f"patches must have shape (N, P, P), got {arr.shape}")
     if len(ang) != len(arr):
         raise ValueError(f"angles must have one entry per patch ({len(arr)}), got {len(ang)}")
-    n = len(arr)
-    if n == 0:
+    if len(arr) == 0:
         return arr.copy()
-    rows = pad_rows(n)
-    buf = np.zeros((rows,) + arr.shape[1:], np.float32)
-    buf[:n] = arr
-    theta = np.zeros(rows, np.float32)
-    theta[:n] = ang
-    return np.asarray(_rotate(to_device(buf), theta))[:n]
+    return map_chunks(_rotate, [arr, ang])
 
 
 @lru_cache(maxsize=1)

@@ -46,7 +46,8 @@ from motifgram.engine.records import (
     read_entry,
     record_from_entry,
 )
-from motifgram.engine.report import render_overlay, write_report
+from motifgram.engine.overlay import render_overlay
+from motifgram.engine.report import write_report
 from motifgram.engine.spec import Spec, bundled_spec_path, load_spec
 from motifgram.engine.stages import StageTimer, analyse_micrograph, load_input, naming_source
 from motifgram.engine.tokens import TokenModel, assign_tokens, class_averages, learn_tokens, merging_summary

@@ -1,16 +1,12 @@
-"""Scale bars for micrographs whose pixel size is known: a round length, drawn on matplotlib axes.
+"""Scale bars for micrographs whose pixel size is known: a round length and its label.
 
-Shared by the overlays (``overlays/<image>.png``, embedded in ``report.html``) and
-:meth:`motifgram.Result.plot`. The axes show the image in pixels (``imshow`` with the pixel grid as data
-coordinates); the bar is a length in nm converted to pixels.
+Shared by the overlays (``overlays/<image>.png``, drawn with Pillow by :mod:`motifgram.engine.overlay`) and
+:meth:`motifgram.Result.plot` (:func:`add_scale_bar` on matplotlib axes that show the image in pixels).
 """
 
 import math
 
-from matplotlib.font_manager import FontProperties
-from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
-
-__all__ = ["scale_bar_length_nm", "add_scale_bar"]
+__all__ = ["scale_bar_length_nm", "scale_bar_label", "add_scale_bar"]
 
 
 def scale_bar_length_nm(width_nm: float, *, fraction: float = 0.2) -> float:
@@ -29,7 +25,14 @@ def scale_bar_length_nm(width_nm: float, *, fraction: float = 0.2) -> float:
     return round(step * power, 12)
 
 
-def _label(length_nm: float) -> str:
+def scale_bar_label(length_nm: float) -> str:
+    """The bar's label: µm from 1000 nm, Å below 1 nm.
+
+    Examples
+    --------
+    >>> scale_bar_label(2.0), scale_bar_label(0.5), scale_bar_label(5000.0)
+    ('2 nm', '5 Å', '5 µm')
+    """
     if length_nm >= 1000:
         return f"{length_nm / 1000:g} µm"
     if length_nm < 1:
@@ -56,9 +59,13 @@ def add_scale_bar(ax, *, pixel_size_nm: float, image_width_px: int, fontsize: fl
     float
         The bar's length in nm.
     """
+    # matplotlib is the caller's (it made ``ax``); the overlays draw their bar without it
+    from matplotlib.font_manager import FontProperties
+    from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
+
     length_nm = scale_bar_length_nm(image_width_px * pixel_size_nm)
     bar = AnchoredSizeBar(
-        ax.transData, length_nm / pixel_size_nm, _label(length_nm), "lower left", pad=0.6, color="white",
+        ax.transData, length_nm / pixel_size_nm, scale_bar_label(length_nm), "lower left", pad=0.6, color="white",
         frameon=False, size_vertical=max(image_width_px / 150, 1.0), label_top=True,
         fontproperties=FontProperties(size=fontsize, weight="bold"),
     )

@@ -45,7 +45,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from motifgram.engine.patches import N_BUCKET, _gather, pad_rows, prepare_sampling, to_device
+from motifgram.engine.buckets import map_chunks, to_device
+from motifgram.engine.patches import bilinear_gather, prepare_sampling
 
 __all__ = [
     "SAMPLINGS",
@@ -246,7 +247,7 @@ _moments = jax.jit(_project)
 @partial(jax.jit, static_argnames=("pad",))
 def _image_moments(padded, xy, offsets, projector, *, pad):
     # The barrier keeps XLA from fusing the gather into the product's operand (measured 1.8x slower on CPU).
-    return _project(jax.lax.optimization_barrier(_gather(padded, xy, offsets, pad)), projector)
+    return _project(jax.lax.optimization_barrier(bilinear_gather(padded, xy, offsets, pad)), projector)
 
 
 def zernike_moments(samples, *, n_max=10, sampling):
@@ -280,19 +281,9 @@ def zernike_moments(samples, *, n_max=10, sampling):
     n_max = _check_n_max(n_max)
     proj = _projector(arr.shape[1:], n_max, sampling)
     n_mom = proj.shape[1] // 2
-    n = len(arr)
-    if n == 0:
+    if len(arr) == 0:
         return np.zeros((0, n_mom), np.complex64)
-    # Fixed-size row chunks: one compiled kernel for every N, and no padded copy of all the samples.
-    flat = arr.reshape(n, -1)
-    proj = to_device(proj)
-    out = []
-    for start in range(0, n, N_BUCKET):
-        chunk = flat[start : start + N_BUCKET]
-        if len(chunk) < N_BUCKET:
-            chunk = np.concatenate([chunk, np.zeros((N_BUCKET - len(chunk), chunk.shape[1]), np.float32)])
-        out.append(_moments(to_device(chunk), proj))
-    return np.concatenate([np.asarray(o) for o in out])[:n]
+    return map_chunks(_moments, [arr.reshape(len(arr), -1)], to_device(proj))
 
 
 def image_moments(image, xy, *, patch_size, n_max=10):
@@ -300,7 +291,7 @@ def image_moments(image, xy, *, patch_size, n_max=10):
 
     The image is sampled bilinearly on :func:`polar_offsets` about each sub-pixel position (mirror
     borders, as :func:`motifgram.engine.patches.sample_image`) and projected with the ``"polar"`` basis, in
-    one jitted gather-and-product per chunk of :data:`~motifgram.engine.patches.N_BUCKET` atoms.
+    one jitted gather-and-product per chunk of :data:`~motifgram.engine.buckets.N_BUCKET` atoms.
 
     Parameters
     ----------
@@ -322,17 +313,9 @@ def image_moments(image, xy, *, patch_size, n_max=10):
     offsets = polar_offsets(patch_size, n_max).astype(np.float32)
     padded, pts, pad = prepare_sampling(image, xy, patch_size / 2.0)
     proj = to_device(_projector(shape, _check_n_max(n_max), "polar"))
-    n = len(pts)
-    if n == 0:
+    if len(pts) == 0:
         return np.zeros((0, proj.shape[1] // 2), np.complex64)
-    padded = to_device(padded)
-    rows = np.zeros((pad_rows(n), 2), np.float32)
-    rows[:n] = pts
-    out = [
-        _image_moments(padded, rows[start : start + N_BUCKET], offsets, proj, pad=pad)
-        for start in range(0, len(rows), N_BUCKET)
-    ]
-    return np.concatenate([np.asarray(o) for o in out])[:n]
+    return map_chunks(partial(_image_moments, to_device(padded)), [pts], offsets, proj, pad=pad)
 
 
 def rotation_invariants(moments, *, normalize=False):

@@ -12,7 +12,7 @@ from motifgram.engine import detect
 from motifgram.engine.detect import EDGE_MARGIN_NN, Atoms, detect_atoms, estimate_lattice_period, refine_positions
 from motifgram.engine.errors import ImageError, NoLatticeError
 from motifgram.engine.simulate import simulate
-from conftest import compilations, seed, seeds
+from conftest import seed, seeds
 
 
 def lattice_image(
@@ -312,27 +312,6 @@ def test_nonfinite_pixels_are_image_errors(bad):
     assert not isinstance(err.value, NoLatticeError)
     with pytest.raises(ImageError, match="not|2-D"):
         detect_atoms(np.zeros((4, 64, 64)))
-
-
-def test_refinement_compiles_once_per_size_bucket():
-    """The fit kernel is padded to a bucket of atom counts: sizes within one bucket reuse the compiled kernel,
-    and a sweep over four orders of magnitude compiles it a handful of times, not once per size."""
-    rng = np.random.default_rng(seed(2))
-    image, _, _ = lattice_image("honeycomb", size=256, spacing=8.0, sigma=2.0, seed=seed(2))
-    xy = rng.uniform(10, 245, (6_000, 2))
-    refine_positions(image, xy[:700], sigma_px=2.0, half_window=4)
-    with compilations() as compiled:
-        for n in (333, 512, 1000, 701):
-            out, amp = refine_positions(image, xy[:n], sigma_px=1.8, half_window=4)
-            assert out.shape == (n, 2) and amp.shape == (n,) and np.isfinite(out).all() and np.isfinite(amp).all()
-    assert compiled == []
-    sizes = np.unique(np.geomspace(1, 6_000, 30).astype(int))
-    with compilations() as compiled:
-        for n in rng.permutation(sizes):
-            refine_positions(image, xy[:n], sigma_px=2.0, half_window=4)
-    fits = [name for name in compiled if "fit" in name]
-    # 30 sizes from 1 to 6,000 in random order: 3 buckets beyond the one compiled above (powers of two to 8192)
-    assert 1 <= len(fits) <= 5, compiled
 
 
 @pytest.mark.parametrize("option", ["lattice_period_px", "min_distance_px", "denoise_sigma_px"])

@@ -16,7 +16,7 @@ napari = pytest.importorskip("napari", reason="napari is not installed (pip inst
 
 import motifgram  # noqa: E402
 from motifgram.engine.pipeline import run  # noqa: E402
-from motifgram.engine.report import token_colours  # noqa: E402
+from motifgram.engine.overlay import token_colours  # noqa: E402
 from motifgram.engine.simulate import simulate  # noqa: E402
 from motifgram.engine.spec import load_spec  # noqa: E402
 from motifgram.napari_plugin import analyse_image, get_reader, layers_of, read_run  # noqa: E402

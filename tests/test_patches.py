@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import map_coordinates
 
-from conftest import compilations, seed
+from conftest import seed
 from motifgram.engine.errors import ImageError
 from motifgram.engine.patches import (
     MAX_PATCH_SIZE,
@@ -89,18 +89,6 @@ def test_bad_inputs_raise_named_errors():
         extract_patches(img, [1, 1], patch_size=5)
     with pytest.raises(ImageError, match="too small"):
         extract_patches(img, [[1, 1]], patch_size=31)
-
-
-def test_kernel_contract_no_recompile_within_a_bucket():
-    rng = np.random.default_rng(seed(1))
-    img = rng.random((64, 64)).astype(np.float32)
-    first = extract_patches(img, rng.random((10, 2)) * 63, patch_size=7)
-    with compilations() as compiled:
-        second = extract_patches(img, rng.random((1000, 2)) * 63, patch_size=7)
-        third = extract_patches(img, rng.random((517, 2)) * 63, patch_size=7)
-    assert compiled == []
-    assert np.isfinite(first).all() and np.isfinite(second).all() and np.isfinite(third).all()
-    assert second.shape == (1000, 7, 7) and third.shape == (517, 7, 7)
 
 
 def test_rotate_patches_quarter_turns_are_exact_and_zero_is_identity():

@@ -25,14 +25,9 @@ import pytest
 from PIL import Image
 
 from motifgram.engine.errors import MotifgramError
-from motifgram.engine.report import (
-    OVERLAY_IMAGE_PX,
-    REPORT_SECTIONS,
-    render_overlay,
-    render_token_gallery,
-    token_colours,
-    write_report,
-)
+from motifgram.engine.charts import hierarchy_layout
+from motifgram.engine.overlay import OVERLAY_IMAGE_PX, render_overlay, token_colours
+from motifgram.engine.report import REPORT_SECTIONS, render_token_gallery, write_report
 from motifgram.grammar.model import Grammar
 from motifgram.grammar.rules import DomainRule, MotifRule, RingRule, TokenSymbol
 from conftest import seed
@@ -424,6 +419,27 @@ def test_hierarchy_of_a_large_grammar_keeps_the_commonest_symbols(tmp_path):
     drawn = {name for name in labels if name.startswith("R")}
     assert drawn == {r.name for r in sorted(rings, key=lambda r: -r.count)[:30]}
     assert "10 rarer symbols are not drawn" in page
+
+
+def test_hierarchy_layout_places_parts_below_their_rules():
+    g = fixture_grammar().validate()
+    nodes, edges, omitted = hierarchy_layout(g)
+    assert omitted == 0
+    assert set(nodes) == set(g.symbols)
+    for name, (x, level, weight, kind) in nodes.items():
+        assert level == g.level_of(name)
+        assert 0 <= x <= 1 and 0 < weight <= 1
+    assert {kind for *_, kind in nodes.values()} == {"token", "ring", "motif", "domain"}
+    for parent, child in edges:
+        assert nodes[parent][1] > nodes[child][1]
+    assert set(edges) == {
+        ("R6", "A"), ("R6", "B"), ("R6v", "A"), ("R6v", "B"), ("R6v", "V"),
+        ("M1", "R6v"), ("M1", "R7"), ("M2", "M1"), ("D_R6", "R6"),
+    }
+    assert nodes["R6"][2] == 1.0 and nodes["R7"][2] == pytest.approx(4 / 90)
+    few, _, omitted = hierarchy_layout(g, max_per_level=1)
+    assert omitted == 5  # tokens B, V; rings R6v, R7; D_R6 (rarer than M1 on level 2)
+    assert {"A", "R6", "M1", "M2"} == set(few)
 
 
 # --------------------------------------------------------------------------------------------------------------

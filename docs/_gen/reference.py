@@ -218,7 +218,7 @@ def cli_page() -> str:
 def tutorial_page() -> str:
     path = DOCS / "tutorial.ipynb"
     notebook = json.loads(path.read_text())
-    lines = [f"[Download the notebook](tutorial.ipynb) and run it in Jupyter (`pip install \"motifgram[notebook]\"`).",
+    lines = ["[Download the notebook](tutorial.ipynb) and run it in Jupyter (`pip install \"motifgram[notebook]\"`).",
              ""]
     for cell in notebook["cells"]:
         source = "".join(cell["source"])
