@@ -37,11 +37,7 @@ period by default) and returns them as an :class:`~motifgram.engine.detect.Atoms
 :func:`motifgram.engine.graph.build_graph` turns its points into exactly the triangular lattice graph
 (every bond one spacing long, every ring a triangle).
 
-Accuracy on simulated twisted bilayer MoS2 (``simulate("tbl_mos2", size=1024)``, default 0.0304 nm/px,
-Poisson noise): twist 1.9998, 4.0002 and 8.0003 deg for 2, 4 and 8 deg (errors < 0.005 deg), moiré period
-and lattice constant within 0.02 %, ~0.6 s per image on 2 busy cores. Resolution limit: the two layers'
-spots must be >= ~3 frequency bins apart: at 1024 px and 9 px spacing a 1.5 deg twist reads 1.506, 1 deg
-reads 0.90 (biased), 0.5 deg reads as one lattice.
+Accuracy and resolution limit on simulated twisted bilayers: ``benchmarks/README.md`` (Moiré measurement).
 """
 
 from __future__ import annotations

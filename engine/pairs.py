@@ -23,22 +23,9 @@ unchanged. Linked spots form groups (connected components); each group is one si
 
 A site's intensity is the *mean* of its one or two columns (see :class:`DumbbellSites`).
 
-**Measurements** (ratio = a spot's nearest-neighbour distance / ``scale``):
-
-* Si [110] (AtomSegNet ``Si110_5nmX25us_03``, 397 detected columns, ``scale`` 26.9 px): 384 spots with ratios
-  0.16-0.68 (the dumbbell, 13.0 px median), then none below 0.96: the gap is 0.68-0.96. The groups: 183 pairs,
-  13 single spots and 6 triples. In every triple the extra spot is the dimmest, at 0.12-0.48 x the fitted
-  amplitude of the next (25 vs 52, 25 vs 109, 42 vs 93, 22 vs 59, 25 vs 124, 9 vs 74): 3 noise peaks in the
-  dark gap next to a dumbbell, 3 between or beside its two columns. Mutual nearest neighbours alone paired the
-  noise peak with a column in 3 of the 6 and left both the true partner and the peak as sites of their own.
-* Truth positions of the simulated lattices (:func:`motifgram.engine.simulate.simulate`, 512 px, seeds 0-2):
-  smallest ratio 0.95 for graphene with 2 % Stone-Wales defects and vacancies (0.97 without), 0.89 at a grain
-  boundary, 1.00 for MoS2, perovskite and the Cairo tiling, 0.80 for the amorphous network (CRN).
-* :data:`PAIR_FRACTION` = 0.75 lies in Si's gap and below every simulated lattice. It is not a detector of
-  dumbbells: detected columns of real lattices without dumbbells hold some close spots (noise peaks, doubled
-  detections; ratio < 0.75 for 15 of 547 columns of the graphene flower, 28 of 1296 in MoSe2, 116 of 3932 in
-  implanted MoS2, none in Au and SrTiO3), which this rule would merge. It is for images the user knows to show
-  dumbbells (``detect.spots: dumbbells``).
+The value of :data:`PAIR_FRACTION` (0.75) and the measurements behind it (Si [110], the simulated lattices,
+the real images without dumbbells) are in ``examples/sto_si110.md``. It is not a detector of dumbbells: it is
+for images the user knows to show them (``detect.spots: dumbbells``).
 
 Limits: the rule is global (one ``scale`` per image), so an image whose magnification varies across it by
 more than ~20 % mixes up the two distances. A group of four or more spots (two dumbbells linked through a

@@ -2,9 +2,9 @@
 
 A spec is a tree of frozen section dataclasses (:class:`Spec` at the root). Every key is one dataclass
 field: its default lives in the field, and its description and constraints (range, oddness, pattern,
-whether ``"auto"`` is allowed) live in the field's metadata. One generic walker reads those fields to
-validate a parsed YAML mapping, to build the dataclasses, to write them back (:meth:`Spec.to_dict`) and to
-generate the JSON Schema (:func:`json_schema`), so adding a key means adding a field.
+whether ``"auto"`` is allowed) live in the field's metadata. One generic walker (:mod:`motifgram.engine.specfields`)
+reads those fields to validate a parsed YAML mapping, to build the dataclasses, to write them back
+(:meth:`Spec.to_dict`) and to generate the JSON Schema (:func:`json_schema`), so adding a key means adding a field.
 
 Conventions in the YAML:
 
@@ -19,18 +19,11 @@ Conventions in the YAML:
 """
 
 import dataclasses
-import difflib
-import glob
 import importlib.resources
-import json
 import logging
-import math
-import os
-import re
-import types
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -38,6 +31,22 @@ import yaml
 
 from motifgram.engine.errors import SpecError
 from motifgram.engine.simspec import check_simulation
+from motifgram.engine.specfields import (
+    IMAGE_SUFFIXES,
+    INVALID,
+    Context,
+    ExactlyOne,
+    LengthEquals,
+    OnlyWith,
+    StrictLoader,
+    convert_section,
+    join_path,
+    match_images,
+    section_schema,
+    show_value,
+    spec_key,
+    to_plain,
+)
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -62,11 +71,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: File suffixes (lower case) that ``inputs[].path`` may name.
-IMAGE_SUFFIXES = (
-    ".npy", ".tif", ".tiff", ".png", ".jpg", ".jpeg", ".dm3", ".dm4", ".emd", ".hspy", ".hdf5", ".h5", ".mrc",
-)
-
 SimulationKind = Literal["graphene", "graphene_gb", "mos2", "perovskite", "cairo", "crn", "tbl_mos2"]
 #: Kinds of synthetic micrograph that ``inputs[].simulate.kind`` may name.
 SIMULATION_KINDS = typing.get_args(SimulationKind)
@@ -76,7 +80,6 @@ DetectMethod = Literal["atoms", "grid"]
 SpotKind = Literal["atoms", "ring_centres", "dumbbells"]
 FeatureDescriptor = Literal["auto", "zernike", "zernike_context", "intensity"]
 
-_AUTO = "auto"
 # (regular expression, the same in words)
 _NAME_PATTERN = (r"^[^/\\]+$", "a non-empty name without / or \\ (it names files)")
 _TOKEN_PATTERN = (r"^[A-Za-z][A-Za-z0-9_]*$", "a letter followed by letters, digits or _")
@@ -84,108 +87,9 @@ _DATASET_PATTERN = (r"^/\S*$", "an HDF5 dataset path starting with /, e.g. /data
 _ADDRESS_PATTERN = (r"^(tcp|tls)://\S+$", "a scheduler address such as tcp://host:8786")
 
 
-def _key(default=dataclasses.MISSING, *, doc, auto=None, minimum=None, maximum=None, exclusive_minimum=None,
-         odd=False, pattern=None, min_items=None, unique=False, ordered=False, relative=False, glob_=False,
-         must_exist=False, extra=False):
-    """A spec key: a dataclass field whose metadata drives validation, writing and the JSON Schema.
-
-    ``auto`` (default: whether the type admits ``None``) allows the string ``"auto"`` for ``None``.
-    ``pattern`` is a pair (regular expression, the same in words for messages).
-    ``minimum``, ``maximum``, ``exclusive_minimum``, ``odd`` and ``pattern`` apply to the value, or to each
-    item of a list. ``min_items``, ``unique`` and ``ordered`` apply to a list. ``relative`` resolves a path
-    against the spec's folder; ``glob_`` lets it be a glob that must match readable images; ``must_exist``
-    requires it to exist. ``extra`` marks a ``dict`` field that collects all keys not named by a field.
-    """
-    meta = {"doc": doc, "auto": auto, "minimum": minimum, "maximum": maximum,
-            "exclusive_minimum": exclusive_minimum, "odd": odd, "pattern": pattern, "min_items": min_items,
-            "unique": unique, "ordered": ordered, "relative": relative, "glob": glob_,
-            "must_exist": must_exist, "extra": extra}
-    if isinstance(default, type) and dataclasses.is_dataclass(default) or default is dict:
-        return field(default_factory=default, metadata=meta)
-    return field(default=default, metadata=meta)
-
 
 # ---------------------------------------------------------------------------------------------------------
-# Cross-key rules, declared per section in ``_rules`` and checked by the walker.
-
-
-@dataclass(frozen=True)
-class _ExactlyOne:
-    """Exactly one of two keys must be given (a given but invalid value counts as given)."""
-
-    first: str
-    second: str
-    on_invalid: ClassVar = True
-
-    @property
-    def keys(self):
-        return (self.first, self.second)
-
-    def apply(self, values, path, ctx):
-        if (values[self.first] is None) == (values[self.second] is None):
-            ctx.problem(path, f"give exactly one of '{self.first}' or '{self.second}'")
-        return values
-
-    def schema(self):
-        return {"oneOf": [{"required": [self.first]}, {"required": [self.second]}]}
-
-
-@dataclass(frozen=True)
-class _OnlyWith:
-    """A key may be set (not auto, or not its default ``unset``) only when another key has a given value."""
-
-    key: str
-    other: str
-    value: str
-    unset: str | None = None  # the key's value that counts as not set (None: auto)
-    on_invalid: ClassVar = False
-
-    @property
-    def keys(self):
-        return (self.key, self.other)
-
-    def apply(self, values, path, ctx):
-        if values[self.key] != self.unset and values[self.other] != self.value:
-            what = "set" if self.unset is None else _show(values[self.key])
-            ctx.problem(_join(path, self.key),
-                        f"conflicting options: {_join(path, self.key)} is {what} but {_join(path, self.other)} is "
-                        f"{_show(values[self.other])}; set {self.other}: {self.value} or remove {self.key}")
-        return values
-
-    def schema(self):
-        unset = _AUTO if self.unset is None else self.unset
-        return {"if": {"required": [self.key], "properties": {self.key: {"not": {"const": unset}}}},
-                "then": {"required": [self.other], "properties": {self.other: {"const": self.value}}}}
-
-
-@dataclass(frozen=True)
-class _LengthEquals:
-    """A list key may be set only with an int key, and must then have as many items as it says."""
-
-    key: str
-    count: str
-    on_invalid: ClassVar = False
-
-    @property
-    def keys(self):
-        return (self.key, self.count)
-
-    def apply(self, values, path, ctx):
-        items, count = values[self.key], values[self.count]
-        if items is not None and count is None:
-            ctx.problem(_join(path, self.key),
-                        f"conflicting options: {len(items)} {self.key} given but {_join(path, self.count)} is auto "
-                        f"(the number is chosen during the run); set {self.count}: {len(items)} or remove "
-                        f"{self.key}")
-        elif items is not None and len(items) != count:
-            ctx.problem(_join(path, self.key),
-                        f"conflicting options: {len(items)} {self.key} given but {_join(path, self.count)} is "
-                        f"{count}; give one per {self.count} or remove {self.key}")
-        return values
-
-    def schema(self):  # the count itself is not expressible in JSON Schema
-        return {"if": {"required": [self.key], "properties": {self.key: {"not": {"const": _AUTO}}}},
-                "then": {"required": [self.count], "properties": {self.count: {"not": {"const": _AUTO}}}}}
+# Cross-key rules of the spec's own sections
 
 
 @dataclass(frozen=True)
@@ -205,9 +109,9 @@ class _ExpandInputs:
             if item.simulate is not None:
                 expanded.append((i, item, item.id))
                 continue
-            matches = _match_images(item.path, ctx.base_dir)
+            matches = match_images(item.path, ctx.base_dir)
             if item.id is not None and len(matches) > 1:
-                ctx.problem(_join(f"{_join(path, self.key)}[{i}]", "id"),
+                ctx.problem(join_path(f"{join_path(path, self.key)}[{i}]", "id"),
                             f"'id' names one input but the path matches {len(matches)} files; remove 'id' "
                             f"(ids default to the file stems)")
             expanded += [(i, dataclasses.replace(item, path=m), item.id) for m in matches]
@@ -216,8 +120,8 @@ class _ExpandInputs:
             if given is None:
                 continue
             if given in explicit:
-                ctx.problem(_join(f"{_join(path, self.key)}[{i}]", "id"),
-                            f"duplicate id {_show(given)} (also inputs[{explicit[given]}]); ids must be unique")
+                ctx.problem(join_path(f"{join_path(path, self.key)}[{i}]", "id"),
+                            f"duplicate id {show_value(given)} (also inputs[{explicit[given]}]); ids must be unique")
             explicit.setdefault(given, i)
             taken.add(given)
         inputs = []
@@ -247,32 +151,13 @@ class _SimulatorAccepts:
     keys: ClassVar = ("kind", "size", "seed", "options")
 
     def apply(self, values, path, ctx):
-        options = {name: value for name, value in values["options"].items() if value is not _INVALID}
+        options = {name: value for name, value in values["options"].items() if value is not INVALID}
         for problem in check_simulation(values["kind"], values["size"], values["seed"], options, path=path)[1]:
             ctx.problem(*problem)
         return values
 
     def schema(self):
         return None  # the options are listed per kind by motifgram.engine.simspec.simulate_options
-
-
-def _has_magic(text):
-    return re.search(r"[*?[]", text) is not None
-
-
-def _glob(path, base_dir):
-    """Sorted absolute paths matching ``path`` (a glob below ``base_dir``, whose own name is taken literally)."""
-    rel = path.relative_to(base_dir) if path.is_relative_to(base_dir) else path
-    return sorted(Path(os.path.normpath(base_dir / p)) for p in glob.glob(str(rel), root_dir=base_dir, recursive=True))
-
-
-def _match_images(path, base_dir):
-    """Readable image files that a path or glob names, sorted."""
-    rel = path.relative_to(base_dir) if path.is_relative_to(base_dir) else path
-    if not _has_magic(str(rel)):
-        return [path]
-    return [p for p in _glob(path, base_dir) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
-
 
 # ---------------------------------------------------------------------------------------------------------
 # Sections
@@ -282,10 +167,10 @@ def _match_images(path, base_dir):
 class SimulateSpec:
     """A synthetic micrograph made by ``motifgram.engine.simulate`` (no file needed)."""
 
-    kind: SimulationKind = _key(doc="What to simulate: " + ", ".join(SIMULATION_KINDS) + ".")
-    size: int = _key(512, doc="Image side length in px (the image is size x size).", minimum=64)
-    seed: int = _key(0, doc="Seed of the simulation's random numbers (defects, noise).", minimum=0)
-    options: dict[str, float | None] = _key(
+    kind: SimulationKind = spec_key(doc="What to simulate: " + ", ".join(SIMULATION_KINDS) + ".")
+    size: int = spec_key(512, doc="Image side length in px (the image is size x size).", minimum=64)
+    seed: int = spec_key(0, doc="Seed of the simulation's random numbers (defects, noise).", minimum=0)
+    options: dict[str, float | None] = spec_key(
         dict, extra=True,
         doc="All other keys under 'simulate' are options of the simulator for this kind (e.g. "
             "stone_wales_density, dose; see motifgram.engine.simulate.simulate_options); the simulator "
@@ -298,55 +183,55 @@ class SimulateSpec:
 class InputSpec:
     """One micrograph: a file (or a glob of files) or a simulation. After loading, one per file."""
 
-    path: Path | None = _key(
+    path: Path | None = spec_key(
         None, auto=False, relative=True, glob_=True,
         doc="Image file, relative to the spec file's folder; a glob (data/*.tif) expands to one input per "
             "file, sorted. Formats: " + " ".join(IMAGE_SUFFIXES) + ". Give this or 'simulate'.")
-    simulate: SimulateSpec | None = _key(None, auto=False, doc="A synthetic micrograph instead of a file.")
-    pixel_size: float | None = _key(
+    simulate: SimulateSpec | None = spec_key(None, auto=False, doc="A synthetic micrograph instead of a file.")
+    pixel_size: float | None = spec_key(
         None, exclusive_minimum=0.0, doc="Pixel size in nm; overrides the file's. auto: from the file.")
-    dataset: str | None = _key(
+    dataset: str | None = spec_key(
         None, pattern=_DATASET_PATTERN,
         doc="HDF5 files (.h5 .hdf5 .emd .hspy): the path of the dataset holding the image, e.g. /data. auto: the "
             "file's one image (a file with several lists them).")
-    frame: int | None = _key(
+    frame: int | None = spec_key(
         None, minimum=0, doc="For a stack of frames (frames first): the frame to analyse. auto: the file must hold "
                              "one 2-D image.")
-    group: str | None = _key(
+    group: str | None = spec_key(
         None, pattern=_NAME_PATTERN,
         doc="Material or condition this micrograph belongs to, for comparison. auto: the file stem, or the "
             "simulated kind.")
-    id: str | None = _key(
+    id: str | None = spec_key(
         None, pattern=_NAME_PATTERN,
         doc="Name of this micrograph in the outputs. auto: the file stem (with -2, -3, ... added when stems "
             "repeat), or '<kind>-<seed>' for a simulation.")
 
-    _rules: ClassVar = (_ExactlyOne("path", "simulate"),)
+    _rules: ClassVar = (ExactlyOne("path", "simulate"),)
 
 
 @dataclass(frozen=True, kw_only=True)
 class DetectSpec:
     """Finding atom columns."""
 
-    method: DetectMethod = _key(
+    method: DetectMethod = spec_key(
         "atoms", doc="How to find sites: 'atoms' (peaks of atom columns) or 'grid' (sample points on a triangular "
                      "lattice, for images whose columns overlap, e.g. twisted bilayers; atoms.csv then lists the "
                      "sample points).")
-    spacing: float | None = _key(
+    spacing: float | None = spec_key(
         None, exclusive_minimum=0.0, doc="grid only: spacing of the sample points in px. auto: one lattice period.")
-    lattice_period: float | None = _key(
+    lattice_period: float | None = spec_key(
         None, exclusive_minimum=0.0, doc="Lattice period in px. auto: from the image's Fourier transform.")
-    min_distance: float | None = _key(
+    min_distance: float | None = spec_key(
         None, exclusive_minimum=0.0, doc="Least distance between two atom columns in px. auto: from the period.")
-    threshold: float | None = _key(
+    threshold: float | None = spec_key(
         None, minimum=0.0, maximum=1.0,
         doc="Least peak height above the local background (denoised image), as a fraction of the image's "
         "intensity range (0.1-99.9 percentiles). auto: from the noise and the strongest peaks.")
-    denoise_sigma: float | None = _key(
+    denoise_sigma: float | None = spec_key(
         None, minimum=0.0, doc="Gaussian smoothing before peak finding in px (0: none). auto: from the period.")
-    refine: bool = _key(True, doc="Refine positions to sub-pixel precision by a Gaussian fit.")
-    dark_atoms: bool = _key(False, doc="Atoms are dark on a bright background (e.g. bright-field); invert first.")
-    spots: SpotKind = _key(
+    refine: bool = spec_key(True, doc="Refine positions to sub-pixel precision by a Gaussian fit.")
+    dark_atoms: bool = spec_key(False, doc="Atoms are dark on a bright background (e.g. bright-field); invert first.")
+    spots: SpotKind = spec_key(
         "atoms",
         doc="What the bright spots are: 'atoms' (atom columns, the sites themselves), 'ring_centres' (the "
             "centres of the atom rings, as in aberration-corrected HRTEM of graphene, whose bright spots are "
@@ -360,18 +245,18 @@ class DetectSpec:
             "of its spots (motifgram.engine.pairs); a lattice without close pairs keeps its spots. method: atoms "
             "only.")
 
-    _rules: ClassVar = (_OnlyWith("spots", "method", "atoms", unset="atoms"),)
+    _rules: ClassVar = (OnlyWith("spots", "method", "atoms", unset="atoms"),)
 
 
 @dataclass(frozen=True, kw_only=True)
 class FeaturesSpec:
     """Features of each site's neighbourhood: Zernike moments (atoms) or intensity quantiles (grid points)."""
 
-    n_max: int = _key(10, minimum=2, maximum=20, doc="Highest Zernike order (10 gives 36 moments).")
-    patch_size: int | None = _key(
+    n_max: int = spec_key(10, minimum=2, maximum=20, doc="Highest Zernike order (10 gives 36 moments).")
+    patch_size: int | None = spec_key(
         None, minimum=5, odd=True, doc="Diameter of the disk around each site in px, odd. auto: about one "
                                         "lattice period + 1.")
-    descriptor: FeatureDescriptor = _key(
+    descriptor: FeatureDescriptor = spec_key(
         "auto", doc="What the tokens are learned from: 'zernike' (rotation invariants of the disk; atoms), "
                   "'zernike_context' (the invariants normalised to unit norm, plus each column's peak intensity "
                   "and its dimmest nearest neighbour's: tells a metal from an equally bright substituted "
@@ -385,30 +270,30 @@ class FeaturesSpec:
 class TokensSpec:
     """Learning the motif tokens (the vocabulary) with a Gaussian mixture."""
 
-    k: int | None = _key(None, minimum=1, doc="Number of tokens. auto: chosen by BIC within k_range.")
-    k_range: tuple[int, int] = _key(
+    k: int | None = spec_key(None, minimum=1, doc="Number of tokens. auto: chosen by BIC within k_range.")
+    k_range: tuple[int, int] = spec_key(
         (1, 8), minimum=1, maximum=20, ordered=True, doc="Smallest and largest k tried when k is auto.")
-    names: tuple[str, ...] | None = _key(
+    names: tuple[str, ...] | None = spec_key(
         None, pattern=_TOKEN_PATTERN, unique=True,
         doc="Token names, in the order of the learned classes: exactly k of them, so k must be given too. "
             "Each a letter followed by letters, digits or _. auto: A, B, C, ...")
-    n_init: int = _key(4, minimum=1, doc="Number of EM restarts; the best fit is kept.")
-    max_iter: int = _key(200, minimum=1, doc="Most EM iterations per restart.")
+    n_init: int = spec_key(4, minimum=1, doc="Number of EM restarts; the best fit is kept.")
+    max_iter: int = spec_key(200, minimum=1, doc="Most EM iterations per restart.")
 
-    _rules: ClassVar = (_LengthEquals("names", "k"),)
+    _rules: ClassVar = (LengthEquals("names", "k"),)
 
 
 @dataclass(frozen=True, kw_only=True)
 class GraphSpec:
     """The atom graph: bonds and rings."""
 
-    bond_factor: float | None = _key(
+    bond_factor: float | None = spec_key(
         None, minimum=1.0, maximum=2.5,
         doc="A bond joins atoms closer than bond_factor x the local nearest-neighbour distance. auto: from "
             "the first minimum of the bond-length histogram. With detect.spots: ring_centres it bonds the spots "
             "(which triangles of spots become atoms); the atoms' bonds are then those of the dual lattice.")
-    max_ring: int = _key(12, minimum=3, maximum=30, doc="Largest ring (face) size kept.")
-    border: float | None = _key(
+    max_ring: int = spec_key(12, minimum=3, maximum=30, doc="Largest ring (face) size kept.")
+    border: float | None = spec_key(
         None, minimum=0.0, doc="Rings with an atom closer than this to the image edge are dropped, in px. "
                                "auto: one lattice period.")
 
@@ -417,9 +302,9 @@ class GraphSpec:
 class GrammarSpec:
     """Inducing the grammar (minimum description length)."""
 
-    min_count: int = _key(2, minimum=1, doc="A motif must occur at least this often to become a rule.")
-    max_motif_size: int = _key(6, minimum=2, maximum=12, doc="Most parts in one motif rule.")
-    min_domain_size: int | None = _key(
+    min_count: int = spec_key(2, minimum=1, doc="A motif must occur at least this often to become a rule.")
+    max_motif_size: int = spec_key(6, minimum=2, maximum=12, doc="Most parts in one motif rule.")
+    min_domain_size: int | None = spec_key(
         None, minimum=1, doc="Fewest rings in a domain (a region of one repeated ring). auto: from the data.")
 
 
@@ -427,7 +312,7 @@ class GrammarSpec:
 class CompareSpec:
     """Comparing this run's grammar with reference grammars."""
 
-    references: dict[str, Path] = _key(
+    references: dict[str, Path] = spec_key(
         dict, relative=True, must_exist=True,
         doc="Reference label -> run directory or grammar file, relative to the spec file's folder; each "
             "micrograph group is classified by its nearest reference.")
@@ -437,43 +322,43 @@ class CompareSpec:
 class EngineSpec:
     """Where the per-micrograph work runs."""
 
-    executor: Literal["local", "dask"] = _key("local", doc="'local' (this process) or 'dask' (a Dask cluster).")
-    workers: int | None = _key(None, minimum=1, doc="Number of parallel workers. auto: the number of CPU cores.")
-    address: str | None = _key(
+    executor: Literal["local", "dask"] = spec_key("local", doc="'local' (this process) or 'dask' (a Dask cluster).")
+    workers: int | None = spec_key(None, minimum=1, doc="Number of parallel workers. auto: the number of CPU cores.")
+    address: str | None = spec_key(
         None, pattern=_ADDRESS_PATTERN,
         doc="Address of a running Dask scheduler (tcp://host:port); only with executor: dask. auto: start a "
             "local cluster.")
 
-    _rules: ClassVar = (_OnlyWith("address", "executor", "dask"),)
+    _rules: ClassVar = (OnlyWith("address", "executor", "dask"),)
 
 
 @dataclass(frozen=True, kw_only=True)
 class OutputSpec:
     """What a run writes, and where."""
 
-    dir: str | None = _key(
+    dir: str | None = spec_key(
         None, doc="Run directory, relative to the current working directory (--out overrides it). "
                   "auto: runs/<name>.")
-    overlays: bool = _key(True, doc="Write overlays/<image>.png (atoms coloured by token, rings by symbol).")
-    report: bool = _key(True, doc="Write report.html and tokens.png (the token gallery as a picture).")
+    overlays: bool = spec_key(True, doc="Write overlays/<image>.png (atoms coloured by token, rings by symbol).")
+    report: bool = spec_key(True, doc="Write report.html and tokens.png (the token gallery as a picture).")
 
 
 @dataclass(frozen=True, kw_only=True)
 class Spec:
     """A motifgram run: which micrographs, and how to learn and apply their grammar."""
 
-    name: str = _key("motifgram-run", pattern=_NAME_PATTERN, doc="Name of the run (and of its grammar).")
-    seed: int = _key(0, minimum=0, doc="Seed of all random choices in learning (EM initialisation).")
-    inputs: tuple[InputSpec, ...] = _key(
+    name: str = spec_key("motifgram-run", pattern=_NAME_PATTERN, doc="Name of the run (and of its grammar).")
+    seed: int = spec_key(0, minimum=0, doc="Seed of all random choices in learning (EM initialisation).")
+    inputs: tuple[InputSpec, ...] = spec_key(
         min_items=1, doc="The micrographs: a list of {path: FILE} or {simulate: {kind: ...}} items.")
-    detect: DetectSpec = _key(DetectSpec, doc=DetectSpec.__doc__)
-    features: FeaturesSpec = _key(FeaturesSpec, doc=FeaturesSpec.__doc__)
-    tokens: TokensSpec = _key(TokensSpec, doc=TokensSpec.__doc__)
-    graph: GraphSpec = _key(GraphSpec, doc=GraphSpec.__doc__)
-    grammar: GrammarSpec = _key(GrammarSpec, doc=GrammarSpec.__doc__)
-    compare: CompareSpec = _key(CompareSpec, doc=CompareSpec.__doc__)
-    engine: EngineSpec = _key(EngineSpec, doc=EngineSpec.__doc__)
-    output: OutputSpec = _key(OutputSpec, doc=OutputSpec.__doc__)
+    detect: DetectSpec = spec_key(DetectSpec, doc=DetectSpec.__doc__)
+    features: FeaturesSpec = spec_key(FeaturesSpec, doc=FeaturesSpec.__doc__)
+    tokens: TokensSpec = spec_key(TokensSpec, doc=TokensSpec.__doc__)
+    graph: GraphSpec = spec_key(GraphSpec, doc=GraphSpec.__doc__)
+    grammar: GrammarSpec = spec_key(GrammarSpec, doc=GrammarSpec.__doc__)
+    compare: CompareSpec = spec_key(CompareSpec, doc=CompareSpec.__doc__)
+    engine: EngineSpec = spec_key(EngineSpec, doc=EngineSpec.__doc__)
+    output: OutputSpec = spec_key(OutputSpec, doc=OutputSpec.__doc__)
 
     _rules: ClassVar = (_ExpandInputs("inputs"),)
 
@@ -482,7 +367,7 @@ class Spec:
 
         ``load_spec(spec.to_dict()) == spec``: paths are absolute and input ids and groups explicit.
         """
-        return _to_plain(self, Spec, {})
+        return to_plain(self, Spec, {})
 
     @property
     def feature_descriptor(self) -> str:
@@ -507,374 +392,6 @@ class Spec:
         return Path(self.output.dir if self.output.dir is not None else Path("runs") / self.name).absolute()
 
 
-# ---------------------------------------------------------------------------------------------------------
-# The walker
-
-
-class _Invalid:
-    """Marker for a value that failed validation (its problem is already recorded)."""
-
-
-_INVALID = _Invalid()
-
-
-@dataclass
-class _Context:
-    base_dir: Path
-    problems: list = field(default_factory=list)
-
-    def problem(self, path, message):
-        self.problems.append((path, message))
-
-
-def _join(path, key):
-    return f"{path}.{key}" if path else str(key)
-
-
-def _show(value):
-    """A value as the user wrote it in YAML, shortened."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    try:
-        text = json.dumps(value, default=str)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _split_optional(tp):
-    """``(inner, True)`` for ``X | None``, else ``(tp, False)``."""
-    args = typing.get_args(tp)
-    if isinstance(tp, types.UnionType) and type(None) in args:
-        rest = tuple(a for a in args if a is not type(None))
-        return (rest[0] if len(rest) == 1 else typing.Union[rest]), True
-    return tp, False
-
-
-def _fields(cls):
-    hints = typing.get_type_hints(cls)
-    return [(f, hints[f.name]) for f in dataclasses.fields(cls)]
-
-
-def _allows_auto(tp, meta):
-    inner, optional = _split_optional(tp)
-    return optional if meta.get("auto") is None else meta["auto"]
-
-
-def _describe(tp, meta):
-    """What a key expects, in words: ``int >= 1 or "auto"``."""
-    inner, _ = _split_optional(tp)
-    text = _describe_inner(inner, meta)
-    return f'{text} or "auto"' if _allows_auto(tp, meta) else text
-
-
-def _range_words(meta):
-    lo, hi, xlo = meta.get("minimum"), meta.get("maximum"), meta.get("exclusive_minimum")
-    if lo is not None and hi is not None:
-        return f" in [{lo}, {hi}]"
-    if xlo is not None:
-        return f" > {xlo}"
-    if lo is not None:
-        return f" >= {lo}"
-    return f" <= {hi}" if hi is not None else ""
-
-
-def _describe_inner(tp, meta):
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if tp is bool:
-        return "true or false"
-    if tp is int:
-        return ("odd int" if meta.get("odd") else "int") + _range_words(meta)
-    if tp is float:
-        return "number" + _range_words(meta)
-    if tp is str:
-        return "string"
-    if tp is Path:
-        return "path (a string)"
-    if origin is Literal:
-        return "one of " + ", ".join(_show(a) for a in args)
-    if dataclasses.is_dataclass(tp):
-        return "mapping"
-    if origin is tuple and args[-1] is Ellipsis:
-        return ("non-empty " if meta.get("min_items") else "") + f"list, each item: {_describe_inner(args[0], meta)}"
-    if origin is tuple:
-        return f"[low, high], each: {_describe_inner(args[0], meta)}"
-    if origin is dict:
-        return "mapping"
-    words = ["true/false" if a is bool else _describe_inner(a, {})  # a union of scalars
-             for a in args if not (a is int and float in args)]
-    return ", ".join(words[:-1]) + " or " + words[-1] if len(words) > 1 else words[0]
-
-
-def _convert(tp, value, meta, path, ctx):
-    """Check ``value`` (parsed YAML) against a field's type and metadata; return it converted or _INVALID."""
-    inner, _ = _split_optional(tp)
-    if _allows_auto(tp, meta) and value == _AUTO:
-        return None
-    converted = _convert_inner(inner, value, meta, path, ctx)
-    if converted is None:  # wrong type: not recorded yet
-        ctx.problem(path, f"expected {_describe(tp, meta)}, got {_show(value)}")
-        return _INVALID
-    return converted
-
-
-def _convert_inner(tp, value, meta, path, ctx):
-    """Converted value, _INVALID (problem recorded) or None (wrong type, to be recorded by the caller)."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if dataclasses.is_dataclass(tp):
-        return _convert_section(tp, value, path, ctx) if isinstance(value, Mapping) else None
-    if origin is tuple:
-        return _convert_sequence(tp, value, meta, path, ctx)
-    if origin is dict:
-        if not isinstance(value, Mapping):
-            return None
-        out = {}
-        for key, item in value.items():
-            item_path = _join(path, key)
-            if not isinstance(key, str):
-                ctx.problem(item_path, f"keys must be strings, got {_show(key)}")
-                out = _INVALID
-                continue
-            item = _convert(args[1], item, meta, item_path, ctx)
-            if out is not _INVALID and item is not _INVALID:
-                out[key] = item
-            else:
-                out = _INVALID
-        return out
-    if origin is Literal:
-        if isinstance(value, str) and value in args:
-            return value
-        close = difflib.get_close_matches(value, [str(a) for a in args], n=1) if isinstance(value, str) else []
-        hint = f'; did you mean "{close[0]}"?' if close else ""
-        ctx.problem(path, f"expected {_describe_inner(tp, meta)}, got {_show(value)}{hint}")
-        return _INVALID
-    if origin in (types.UnionType, typing.Union):  # a union of scalar types, e.g. simulator options
-        for member in args:
-            if _convert_scalar(member, value, {}, path, ctx) is not None:
-                return value
-        return None
-    return _convert_scalar(tp, value, meta, path, ctx)
-
-
-def _convert_scalar(tp, value, meta, path, ctx):
-    if tp is bool:
-        return value if isinstance(value, bool) else None
-    if tp is int or tp is float:
-        if isinstance(value, bool) or not isinstance(value, int | float) or (tp is int and isinstance(value, float)):
-            return None
-        if not math.isfinite(value):
-            return None
-        value = tp(value)
-        lo, hi, xlo = meta.get("minimum"), meta.get("maximum"), meta.get("exclusive_minimum")
-        if ((lo is not None and value < lo) or (hi is not None and value > hi) or (xlo is not None and value <= xlo)
-                or (meta.get("odd") and value % 2 == 0)):
-            ctx.problem(path, f"expected {_describe_inner(tp, meta)}, got {_show(value)}")
-            return _INVALID
-        return value
-    if tp is str or tp is Path:
-        if not isinstance(value, str):
-            return None
-        if meta.get("pattern") and not re.search(meta["pattern"][0], value):
-            ctx.problem(path, f"expected {meta['pattern'][1]}, got {_show(value)}")
-            return _INVALID
-        return value if tp is str else _convert_path(value, meta, path, ctx)
-    raise TypeError(f"spec field type {tp!r} is not supported")  # a bug in a section dataclass
-
-
-def _convert_path(text, meta, path, ctx):
-    if not text.strip():
-        ctx.problem(path, "expected a path, got an empty string")
-        return _INVALID
-    full = Path(text).expanduser()
-    if meta.get("relative"):
-        full = Path(os.path.normpath(ctx.base_dir / full))
-    where = f"'{text}' (relative to {ctx.base_dir})"
-    if meta.get("glob") and _has_magic(text):
-        if not _match_images(full, ctx.base_dir):
-            found = sorted({p.suffix.lower() or "(no suffix)" for p in _glob(full, ctx.base_dir)})
-            extra = f"; it matches only {', '.join(found)} files" if found else ""
-            ctx.problem(path, f"no file matches {where}{extra}; check the path or the glob "
-                              f"(readable: {' '.join(IMAGE_SUFFIXES)})")
-            return _INVALID
-    elif meta.get("glob"):
-        if full.is_dir():
-            ctx.problem(path, f"{where} is a folder; give a file or a glob such as '{text.rstrip('/')}/*.tif'")
-            return _INVALID
-        if not full.is_file():
-            ctx.problem(path, f"no file matches {where}; check the path or the glob")
-            return _INVALID
-        if full.suffix.lower() not in IMAGE_SUFFIXES:
-            ctx.problem(path, f"unsupported format '{full.suffix}' of {where}; readable: {' '.join(IMAGE_SUFFIXES)}")
-            return _INVALID
-    elif meta.get("must_exist") and not full.exists():
-        ctx.problem(path, f"{where} does not exist; check the path")
-        return _INVALID
-    return full
-
-
-def _convert_sequence(tp, value, meta, path, ctx):
-    if not isinstance(value, list | tuple):
-        return None
-    args = typing.get_args(tp)
-    fixed = args[-1] is not Ellipsis
-    if fixed and len(value) != len(args):
-        return None
-    if meta.get("min_items") and len(value) < meta["min_items"]:
-        ctx.problem(path, f"expected {_describe_inner(tp, meta)}, got an empty list")
-        return _INVALID
-    items = []
-    for i, item in enumerate(value):
-        item_tp = args[i] if fixed else args[0]
-        converted = _convert_inner(item_tp, item, meta, f"{path}[{i}]", ctx)
-        if converted is None:
-            ctx.problem(f"{path}[{i}]", f"expected {_describe_inner(item_tp, meta)}, got {_show(item)}")
-            converted = _INVALID
-        items.append(converted)
-    if any(item is _INVALID for item in items):
-        return _INVALID
-    if meta.get("unique") and len(set(items)) != len(items):
-        ctx.problem(path, f"items must be distinct, got {_show(list(value))}")
-        return _INVALID
-    if meta.get("ordered") and list(items) != sorted(items):
-        ctx.problem(path, f"expected [low, high] with low <= high, got {_show(list(value))}")
-        return _INVALID
-    return tuple(items)
-
-
-def _convert_section(cls, data, path, ctx):
-    """Build section ``cls`` from a mapping, recording every problem; _INVALID if there was any."""
-    n_problems = len(ctx.problems)
-    fields = _fields(cls)
-    extra = next(((f, tp) for f, tp in fields if f.metadata.get("extra")), None)
-    known = [f.name for f, _ in fields if not f.metadata.get("extra")]
-    values, extras = {}, {}
-    for key, value in data.items():
-        if not isinstance(key, str):
-            ctx.problem(_join(path, _show(key)), f"keys must be strings, got {_show(key)}")
-        elif key not in known and extra is not None:
-            extras[key] = _convert(typing.get_args(extra[1])[1], value, extra[0].metadata, _join(path, key), ctx)
-        elif key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f'did you mean "{close[0]}"?' if close else "expected one of: " + ", ".join(known)
-            ctx.problem(_join(path, key), f"unknown key; {hint}")
-    for f, tp in fields:
-        if f.metadata.get("extra"):
-            continue
-        if f.name in data:
-            values[f.name] = _convert(tp, data[f.name], f.metadata, _join(path, f.name), ctx)
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            ctx.problem(_join(path, f.name), f"required key is missing: {f.metadata['doc']}")
-            values[f.name] = _INVALID
-        else:
-            values[f.name] = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-    if extra is not None:
-        values[extra[0].name] = extras
-    for rule in getattr(cls, "_rules", ()):
-        if rule.on_invalid or all(values[name] is not _INVALID for name in rule.keys):
-            values = rule.apply(values, path, ctx)
-    if len(ctx.problems) > n_problems:
-        return _INVALID
-    return cls(**values)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Writing back and the JSON Schema
-
-
-def _to_plain(value, tp, meta):
-    inner, _ = _split_optional(tp)
-    if value is None:
-        return _AUTO
-    if dataclasses.is_dataclass(inner):
-        out = {}
-        for f, ftp in _fields(inner):
-            item = getattr(value, f.name)
-            if f.metadata.get("extra"):
-                out.update({k: _to_plain(v, typing.get_args(ftp)[1], f.metadata) for k, v in item.items()})
-            elif item is not None or _allows_auto(ftp, f.metadata):
-                out[f.name] = _to_plain(item, ftp, f.metadata)
-        return out
-    if isinstance(value, tuple):
-        return [_to_plain(v, typing.get_args(inner)[0], meta) for v in value]
-    if isinstance(value, dict):
-        return {k: _to_plain(v, typing.get_args(inner)[1], meta) for k, v in value.items()}
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def _schema_for(tp, meta, defs):
-    inner, _ = _split_optional(tp)
-    schema = _schema_inner(inner, meta, defs)
-    if _allows_auto(tp, meta):
-        schema = {"anyOf": [schema, {"const": _AUTO}]}
-    return schema
-
-
-def _schema_inner(tp, meta, defs):
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if dataclasses.is_dataclass(tp):
-        if tp.__name__ not in defs:
-            defs[tp.__name__] = {}  # placeholder against recursion
-            defs[tp.__name__] = _schema_section(tp, defs)
-        return {"$ref": f"#/$defs/{tp.__name__}"}
-    if origin is Literal:
-        return {"type": "string", "enum": list(args)}
-    if origin is tuple:
-        schema = {"type": "array"}
-        if args[-1] is Ellipsis:
-            schema["items"] = _schema_inner(args[0], meta, defs)
-            if meta.get("min_items"):
-                schema["minItems"] = meta["min_items"]
-            if meta.get("unique"):
-                schema["uniqueItems"] = True
-        else:
-            schema |= {"prefixItems": [_schema_inner(a, meta, defs) for a in args], "items": False,
-                       "minItems": len(args), "maxItems": len(args)}
-        return schema
-    if origin is dict:
-        return {"type": "object", "additionalProperties": _schema_for(args[1], meta, defs)}
-    if origin in (types.UnionType, typing.Union):
-        return {"type": sorted({_schema_inner(a, {}, defs)["type"] for a in args})}
-    schema = {"type": {bool: "boolean", int: "integer", float: "number", str: "string", Path: "string"}[tp]}
-    for key, word in (("minimum", "minimum"), ("maximum", "maximum"), ("exclusive_minimum", "exclusiveMinimum"),
-                      ("pattern", "pattern")):
-        if meta.get(key) is not None and (tp in (int, float) or key == "pattern"):
-            schema[word] = meta[key][0] if key == "pattern" else meta[key]
-    if meta.get("odd") and tp is int:
-        schema["not"] = {"multipleOf": 2}
-    return schema
-
-
-def _schema_section(cls, defs):
-    props, required, additional = {}, [], False
-    for f, tp in _fields(cls):
-        if f.metadata.get("extra"):
-            additional = _schema_for(typing.get_args(tp)[1], f.metadata, defs)
-            continue
-        prop = {"title": f.name, "description": f.metadata["doc"], **_schema_for(tp, f.metadata, defs)}
-        if f.default is not dataclasses.MISSING:
-            if f.default is not None or _allows_auto(tp, f.metadata):
-                prop["default"] = _to_plain(f.default, tp, f.metadata)
-        elif f.default_factory is not dataclasses.MISSING:
-            prop["default"] = _to_plain(f.default_factory(), tp, f.metadata)
-        else:
-            required.append(f.name)
-        props[f.name] = prop
-    schema = {"title": cls.__name__, "description": cls.__doc__, "type": "object", "properties": props,
-              "additionalProperties": additional}
-    if required:
-        schema["required"] = required
-    rules = [r.schema() for r in getattr(cls, "_rules", ()) if r.schema() is not None]
-    if len(rules) == 1:
-        schema |= rules[0]
-    elif rules:
-        schema["allOf"] = rules
-    return schema
-
-
 def json_schema():
     """The JSON Schema (draft 2020-12) of a spec, generated from the section dataclasses.
 
@@ -887,31 +404,10 @@ def json_schema():
         JSON-serialisable schema with titles, descriptions and defaults, for editors.
     """
     defs = {}
-    root = _schema_section(Spec, defs)
+    root = section_schema(Spec, defs)
     return {"$schema": "https://json-schema.org/draft/2020-12/schema",
             "$id": "https://motifgram.invalid/spec.schema.json", **root, "$defs": defs}
 
-
-# ---------------------------------------------------------------------------------------------------------
-# Loading
-
-
-class _Loader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that rejects duplicate keys instead of keeping the last."""
-
-
-def _construct_mapping(loader, node):
-    seen = set()
-    for key_node, _ in node.value:
-        if isinstance(key_node, yaml.ScalarNode):
-            if key_node.value in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key_node.value!r}", key_node.start_mark)
-            seen.add(key_node.value)
-    return loader.construct_mapping(node)
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
 def _root_problems(data):
@@ -919,16 +415,16 @@ def _root_problems(data):
         return [("", "the spec is empty; it needs at least 'inputs' (a list of files or simulations)")]
     if not isinstance(data, Mapping):
         return [("", f"the spec must be a mapping of sections ({', '.join(f.name for f in dataclasses.fields(Spec))})"
-                     f", got {_show(data)}")]
+                     f", got {show_value(data)}")]
     return []
 
 
 def _walk(data, base_dir):
-    ctx = _Context(Path(base_dir).absolute())
+    ctx = Context(Path(base_dir).absolute())
     problems = _root_problems(data)
     if problems:
-        return _INVALID, problems
-    spec = _convert_section(Spec, data, "", ctx)
+        return INVALID, problems
+    spec = convert_section(Spec, data, "", ctx)
     return spec, ctx.problems
 
 
@@ -1001,7 +497,7 @@ def read_spec_file(path):
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError([("", f"cannot read the spec file: {exc}")], source=path) from exc
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -1,5 +1,6 @@
 """The command line: exit codes, messages and the files each command writes."""
 
+import fcntl
 import json
 import os
 import re
@@ -205,10 +206,15 @@ def test_validate_rejects_what_run_rejects(tmp_path, capsys, spec_text, where):
 
 def test_a_closed_pipe_ends_quietly():
     """`motifgram schema | head -c 10`: no traceback, and the exit status of a command killed by SIGPIPE."""
-    process = subprocess.Popen([sys.executable, "-m", "motifgram.engine.cli", "schema"], stdout=subprocess.PIPE,
+    # A pipe of one page (Linux's smallest): the 20 KB schema cannot fit in it, so the writer is still writing
+    # when the reader goes away, however the two processes are scheduled.
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 4096)
+    process = subprocess.Popen([sys.executable, "-m", "motifgram.engine.cli", "schema"], stdout=write_end,
                                stderr=subprocess.PIPE)
-    assert process.stdout.read(10) == b'{\n  "$sche'
-    process.stdout.close()  # the reader goes away long before the 20 KB schema is written
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as reader:
+        assert reader.read(10) == b'{\n  "$sche'
     assert process.wait(timeout=60) == 128 + signal.SIGPIPE
     assert process.stderr.read() == b""
 
