@@ -225,70 +225,19 @@ def induce_grammar(
     (['R6'], ())
     """
     _validate_args(min_count, max_motif_size, min_domain_size, beam_width)
-
-    # Tokens, then the ring rules chosen by description length (words.py).
-    token_counts = Counter()
-    compact = []
-    for k, g in enumerate(graphs):
-        token_counts.update(np.asarray(g.tokens).astype(str).tolist())
-        compact.append(ring_words_of(k, g))
-    if not compact:
-        raise GrammarError("induce_grammar: no micrographs given; pass at least one atom graph")
-    n_tokens = sum(token_counts.values())
-    tokens = tuple(TokenSymbol(t, c / n_tokens) for t, c in sorted(token_counts.items()))
+    tokens, compact = _read_graphs(graphs)
     vocabulary, stage_gains = choose_ring_words(compact, tokens, min_count=min_count,
                                                 min_domain_size=min_domain_size, max_motif_size=max_motif_size,
                                                 name=name)
-    rings = vocabulary.rings
-    code = DataCode.from_grammar(Grammar(name, 1, tokens, rings))
-
-    # Ring-adjacency graphs in canonical ring order, each with its domains contracted at once (a crystal's
-    # symbol graph shrinks to a few nodes, so memory follows the disorder, not the number of micrographs).
-    n_regions, n_members = Counter(), Counter()
-    states = []
-    for i in range(len(compact)):
-        c, compact[i] = compact[i], None  # free each micrograph's arrays once its symbol graph exists
-        symbols = [vocabulary.symbol_of[w] for w in c.distinct]
-        extra = code.free_token_bits(c.free_tokens(code.ring_classes(symbols)))
-        sg = SymbolGraph(list(map(symbols.__getitem__, c.index.tolist())), c.adjacency, c.contacts)
-        for d_name, symbol, threshold in vocabulary.domains:
-            regions = sg.regions(symbol, threshold)
-            sg.contract(regions, d_name, 2, domain=True)
-            n_regions[d_name] += len(regions)
-            n_members[d_name] += sum(map(len, regions))
-        states.append(_State(sg, extra))
-    domains = []
-    for d_name, symbol, threshold in vocabulary.domains:
-        if n_regions[d_name]:
-            domains.append(DomainRule(d_name, symbol, n_regions[d_name], 2, n_members[d_name]))
-            log.debug("domain %s = domain(%s): %d regions, %d rings (min size %d)", d_name, symbol,
-                      n_regions[d_name], n_members[d_name], threshold)
-
-    grammar = Grammar(name, 1, tokens, rings, (), tuple(domains))
+    code = DataCode.from_grammar(Grammar(name, 1, tokens, vocabulary.rings))
+    states, domains = _contract_domains(compact, vocabulary, code)
+    grammar = Grammar(name, 1, tokens, vocabulary.rings, (), tuple(domains))
     usage = Counter()
     for st in states:
         usage.update(st.sg.top_level_usage())
     initial_bits = grammar.description_length_bits() + _data_bits(states, usage, grammar)
-    history = []
-    canon_cache: dict = {}
-    while True:
-        best = _best_merge(states, usage, grammar, min_count=min_count, max_size=max_motif_size,
-                           beam_width=beam_width, canon_cache=canon_cache)
-        if best is None:
-            break
-        nodes, edges = best.key
-        level = 1 + max(grammar.level_of(s) for s in nodes)
-        symbol = _fresh(f"M{len(grammar.motifs) + 1}", grammar)
-        for st, selected in zip(states, best.instances, strict=True):
-            st.sg.contract(selected, symbol, level)
-        for s, mult in Counter(nodes).items():
-            usage[s] -= mult * best.count
-        usage[symbol] = best.count
-        rule = MotifRule(symbol, nodes, edges, best.count, level)
-        grammar = dataclasses.replace(grammar, motifs=grammar.motifs + (rule,))
-        history.append((symbol, best.count, level, best.gain))
-        log.debug("merge %s = %s (level %d): %d occurrences, -%.1f bits", symbol, best.key, level, best.count,
-                  best.gain)
+    grammar, history = _merge_motifs(states, usage, grammar, min_count=min_count, max_motif_size=max_motif_size,
+                                     beam_width=beam_width)
 
     grammar = grammar.validate()
     per_graph = _data_bits_per_graph(states, grammar)
@@ -312,6 +261,73 @@ def induce_grammar(
         gains_bits={**{rename[s]: g for s, g in stage_gains.items() if s in rename},
                     **{step.symbol: step.gain_bits for step in steps}},
     )
+
+
+def _read_graphs(graphs: Iterable) -> tuple[tuple[TokenSymbol, ...], list]:
+    """The token symbols (with their shares over every atom) and each micrograph's ring words, reading the
+    graphs once, one at a time."""
+    token_counts = Counter()
+    compact = []
+    for k, g in enumerate(graphs):
+        token_counts.update(np.asarray(g.tokens).astype(str).tolist())
+        compact.append(ring_words_of(k, g))
+    if not compact:
+        raise GrammarError("induce_grammar: no micrographs given; pass at least one atom graph")
+    n_tokens = sum(token_counts.values())
+    return tuple(TokenSymbol(t, c / n_tokens) for t, c in sorted(token_counts.items())), compact
+
+
+def _contract_domains(compact: list, vocabulary, code: DataCode) -> tuple[list, list[DomainRule]]:
+    """Each micrograph's ring-adjacency graph in canonical ring order with its domains contracted at once (a
+    crystal's symbol graph shrinks to a few nodes, so memory follows the disorder, not the number of
+    micrographs), and the domain rules found. Frees each micrograph's ring words once its graph exists."""
+    n_regions, n_members = Counter(), Counter()
+    states = []
+    for i in range(len(compact)):
+        c, compact[i] = compact[i], None
+        symbols = [vocabulary.symbol_of[w] for w in c.distinct]
+        extra = code.free_token_bits(c.free_tokens(code.ring_classes(symbols)))
+        sg = SymbolGraph(list(map(symbols.__getitem__, c.index.tolist())), c.adjacency, c.contacts)
+        for d_name, symbol, threshold in vocabulary.domains:
+            regions = sg.regions(symbol, threshold)
+            sg.contract(regions, d_name, 2, domain=True)
+            n_regions[d_name] += len(regions)
+            n_members[d_name] += sum(map(len, regions))
+        states.append(_State(sg, extra))
+    domains = []
+    for d_name, symbol, threshold in vocabulary.domains:
+        if n_regions[d_name]:
+            domains.append(DomainRule(d_name, symbol, n_regions[d_name], 2, n_members[d_name]))
+            log.debug("domain %s = domain(%s): %d regions, %d rings (min size %d)", d_name, symbol,
+                      n_regions[d_name], n_members[d_name], threshold)
+    return states, domains
+
+
+def _merge_motifs(states: list, usage: Counter, grammar: Grammar, *, min_count: int, max_motif_size: int,
+                  beam_width: int) -> tuple[Grammar, list]:
+    """Merge the pattern that shortens the description most into a motif rule, contracting its instances in
+    every micrograph, until none does. Returns the grammar with its motif rules and the merge history
+    ``(symbol, count, level, gain_bits)``; ``usage`` is updated in place."""
+    history = []
+    canon_cache: dict = {}
+    while True:
+        best = _best_merge(states, usage, grammar, min_count=min_count, max_size=max_motif_size,
+                           beam_width=beam_width, canon_cache=canon_cache)
+        if best is None:
+            return grammar, history
+        nodes, edges = best.key
+        level = 1 + max(grammar.level_of(s) for s in nodes)
+        symbol = _fresh(f"M{len(grammar.motifs) + 1}", grammar)
+        for st, selected in zip(states, best.instances, strict=True):
+            st.sg.contract(selected, symbol, level)
+        for s, mult in Counter(nodes).items():
+            usage[s] -= mult * best.count
+        usage[symbol] = best.count
+        rule = MotifRule(symbol, nodes, edges, best.count, level)
+        grammar = dataclasses.replace(grammar, motifs=grammar.motifs + (rule,))
+        history.append((symbol, best.count, level, best.gain))
+        log.debug("merge %s = %s (level %d): %d occurrences, -%.1f bits", symbol, best.key, level, best.count,
+                  best.gain)
 
 
 def _fresh(name: str, grammar: Grammar) -> str:
