@@ -7,10 +7,8 @@ Seeds. A test that draws random data (a simulation, a noisy lattice, a spec's ``
 threshold fitted to one draw fails there (README, Development). The thresholds' margins were measured over seed
 sweeps (``benchmarks/seed_sweeps.py``) and are written beside them.
 
-CI. With ``CI`` set (``.ci/run`` sets it) a skipped test is reported as a failure, so a claim cannot go unchecked
-because a Python dependency is missing. Two things live outside the project and pip: the real micrographs
-(``../shared/data``) and a Chromium binary; tests that need them still skip where they are absent (a clean clone
-elsewhere), and ``.ci/run`` says so loudly before the tests start.
+CI. With ``CI`` set (``.ci/run`` sets it) a skipped test is reported as a failure: CI has the real micrographs and
+Chromium, so a skip there means a claim went unchecked.
 """
 
 import contextlib
@@ -97,17 +95,11 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
-#: Skip reasons for what pip cannot install (see the module docstring): allowed in CI.
-OUTSIDE_PIP = ("real micrographs not present", "no Chromium installed")
-
-
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     report = yield
     if report.skipped and not hasattr(report, "wasxfail") and _in_ci():
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-        if any(allowed in reason for allowed in OUTSIDE_PIP):
-            return report
         report.outcome = "failed"
         report.longrepr = f"skipped in CI ({reason}); CI must run every test: provide what it needs"
     return report
