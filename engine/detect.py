@@ -43,7 +43,7 @@ from scipy.spatial import cKDTree
 from motifgram.engine.geometry import inside_image, nn_distance
 from motifgram.engine.errors import NoLatticeError
 from motifgram.engine.period import checked_image, estimate_lattice_period
-from motifgram.engine.refine import refine_columns, refine_positions
+from motifgram.engine.refine import refine_columns, refine_jointly, refine_positions
 
 __all__ = [
     "Atoms",
@@ -282,6 +282,7 @@ def detect_atoms(
     refine: bool = True,
     dark_atoms: bool = False,
     scan_noise_removal: bool = True,
+    joint: bool = True,
 ) -> Atoms:
     """Find atom columns and refine them to sub-pixel precision.
 
@@ -311,6 +312,9 @@ def detect_atoms(
     scan_noise_removal : bool
         Remove fast-scan noise first (:func:`remove_scan_noise`); False when the caller already did, so that
         later stages see the same cleaned image.
+    joint : bool
+        After the independent fit, refit every column with its neighbours and a local background,
+        noise-weighted (:func:`~motifgram.engine.refine.refine_jointly`); only with ``refine``.
 
     Returns
     -------
@@ -387,18 +391,23 @@ def detect_atoms(
     xy = rc[:, ::-1].astype(np.float32)
     if refine:
         fit_radius = max(2, int(round(0.4 * nn_guess)))
-        xy, intensity, ok = refine_columns(img, xy, sigma_px=0.25 * nn_guess, half_window=fit_radius, n_iter=8)
+        xy, intensity, width, ok = refine_columns(img, xy, sigma_px=0.25 * nn_guess, half_window=fit_radius, n_iter=8)
         # a column cut by the border whose fit failed is most likely centred outside the image
         h, w = img.shape
         near_border = (
             (xy[:, 0] < fit_radius) | (xy[:, 0] > w - 1 - fit_radius) | (xy[:, 1] < fit_radius)
             | (xy[:, 1] > h - 1 - fit_radius)
         )
-        xy, intensity = xy[ok | ~near_border], intensity[ok | ~near_border]
+        kept = ok | ~near_border
+        xy, intensity, width = xy[kept], intensity[kept], width[kept]
         keep = _suppress_weaker(xy.astype(np.float64), intensity, radius=0.5 * min_distance)
         if not keep.all():
             log.info("merged %d peaks that converged onto another column", int((~keep).sum()))
-        xy, intensity = xy[keep], intensity[keep]
+        xy, intensity, width = xy[keep], intensity[keep], width[keep]
+        if joint:
+            # the positions of the joint fit; the intensity stays the independent fit's (its amplitude above the
+            # local background in a 0.4 nn window), on which the token step's brightness ratios are measured
+            xy = refine_jointly(img, xy, intensity, width, nn_px=nn_distance(xy.astype(np.float64)))[0]
         inside = inside_image(xy, (h, w))
         xy, intensity = xy[inside], intensity[inside]
     else:
