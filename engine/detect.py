@@ -16,8 +16,13 @@ Pipeline of :func:`detect_atoms`:
    lower envelope; an automatic threshold ``max(5 sigma_noise, 0.1 x strong column)`` that keeps weak
    columns (S2 next to Mo, O next to Ti) and drops noise maxima; of two candidates closer than
    ``0.5 nn`` the lower goes.
-4. :func:`~motifgram.engine.refine.refine_positions`: a 2-D Gaussian + constant background fitted to every atom at once by
-   Levenberg-Marquardt in one jitted, vmapped JAX kernel.
+4. :func:`~motifgram.engine.refine.refine_positions`: a 2-D Gaussian + constant background fitted to every
+   atom at once by Levenberg-Marquardt in one jitted, vmapped JAX kernel (window 0.4 nn); its amplitude is
+   the atom's intensity.
+5. :func:`~motifgram.engine.refine.refine_jointly` (``joint``, below a column signal-to-noise ratio of
+   :data:`~motifgram.engine.refine.JOINT_MAX_SNR`): every column refitted with its neighbours' model taken
+   out of a 0.8 nn window, a local background and Poisson + read-noise weights, in the same kernel; its
+   positions are reported.
 
 The prior art (motif-learn) finds peaks with ``skimage.feature.peak_local_max`` and refines them by a
 centre of mass. Here a 3x3 ``scipy.ndimage.maximum_filter`` plus a k-d tree for the separation does the
