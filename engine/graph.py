@@ -64,7 +64,6 @@ import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
-import networkx as nx
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
@@ -373,6 +372,8 @@ class AtomGraph:
         Nodes are atom indices with attributes ``xy`` (tuple of float, px) and ``token`` (str); edges are
         the bonds; graph attributes ``rings`` (:attr:`rings` as a tuple of tuples), ``image_shape`` and ``bond_factor``.
         """
+        import networkx as nx  # only here: 0.07 s of imports a run does not need
+
         g = nx.Graph(rings=self.rings.to_tuples(), image_shape=self.image_shape, bond_factor=self.bond_factor)
         g.add_nodes_from(
             (i, {"xy": (x, y), "token": t}) for i, ((x, y), t) in enumerate(zip(self.xy.tolist(), self.tokens.tolist()))
