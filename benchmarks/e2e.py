@@ -21,6 +21,10 @@ Each measurement is a new process, timed from the parent (Python start to exit) 
   lattice's nearest-neighbour distance; motifgram estimates its own.
 
 Ratios (motifgram's median wall / the reference's median wall) are always of numbers measured in the same run.
+motifgram runs with the threads a user's environment gives it; the reference with ``--reference-threads``
+BLAS/OpenMP threads (default 1: on 2 shared cores scikit-learn's EM with 2 threads took 19.4 s instead of 1.4 s
+for a 512² micrograph, its threads spinning against the machine's other work). ``--imports`` prints the table of
+``python -X importtime``.
 ``--scale`` adds 8192² (one warm-up and one timed run of each; motifgram's peak RSS is the figure of the
 issue's memory target) and the per-stage exponents over the three largest sizes.
 
@@ -52,7 +56,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 #: Settings of the reference's token model: motifgram's defaults (tokens.k_range, n_init, BIC sample).
 K_RANGE, N_INIT, BIC_SAMPLE, N_MAX, PCA_DIMS = (1, 8), 4, 10_000, 10, 10
-STAGES = ("detect", "features", "graph", "tokens", "write", "grammar", "parse", "overlay", "report")
+REFERENCE_STAGES = ("detect", "features", "tokens", "graph", "write")
+STAGES = ("load", "detect", "features", "graph", "tokens", "write", "grammar", "parse", "overlay")
 
 
 # --------------------------------------------------------------------------------------------- the reference
@@ -248,7 +253,11 @@ def _stage_times(summary: dict) -> dict:
 
 
 def reference_run(meta: dict, work: Path, env: dict) -> dict:
+    """The reference pipeline on one micrograph in a new process, with its BLAS/OpenMP threads set
+    (``E2E_REFERENCE_THREADS``)."""
     out = work / "reference" / Path(meta["path"]).stem
+    threads = env["E2E_REFERENCE_THREADS"]
+    env = dict(env, OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
     result = timed_process([sys.executable, __file__, "--reference", meta["path"], str(out),
                             str(meta["spacing_px"])], env)
     summary = json.loads((out / "summary.json").read_text())
@@ -260,6 +269,33 @@ def reference_run(meta: dict, work: Path, env: dict) -> dict:
 def import_time(env: dict) -> float:
     """Wall of ``python -c "import motifgram.engine.pipeline"`` in a new process (s)."""
     return timed_process([sys.executable, "-c", "import motifgram.engine.pipeline"], env)["wall_s"]
+
+
+def import_table(module: str = "motifgram.engine.pipeline", repeats: int = 5) -> str:
+    """A Markdown table of ``python -X importtime -c "import MODULE"``: self time summed per top-level package,
+    the fastest of ``repeats`` new processes per package (import times are noisy on a shared machine)."""
+    best: dict[str, float] = {}
+    totals = []
+    for _ in range(repeats):
+        err = subprocess.run([sys.executable, "-X", "importtime", "-c", f"import {module}"], capture_output=True,
+                             text=True, check=True).stderr
+        per_package: dict[str, float] = {}
+        for line in err.splitlines():
+            fields = line.split("|")
+            if len(fields) == 3 and fields[0].startswith("import time:") and fields[0].split()[-1].isdigit():
+                name = fields[2].strip().split(".")[0]
+                per_package[name] = per_package.get(name, 0.0) + int(fields[0].split()[-1]) / 1000
+        totals.append(sum(per_package.values()))
+        for name, ms in per_package.items():
+            best[name] = min(best.get(name, math.inf), ms)
+    rows = sorted(best.items(), key=lambda item: -item[1])
+    shown = rows[:12]
+    lines = [f"`python -X importtime -c \"import {module}\"`: {min(totals):.0f} ms in all (fastest of {repeats}; "
+             f"median {statistics.median(totals):.0f} ms); self time per top-level package, fastest of {repeats}:",
+             "", "| package | ms |", "|---|---|"]
+    lines += [f"| {name} | {ms:.0f} |" for name, ms in shown]
+    lines.append(f"| {len(rows) - len(shown)} others | {sum(ms for _, ms in rows[len(shown):]):.0f} |")
+    return "\n".join(lines)
 
 
 def median(runs: list[dict], key: str = "wall_s"):
@@ -311,6 +347,8 @@ def measure(size: int, args, work: Path, env: dict, *, repeats: int, cold_repeat
         "stages_s": {s: round(statistics.median(r["stages_s"].get(s, 0.0) for r in entry["motifgram_warm"]), 3)
                      for s in STAGES},
     }
+    # what the stages do not cover: Python and imports, the report, start-up and exit
+    entry["summary"]["stages_s"]["rest"] = round(warm - sum(entry["summary"]["stages_s"].values()), 3)
     return entry
 
 
@@ -321,17 +359,25 @@ def log(text: str) -> None:
 def markdown(result: dict) -> str:
     lines = [f"Date: {result['date']}. Command: `{result['command']}`.",
              f"Machine: {result['machine']}; load average at start {result['load_start']}, at end {result['load_end']}.",
+             f"Threads: motifgram as the user's environment sets them; the reference with "
+             f"{result['reference_threads']} BLAS/OpenMP thread(s).",
              "", "| size | atoms | motifgram warm s | reference s | **ratio warm** | motifgram cold s | ratio cold | "
              "peak RSS MiB motifgram / reference |", "|---|---|---|---|---|---|---|---|"]
     for size, entry in result["sizes"].items():
         s = entry["summary"]
+        cold = f"{s['motifgram_cold_s']} | {s['ratio_cold']}×" if s["motifgram_cold_s"] else "– | –"
         lines.append(f"| {size}² | {entry['motifgram_warm'][0]['n_atoms']:,} | {s['motifgram_warm_s']} | "
-                     f"{s['reference_s']} | **{s['ratio_warm']}×** | {s['motifgram_cold_s']} | {s['ratio_cold']}× | "
+                     f"{s['reference_s']} | **{s['ratio_warm']}×** | {cold} | "
                      f"{s['peak_rss_mib_warm']:.0f} / {s['peak_rss_mib_reference']:.0f} |")
     lines += ["", "Stage seconds of the warm motifgram runs (median; from each run's summary.json):", "",
-              "| size | " + " | ".join(STAGES) + " |", "|---|" + "---|" * len(STAGES)]
+              "| size | " + " | ".join(STAGES) + " | rest (wall − stages) | reference: " + ", ".join(REFERENCE_STAGES)
+              + " |", "|---|" + "---|" * (len(STAGES) + 2)]
     for size, entry in result["sizes"].items():
-        lines.append(f"| {size}² | " + " | ".join(str(entry["summary"]["stages_s"][s]) for s in STAGES) + " |")
+        ref = [statistics.median(r["stages_s"][s] for r in entry["reference"]) for s in REFERENCE_STAGES]
+        stages = [statistics.median(r["stages_s"].get(s, 0.0) for r in entry["motifgram_warm"]) for s in STAGES]
+        stages.append(entry["summary"]["motifgram_warm_s"] - sum(stages))
+        lines.append(f"| {size}² | " + " | ".join(f"{t:.3g}" for t in stages)
+                     + " | " + " · ".join(f"{t:.3g}" for t in ref) + " |")
     lines += ["", f"`import motifgram.engine.pipeline` in a new process: {result['import_s']} s (median of 3)."]
     if result.get("exponents"):
         lines += ["", f"Stage exponents b (t ∝ atoms^b, warm, over {', '.join(result['exponent_sizes'])}): "
@@ -342,10 +388,15 @@ def markdown(result: dict) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 2048, 4096])
+    parser.add_argument("--render", type=Path, metavar="JSON", help="only print the tables of an earlier run")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cold-repeats", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="512² and 2048², one run of each (~2 min)")
     parser.add_argument("--scale", action="store_true", help="also 8192² (one run of each) and stage exponents")
+    parser.add_argument("--reference-threads", type=int, default=1,
+                        help="BLAS/OpenMP threads of the reference (default 1: its faster setting on 2 shared "
+                             "cores, where scikit-learn's EM with 2 threads took 14x longer)")
+    parser.add_argument("--imports", action="store_true", help="only print the import-time table (new processes)")
     parser.add_argument("--work", type=Path, default=ROOT / ".bench" / "e2e", help="data, runs and caches")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--reference", nargs=3, metavar=("IMAGE", "OUT", "SPACING"), help=argparse.SUPPRESS)
@@ -353,17 +404,26 @@ def main(argv=None) -> int:
     if args.reference:
         reference(Path(args.reference[0]), Path(args.reference[1]), float(args.reference[2]))
         return 0
+    if args.render:
+        print(markdown(json.loads(args.render.read_text())))
+        return 0
+    if args.imports:
+        print(import_table())
+        return 0
     if args.quick:
         args.sizes, args.repeats, args.cold_repeats = [512, 2048], 1, 1
     out = args.out or HERE / ("e2e-quick.json" if args.quick else "e2e.json")
     work = args.work.absolute()
     shutil.rmtree(work / "cache-warm", ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, E2E_WORK=str(work))
+    env = dict(os.environ, E2E_WORK=str(work), E2E_REFERENCE_THREADS=str(args.reference_threads))
     result = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": " ".join(["python", *sys.argv]),
               "machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
                          f"Python {platform.python_version()}",
-              "load_start": [round(x, 2) for x in os.getloadavg()], "sizes": {}}
+              "load_start": [round(x, 2) for x in os.getloadavg()], "reference_threads": args.reference_threads,
+              "threads_motifgram": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                                                   "XLA_FLAGS")},
+              "sizes": {}}
     result["import_s"] = round(statistics.median(import_time(env) for _ in range(3)), 3)
     for size in args.sizes:
         result["sizes"][str(size)] = measure(size, args, work, env, repeats=args.repeats,
@@ -372,7 +432,7 @@ def main(argv=None) -> int:
         result["sizes"]["8192"] = measure(8192, args, work, env, repeats=1, cold_repeats=0)
         big = [s for s in result["sizes"] if int(s) >= 2048]
         result["exponent_sizes"] = [f"{s}²" for s in big]
-        result["exponents"] = {stage: exponent(big, result["sizes"], stage) for stage in STAGES}
+        result["exponents"] = {stage: exponent(big, result["sizes"], stage) for stage in STAGES if stage != "load"}
     result["load_end"] = [round(x, 2) for x in os.getloadavg()]
     out.write_text(json.dumps(result, indent=1))
     print(markdown(result))
