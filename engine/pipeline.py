@@ -52,9 +52,10 @@ from motifgram.engine.report import write_report
 from motifgram.engine.spec import Spec, bundled_spec_path, load_spec
 from motifgram.engine.stages import StageTimer, analyse_micrograph, load_input, naming_source
 from motifgram.engine.tokens import TokenModel, assign_tokens, class_averages, learn_tokens, merging_summary
-from motifgram.grammar.compare import Comparable, compare
+from motifgram.grammar.compare import compare
 from motifgram.grammar.disorder import POOR_FIT_FACTOR, POOR_FIT_MARGIN_BITS, disorder_measures, is_poor_fit
 from motifgram.grammar.induce import InductionResult, induce_grammar
+from motifgram.grammar.items import Comparable
 from motifgram.grammar.model import Grammar
 from motifgram.grammar.parse import parse_graph
 
@@ -285,7 +286,7 @@ def _compare_groups(spec, records, graphs_of, token_model, grammar, timer):
             )
             for group, members in groups.items()
         ]
-        comparison = compare(items, references=references)
+        comparison = compare(items, references=references, tokens="own")  # the groups share the run's tokens
     return group_grammars, comparison
 
 

@@ -18,7 +18,6 @@ LONG_MODULES = {
 #: until it is taken off this list.
 SPLIT_PENDING = {
     "motifgram.engine.simulate": "the structures (lattices, defects) from the simulator's orchestration",
-    "motifgram.grammar.compare": "the comparison levels (composition, topology, arrangement, mesoscale) into modules",
     "motifgram.engine.detect": "the period estimate and the peak acceptance from the detection entry point",
     "motifgram.engine.tokens": "the token gallery and naming from the token model",
 }
