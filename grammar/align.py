@@ -6,7 +6,8 @@ items of a comparison on one vocabulary (``motifgram compare --tokens``):
 ``joint``
     One token model fitted (:func:`motifgram.engine.tokens.learn_tokens`, ``k`` auto) on a seeded sample of
     every item's stored features (``features.npz``, :mod:`motifgram.engine.featurestore`; at most
-    :data:`JOINT_SAMPLE` atoms per item, so each item weighs alike); every atom of every item is then
+    :data:`JOINT_SAMPLE` atoms per item, so each item weighs alike, drawn with a seed of the item's name, so
+    the fit does not depend on the order in which the items are given); every atom of every item is then
     re-tokenised with it and each item's grammar re-induced from its re-tokenised atom graphs (with the
     run's own ``grammar`` settings), so the same structure gives the same rules whatever each run learned
     alone.
@@ -40,6 +41,7 @@ which no token of the other run carries.
 from __future__ import annotations
 
 import logging
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -349,7 +351,10 @@ def common_vocabulary(items: Sequence[Comparable], tokens: str | Path = "auto", 
                              "'motifgram run' (it writes features.npz) or compare with --tokens own")
     descriptor, n_features = items[0].features.descriptor, items[0].features.n_features
     if str(tokens) == "joint":
-        sample = np.concatenate([item.features.sample(JOINT_SAMPLE, seed + k) for k, item in enumerate(items)])
+        # the sample does not depend on the items' order: each item's rows are drawn with a seed of its name
+        ordered = sorted(items, key=lambda it: it.name)
+        sample = np.concatenate([it.features.sample(JOINT_SAMPLE, seed + zlib.crc32(it.name.encode()))
+                                 for it in ordered])
         model, _, _ = learn_tokens(sample, k="auto", seed=seed, descriptor=descriptor)
         method, source = "joint", f"joint fit over {len(items)} items ({len(sample)} atoms, {descriptor})"
     else:

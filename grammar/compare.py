@@ -397,7 +397,8 @@ def _replicates(ref: Comparable) -> list[Comparable]:
     the reference's vocabulary, a grammar induced from that micrograph with the reference's settings."""
     out = []
     for image, graph in ref.graphs.items():
-        grammar = induce_grammar([graph], name=f"{ref.grammar.name}:{image}", min_count=ref.induction.get("min_count", 2),
+        grammar = induce_grammar([graph], name=f"{ref.grammar.name}:{image}",
+                                 min_count=ref.induction.get("min_count", 2),
                                  max_motif_size=ref.induction.get("max_motif_size", 6),
                                  min_domain_size=ref.min_domain_size).grammar
         out.append(Comparable.from_graphs(f"{ref.name}:{image}", grammar, {image: graph}, token_model=ref.token_model,

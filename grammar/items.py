@@ -118,8 +118,9 @@ class LevelStats:
         def r(v):
             return None if v is None or not math.isfinite(v) else round(float(v), 5)
 
+        total = max(sum(self.tokens.values()), 1)
         return {
-            "composition": {"token_shares": {t: r(c / max(sum(self.tokens.values()), 1)) for t, c in self.tokens.items()}},
+            "composition": {"token_shares": {t: r(c / total) for t, c in self.tokens.items()}},
             "topology": {"p_n": {str(n): r(p) for n, p in sorted(self.p_n.items())}, "mean_ring": r(self.mean_ring),
                          "mu2": r(self.mu2), "aboav_weaire": r(self.aboav_weaire)},
             "arrangement": {f"shell{s}": {f"{i}-{j}": r(a) for (i, j), a in sorted(per.items())}
