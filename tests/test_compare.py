@@ -24,11 +24,19 @@ from motifgram.engine.pipeline import run
 from motifgram.engine.spec import load_spec
 from motifgram.engine.tokens import TokenModel
 from motifgram.engine.featurestore import read_features
+from motifgram.engine.graph import AtomGraph
 from motifgram.engine.rundir import read_run_graphs
 from motifgram.grammar.align import align_tokens, rename_tokens
 from motifgram.grammar.classify import UNKNOWN
 from motifgram.grammar.compare import WEIGHTS, compare, compare_pair
-from motifgram.grammar.items import Comparable, load_comparable, warren_cowley
+from motifgram.grammar.items import (
+    Comparable,
+    level_distances,
+    level_stats,
+    load_comparable,
+    neighbour_pairs,
+    warren_cowley,
+)
 from motifgram.grammar.model import Grammar
 from motifgram.grammar.rules import RingRule
 from motifgram.grammar.table import format_table
@@ -275,6 +283,29 @@ def test_usage_divergence_against_hand_computed_values():
     want = 0.5 * (0.5 * math.log2(0.5 / 0.75) + 0.5 * math.log2(0.5 / 0.25)) + 0.5 * math.log2(1 / 0.75)
     assert jsd["rings"] == pytest.approx(want, abs=1e-9) and want == pytest.approx(0.311278, abs=1e-6)
     assert jsd["motifs"] == 1.0  # a tier only one side uses
+
+
+def _chain_graph(tokens):
+    """Atoms on a ring, bonded to their two neighbours, with the given tokens."""
+    n = len(tokens)
+    bonds = sorted((min(k, (k + 1) % n), max(k, (k + 1) % n)) for k in range(n))
+    return AtomGraph(np.zeros((n, 2)), np.array(list(tokens)), bonds, (), (1, 1))
+
+
+def test_warren_cowley_against_hand_computed_values():
+    """Ordered (ABAB...) and segregated (AAA...BBB...) rings of 12 at one composition: alpha over bonds is -1 and
+    close to +1 for unlike pairs; the arrangement level tells them apart, the composition level does not."""
+    ordered, segregated = _chain_graph("AB" * 6), _chain_graph("A" * 6 + "B" * 6)
+    alpha, shares = warren_cowley(neighbour_pairs([ordered]))
+    assert alpha[1][("A", "B")] == pytest.approx(-1.0) and alpha[1][("A", "A")] == pytest.approx(1.0)
+    assert shares[1] == {"A": 0.5, "B": 0.5}
+    # segregated: 24 bond directions, 2 unlike bonds (4 directions): P(B | A) = 2/12, c_B = 1/2, alpha = 2/3
+    alpha, _ = warren_cowley(neighbour_pairs([segregated]))
+    assert alpha[1][("A", "B")] == pytest.approx(1 - (2 / 12) / 0.5)
+    a, b = level_stats({"o": ordered}, {}), level_stats({"s": segregated}, {})
+    levels = level_distances(a, b, {})
+    assert levels["composition"] == pytest.approx(0.0) and levels["arrangement"] > 0.3
+    assert levels["mesoscale"] is None
 
 
 _counts = st.dictionaries(st.sampled_from("abcdef"), st.integers(1, 50), min_size=1)
