@@ -377,6 +377,8 @@ def replicate_gap(result, groups, level=None):
     names = result.names
     within = [m[i, j] for i, j in itertools.combinations(range(len(names)), 2) if groups[names[i]] == groups[names[j]]]
     between = [m[i, j] for i, j in itertools.combinations(range(len(names)), 2) if groups[names[i]] != groups[names[j]]]
+    if np.all(np.isnan(within)) or np.all(np.isnan(between)):  # a level measured for no pair (mesoscale without moire)
+        return math.nan, math.nan
     return float(np.nanmax(within)), float(np.nanmin(between))
 
 
