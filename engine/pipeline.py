@@ -52,10 +52,8 @@ from motifgram.engine.report import write_report
 from motifgram.engine.spec import Spec, bundled_spec_path, load_spec
 from motifgram.engine.stages import StageTimer, analyse_micrograph, load_input, naming_source
 from motifgram.engine.tokens import TokenModel, assign_tokens, class_averages, learn_tokens, merging_summary
-from motifgram.grammar.compare import compare
 from motifgram.grammar.disorder import POOR_FIT_FACTOR, POOR_FIT_MARGIN_BITS, disorder_measures, is_poor_fit
 from motifgram.grammar.induce import InductionResult, induce_grammar
-from motifgram.grammar.items import Comparable
 from motifgram.grammar.model import Grammar
 from motifgram.grammar.parse import parse_graph
 
@@ -272,6 +270,8 @@ def _compare_groups(spec, records, graphs_of, token_model, grammar, timer):
     references = dict(spec.compare.references) or None
     if len(groups) < 2 and references is None:
         return {}, None
+    from motifgram.grammar.compare import compare  # SciPy's clustering and optimize: only here
+    from motifgram.grammar.items import Comparable
     group_grammars = {}
     if len(groups) > 1:
         with timer("grammar"):

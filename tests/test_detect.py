@@ -289,7 +289,7 @@ def measure_amorphous(seed):
 
 @pytest.mark.parametrize("seed", seeds(3, 4))
 def test_amorphous_structure_uses_diffuse_ring(caplog, seed):
-    with caplog.at_level(logging.WARNING, logger="motifgram.engine.detect"):
+    with caplog.at_level(logging.WARNING, logger="motifgram.engine"):
         m, _ = measure_amorphous(seed)
     assert "amorphous" in caplog.text
     # seeds 0-9: period 7.9-10.6 px (the diffuse ring of points >= 7 px apart), F1 0.979-0.992, RMSE 0.063-0.067 px
@@ -323,7 +323,7 @@ def test_bad_options_name_the_parameter(option):
 
 def test_auto_values_are_logged(caplog):
     image, _, _ = lattice_image("square", size=128, spacing=9.0, sigma=2.2, seed=seed(1))
-    with caplog.at_level(logging.INFO, logger="motifgram.engine.detect"):
+    with caplog.at_level(logging.INFO, logger="motifgram.engine"):
         detect_atoms(image)
     text = caplog.text
     assert "lattice period" in text and "threshold" in text and "denoise sigma" in text

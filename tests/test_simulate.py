@@ -312,7 +312,7 @@ def check_defect_rings(truth):
 @pytest.mark.parametrize("kind", ["stone_wales", "vacancy"])
 def test_dense_defects_at_five_percent(kind, caplog):
     options = {"stone_wales_density": 0.0, "vacancy_density": 0.0, f"{kind}_density": 0.05}
-    with caplog.at_level("WARNING", logger="motifgram.engine.simulate"):
+    with caplog.at_level("WARNING", logger="motifgram.engine"):
         truth = simulate("graphene", size=256, seed=seed(3), **options).truth
     assert not caplog.records  # 5 % fits: no "placed m of n" warning
     assert all(d.kind == kind for d in truth.defects)
@@ -329,7 +329,7 @@ def test_mixed_dense_defects_and_an_impossible_request_warns(caplog):
     truth = simulate("graphene", size=200, seed=seed(4), stone_wales_density=0.02, vacancy_density=0.02).truth
     assert len(truth.defects) / len(truth.xy) == pytest.approx(0.04, rel=0.1)  # 0.0422-0.0428 (seeds 0-9, 1000-4)
     check_defect_rings(truth)
-    with caplog.at_level("WARNING", logger="motifgram.engine.simulate"):
+    with caplog.at_level("WARNING", logger="motifgram.engine"):
         jammed = simulate("graphene", size=128, seed=seed(4), stone_wales_density=0.095, vacancy_density=0.0).truth
     assert any("placed" in r.getMessage() for r in caplog.records)
     check_defect_rings(jammed)
