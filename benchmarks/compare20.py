@@ -3,6 +3,7 @@
 Usage::
 
     python benchmarks/compare20.py [--seeds 0 1] [--kinds defects selenium twist] [--scratch DIR] [--timing]
+    python benchmarks/compare20.py --kinds --timing        # the timing alone
 
 For each scenario of tests/test_compare.py (one run per simulated micrograph, two per group): graphene at 0, 0.5,
 2 and 5 % defects and a random network (``defects``); MoS2 at one Se content, random or in mild or strong Se2
@@ -67,7 +68,7 @@ def timing(scratch: Path) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--kinds", nargs="+", default=["defects", "selenium", "twist"])
+    parser.add_argument("--kinds", nargs="*", default=["defects", "selenium", "twist"])
     parser.add_argument("--scratch", type=Path, default=None)
     parser.add_argument("--timing", action="store_true")
     args = parser.parse_args(argv)

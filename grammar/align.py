@@ -17,8 +17,10 @@ items of a comparison on one vocabulary (``motifgram compare --tokens``):
 ``own``
     Each item keeps its tokens and grammar; pairs are matched by :func:`align_tokens` (below).
 
-Re-expressed items keep their runs' own disorder index (``summary.json``), so that a run's disorder and the
-ranking do not depend on which runs it is compared with; every distance is computed in the common vocabulary.
+Re-expressed items get their disorder index from their grammar in the common vocabulary: the ring-word entropy
+depends on the vocabulary, so indices of runs with their own vocabularies are not comparable (one run of graphene
+at 0.5 % defects that learned two tokens measured 0.30, its replicate with one token 0.13), in one vocabulary they
+are.
 ``auto``
     ``joint`` when every item has stored features of one kind, else ``own`` (the report says why).
 
@@ -309,11 +311,6 @@ def _express(item: Comparable, model: TokenModel) -> tuple[Comparable, dict]:
     expressed = Comparable.from_graphs(item.name, induced.grammar, graphs, token_model=model, group=item.group,
                                        min_domain_size=item.min_domain_size, path=item.path, features=item.features,
                                        moire=item.moire, induction=item.induction)
-    # the disorder index stays the run's own (summary.json): a run's disorder does not depend on the runs it is
-    # compared with (the joint vocabulary does)
-    run_disorder = {i: m["disorder"] for i, m in item.images.items() if m.get("disorder") is not None}
-    expressed = replace(expressed, images={i: {**m, **({"disorder": run_disorder[i]} if i in run_disorder else {})}
-                                           for i, m in expressed.images.items()})
     match = {"own_tokens": len(item.grammar.tokens),
              "agreement": _agreement(np.concatenate(own), np.concatenate(common)),
              "mean_confidence": float(np.mean(np.concatenate(confidence))) if item.graphs else None}

@@ -18,12 +18,12 @@ first four):
 ``topology``
     Jensen–Shannon divergence of the ring-size distributions ``p_n``.
 ``arrangement``
-    Warren–Cowley short-range order over bonds and second neighbours, and the rule-usage divergence of rings
-    (:mod:`motifgram.grammar.usage`).
+    Warren–Cowley short-range order over bonds and second neighbours.
 ``mesoscale``
     Moiré wavenumbers when both runs measured a moiré.
 ``grammar``
-    The grammars themselves: the mean of the rule-usage divergence of motifs and domains and the cross
+    The grammars themselves: the mean of the rule-usage divergences of rings and of motifs with domains
+    (:mod:`motifgram.grammar.usage`) and the cross
     description length squashed to ``s / (1 + s)``, ``s = ½ (max(ΔDL(A→B), 0) + max(ΔDL(B→A), 0))`` with
     ``ΔDL(A→B)`` the bits per atom of B's micrographs parsed with A's grammar (in B's vocabulary) minus with B's
     own (atom-weighted over B's images); the cross description length is skipped (``None``, with the reason
@@ -31,7 +31,7 @@ first four):
 
 The combined distance is the weighted mean over the levels measured for the pair, weights :data:`WEIGHTS`:
 1 for the four structural levels (each lies in [0, 1] and is 0 for identical statistics; none is privileged)
-and 0 for ``grammar``, which is reported per pair but not combined: the motifs and the cross description
+and 0 for ``grammar``, which is reported per pair but not combined: the rules chosen and the cross description
 length of grammars induced from single micrographs differ between replicate micrographs of one material as
 much as between materials (benchmarks/README.md, "Comparing grammars"). The weights are checked by a
 calibration test (tests/test_compare.py): replicate micrographs of one material lie nearer each other than
@@ -259,9 +259,9 @@ def _compare_pair(a: Comparable, b: Comparable, cache: _Cache) -> PairComparison
     d_ab, note_ab = cross_description_length(a, b, ab, own_bits_b=cache.own_bits(b))
     d_ba, note_ba = cross_description_length(b, a, cache.alignment(b, a), own_bits_b=cache.own_bits(a))
     notes = "; ".join(dict.fromkeys(n for n in (note_ab, note_ba) if n))
-    levels = level_distances(a.levels.renamed(rename), b.levels, jsd)
+    levels = level_distances(a.levels.renamed(rename), b.levels)
     deltas = [max(d, 0.0) for d in (d_ab, d_ba) if d is not None]
-    grammar = [jsd["motifs"]] if "motifs" in jsd else []
+    grammar = [jsd[tier] for tier in ("rings", "motifs") if tier in jsd]
     if deltas:
         s = float(np.mean(deltas))
         grammar.append(s / (1.0 + s))
@@ -325,9 +325,9 @@ class Comparison:
         return ("weighted mean (weights " + ", ".join(f"{k} {w:g}" for k, w in WEIGHTS.items()) + ") of the "
                 "measured levels: composition = Jensen-Shannon divergence (base 2) of token shares; topology = "
                 "JSD of ring-size distributions; arrangement = mean of the JSD of the token-pair distributions "
-                "over bonds and over second neighbours (Warren-Cowley short-range order) and the rule-usage JSD "
-                "of rings; mesoscale = |q_A - q_B|/(q_A + q_B) of moire wavenumbers; grammar = mean of the motif "
-                "rule-usage JSD and s/(1+s), s = symmetric positive cross description length in bits per atom; "
+                "over bonds and over second neighbours (Warren-Cowley short-range order); mesoscale = "
+                "|q_A - q_B|/(q_A + q_B) of moire wavenumbers; grammar = mean of the ring and motif "
+                "rule-usage JSDs and s/(1+s), s = symmetric positive cross description length in bits per atom; "
                 f"tokens: {self.vocabulary.method} ({self.vocabulary.source})")
 
     def level_matrix(self, level: str) -> list[list[float | None]]:

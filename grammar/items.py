@@ -19,8 +19,7 @@ arrangement
     among all the shell's neighbour slots (so a sublattice structure alone gives 0 for a random
     arrangement). The shell's pair distribution is ``P_ij = c_i c_j (1 - alpha_ij)``, so two items are
     compared per shell by the Jensen–Shannon divergence of their ``P_ij`` (the alphas weighted by how many
-    pairs they rest on: a rare token's alpha is noisy). Distance: the mean of the two shells' divergences and
-    the rule-usage divergence of the rings (:mod:`motifgram.grammar.usage`).
+    pairs they rest on: a rare token's alpha is noisy). Distance: the mean of the two shells' divergences.
 mesoscale
     Moiré (``summary.json`` ``moire`` of grid-sampled runs): twist (degrees) and period (nm); domains: the
     share of ring atoms inside domains and the mean domain size (rings per domain node of the parses).
@@ -261,16 +260,13 @@ def _pair_distance(a: LevelStats, b: LevelStats, shell: int) -> float | None:
                           {f"{i}-{j}": c for (i, j), c in b.pairs[shell].items()})
 
 
-def level_distances(a: LevelStats, b: LevelStats, rule_jsd: Mapping[str, float]) -> dict[str, float | None]:
+def level_distances(a: LevelStats, b: LevelStats) -> dict[str, float | None]:
     """The distance of the four structural levels (module docstring), each in [0, 1]; None where unmeasured.
 
     Parameters
     ----------
     a, b : LevelStats
         In one token vocabulary.
-    rule_jsd : mapping of str to float
-        Rule-usage divergence per tier (:func:`motifgram.grammar.usage.usage_divergence`); ``rings`` joins the
-        arrangement level.
     """
     out: dict[str, float | None] = dict.fromkeys(LEVELS)
     if sum(a.tokens.values()) > 0 and sum(b.tokens.values()) > 0:
@@ -278,7 +274,6 @@ def level_distances(a: LevelStats, b: LevelStats, rule_jsd: Mapping[str, float])
     if a.p_n and b.p_n:
         out["topology"] = jensen_shannon({str(k): v for k, v in a.p_n.items()}, {str(k): v for k, v in b.p_n.items()})
     parts = [d for d in (_pair_distance(a, b, 1), _pair_distance(a, b, 2)) if d is not None]
-    parts += [rule_jsd["rings"]] if "rings" in rule_jsd else []
     if parts:
         out["arrangement"] = float(np.mean(parts))
     if a.moire_wavenumber is not None and b.moire_wavenumber is not None:
