@@ -306,7 +306,7 @@ def test_warren_cowley_against_hand_computed_values():
     alpha, _ = warren_cowley(neighbour_pairs([segregated]))
     assert alpha[1][("A", "B")] == pytest.approx(1 - (2 / 12) / 0.5)
     a, b = level_stats({"o": ordered}, {}), level_stats({"s": segregated}, {})
-    levels = level_distances(a, b, {})
+    levels = level_distances(a, b)
     assert levels["composition"] == pytest.approx(0.0) and levels["arrangement"] > 0.3
     assert levels["mesoscale"] is None
 
