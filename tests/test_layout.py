@@ -19,7 +19,6 @@ LONG_MODULES = {
 SPLIT_PENDING = {
     "motifgram.grammar.compare": "the comparison levels (composition, topology, arrangement, mesoscale) into modules",
     "motifgram.engine.detect": "the period estimate and the peak acceptance from the detection entry point",
-    "motifgram.engine.tokens": "the token gallery and naming from the token model",
 }
 MAX_LINES = 600
 
