@@ -54,6 +54,10 @@ INTENSITY_FLOOR = 0.02
 #: Most neighbours compared (the first shell of the lattices simulated has 3 to 6).
 _MAX_NEIGHBOURS = 8
 
+#: Columns closer than this many column widths to the image edge are not measured (their features are 0, a
+#: median column) and are no one's neighbour in the contrast.
+EDGE_SIGMAS = 3.0
+
 #: Atoms used to choose the column width (the first ones in a seeded order).
 _SIGMA_SAMPLE = 600
 
@@ -70,7 +74,10 @@ def _design(xy, shape, sigma_px, background_px):
     rows = centre[:, 1, None, None] + offsets[None, :, None]  # (N, S, 1)
     cols, rows = np.broadcast_arrays(cols, rows)
     values = np.exp(-((cols - xy[:, 0, None, None]) ** 2 + (rows - xy[:, 1, None, None]) ** 2) / (2 * sigma_px**2))
-    inside = (cols >= 0) & (cols < w) & (rows >= 0) & (rows < h) & (values > 1e-4)
+    # pixels within 2 sigma of the image edge also hold the tails of columns beyond it (never detected, so not
+    # modelled): they are left out of the fit
+    b = int(np.ceil(2.0 * sigma_px))
+    inside = (cols >= b) & (cols < w - b) & (rows >= b) & (rows < h - b) & (values > 1e-4)
     atom = np.broadcast_to(np.arange(len(xy))[:, None, None], values.shape)[inside]
     pixel = (rows * w + cols)[inside]
     used, row = np.unique(pixel, return_inverse=True)
@@ -175,7 +182,9 @@ def chemistry_features(image, xy, *, nn_distance_px, radius=NEIGHBOUR_RADIUS, se
     -------
     (N, CHEMISTRY_COLUMNS) ndarray of float32
         ``log(I / median I)`` and ``log(I / I of the dimmest neighbour)`` (natural logarithms; ``I``
-        clipped below at :data:`INTENSITY_FLOOR` times the median).
+        clipped below at :data:`INTENSITY_FLOOR` times the median); 0 and 0 for a column closer than
+        :data:`EDGE_SIGMAS` column widths to the image edge (part of it lies outside the fit), whose
+        intensity is not used as a neighbour's either.
 
     Examples
     --------
@@ -192,20 +201,25 @@ def chemistry_features(image, xy, *, nn_distance_px, radius=NEIGHBOUR_RADIUS, se
     out = np.zeros((len(pts), CHEMISTRY_COLUMNS), np.float32)
     if len(pts) == 0:
         return out
-    intensity, _ = column_intensities(image, pts, nn_distance_px=nn_distance_px, seed=seed)
-    median = float(np.median(intensity))
+    img = np.asarray(image)
+    intensity, sigma = column_intensities(img, pts, nn_distance_px=nn_distance_px, seed=seed)
+    # a column within EDGE_SIGMAS widths of the image edge has lost its pixels there (see column_intensities)
+    h, w = img.shape
+    measured = np.minimum.reduce([pts[:, 0], pts[:, 1], w - 1 - pts[:, 0], h - 1 - pts[:, 1]]) >= EDGE_SIGMAS * sigma
+    if not measured.any():
+        return out
+    median = float(np.median(intensity[measured]))
     if not median > 0:
-        median = float(np.max(np.abs(intensity))) or 1.0
-    log_i = np.log(np.maximum(intensity, INTENSITY_FLOOR * median) / median)
+        median = float(np.max(np.abs(intensity[measured]))) or 1.0
+    log_i = np.where(measured, np.log(np.maximum(intensity, INTENSITY_FLOOR * median) / median), np.nan)
     # the nearest _MAX_NEIGHBOURS other atoms within the radius (a honeycomb has 3, a square lattice 4)
     dist, index = cKDTree(pts).query(pts, k=min(_MAX_NEIGHBOURS + 1, len(pts)),
                                      distance_upper_bound=radius * float(nn_distance_px))
     dist, index = dist.reshape(len(pts), -1)[:, 1:], index.reshape(len(pts), -1)[:, 1:]
-    found = np.isfinite(dist)
-    neighbour_i = np.where(found, log_i[np.minimum(index, len(pts) - 1)], np.nan)
-    has = found.any(axis=1)
+    neighbour_i = np.where(np.isfinite(dist), log_i[np.minimum(index, len(pts) - 1)], np.nan)
+    has = measured & np.isfinite(neighbour_i).any(axis=1)
     contrast = np.zeros(len(pts))
     contrast[has] = log_i[has] - np.nanmin(neighbour_i[has], axis=1)
-    out[:, 0] = log_i
+    out[:, 0] = np.where(measured, log_i, 0.0)
     out[:, 1] = contrast
     return out

@@ -425,8 +425,8 @@ def learn_tokens(
         ``n_max`` 0). Recorded in the model, so new micrographs are described the same way.
     neighbours : (S, J) array_like of int, optional
         Row indices of the bonded neighbours of the first ``S <= N`` rows (``-1`` pads; the other rows are
-        neighbours only): with ``k="auto"`` the vocabulary is then chosen by description length, the atoms'
-        tokens coded given their neighbours' tokens.
+        neighbours only, not fitted): with ``k="auto"`` the vocabulary is then chosen by description length,
+        the atoms' tokens coded given their neighbours' tokens.
 
     Returns
     -------
@@ -463,9 +463,9 @@ def learn_tokens(
     options = dict(n_init=n_init, max_iter=max_iter, covariance=covariance)
     choice = None
     if k == "auto":
-        sample = None
-        if len(z) > BIC_SAMPLE:
-            sample = np.sort(np.random.default_rng(seed).choice(len(z), size=BIC_SAMPLE, replace=False))
+        sample, n_fit = None, len(z) if neighbours is None else len(neighbours)
+        if n_fit > BIC_SAMPLE:
+            sample = np.sort(np.random.default_rng(seed).choice(n_fit, size=BIC_SAMPLE, replace=False))
         if neighbours is not None:
             best, choice = choose_vocabulary(z, k_range=k_range, neighbours=neighbours,
                                              merge_threshold=merge_threshold, min_weight=min_weight, sample=sample,

