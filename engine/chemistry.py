@@ -7,8 +7,9 @@ of a neighbourhood disk (the ``zernike`` descriptor) also see geometry: next to 
 vacancy the same carbon column gets different invariants, and a mixture fitted to them gives strain its own
 tokens. This descriptor keeps only chemistry, two numbers per column (:data:`CHEMISTRY_COLUMNS`):
 
-* ``log(I / median I)``: the column's fitted integrated intensity (:func:`column_intensities`) relative to
-  the micrograph's median column (dose, gain and probe cancel);
+* ``log(I / local median I)``: the column's fitted integrated intensity (:func:`column_intensities`)
+  relative to the median of the :data:`LOCAL_COLUMNS` nearest columns (dose, gain and probe cancel, and so do
+  thickness and background gradients over a real micrograph, which otherwise split tokens by region);
 * ``log(I / I of its dimmest neighbour)``: its contrast with its nearest neighbours (the atoms within
   :data:`motifgram.engine.context.NEIGHBOUR_RADIUS` nearest-neighbour distances; 0 for an atom without
   one). It tells a metal column from an equally bright substituted chalcogen column (MoS2's Mo and S+Se):
@@ -57,6 +58,10 @@ _MAX_NEIGHBOURS = 8
 #: Columns closer than this many column widths to the image edge are not measured (their features are 0, a
 #: median column) and are no one's neighbour in the contrast.
 EDGE_SIGMAS = 3.0
+
+#: The column intensity is taken relative to the median of this many nearest columns (a few unit cells:
+#: about 4.5 nearest-neighbour distances in a honeycomb).
+LOCAL_COLUMNS = 64
 
 #: Atoms used to choose the column width (the first ones in a seeded order).
 _SIGMA_SAMPLE = 600
@@ -181,7 +186,7 @@ def chemistry_features(image, xy, *, nn_distance_px, radius=NEIGHBOUR_RADIUS, se
     Returns
     -------
     (N, CHEMISTRY_COLUMNS) ndarray of float32
-        ``log(I / median I)`` and ``log(I / I of the dimmest neighbour)`` (natural logarithms; ``I``
+        ``log(I / local median I)`` and ``log(I / I of the dimmest neighbour)`` (natural logarithms; ``I``
         clipped below at :data:`INTENSITY_FLOOR` times the median); 0 and 0 for a column closer than
         :data:`EDGE_SIGMAS` column widths to the image edge (part of it lies outside the fit), whose
         intensity is not used as a neighbour's either.
@@ -212,6 +217,12 @@ def chemistry_features(image, xy, *, nn_distance_px, radius=NEIGHBOUR_RADIUS, se
     if not median > 0:
         median = float(np.max(np.abs(intensity[measured]))) or 1.0
     log_i = np.where(measured, np.log(np.maximum(intensity, INTENSITY_FLOOR * median) / median), np.nan)
+    # relative to the median of the LOCAL_COLUMNS nearest measured columns: thickness and background gradients
+    # of a real micrograph vary over many unit cells, and would otherwise give each region its own tokens
+    tree = cKDTree(pts[measured])
+    _, near = tree.query(pts, k=min(LOCAL_COLUMNS, int(measured.sum())))
+    local = np.median(log_i[measured][near.reshape(len(pts), -1)], axis=1)
+    log_i = log_i - local
     # the nearest _MAX_NEIGHBOURS other atoms within the radius (a honeycomb has 3, a square lattice 4)
     dist, index = cKDTree(pts).query(pts, k=min(_MAX_NEIGHBOURS + 1, len(pts)),
                                      distance_upper_bound=radius * float(nn_distance_px))

@@ -170,15 +170,15 @@ def parse_pass(record: MicrographRecord, item, labels: np.ndarray, mean_confiden
 def learn_run_tokens(records: list[MicrographRecord], spec: Spec, cache_dir: Path | None = None) -> TokenModel:
     """Fit the token mixture on a seeded sample pooled from every micrograph of the run.
 
-    With ``cache_dir`` the bonded neighbours of the sampled atoms join the fit (after every sampled row), so
-    that the token count is chosen with each sampled atom's token coded given its neighbours'
-    (:func:`motifgram.engine.tokens.learn_tokens`). Class averages need one patch size: they come from the
+    With ``cache_dir`` and the ``chemistry`` descriptor the bonded neighbours of the sampled atoms join the fit
+    (after every sampled row, as context only), so that the token count is chosen by description length with
+    each sampled atom's token coded given its neighbours' (:func:`motifgram.engine.tokens.learn_tokens`). Class averages need one patch size: they come from the
     micrographs whose automatic patch size is the run's most common one (all of them when the micrographs
     share a magnification).
     """
     invariants = _pooled_invariants(records)
     neighbours = None
-    if cache_dir is not None and spec.tokens.k is None:
+    if cache_dir is not None and spec.tokens.k is None and spec.feature_descriptor == "chemistry":
         extra, neighbours = _sample_neighbours(records, cache_dir, len(invariants))
         invariants = np.concatenate([invariants, extra])
     common_size = Counter(r.patch_size for r in records).most_common(1)[0][0]

@@ -78,6 +78,10 @@ _FORMAT = 5
 #: intensity columns of their features.
 DESCRIPTORS = {"zernike": 0, "intensity": 0, "zernike_context": CONTEXT_COLUMNS, "chemistry": 0}
 
+#: Precision of the chemistry features (natural-log units: 3 % of a column's intensity), a floor on every token's
+#: spread when the token count is chosen: a noise-free image's columns of one kind differ by fitting error alone.
+CHEMISTRY_PRECISION = 0.03
+
 #: Descriptors whose features are not Zernike invariants (the model's ``n_max`` is then 0).
 _NOT_ZERNIKE = ("intensity", "chemistry")
 
@@ -467,9 +471,13 @@ def learn_tokens(
         if n_fit > BIC_SAMPLE:
             sample = np.sort(np.random.default_rng(seed).choice(n_fit, size=BIC_SAMPLE, replace=False))
         if neighbours is not None:
+            # the chemistry features are ratios of fitted intensities, measured to about CHEMISTRY_PRECISION
+            floor = None
+            if descriptor == "chemistry":
+                floor = CHEMISTRY_PRECISION**2 * projection.T @ np.diag(1.0 / scale**2) @ projection
             best, choice = choose_vocabulary(z, k_range=k_range, neighbours=neighbours,
                                              merge_threshold=merge_threshold, min_weight=min_weight, sample=sample,
-                                             seed=seed, **options)
+                                             seed=seed, floor=floor, **options)
             mixture, groups = best.mixture, best.groups
         else:
             # no structure to code: BIC chooses K (on at most BIC_SAMPLE seeded rows, then refitted on all) and

@@ -158,7 +158,7 @@ def structure_bits(labels, n_tokens, neighbours=None):
     return float(nats.sum() / _LN2)
 
 
-def description_length(mixture, groups, z, neighbours=None):
+def description_length(mixture, groups, z, neighbours=None, *, floor=None):
     """The description length of a vocabulary (see the module docstring).
 
     Each token is coded as one Gaussian, moment-matched to its components (:func:`token_gaussians`): merging
@@ -175,6 +175,9 @@ def description_length(mixture, groups, z, neighbours=None):
     neighbours : (S, J) array_like of int, optional
         As for :func:`structure_bits`: only the first ``S`` rows are coded (their tokens and features), the
         others are the context of their neighbours.
+    floor : (D, D) ndarray, optional
+        Added to every token's covariance: the precision of the features (a token cannot be sharper than its
+        features are measured), so that no split of a noise-free class pays for its sharper Gaussians.
 
     Returns
     -------
@@ -182,6 +185,8 @@ def description_length(mixture, groups, z, neighbours=None):
     """
     grp = np.asarray(groups, dtype=np.int64)
     weights, means, covariances = token_gaussians(mixture, grp)
+    if floor is not None:
+        covariances = covariances + np.asarray(floor, dtype=np.float64)
     n_tokens, d = means.shape
     log_density = gaussian_log_densities(means, covariances, z)
     labels = np.argmax(log_density + np.log(weights), axis=1)
@@ -196,19 +201,20 @@ def description_length(mixture, groups, z, neighbours=None):
     return Candidate(mixture, grp, model, structure_bits(labels, n_tokens, neighbours), data)
 
 
-def _levels(mixture, z, neighbours, merge_threshold):
+def _levels(mixture, z, neighbours, merge_threshold, floor):
     """Every level of the mixture's merge sequence from the forced merges (overlap above ``merge_threshold``;
     none when it is ``None``, which also forbids further merges) down to one group, scored."""
     k = len(mixture.weights)
     coefficients, pairs = merge_sequence(mixture)
     if merge_threshold is None:
-        return [description_length(mixture, np.arange(k), z, neighbours)]
+        return [description_length(mixture, np.arange(k), z, neighbours, floor=floor)]
     forced = int(np.sum(coefficients > merge_threshold))
-    return [description_length(mixture, groups_at_level(k, pairs, level), z, neighbours) for level in range(forced, k)]
+    return [description_length(mixture, groups_at_level(k, pairs, level), z, neighbours, floor=floor)
+            for level in range(forced, k)]
 
 
 def choose_vocabulary(z, *, k_range, neighbours=None, merge_threshold=0.25, min_weight=0.0, sample=None,
-                      seed=0, **options):
+                      seed=0, floor=None, **options):
     """The vocabulary (mixture and components' tokens) of the shortest description.
 
     Parameters
@@ -230,6 +236,8 @@ def choose_vocabulary(z, *, k_range, neighbours=None, merge_threshold=0.25, min_
         Rows (of the coded ones) the candidate mixtures are fitted on (all coded rows by default; every candidate is scored on all rows);
         the chosen number of components is then refitted on every row and its merge levels scored again.
     seed : int
+    floor : (D, D) ndarray, optional
+        The features' precision as a covariance (see :func:`description_length`).
     **options
         ``n_init``, ``max_iter``, ``covariance`` for :func:`motifgram.engine.mixture.fit_mixture`.
 
@@ -254,13 +262,13 @@ def choose_vocabulary(z, *, k_range, neighbours=None, merge_threshold=0.25, min_
         if k > k_min and (smallest < min_weight or smallest * len(rows) < min_component_size(
                 z.shape[1], options.get("covariance", "full"))):
             continue
-        scored = _levels(mixture, z, neighbours, merge_threshold)
+        scored = _levels(mixture, z, neighbours, merge_threshold, floor)
         components[k] = min(c.total_bits for c in scored)
         candidates.extend(scored)
     best = min(candidates, key=lambda c: c.total_bits)
     if sample is not None:  # the chosen number of components refitted on every row, its levels scored again
         refitted = fit_mixture(z[:n_coded], n_components=len(best.mixture.weights), seed=seed, **options)
-        best = min(_levels(refitted, z, neighbours, merge_threshold), key=lambda c: c.total_bits)
+        best = min(_levels(refitted, z, neighbours, merge_threshold, floor), key=lambda c: c.total_bits)
         candidates.append(best)
     alternatives = {}
     for c in candidates:
