@@ -74,7 +74,7 @@ def measure_chemistry(kind, seed, options=(), *, rotate=False):
 @pytest.mark.parametrize("seed", seeds(0, 1, 2))
 def test_graphene_with_stone_wales_defects_and_vacancies_is_one_token(seed):
     # the Zernike descriptor gave the distorted neighbourhoods of defects a token of their own (issue 19: 2 tokens,
-    # 8 % of the atoms); the chemistry of a carbon column does not change next to a defect
+    # 8 % of the atoms); the chemistry of a carbon column does not change next to a defect: one token on seeds 0-7
     m = measure_chemistry("graphene", seed, tuple(GRAPHENE_DEFECTS.items()))
     assert m["tokens"] == 1
 
@@ -83,7 +83,7 @@ def test_graphene_with_stone_wales_defects_and_vacancies_is_one_token(seed):
 def test_mos2_column_classes_at_20_counts(seed):
     # Mo, S2, S1 (S vacancy) and SSe (Se substitution) columns at 20 counts per unit amplitude: ARI against the
     # four classes 0.885-0.966 over seeds 0-7 (median 0.957; 3-5 tokens: Mo, S2, SSe, and on some seeds S1, Se2 or
-    # the Mo columns next to an S vacancy; a plain Zernike + scikit-learn GMM (BIC, K 1-8) gives 0.78-0.79)
+    # the Mo columns next to an S vacancy; a plain Zernike + scikit-learn GMM (BIC, K 1-8) gives 0.78-0.79 on seeds 0-1)
     m = measure_chemistry("mos2", seed, tuple({**MOS2, "dose": 20.0}.items()))
     assert m["tokens"] >= 3
     assert m["ari"] >= 0.85
@@ -96,12 +96,12 @@ def test_mos2_column_classes_at_20_counts_reach_the_target_on_every_seed():
         assert measure_chemistry("mos2", s, tuple({**MOS2, "dose": 20.0}.items()))["ari"] >= 0.9, s
 
 
-@pytest.mark.xfail(reason="at 60 counts the Mo columns next to an S vacancy (their dimmest neighbour a single S) form "
-                          "a token of their own on 2 of seeds 1-3 (ARI 0.87-0.89; 0.96 where they do not): the "
-                          "contrast with the dimmest neighbour sees the vacancy", strict=True)
+@pytest.mark.xfail(reason="at 60 counts the rarer kinds separate too (5-6 tokens: S1, Se2, and the Mo columns next to "
+                          "an S vacancy, whose dimmest neighbour is a single S): ARI against the four classes "
+                          "0.850-0.893 on seeds 0-3", strict=True)
 def test_mos2_column_classes_at_60_counts_on_every_seed():
-    for s in seeds(1, 2, 3):
-        assert measure_chemistry("mos2", s, tuple({**MOS2, "dose": 60.0}.items()))["ari"] >= 0.93, s
+    for s in seeds(0, 1, 2, 3):
+        assert measure_chemistry("mos2", s, tuple({**MOS2, "dose": 60.0}.items()))["ari"] >= 0.9, s
 
 
 @pytest.mark.parametrize("seed", seeds(0, 1))
@@ -111,7 +111,7 @@ def test_a_si_dopant_in_graphene_is_its_own_token(seed):
     assert dopant.sum() >= 4
     token = np.bincount(m["labels"][dopant]).argmax()
     assert m["tokens"] == 2
-    # recall and precision of the dopant token: 1 on seeds 0-9
+    # recall and precision of the dopant token: 1 on seeds 0-4 (7-9 dopants each)
     assert np.all(m["labels"][dopant] == token) and np.all(dopant[m["labels"] == token])
     assert m["model"].brightness()[token] == "bright"
 
