@@ -79,6 +79,13 @@ def test_graphene_with_stone_wales_defects_and_vacancies_is_one_token(seed):
     assert m["tokens"] == 1
 
 
+@pytest.mark.parametrize("seed", seeds(0, 1))
+def test_blurred_graphene_is_one_token(seed):
+    # a wide probe (sigma 2.8 px, 0.35 of the bond) merges the columns' tails: one token on seeds 0-2 (the column
+    # width is fitted, sigma_px chosen from the grid)
+    assert measure_chemistry("graphene", seed, tuple({**GRAPHENE_DEFECTS, "sigma_px": 2.8}.items()))["tokens"] == 1
+
+
 @pytest.mark.parametrize("seed", seeds(0, 1, 2))
 def test_mos2_column_classes_at_20_counts(seed):
     # Mo, S2, S1 (S vacancy) and SSe (Se substitution) columns at 20 counts per unit amplitude: ARI against the
