@@ -1,29 +1,39 @@
-"""Comparing 20 grammars pairwise: 20 small runs of simulated materials, then ``compare`` over all of them.
+"""The comparison's scenarios (issue 20) and the time to compare 20 grammars.
 
 Usage::
 
-    python benchmarks/compare20.py [--scratch DIR]
+    python benchmarks/compare20.py [--seeds 0 1] [--kinds defects selenium twist] [--scratch DIR] [--timing]
+    python benchmarks/compare20.py --kinds --timing        # the timing alone
 
-Builds 20 run directories (graphene at five defect densities, three seeds each, and one run each of a random
-network, MoS2, perovskite, the Cairo tiling and a graphene grain boundary; two 256² micrographs per run;
-reused when present in ``--scratch``), then times loading them and the pairwise comparison (190 pairs, each
-with the cross description length in both directions: 380 parses).
+For each scenario of tests/test_compare.py (one run per simulated micrograph, two per group): graphene at 0, 0.5,
+2 and 5 % defects and a random network (``defects``); MoS2 at one Se content, random or in mild or strong Se2
+clusters (``selenium``); twisted MoS2 bilayers at 0, 2, 4, 8 and 15 degrees (``twist``), it prints the
+nearest-neighbour accuracy, the order (Spearman) and, per level, the largest distance between replicates against
+the smallest between groups. ``--timing`` also times ``compare`` over 20 small runs (190 pairs).
+Results: benchmarks/README.md, "Comparing grammars".
 """
 
 import argparse
+import json
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from motifgram.engine.pipeline import run
-from motifgram.engine.spec import load_spec
-from motifgram.grammar.compare import compare, load_comparable
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from motifgram.engine.pipeline import run  # noqa: E402
+from motifgram.engine.spec import load_spec  # noqa: E402
+from motifgram.grammar.compare import compare  # noqa: E402
+from motifgram.grammar.items import load_comparable  # noqa: E402
+from test_compare import measure_scenario  # noqa: E402
 
 DENSITIES = (0.0, 0.001, 0.002, 0.004, 0.008)
 OTHERS = ("crn", "mos2", "perovskite", "cairo", "graphene_gb")
 
 
 def build(scratch: Path) -> list[Path]:
+    """20 runs of two 256² micrographs each: graphene at five densities × three seeds, and five other kinds."""
     paths = []
     for r in range(20):
         path = scratch / f"run{r:02d}"
@@ -44,19 +54,35 @@ def build(scratch: Path) -> list[Path]:
     return paths
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scratch", type=Path, default=None)
-    args = parser.parse_args(argv)
-    scratch = args.scratch or Path(tempfile.mkdtemp(prefix="motifgram-compare20-"))
+def timing(scratch: Path) -> None:
     paths = build(scratch)
     start = time.perf_counter()
     items = [load_comparable(p) for p in paths]
     loaded = time.perf_counter()
-    compare(items)
+    result = compare(items)
     compared = time.perf_counter()
-    print(f"20 runs: load {loaded - start:.2f} s, compare (190 pairs) {compared - loaded:.2f} s, "
-          f"total {compared - start:.2f} s")
+    print(f"20 runs: load {loaded - start:.2f} s, compare (190 pairs, tokens {result.vocabulary.method}) "
+          f"{compared - loaded:.2f} s, total {compared - start:.2f} s")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--kinds", nargs="*", default=["defects", "selenium", "twist"])
+    parser.add_argument("--scratch", type=Path, default=None)
+    parser.add_argument("--timing", action="store_true")
+    args = parser.parse_args(argv)
+    scratch = args.scratch or Path(tempfile.mkdtemp(prefix="motifgram-compare20-"))
+    for kind in args.kinds:
+        for seed in args.seeds:
+            start = time.perf_counter()
+            root = scratch / f"{kind}-{seed}"
+            root.mkdir(parents=True, exist_ok=True)
+            measures, _ = measure_scenario(kind, seed, root=root)
+            print(json.dumps({"kind": kind, "seed": seed, "seconds": round(time.perf_counter() - start, 1),
+                              **{k: round(v, 4) for k, v in measures.items()}}), flush=True)
+    if args.timing:
+        timing(scratch / "timing")
     return 0
 
 

@@ -153,7 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--json", type=Path, help="also write the comparison as JSON")
     compare.add_argument(
         "--reference", action="append", default=[], metavar="LABEL=PATH",
-        help="classify every item against this reference (repeatable)",
+        help="classify every item against this reference (repeatable); an item beyond the references' own "
+             "spread is 'unknown'",
+    )
+    compare.add_argument(
+        "--tokens", default="auto", metavar="auto|joint|own|RUN",
+        help="the common token vocabulary: joint (one token model fitted over the runs' features.npz), own (each "
+             "run's tokens, matched pairwise), a run directory whose token model to use, or auto (joint when every "
+             "run has features.npz; default)",
     )
     compare.set_defaults(handler=_cmd_compare)
 
@@ -249,7 +256,8 @@ def _cmd_parse(args, _extra):
 
 
 def _cmd_compare(args, _extra):
-    from motifgram.grammar.compare import compare, format_table
+    from motifgram.grammar.compare import compare
+    from motifgram.grammar.table import format_table
 
     from motifgram.engine.outputs import write_json
 
@@ -259,7 +267,17 @@ def _cmd_compare(args, _extra):
         if not sep or not label or not path:
             raise MotifgramError(f"--reference {text!r}: write it as LABEL=PATH (a run directory or grammar file)")
         references[label] = Path(path)
-    result = compare(args.items, references=references or None)
+    for path in [*args.items, *references.values()]:
+        if not path.exists():
+            raise MotifgramError(f"{path}: no such run directory or grammar file; give a run directory written by "
+                                 "'motifgram run' or a grammar.txt")
+    tokens = args.tokens
+    if tokens not in ("auto", "joint", "own"):
+        tokens = Path(tokens)
+        if not tokens.exists():
+            raise MotifgramError(f"--tokens {tokens}: no such run directory or tokens.npz; give auto, joint, own or "
+                                 "the run directory whose token model the comparison should use")
+    result = compare(args.items, references=references or None, tokens=tokens)
     print(format_table(result))
     if args.json:
         write_json(args.json, result.to_json())

@@ -8,7 +8,7 @@ Pipeline of :func:`detect_atoms`:
 
 0. :func:`remove_scan_noise`: fast-scan noise (independent between scan lines, correlated along them),
    which the threshold's white-noise estimate cannot see, is removed when the spectrum shows it.
-1. :func:`estimate_lattice_period` from the power spectrum (the lowest-order strong Bragg reflection; the
+1. :func:`~motifgram.engine.period.estimate_lattice_period` from the power spectrum (the lowest-order strong Bragg reflection; the
    diffuse ring for an amorphous structure).
 2. A first peak search on a central crop, at a separation of a quarter period, gives the
    nearest-neighbour atom distance ``nn`` (median length of the first-shell neighbour pairs).
@@ -16,8 +16,13 @@ Pipeline of :func:`detect_atoms`:
    lower envelope; an automatic threshold ``max(5 sigma_noise, 0.1 x strong column)`` that keeps weak
    columns (S2 next to Mo, O next to Ti) and drops noise maxima; of two candidates closer than
    ``0.5 nn`` the lower goes.
-4. :func:`refine_positions`: a 2-D Gaussian + constant background fitted to every atom at once by
-   Levenberg-Marquardt in one jitted, vmapped JAX kernel.
+4. :func:`~motifgram.engine.refine.refine_positions`: a 2-D Gaussian + constant background fitted to every
+   atom at once by Levenberg-Marquardt in one jitted, vmapped JAX kernel (window 0.4 nn); its amplitude is
+   the atom's intensity.
+5. :func:`~motifgram.engine.refine.refine_jointly` (``joint``, below a column signal-to-noise ratio of
+   :data:`~motifgram.engine.refine.JOINT_MAX_SNR`): every column refitted with its neighbours' model taken
+   out of a 0.8 nn window, a local background and Poisson + read-noise weights, in the same kernel; its
+   positions are reported.
 
 The prior art (motif-learn) finds peaks with ``skimage.feature.peak_local_max`` and refines them by a
 centre of mass. Here a 3x3 ``scipy.ndimage.maximum_filter`` plus a k-d tree for the separation does the
@@ -34,18 +39,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from functools import partial
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from scipy import fft as sp_fft
 from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 
-from motifgram.engine.buckets import bucket_window, chunk_rows, map_chunks
 from motifgram.engine.geometry import inside_image, nn_distance
-from motifgram.engine.errors import ImageError, NoLatticeError
+from motifgram.engine.errors import NoLatticeError
+from motifgram.engine.period import checked_image, estimate_lattice_period
+from motifgram.engine.refine import refine_columns, refine_jointly, refine_positions
 
 __all__ = [
     "Atoms",
@@ -64,12 +67,6 @@ log = logging.getLogger(__name__)
 #: to 0.993).
 EDGE_MARGIN_NN = 0.2
 
-_MIN_SIDE_PX = 32  # smallest image side that can show a few lattice periods
-_MIN_PERIOD_PX = 3.0  # finer lattices cannot be resolved into separate columns
-_FFT_MAX_SIDE = 1024  # the period is estimated on a central crop at most this large
-_PEAK_SIGNIFICANCE = 50.0  # Bragg spot / radial-median power; pure noise reaches ~20
-_RING_CONTRAST = 10.0  # amorphous ring / white-noise floor of the radial power; pure noise stays < 3
-_REFLECTION_FRACTION = 0.1  # a reflection counts as "strong" at >= this fraction of the strongest
 _NOISE_K = 5.0  # peak heights must exceed this many sigma of the smoothed noise
 _RELATIVE_FLOOR = 0.1  # ... and this fraction of the strong-column height (95th percentile)
 _SCAN_HIGH_F = 0.35  # cycles/px: above this the columns carry no signal, the power is noise
@@ -113,189 +110,6 @@ class Atoms:
         return int(self.xy.shape[0])
 
 
-# --------------------------------------------------------------------------------------------------
-# input checks and lattice period
-
-
-def _as_image(image) -> np.ndarray:
-    """Validate a 2-D finite, non-constant image of usable size; return it as float32."""
-    arr = np.asarray(image)
-    if arr.ndim != 2:
-        raise ImageError(f"expected a 2-D grey-scale image, got an array of shape {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
-        raise ImageError(f"expected a real-valued numeric image, got dtype {arr.dtype}")
-    arr = arr.astype(np.float32, copy=False)
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        raise ImageError(
-            f"image has {int(bad.sum())} NaN/Inf pixels; replace them (e.g. by the median) before detection"
-        )
-    if min(arr.shape) < _MIN_SIDE_PX:
-        raise NoLatticeError(
-            f"image is {arr.shape[0]}x{arr.shape[1]} px; need at least {_MIN_SIDE_PX} px per side to see "
-            "a lattice"
-        )
-    if float(arr.max()) == float(arr.min()):
-        raise NoLatticeError("no periodic lattice found: the image is constant")
-    return arr
-
-
-def _power_spectrum(img: np.ndarray) -> tuple[np.ndarray, int]:
-    """Centred power spectrum of the Hann-windowed central square crop, plane removed."""
-    n = min(img.shape[0], img.shape[1], _FFT_MAX_SIDE) // 2 * 2
-    r0 = (img.shape[0] - n) // 2
-    c0 = (img.shape[1] - n) // 2
-    crop = img[r0 : r0 + n, c0 : c0 + n].astype(np.float64)
-    # remove the best-fit plane so an illumination ramp does not leak into low frequencies
-    t = np.arange(n) - (n - 1) / 2
-    crop = crop - crop.mean()
-    crop = crop - np.outer(crop.mean(axis=1) @ t / (t @ t) * t, np.ones(n))
-    crop = crop - np.outer(np.ones(n), crop.mean(axis=0) @ t / (t @ t) * t)
-    hann = np.hanning(n)
-    spec = sp_fft.fft2((crop * hann[:, None] * hann[None, :]).astype(np.float32))
-    power = np.fft.fftshift(spec.real**2 + spec.imag**2).astype(np.float64)
-    return power, n
-
-
-def _radial_median(power: np.ndarray, radius_bin: np.ndarray, n_bins: int) -> np.ndarray:
-    """Median power in each integer radius bin, shape (n_bins,)."""
-    flat = radius_bin.ravel()
-    order = np.argsort(flat, kind="stable")
-    counts = np.bincount(flat, minlength=n_bins)[:n_bins]
-    groups = np.split(power.ravel()[order][: counts.sum()], np.cumsum(counts)[:-1])
-    # a loop over radius bins (<= 512), not over pixels or atoms
-    return np.array([np.median(g) if g.size else np.inf for g in groups])
-
-
-def _bragg_spots(img: np.ndarray):
-    """Significant Bragg spots of the central crop.
-
-    Returns k_xy (S, 2) in cycles per crop, power (S,), crop side n, the best spot significance, and the
-    radial median power profile (n // 2 + 2,) by integer radius.
-    """
-    power, n = _power_spectrum(img)
-    centre = n // 2
-    ky, kx = np.mgrid[-centre : n - centre, -centre : n - centre]
-    radius = np.hypot(kx, ky)
-    n_bins = centre + 1
-    radius_bin = np.minimum(np.rint(radius).astype(np.int64), n_bins)
-    background = _radial_median(power, radius_bin, n_bins + 1)
-    significance = power / np.maximum(background[radius_bin], np.finfo(np.float64).tiny)
-    # periods from n/4 (at least four cells in the crop) down to 2 px (Nyquist)
-    in_range = (radius >= 4) & (radius <= centre - 1)
-    is_peak = (power == ndi.maximum_filter(power, size=3, mode="wrap")) & in_range
-    rows, cols = np.nonzero(is_peak)
-    sig = significance[rows, cols]
-    best = float(sig.max()) if sig.size else 0.0
-    keep = sig >= _PEAK_SIGNIFICANCE
-    rows, cols = rows[keep], cols[keep]
-    # sub-pixel spot centres: Gaussian (log-parabola) interpolation along each axis
-    logp = np.log(np.maximum(power, np.finfo(np.float64).tiny))
-
-    def offset(lm, l0, lp):
-        den = lm - 2 * l0 + lp
-        return np.where(den < 0, 0.5 * (lm - lp) / np.where(den < 0, den, -1.0), 0.0).clip(-0.5, 0.5)
-
-    dr = offset(logp[rows - 1, cols], logp[rows, cols], logp[(rows + 1) % n, cols])
-    dc = offset(logp[rows, cols - 1], logp[rows, cols], logp[rows, (cols + 1) % n])
-    k_xy = np.stack([kx[rows, cols] + dc, ky[rows, cols] + dr], axis=1)
-    return k_xy, power[rows, cols], n, best, background
-
-
-def _check_period(period: float) -> None:
-    if period < _MIN_PERIOD_PX:
-        raise NoLatticeError(
-            f"lattice too fine for the sampling: period {period:.2f} px (need >= {_MIN_PERIOD_PX:.0f} px); "
-            "use a higher magnification or less binning"
-        )
-
-
-def _diffuse_ring_period(profile: np.ndarray, n: int) -> float | None:
-    """Spacing of the diffuse ring of an amorphous structure, px, or None if there is none.
-
-    ``profile`` is the radial median power by integer radius. The ring is the highest point of the profile
-    at radii >= 8 cycles; it must be a local maximum at least ``_RING_CONTRAST`` times the white-noise floor
-    (median of the outer fifth of the profile). Its radius is refined by a log-parabola.
-    """
-    centre = n // 2
-    prof = profile[:centre]
-    floor = float(np.median(prof[int(0.8 * centre) :]))
-    r = 8 + int(np.argmax(prof[8 : centre - 1]))
-    is_ring = floor > 0 and prof[r] >= _RING_CONTRAST * floor and prof[r - 1] <= prof[r] >= prof[r + 1]
-    if not is_ring:
-        return None
-    lm, l0, lp = np.log(prof[r - 1 : r + 2])
-    den = lm - 2 * l0 + lp
-    r_sub = r + (0.5 * (lm - lp) / den if den < 0 else 0.0)
-    return n / r_sub
-
-
-def estimate_lattice_period(image) -> float:
-    """Dominant lattice period of an atomic-resolution image, from its Bragg reflections.
-
-    The power spectrum of the Hann-windowed central crop (at most 1024 px square, best-fit plane removed)
-    is compared with its radial median; local maxima at least 50x that background are Bragg spots. The
-    period is the real-space spacing ``d = n / |k|`` of the lowest-order *strong* reflection (power at least
-    10 % of the strongest spot), with ``|k|`` interpolated to sub-pixel precision and averaged over the
-    symmetry-equivalent spots. Without Bragg spots, an amorphous structure shows a diffuse ring in the
-    radial median power; if that ring stands at least 10x above the white-noise floor, its spacing is
-    returned (with a warning).
-
-    For a square lattice of spacing ``a`` this is ``a``; for a honeycomb with bond length ``b`` (graphene,
-    MoS2) it is the {100} spacing ``1.5 b`` (the lattice constant is ``sqrt(3) b``); for a triangular lattice
-    of spacing ``a`` it is ``sqrt(3)/2 a``. The nearest-neighbour atom distance, which sets peak separation
-    and fit windows, is measured by :func:`detect_atoms` and stored in :attr:`Atoms.nn_distance_px`.
-
-    Parameters
-    ----------
-    image : (H, W) array_like
-        Grey-scale micrograph, both sides >= 32 px.
-
-    Returns
-    -------
-    float
-        Lattice period in px.
-
-    Raises
-    ------
-    ImageError
-        If the image is not 2-D or holds NaN/Inf pixels.
-    NoLatticeError
-        If the image is too small or constant, shows neither a Bragg spot well above the noise nor a
-        diffuse ring, or its lattice is finer than 3 px.
-    """
-    img = _as_image(image)
-    k_xy, power, n, best, profile = _bragg_spots(img)
-    if power.size == 0:
-        period = _diffuse_ring_period(profile, n)
-        if period is None:
-            raise NoLatticeError(
-                f"no periodic lattice found: the strongest FFT peak is {best:.1f}x the background at its "
-                f"frequency (need >= {_PEAK_SIGNIFICANCE:.0f}x) and there is no diffuse ring; is this an "
-                "atomic-resolution image?"
-            )
-        _check_period(period)
-        log.warning(
-            "no Bragg spots (strongest %.1fx background): amorphous structure? using the diffuse ring's "
-            "spacing %.3f px as the period",
-            best,
-            period,
-        )
-        return period
-    k_abs = np.hypot(k_xy[:, 0], k_xy[:, 1])
-    strong = power >= _REFLECTION_FRACTION * power.max()
-    k_first = k_abs[strong].min()
-    ring = strong & (np.abs(k_abs - k_first) <= 0.05 * k_first)
-    k_mean = float(np.average(k_abs[ring], weights=power[ring]))
-    period = n / k_mean
-    _check_period(period)
-    log.info(
-        "lattice period %.3f px from %d Bragg spot(s) (significance %.0fx background)",
-        period,
-        int(ring.sum()),
-        best,
-    )
-    return period
 
 
 # --------------------------------------------------------------------------------------------------
@@ -397,7 +211,7 @@ def remove_scan_noise(image) -> np.ndarray:
     >>> bool(np.std(remove_scan_noise(noisy) - clean) < 0.8 * np.std(noisy - clean))
     True
     """
-    return _remove_scan_noise(_as_image(image))[0]
+    return _remove_scan_noise(checked_image(image))[0]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -473,6 +287,7 @@ def detect_atoms(
     refine: bool = True,
     dark_atoms: bool = False,
     scan_noise_removal: bool = True,
+    joint: bool = True,
 ) -> Atoms:
     """Find atom columns and refine them to sub-pixel precision.
 
@@ -502,6 +317,9 @@ def detect_atoms(
     scan_noise_removal : bool
         Remove fast-scan noise first (:func:`remove_scan_noise`); False when the caller already did, so that
         later stages see the same cleaned image.
+    joint : bool
+        After the independent fit, refit every column with its neighbours and a local background,
+        noise-weighted (:func:`~motifgram.engine.refine.refine_jointly`); only with ``refine``.
 
     Returns
     -------
@@ -514,7 +332,7 @@ def detect_atoms(
     NoLatticeError
         No lattice, or no plausible atom column found.
     """
-    img = _as_image(image)
+    img = checked_image(image)
     for name, value in [
         ("lattice_period_px", lattice_period_px),
         ("min_distance_px", min_distance_px),
@@ -578,18 +396,23 @@ def detect_atoms(
     xy = rc[:, ::-1].astype(np.float32)
     if refine:
         fit_radius = max(2, int(round(0.4 * nn_guess)))
-        xy, intensity, ok = _refine(img, xy, sigma_px=0.25 * nn_guess, half_window=fit_radius, n_iter=8)
+        xy, intensity, width, ok = refine_columns(img, xy, sigma_px=0.25 * nn_guess, half_window=fit_radius, n_iter=8)
         # a column cut by the border whose fit failed is most likely centred outside the image
         h, w = img.shape
         near_border = (
             (xy[:, 0] < fit_radius) | (xy[:, 0] > w - 1 - fit_radius) | (xy[:, 1] < fit_radius)
             | (xy[:, 1] > h - 1 - fit_radius)
         )
-        xy, intensity = xy[ok | ~near_border], intensity[ok | ~near_border]
+        kept = ok | ~near_border
+        xy, intensity, width = xy[kept], intensity[kept], width[kept]
         keep = _suppress_weaker(xy.astype(np.float64), intensity, radius=0.5 * min_distance)
         if not keep.all():
             log.info("merged %d peaks that converged onto another column", int((~keep).sum()))
-        xy, intensity = xy[keep], intensity[keep]
+        xy, intensity, width = xy[keep], intensity[keep], width[keep]
+        if joint:
+            # the positions of the joint fit; the intensity stays the independent fit's (its amplitude above the
+            # local background in a 0.4 nn window), on which the token step's brightness ratios are measured
+            xy = refine_jointly(img, xy, intensity, width, nn_px=nn_distance(xy.astype(np.float64)))[0]
         inside = inside_image(xy, (h, w))
         xy, intensity = xy[inside], intensity[inside]
     else:
@@ -616,196 +439,3 @@ def detect_atoms(
         nn_distance_px=nn,
         scan_noise=scan_rms,
     )
-
-
-# --------------------------------------------------------------------------------------------------
-# batched Gaussian refinement
-
-
-def _solve_spd(a, b):
-    """Solve a small symmetric positive-definite system by an unrolled Cholesky factorisation.
-
-    ``a`` (K, K), ``b`` (K,); K is static. Unrolled scalar arithmetic vectorises across ``vmap`` far
-    better on CPU than a batch of tiny LAPACK calls.
-    """
-    k = a.shape[0]
-    lower = [[None] * k for _ in range(k)]
-    for i in range(k):
-        for j in range(i + 1):
-            s = a[i, j] - sum(lower[i][m] * lower[j][m] for m in range(j))
-            if i == j:
-                lower[i][j] = jnp.sqrt(jnp.maximum(s, 1e-30))
-            else:
-                lower[i][j] = s / lower[j][j]
-    y = [None] * k
-    for i in range(k):
-        y[i] = (b[i] - sum(lower[i][m] * y[m] for m in range(i))) / lower[i][i]
-    x = [None] * k
-    for i in reversed(range(k)):
-        x[i] = (y[i] - sum(lower[m][i] * x[m] for m in range(i + 1, k))) / lower[i][i]
-    return jnp.stack(x)
-
-
-def _fit_one(window, mask, sigma, n_iter):
-    """Fit ``b + a exp(-|p - p0|^2 / 2 s^2)`` to one window by Levenberg-Marquardt.
-
-    Parameters
-    ----------
-    window : (W*W,) float32, the flattened (row-major) window, scaled to O(1)
-    mask : (W*W,) float32, 1 where the pixel takes part in the fit
-    sigma : () float32, starting Gaussian sigma, px
-    n_iter : int (static), LM iterations; 0 returns the centre-of-mass start
-
-    Returns
-    -------
-    xy : (2,) offsets from the window centre, px
-    amplitude : ()
-    ok : () bool, the Gaussian fit converged inside the window (else ``xy`` is the centre of mass)
-    """
-    w = round(window.shape[0] ** 0.5)
-    h = (w - 1) // 2
-    u = jnp.arange(w, dtype=jnp.float32) - h
-    ux, uy = jnp.tile(u, w), jnp.repeat(u, w)
-    # start: centre of mass above the masked minimum, amplitude from the centre pixel
-    lo = jnp.min(jnp.where(mask > 0, window, jnp.inf))
-    mass = jnp.maximum(window - lo, 0.0) * mask
-    total = jnp.maximum(mass.sum(), 1e-12)
-    com = jnp.stack([(mass * ux).sum() / total, (mass * uy).sum() / total])
-    amp0 = jnp.maximum(window[h * w + h] - lo, 1e-6)
-    s_min, s_max = 0.3, float(h) + 1.0
-    p0 = jnp.stack([com[0], com[1], amp0, jnp.clip(sigma, s_min, s_max), lo])
-
-    def normal_equations(p):
-        """Cost, Gauss-Newton matrix (5, 5) and gradient (5,) at parameters p."""
-        dx, dy = ux - p[0], uy - p[1]
-        r2 = dx * dx + dy * dy
-        inv_s2 = 1.0 / (p[3] * p[3])
-        g = jnp.exp(-0.5 * r2 * inv_s2) * mask
-        ag = p[2] * g * inv_s2
-        res = (p[4] + p[2] * g - window) * mask
-        jac = (ag * dx, ag * dy, g, ag * r2 / p[3], mask)
-        # explicit sums of products: they vectorise across atoms far better on CPU than a batch of
-        # (5, W^2) @ (W^2, 5) matrix products
-        hess = [[None] * 5 for _ in range(5)]
-        for i in range(5):
-            for j in range(i + 1):
-                hess[i][j] = hess[j][i] = (jac[i] * jac[j]).sum()
-        grad = jnp.stack([(jac_k * res).sum() for jac_k in jac])
-        return (res * res).sum(), jnp.stack([jnp.stack(row) for row in hess]), grad
-
-    def step(_, state):
-        # the normal equations of the best point so far are carried along, so every iteration costs
-        # one model evaluation (at the candidate) rather than two
-        p, lam, c, hess, grad = state
-        damped = hess + lam * jnp.diag(jnp.diag(hess)) + 1e-9 * jnp.eye(5, dtype=hess.dtype)
-        delta = -_solve_spd(damped, grad)
-        delta = delta.at[:2].set(jnp.clip(delta[:2], -1.0, 1.0))  # at most one pixel per step
-        p_new = (p + delta).at[3].set(jnp.clip(p[3] + delta[3], s_min, s_max))
-        c_new, hess_new, grad_new = normal_equations(p_new)
-        better = jnp.isfinite(c_new) & (c_new < c)
-        return (
-            jnp.where(better, p_new, p),
-            jnp.where(better, lam * 0.3, lam * 4.0),
-            jnp.where(better, c_new, c),
-            jnp.where(better, hess_new, hess),
-            jnp.where(better, grad_new, grad),
-        )
-
-    p, _, _, _, _ = jax.lax.fori_loop(0, n_iter, step, (p0, jnp.float32(1e-2), *normal_equations(p0)))
-    inside = jnp.all(jnp.abs(p[:2]) <= 0.75 * h)
-    ok = jnp.all(jnp.isfinite(p)) & inside & (p[2] > 0) & (p[3] > s_min) & (p[3] < s_max)
-    if n_iter == 0:
-        ok = jnp.asarray(False)
-    xy = jnp.where(ok, p[:2], com)
-    amp = jnp.where(ok, p[2], amp0)
-    return xy, amp, ok
-
-
-@partial(jax.jit, static_argnames=("n_iter",))
-def _fit_windows(windows, masks, sigma, n_iter):
-    """Batched :func:`_fit_one`: windows, masks (W*W, N), sigma () -> xy (N, 2), amplitude (N,), ok (N,).
-
-    Atoms run along the last (minor) axis so that XLA vectorises across atoms and the per-atom sums over
-    pixels become row additions; with atoms leading it is several times slower on CPU.
-    """
-    return jax.vmap(partial(_fit_one, n_iter=n_iter), in_axes=(1, 1, None))(windows, masks, sigma)
-
-
-def refine_positions(image, xy, *, sigma_px: float, half_window: int, n_iter: int = 8):
-    """Refine atom positions by fitting a 2-D Gaussian + constant background to every atom at once.
-
-    For each atom the pixels within ``half_window + 0.5`` px of its nearest pixel are gathered (one
-    vectorised gather; pixels outside the image are masked out), the centre of mass above the window
-    minimum is the starting point, and ``n_iter`` Levenberg-Marquardt steps fit the parameters
-    (x0, y0, amplitude, sigma, background) for all atoms together in one jitted ``vmap``-ed kernel.
-    Position steps are clamped to 1 px; a fit that ends outside the inner 75 % of the window, with a
-    non-positive amplitude or a degenerate width falls back to the centre of mass. The atoms are fitted in
-    fixed chunks and the window is padded to a fixed set of sizes (:mod:`motifgram.engine.buckets`), so
-    images with different atom counts reuse the compiled kernel, and memory stays linear in the atom count.
-
-    Parameters
-    ----------
-    image : (H, W) array_like
-        Micrograph with bright atoms.
-    xy : (N, 2) array_like, px
-        Starting positions (x = column, y = row), e.g. local maxima.
-    sigma_px : float
-        Starting Gaussian sigma of a column, px (the fit adjusts it per atom).
-    half_window : int
-        Fit radius, px (:func:`detect_atoms` uses 0.4 x the nearest-neighbour distance).
-    n_iter : int
-        Levenberg-Marquardt iterations; 0 returns the centre-of-mass estimate.
-
-    Returns
-    -------
-    xy : (N, 2) float32 ndarray, px
-        Refined positions.
-    amplitude : (N,) float32 ndarray
-        Fitted amplitude above the fitted background, image units.
-    """
-    img = np.asarray(image, dtype=np.float32)
-    if img.ndim != 2:
-        raise ImageError(f"expected a 2-D image, got an array of shape {img.shape}")
-    pts = np.asarray(xy, dtype=np.float64)
-    if pts.ndim != 2 or pts.shape[1] != 2:
-        raise ValueError(f"xy must have shape (N, 2), got {pts.shape}")
-    if not sigma_px > 0:
-        raise ValueError(f"sigma_px must be > 0, got {sigma_px}")
-    xy_fit, amplitude, _ = _refine(img, pts, sigma_px=sigma_px, half_window=half_window, n_iter=n_iter)
-    return xy_fit, amplitude
-
-
-def _refine(image, xy, *, sigma_px, half_window, n_iter):
-    """:func:`refine_positions` that also returns ``ok`` (N,) bool: the Gaussian fit was used."""
-    img = np.asarray(image, dtype=np.float32)
-    pts = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
-    if half_window < 1:
-        raise ValueError(f"half_window must be >= 1 px, got {half_window}")
-    n = pts.shape[0]
-    if n == 0:
-        return np.zeros((0, 2), np.float32), np.zeros((0,), np.float32), np.zeros((0,), bool)
-    hb = bucket_window(int(half_window))
-    # robust scaling to O(1) for float32 conditioning
-    lo, hi = np.percentile(img, [1.0, 99.9])
-    scale = float(hi - lo) if hi > lo else 1.0
-    centre = np.rint(pts).astype(np.int64)  # (N, 2) x, y
-    off = np.arange(-hb, hb + 1)
-    disk = (off[:, None] ** 2 + off[None, :] ** 2) <= (half_window + 0.5) ** 2
-    h, w = img.shape
-
-    def fit_chunk(chunk):
-        # one gather straight into the kernel's (pixel, atom) layout: rows/cols (W, W, n)
-        chunk = np.asarray(chunk)
-        rows = off[:, None, None] + chunk[None, None, :, 1]
-        cols = off[None, :, None] + chunk[None, None, :, 0]
-        valid = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
-        windows = ((img[rows.clip(0, h - 1), cols.clip(0, w - 1)] - lo) * (1.0 / scale)).astype(np.float32)
-        masks = (valid & disk[:, :, None]).astype(np.float32)
-        n_pix = (2 * hb + 1) ** 2
-        return _fit_windows(windows.reshape(n_pix, -1), masks.reshape(n_pix, -1), jnp.float32(sigma_px), n_iter)
-
-    fit_xy, amp, ok = map_chunks(fit_chunk, [centre], chunk=chunk_rows(n))
-    if n_iter > 0 and not ok.all():
-        log.info("refine_positions: %d of %d fits fell back to the centre of mass", int((~ok).sum()), n)
-    out = (centre + fit_xy).astype(np.float32)
-    return out, (amp * scale).astype(np.float32), ok

@@ -64,7 +64,6 @@ import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
-import networkx as nx
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
@@ -74,6 +73,7 @@ from motifgram.engine.display import format_counts, summary_html, summary_text
 from motifgram.engine.errors import MotifgramError
 from motifgram.engine.geometry import border_distance
 from motifgram.engine.regions import REGION_DISORDERED, REGION_NETWORK, network_atoms
+from motifgram.engine.uniq import radix_argsort, unique_pairs
 
 __all__ = [
     "AUTO_BOND_WINDOW",
@@ -360,12 +360,12 @@ class AtomGraph:
         following[rings.offsets[1:][ends] - 1] = rings.offsets[:-1][ends]  # a ring's last atom bonds to its first
         b = a[following]
         key = np.minimum(a, b) * self.n_atoms + np.maximum(a, b)
-        order = np.argsort(key, kind="stable")
+        order = radix_argsort(key, self.n_atoms**2)
         key, r = key[order], r[order]
         # A bond borders at most two faces, so shared bonds are equal neighbours in the sorted keys.
         same = np.flatnonzero(key[1:] == key[:-1])
         pairs = np.sort(np.stack([r[same], r[same + 1]], axis=1), axis=1)
-        return np.unique(pairs, axis=0).astype(np.int64).reshape(-1, 2)
+        return unique_pairs(pairs, len(sizes))
 
     def to_networkx(self):
         """The bond graph as an ``nx.Graph``.
@@ -373,6 +373,8 @@ class AtomGraph:
         Nodes are atom indices with attributes ``xy`` (tuple of float, px) and ``token`` (str); edges are
         the bonds; graph attributes ``rings`` (:attr:`rings` as a tuple of tuples), ``image_shape`` and ``bond_factor``.
         """
+        import networkx as nx  # only here: 0.07 s of imports a run does not need
+
         g = nx.Graph(rings=self.rings.to_tuples(), image_shape=self.image_shape, bond_factor=self.bond_factor)
         g.add_nodes_from(
             (i, {"xy": (x, y), "token": t}) for i, ((x, y), t) in enumerate(zip(self.xy.tolist(), self.tokens.tolist()))

@@ -31,6 +31,7 @@ from motifgram.engine import rundir
 from motifgram.engine.cache import cache_dir_for, load_entry, save_entry
 from motifgram.engine.errors import GrammarError, MotifgramError, NoLatticeError
 from motifgram.engine.executor import open_executor
+from motifgram.engine.featurestore import reference_token_model, write_features
 from motifgram.engine.graph import AtomGraph, ring_statistics
 from motifgram.engine.io import Micrograph, check_image_file
 from motifgram.engine.moire import measure_moire
@@ -51,7 +52,6 @@ from motifgram.engine.report import write_report
 from motifgram.engine.spec import Spec, bundled_spec_path, load_spec
 from motifgram.engine.stages import StageTimer, analyse_micrograph, load_input, naming_source
 from motifgram.engine.tokens import TokenModel, assign_tokens, class_averages, learn_tokens, merging_summary
-from motifgram.grammar.compare import Comparable, compare
 from motifgram.grammar.disorder import POOR_FIT_FACTOR, POOR_FIT_MARGIN_BITS, disorder_measures, is_poor_fit
 from motifgram.grammar.induce import InductionResult, induce_grammar
 from motifgram.grammar.model import Grammar
@@ -315,6 +315,8 @@ def _compare_groups(spec, records, graphs_of, token_model, grammar, timer):
     references = dict(spec.compare.references) or None
     if len(groups) < 2 and references is None:
         return {}, None
+    from motifgram.grammar.compare import compare  # SciPy's clustering and optimize: only here
+    from motifgram.grammar.items import Comparable
     group_grammars = {}
     if len(groups) > 1:
         with timer("grammar"):
@@ -329,7 +331,7 @@ def _compare_groups(spec, records, graphs_of, token_model, grammar, timer):
             )
             for group, members in groups.items()
         ]
-        comparison = compare(items, references=references)
+        comparison = compare(items, references=references, tokens="own")  # the groups share the run's tokens
     return group_grammars, comparison
 
 
@@ -377,7 +379,9 @@ def run(spec=None, *, out_dir=None, force: bool = False, quiet: bool = False) ->
         for failure in failures:
             log.warning("skipped %s: %s", failure.id, failure.reason)
         with timer("tokens"):
-            token_model = learn_run_tokens(records, spec, cache_dir)
+            token_model = (learn_run_tokens(records, spec, cache_dir) if spec.tokens.model is None
+                           else reference_token_model(spec.tokens.model, descriptor=spec.feature_descriptor,
+                                                      n_max=spec.features.n_max))
         fit_invariants = _pooled_invariants(records)
         records = [dataclasses.replace(r, sample=None) for r in records]
         with atomic_run_dir(out_dir, force=force) as staging:
@@ -395,6 +399,10 @@ def run(spec=None, *, out_dir=None, force: bool = False, quiet: bool = False) ->
             _write_run_files(staging, spec, records, token_model, grammar, images, failures, timer, induced=induced,
                              fit_invariants=fit_invariants, output_dir=out_dir.absolute(),
                              group_grammars=group_grammars, comparison=comparison)
+            with timer("write"):  # every atom's features, for compare's common vocabulary (featurestore.py)
+                write_features(staging, {r.id: read_entry(cache_dir, r, ("invariants",))["invariants"]
+                                         for r in records}, descriptor=token_model.descriptor,
+                               n_max=spec.features.n_max)
     return out_dir
 
 

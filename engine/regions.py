@@ -91,12 +91,10 @@ def network_atoms(xy, bonds, *, image_shape, outer=None):
         members = degree == d
         typical = np.median(lengths[members & has_say, :d], axis=0)
         regular[members] = np.abs(lengths[members, :d] - typical).max(axis=1) <= BOND_TOLERANCE * median
-    near = cKDTree(xy).query_ball_point(xy, NEIGHBOURHOOD_BONDS * median)
-    counts = np.fromiter(map(len, near), dtype=np.int64, count=n)
-    member = np.fromiter((j for lst in near for j in lst), dtype=np.int64, count=int(counts.sum()))
-    owner = np.repeat(np.arange(n), counts)
-    votes = np.bincount(owner, weights=(regular & has_say)[member], minlength=n)
-    voters = np.bincount(owner, weights=has_say[member], minlength=n)
+    # every atom votes for itself and for each neighbour within the radius: pairs as one array, no lists per atom
+    i, j = cKDTree(xy).query_pairs(NEIGHBOURHOOD_BONDS * median, output_type="ndarray").T
+    votes, voters = ((weight + np.bincount(i, weight[j], n) + np.bincount(j, weight[i], n)) for weight in
+                     ((regular & has_say).astype(np.float64), has_say.astype(np.float64)))
     network = np.where(voters > 0, votes >= 0.5 * voters, True)
     log.info("regions: %d of %d atoms in the regular network (common degrees %s, median bond %.2f px)",
              int(network.sum()), n, np.flatnonzero(share >= COMMON_DEGREE).tolist(), median)

@@ -37,6 +37,7 @@ from motifgram.engine.specfields import (
     Context,
     ExactlyOne,
     LengthEquals,
+    NotBoth,
     OnlyWith,
     StrictLoader,
     convert_section,
@@ -282,8 +283,13 @@ class TokensSpec:
             "Each a letter followed by letters, digits or _. auto: A, B, C, ...")
     n_init: int = spec_key(4, minimum=1, doc="Number of EM restarts; the best fit is kept.")
     max_iter: int = spec_key(200, minimum=1, doc="Most EM iterations per restart.")
+    model: Path | None = spec_key(
+        None, relative=True, must_exist=True,
+        doc="Reuse a reference run's token model instead of learning one: its run directory (or tokens.npz), "
+            "relative to the spec file's folder. Later runs of the same material then speak its vocabulary "
+            "(motifgram compare --tokens RUN). Not with k.")
 
-    _rules: ClassVar = (LengthEquals("names", "k"),)
+    _rules: ClassVar = (LengthEquals("names", "k"), NotBoth("k", "model"))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -31,6 +31,7 @@ __all__ = [
     "Context",
     "ExactlyOne",
     "LengthEquals",
+    "NotBoth",
     "OnlyWith",
     "StrictLoader",
     "convert_section",
@@ -155,6 +156,29 @@ class LengthEquals:
         return {"if": {"required": [self.key], "properties": {self.key: {"not": {"const": AUTO}}}},
                 "then": {"required": [self.count], "properties": {self.count: {"not": {"const": AUTO}}}}}
 
+
+
+@dataclass(frozen=True)
+class NotBoth:
+    """Two keys exclude each other: at most one may be given (not auto)."""
+
+    first: str
+    second: str
+    on_invalid: ClassVar = False
+
+    @property
+    def keys(self):
+        return (self.first, self.second)
+
+    def apply(self, values, path, ctx):
+        if values[self.first] is not None and values[self.second] is not None:
+            first, second = join_path(path, self.first), join_path(path, self.second)
+            ctx.problem(first, f"conflicting options: {first} and {second} are both given; give one of them")
+        return values
+
+    def schema(self):
+        return {"not": {"allOf": [{"required": [k], "properties": {k: {"not": {"const": AUTO}}}}
+                                  for k in (self.first, self.second)]}}
 
 
 def _has_magic(text):

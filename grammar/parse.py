@@ -74,6 +74,7 @@ from scipy.sparse.csgraph import connected_components
 
 from motifgram.engine.errors import GrammarError
 from motifgram.engine.graph import Rings
+from motifgram.engine.uniq import unique_pairs
 from motifgram.grammar.rules import canonical_ring_word
 
 if TYPE_CHECKING:
@@ -273,7 +274,7 @@ def ring_contacts(rings) -> np.ndarray:
         same = atom[k:] == atom[:-k]
         pairs.append(np.stack([ring[:-k][same], ring[k:][same]], axis=1))
     pairs = np.concatenate(pairs) if pairs else np.empty((0, 2), dtype=np.int64)
-    return np.unique(np.sort(pairs, axis=1), axis=0).reshape(-1, 2)
+    return unique_pairs(np.sort(pairs, axis=1), len(rings))
 
 
 def canonical_ring_order(rings: Sequence[Sequence[int]]) -> np.ndarray:

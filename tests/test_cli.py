@@ -320,7 +320,7 @@ def test_parse_without_the_token_model_exits_2_naming_it(small_run, tmp_path, ca
 def test_parse_with_a_grammar_of_other_tokens_exits_2_naming_both_files(small_run, tmp_path, capsys):
     """A grammar and a token model of different runs: the grammar's tokens are not the model's."""
     from motifgram.grammar import Grammar
-    from motifgram.grammar.compare import rename_tokens
+    from motifgram.grammar.align import rename_tokens
 
     other = copy_run(small_run, tmp_path / "other")
     grammar = Grammar.parse_text((other / "grammar.txt").read_text())
@@ -365,10 +365,20 @@ def test_run_refuses_an_oversize_image(oversize_npy, tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("problem", ["missing", "no grammar", "bad reference", "missing reference"])
+@pytest.mark.parametrize("problem", ["missing", "no grammar", "bad reference", "missing reference", "missing tokens",
+                                     "corrupt features", "joint without features"])
 def test_compare_bad_input_exits_2_naming_it(small_run, tmp_path, capsys, problem):
     items, extra = [small_run], []
-    if problem == "missing":
+    if problem == "missing tokens":
+        extra, named = ["--tokens", str(tmp_path / "no-run")], tmp_path / "no-run"
+    elif problem == "corrupt features":
+        items = [copy_run(small_run, tmp_path / "corrupt")]
+        (items[0] / "features.npz").write_bytes(b"PK garbage")
+        named = items[0] / "features.npz"
+    elif problem == "joint without features":
+        items = [named := copy_run(small_run, tmp_path / "old", without=("features.npz",))]
+        extra = ["--tokens", "joint"]
+    elif problem == "missing":
         items.append(named := tmp_path / "absent")
     elif problem == "no grammar":
         (named := tmp_path / "empty").mkdir()

@@ -8,6 +8,7 @@ over seed sets 0-7; the ranges beside the thresholds come from there.
 
 import csv
 import dataclasses
+import itertools
 import json
 import math
 import shutil
@@ -22,23 +23,25 @@ from scipy.stats import spearmanr
 from motifgram.engine.pipeline import run
 from motifgram.engine.spec import load_spec
 from motifgram.engine.tokens import TokenModel
-from motifgram.grammar.compare import (
-    Comparable,
-    align_tokens,
-    compare,
-    compare_pair,
-    format_table,
-    grammar_disorder_estimate,
-    jensen_shannon,
-    load_comparable,
-    rename_tokens,
-    rule_keys,
-    usage_divergence,
-)
+from motifgram.engine.featurestore import read_features
+from motifgram.engine.graph import AtomGraph
 from motifgram.engine.rundir import read_run_graphs
+from motifgram.grammar.align import align_tokens, rename_tokens
+from motifgram.grammar.classify import UNKNOWN
+from motifgram.grammar.compare import WEIGHTS, compare, compare_pair
+from motifgram.grammar.items import (
+    Comparable,
+    level_distances,
+    level_stats,
+    load_comparable,
+    neighbour_pairs,
+    warren_cowley,
+)
 from motifgram.grammar.model import Grammar
 from motifgram.grammar.rules import RingRule
-from conftest import seed
+from motifgram.grammar.table import format_table
+from motifgram.grammar.usage import grammar_disorder_estimate, jensen_shannon, rule_keys, usage_divergence
+from conftest import DATA, needs_data, seed, seeds
 
 # Stone–Wales and vacancy densities per atom, each. 95cb091 made the random network more regular (56 % hexagons)
 # and replaced 2 % by 0.7 % here, saying in a comment only that beyond ~1 % graphene has as many non-hexagons as
@@ -83,7 +86,8 @@ def runs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def series(runs):
-    return compare([runs[name] for name in (*SERIES, "crn")])
+    # runs of one token each: their own vocabularies are one already, and the disorder is each run's own
+    return compare([runs[name] for name in (*SERIES, "crn")], tokens="own")
 
 
 def measure_compare(seed):
@@ -122,22 +126,6 @@ def test_series_ranked_in_true_order(series):
     assert all(item.disorder_source == "images" for item in series.items)
 
 
-def test_series_distances(series):
-    d = series.distance
-    assert d.shape == (5, 5)
-    np.testing.assert_allclose(d, d.T)
-    np.testing.assert_array_equal(np.diag(d), 0.0)
-    assert np.all((d >= 0) & (d <= 1))
-    # g1's nearest is a neighbour in the series; along the graphene series, the more defects the farther from
-    # pristine (seed sets 0-7: 0.134, 0.249, 0.494-0.513), and the network farther than g4 (0.500-0.540). At 2 %
-    # graphene's grammar is as far from pristine as the network's: farther on seed sets 0 and 6, so "the network
-    # is the farthest" (true with 0.7 %) is no claim of this series.
-    names = list(series.names)
-    off = d + np.diag(np.full(5, np.inf))
-    assert names[int(np.argmin(off[names.index("g1")]))] in ("g0", "g4")
-    assert d[0, 1] < d[0, 2] < d[0, 3] and d[0, 4] > 1.5 * d[0, 2]
-
-
 def test_read_run_graphs_returns_the_written_atoms_bonds_and_rings(runs):
     """The graphs read back are the run's CSV files (read here with the csv module): positions, tokens, bonds, rings."""
     graphs = read_run_graphs(runs["g4"])
@@ -160,7 +148,8 @@ def test_read_run_graphs_returns_the_written_atoms_bonds_and_rings(runs):
 
 def test_twin_runs_of_one_material_are_near(runs, series):
     """g4 and a twin run of the same density on other micrographs: identical vocabulary, a distance well below the
-    one between neighbours in the series (g1 and g4): seed sets 0-7, 3e-8-1.1e-6, at most 1.6e-4 of it."""
+    one between neighbours in the series (g1 and g4). Per-level distances (issue 20), seed set 0: 1.1e-8 against
+    0.0043 (the old usage/cross-DL distance, seed sets 0-7: 3e-8-1.1e-6, at most 1.6e-4 of it)."""
     pair = compare_pair(load_comparable(runs["g4"]), load_comparable(runs["g4twin"]))
     assert pair.alignment.is_identity
     assert pair.distance < 0.5 * series.distance[1, 2]
@@ -172,7 +161,8 @@ def test_different_vocabularies_are_aligned(runs):
     alignment = align_tokens(k1.token_model, k2.token_model)
     assert len(alignment.mapping) == 1 and len(alignment.unmatched_b) == 1
     assert alignment.inverse().mapping == {b: a for a, b in alignment.mapping.items()}
-    result = compare([k1, k2])
+    result = compare([k1, k2], tokens="own")
+    assert result.vocabulary.method == "own"
     pair = result.pairs[(0, 1)]
     assert pair.alignment.mapping == alignment.mapping
     assert pair.cross_dl_a_on_b is not None and pair.cross_dl_b_on_a is not None
@@ -180,6 +170,15 @@ def test_different_vocabularies_are_aligned(runs):
     assert doc["pairs"][0]["tokens"]["matched"] == alignment.mapping
     assert doc["pairs"][0]["tokens"]["unmatched_b"] == list(alignment.unmatched_b)
     assert 0 < result.distance[0, 1] <= 1
+    # one vocabulary: a joint token model over both runs' stored features; both grammars speak it
+    joint = compare([k1, k2])
+    assert joint.vocabulary.method == "joint" and joint.pairs[(0, 1)].alignment.is_identity
+    names = set(joint.vocabulary.model.names)
+    assert all({t.name for t in item.grammar.tokens} <= names for item in joint.items)
+    assert set(joint.vocabulary.match) == {"g4", "g4k2"}
+    assert all(0 < m["agreement"] <= 1 and 0 < m["mean_confidence"] <= 1 for m in joint.vocabulary.match.values())
+    doc = json.loads(json.dumps(joint.to_json()))
+    assert doc["tokens"]["method"] == "joint" and set(doc["levels"]) == {*WEIGHTS}
 
 
 def test_unrelated_vocabularies_do_not_align(runs):
@@ -206,7 +205,8 @@ def test_mos2_is_classified_as_mos2(runs):
     assert result.classification["mos2a"].label == "mos2"
     # The label is right on every seed set 0-7; the margin is 0.051-0.722 (0.357 on set 0): the two MoS2 runs may
     # learn different vocabularies (2 or 3 tokens). 95cb091 lowered the bound from 0.1 to 0.05 saying so in a
-    # comment; 0.1 fails on seed set 4 (0.051) and 0.05 sits 2 % below it, so the bound is 0.025.
+    # comment; 0.1 fails on seed set 4 (0.051) and 0.05 sits 2 % below it, so the bound is 0.025. Per-level
+    # distances on the joint vocabulary (issue 20), seed set 0: margin 0.24.
     assert result.classification["mos2a"].margin > 0.025
     assert result.classification["g4"].label == "graphene"
     table = format_table(result)
@@ -288,6 +288,29 @@ def test_usage_divergence_against_hand_computed_values():
     assert jsd["motifs"] == 1.0  # a tier only one side uses
 
 
+def _chain_graph(tokens):
+    """Atoms on a ring, bonded to their two neighbours, with the given tokens."""
+    n = len(tokens)
+    bonds = sorted((min(k, (k + 1) % n), max(k, (k + 1) % n)) for k in range(n))
+    return AtomGraph(np.zeros((n, 2)), np.array(list(tokens)), bonds, (), (1, 1))
+
+
+def test_warren_cowley_against_hand_computed_values():
+    """Ordered (ABAB...) and segregated (AAA...BBB...) rings of 12 at one composition: alpha over bonds is -1 and
+    close to +1 for unlike pairs; the arrangement level tells them apart, the composition level does not."""
+    ordered, segregated = _chain_graph("AB" * 6), _chain_graph("A" * 6 + "B" * 6)
+    alpha, shares = warren_cowley(neighbour_pairs([ordered]))
+    assert alpha[1][("A", "B")] == pytest.approx(-1.0) and alpha[1][("A", "A")] == pytest.approx(1.0)
+    assert shares[1] == {"A": 0.5, "B": 0.5}
+    # segregated: 24 bond directions, 2 unlike bonds (4 directions): P(B | A) = 2/12, c_B = 1/2, alpha = 2/3
+    alpha, _ = warren_cowley(neighbour_pairs([segregated]))
+    assert alpha[1][("A", "B")] == pytest.approx(1 - (2 / 12) / 0.5)
+    a, b = level_stats({"o": ordered}, {}), level_stats({"s": segregated}, {})
+    levels = level_distances(a, b, {})
+    assert levels["composition"] == pytest.approx(0.0) and levels["arrangement"] > 0.3
+    assert levels["mesoscale"] is None
+
+
 _counts = st.dictionaries(st.sampled_from("abcdef"), st.integers(1, 50), min_size=1)
 
 
@@ -300,3 +323,242 @@ def test_jensen_shannon_properties(p, q, scale):
     assert jensen_shannon(p, {k: v * scale for k, v in p.items()}) == pytest.approx(0.0, abs=1e-12)
     if not set(p) & set(q):
         assert d == pytest.approx(1.0)
+# --------------------------------------------------------------------------------------------------------------
+# The issue's scenarios: one run per micrograph, as users run them, two or more micrographs per group.
+
+#: Graphene defect densities per atom (half Stone-Wales, half vacancies), then a random network ("crn").
+DEFECTS = {"g0": 0.0, "g05": 0.005, "g2": 0.02, "g5": 0.05, "crn": None}
+#: MoS2 at one Se content, arranged randomly or in clusters of Se2 columns: (se_fraction, cluster density per
+#: atom, cluster size). The Se atoms per chalcogen site are about se_fraction + 2 x density x size = 0.12 each.
+SELENIUM = {"random": (0.12, 0.0, 3), "mild": (0.07, 0.0083, 3), "strong": (0.02, 0.0083, 6)}
+#: Twist of the bilayer's second layer (degrees).
+TWISTS = {"t00": 0.0, "t02": 2.0, "t04": 4.0, "t08": 8.0, "t15": 15.0}
+
+
+def _one_run(root, name, simulate, seed, **spec):
+    path = Path(root) / name
+    if not (path / "summary.json").is_file():
+        run(load_spec({"name": name, "inputs": [{"simulate": simulate}], "seed": seed,
+                       "output": {"overlays": False, "report": False}, **spec}), out_dir=path, quiet=True)
+    return path
+
+
+def scenario(kind, root, base, *, replicates=2, size=256):
+    """Run directories of one scenario, one micrograph each: ``{group: [run, ...]}`` (seeds from ``base``)."""
+    out = {}
+    for g, (group, value) in enumerate({"defects": DEFECTS, "selenium": SELENIUM, "twist": TWISTS}[kind].items()):
+        for r in range(replicates):
+            s = base + 10 * g + r + 1
+            if kind == "defects":
+                sim = ({"kind": "crn", "size": size, "seed": s} if value is None else
+                       {"kind": "graphene", "size": size, "seed": s, "stone_wales_density": value / 2,
+                        "vacancy_density": value / 2})
+                spec = {}
+            elif kind == "selenium":
+                sim = {"kind": "mos2", "size": size, "seed": s, "se_fraction": value[0],
+                       "se_cluster_density": value[1], "se_cluster_size": value[2]}
+                spec = {}
+            else:
+                sim = {"kind": "tbl_mos2", "size": 3 * size, "seed": s, "twist": value}  # 2 degrees needs 768 px
+                spec = {"detect": {"method": "grid"}, "tokens": {"k": 3}}
+            out.setdefault(group, []).append(_one_run(root, f"{kind}-{group}-{r}", sim, base, **spec))
+    return out
+
+
+def nearest_neighbour_accuracy(result, groups):
+    """Share of items whose nearest other item is from their own group (``groups``: item name -> group)."""
+    d = result.distance + np.diag(np.full(len(result.items), np.inf))
+    names = result.names
+    return float(np.mean([groups[names[int(np.argmin(row))]] == groups[n] for n, row in zip(names, d, strict=True)]))
+
+
+def replicate_gap(result, groups, level=None):
+    """(largest distance between two items of one group, smallest between two of different groups)."""
+    m = result.distance if level is None else np.array(result.level_matrix(level), dtype=float)
+    names = result.names
+    within = [m[i, j] for i, j in itertools.combinations(range(len(names)), 2) if groups[names[i]] == groups[names[j]]]
+    between = [m[i, j] for i, j in itertools.combinations(range(len(names)), 2) if groups[names[i]] != groups[names[j]]]
+    if np.all(np.isnan(within)) or np.all(np.isnan(between)):  # a level measured for no pair (mesoscale without moire)
+        return math.nan, math.nan
+    return float(np.nanmax(within)), float(np.nanmin(between))
+
+
+def measure_scenario(kind, seed, root=None, **options):
+    """The issue's measures of one scenario for seed set ``seed``: NN accuracy, the order, the replicate gap
+    per level. Returns ``(measures, comparison)``."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = scenario(kind, root or tmp, 1000 * seed, **options)
+        groups = {p.name: g for g, paths in runs.items() for p in paths}
+        result = compare([p for paths in runs.values() for p in paths])
+        order = list(runs)
+        rank = {p.name: k for k, paths in enumerate(runs.values()) for p in paths}
+        out = {"nn_accuracy": nearest_neighbour_accuracy(result, groups)}
+        within, between = replicate_gap(result, groups)
+        out.update(within_max=within, between_min=between)
+        for level in WEIGHTS:
+            w, b = replicate_gap(result, groups, level)
+            out.update({f"{level}_within_max": w, f"{level}_between_min": b})
+        if kind == "defects":  # the disorder index along the graphene series, and where the network falls
+            disorder = {g: [i.disorder for i in result.items if groups[i.name] == g] for g in order}
+            graphene = [g for g in order if g != "crn"]
+            out["spearman_disorder_graphene"] = float(spearmanr([np.mean(disorder[g]) for g in graphene],
+                                                                range(len(graphene))).statistic)
+            out["disorder_groups_separate"] = float(all(max(disorder[a]) < min(disorder[b])
+                                                        for a, b in itertools.pairwise(graphene)))
+            out["spearman_disorder"] = float(spearmanr([np.mean(disorder[g]) for g in order],
+                                                       range(len(order))).statistic)
+            out["crn_disorder_min"] = min(i.disorder for i in result.items if groups[i.name] == "crn")
+            out["g5_disorder_max"] = max(i.disorder for i in result.items if groups[i.name] == "g5")
+        else:  # the distance to the last group's items falls as the parameter approaches it
+            members = [[k for k, n in enumerate(result.names) if groups[n] == g] for g in order]
+            far = [float(np.mean(result.distance[np.ix_(members[-1], m)])) for m in members]
+            out["spearman_to_last"] = float(-spearmanr(far, range(len(order))).statistic)
+        return out, result
+
+
+@pytest.fixture(scope="module", params=seeds(0, 1))
+def defects(request, tmp_path_factory):
+    return measure_scenario("defects", request.param, root=tmp_path_factory.mktemp("defects"))
+
+
+@pytest.fixture(scope="module", params=seeds(0, 1))
+def twist(request, tmp_path_factory):
+    return measure_scenario("twist", request.param, root=tmp_path_factory.mktemp("twist"))
+
+
+@pytest.fixture(scope="module", params=seeds(0, 1))
+def selenium(request, tmp_path_factory):
+    return measure_scenario("selenium", request.param, root=tmp_path_factory.mktemp("selenium"))
+
+
+def test_defect_series_nearest_neighbours_and_order(defects):
+    """Graphene at 0, 0.5, 2 and 5 % defects and a random network, one run per micrograph, two per group, on one
+    joint vocabulary: every run's nearest neighbour is its replicate, replicates lie nearer each other than any
+    two groups (the calibration of the weights), and the disorder index orders the graphene series."""
+    measures, result = defects
+    assert result.vocabulary.method == "joint"
+    assert measures["nn_accuracy"] == 1.0
+    assert measures["within_max"] < measures["between_min"]
+    assert measures["spearman_disorder_graphene"] == pytest.approx(1.0)
+    assert measures["disorder_groups_separate"] == 1.0
+
+
+@pytest.mark.xfail(strict=True, reason="one run per 256 px micrograph: the simulated network (regularity 0.9) has "
+                   "disorder 0.36-0.39, graphene at 5 % defects up to 0.57 (seed sets 0, 1), so the network ranks "
+                   "between 2 % and 5 % (in one run of shared grammar, tests/test_grammar_pipeline.py, it ranks last)")
+def test_random_network_ranks_most_disordered(defects):
+    measures, _ = defects
+    assert measures["crn_disorder_min"] > measures["g5_disorder_max"]
+
+
+def test_twist_series_nearest_neighbours_and_order(twist):
+    """Twisted MoS2 bilayers at 0, 2, 4, 8 and 15 degrees (grid sampling, 3 tokens): the moiré wavenumber of each
+    run's summary.json is the mesoscale level; replicates are nearest each other and the distance to the most
+    twisted runs falls monotonically with twist. Twist is not disorder (an ordered superstructure), so the disorder
+    ranking is not asked to order it (grammar/compare.py)."""
+    measures, result = twist
+    assert measures["nn_accuracy"] == 1.0
+    assert measures["within_max"] < measures["between_min"]
+    assert measures["spearman_to_last"] == pytest.approx(1.0)
+    assert all(item.levels.twist_deg is not None for item in result.items)
+
+
+@pytest.mark.xfail(strict=True, reason="one Se content arranged randomly or in mild or strong Se2 clusters: the "
+                   "joint token model gives the Se columns no tokens of their own (composition distance <= 5e-4 "
+                   "between all runs), so the arrangement level cannot see them: NN accuracy 0.5 on seed sets 0 and "
+                   "1 (each run's own tokens: 0.83 and 0.33). At 256 px (about 6 clusters per micrograph) the column "
+                   "intensities of second neighbours correlate alike in every group (0.02-0.04)")
+def test_selenium_arrangement_separates_groups(selenium):
+    measures, _ = selenium
+    assert measures["nn_accuracy"] == 1.0
+
+
+def test_unrelated_material_is_unknown(runs):
+    """Perovskite against a graphene reference: beyond the reference's own replicate spread, so unknown; graphene
+    of another density is still graphene."""
+    result = compare([runs["perovskite"], runs["g4"]], references={"graphene": runs["g0"]})
+    verdict = result.classification["perovskite"]
+    assert verdict.label == UNKNOWN and verdict.nearest == "graphene" and verdict.margin > 0
+    assert result.classification["g4"].label == "graphene"
+    assert "graphene" in result.spreads and verdict.threshold >= 0.1
+    assert "perovskite: unknown (nearest graphene" in format_table(result)
+    doc = json.loads(json.dumps(result.to_json()))
+    assert doc["classification"]["perovskite"]["label"] == UNKNOWN
+
+
+def test_joint_vocabulary_does_not_depend_on_the_order(runs):
+    items = [runs["g4"], runs["mos2a"], runs["g4k2"]]
+    forward, backward = compare(items), compare(items[::-1])
+    assert forward.vocabulary.model.names == backward.vocabulary.model.names
+    np.testing.assert_allclose(forward.distance, backward.distance[::-1, ::-1], atol=1e-9)
+
+
+def test_features_are_stored_in_atom_order(runs):
+    """features.npz holds one feature row per atom of atoms.csv; re-assigning them with the run's own token model
+    gives the run's tokens."""
+    from motifgram.engine.tokens import assign_tokens
+
+    store = read_features(runs["g4k2"])
+    model = TokenModel.load(runs["g4k2"] / "tokens.npz")
+    graphs = read_run_graphs(runs["g4k2"])
+    assert store.descriptor == model.descriptor and list(store.images) == list(graphs)
+    for image, graph in graphs.items():
+        labels, _ = assign_tokens(model, store.images[image])
+        assert np.asarray(model.names)[labels].tolist() == graph.tokens.tolist()
+
+
+def test_reference_token_model(runs, tmp_path):
+    """tokens: {model: RUN} reuses a run's token model; compare --tokens RUN tokenises every run with it."""
+    spec = load_spec({"name": "reuse", "inputs": [_graphene(0.004, seed(77), 256)],
+                      "tokens": {"model": str(runs["g4k2"])}, "output": {"overlays": False, "report": False}})
+    reuse = run(spec, out_dir=tmp_path / "reuse", quiet=True)
+    assert TokenModel.load(reuse / "tokens.npz").names == TokenModel.load(runs["g4k2"] / "tokens.npz").names
+    result = compare([reuse, runs["g4"]], tokens=runs["g4k2"])
+    assert result.vocabulary.method == "reference" and result.vocabulary.source == str(runs["g4k2"])
+    assert result.vocabulary.match["reuse"]["agreement"] == pytest.approx(1.0)
+
+
+REAL = ("mose2_grain_boundary", "ws2te2_alloy", "mos2_se_implanted", "graphene_flower", "sto", "si110",
+        "au_grain_boundary")
+
+
+@pytest.fixture(scope="module")
+def real(tmp_path_factory):
+    """The seven real micrographs' runs (examples/real_comparison.md), compared on one joint vocabulary."""
+    if not DATA.is_dir():
+        pytest.skip(f"real micrographs not present at {DATA}")
+    from test_real_data import run_spec
+
+    root = tmp_path_factory.mktemp("real-compare")
+    paths = {name: run_spec(name, seed(0), root) for name in REAL}
+    return paths, compare(list(paths.values()))
+
+
+def _nearest(result, name):
+    d = result.distance + np.diag(np.full(len(result.items), np.inf))
+    return result.names[int(np.argmin(d[result.names.index(name)]))]
+
+
+@needs_data
+def test_real_tmds_nearest_each_other_and_sto_unknown(real):
+    """examples/real_comparison.md: MoSe2 (grain boundary) and MoS2-Se are each other's nearest neighbours on the
+    joint vocabulary, and STO is unknown against all six others as references."""
+    paths, result = real
+    assert result.vocabulary.method == "joint"
+    assert _nearest(result, paths["mose2_grain_boundary"].name) == paths["mos2_se_implanted"].name
+    assert _nearest(result, paths["mos2_se_implanted"].name) == paths["mose2_grain_boundary"].name
+    others = {name: path for name, path in paths.items() if name != "sto"}
+    against = compare([paths["sto"]], references=others)
+    assert against.classification[paths["sto"].name].label == UNKNOWN
+
+
+@needs_data
+@pytest.mark.xfail(strict=True, reason="WS2Te2's nearest is the graphene flower (0.165; to MoS2-Se 0.297, MoSe2 "
+                   "0.323): its ring statistics are the flower's and Au's (topology 0.08), not the other TMDs' "
+                   "(0.48-0.62), measured at spec seed 0")
+def test_real_ws2te2_nearest_a_tmd(real):
+    paths, result = real
+    assert _nearest(result, paths["ws2te2_alloy"].name) in {paths["mose2_grain_boundary"].name,
+                                                           paths["mos2_se_implanted"].name}

@@ -17,8 +17,6 @@ LONG_MODULES = {
 #: Modules still too long, each with the split it waits for: a strict xfail, so one that gets short fails the run
 #: until it is taken off this list.
 SPLIT_PENDING = {
-    "motifgram.grammar.compare": "the comparison levels (composition, topology, arrangement, mesoscale) into modules",
-    "motifgram.engine.detect": "the period estimate and the peak acceptance from the detection entry point",
 }
 MAX_LINES = 600
 

@@ -1,0 +1,52 @@
+"""What the command line imports: ``motifgram run`` pays only for what the run uses (issue 21).
+
+Each check runs in a new Python process (the test process itself has imported everything) and lists the
+modules loaded at the end. The plotting library, Dask, pandas, scikit-learn and scikit-image are dependencies of
+the notebook API, the Dask executor and the benchmarks, never of a default run; SciPy's clustering and optimize
+are for comparing groups, networkx for ``AtomGraph.to_networkx``, ``scipy.signal`` for simulating scan noise.
+"""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import seed
+
+#: Never imported by a default ``motifgram run`` on a micrograph file of one group.
+NOT_IN_A_RUN = ("matplotlib", "dask", "distributed", "pandas", "sklearn", "skimage", "networkx", "scipy.optimize",
+                "scipy.cluster", "scipy.signal", "motifgram.grammar.compare", "motifgram.api")
+#: Not imported by importing the command line (``motifgram --help``, ``validate`` and ``schema`` need none).
+NOT_IN_THE_CLI = (*NOT_IN_A_RUN, "jax", "scipy", "numpy", "PIL", "jinja2", "motifgram.engine.pipeline")
+
+
+def modules_after(code: str) -> set[str]:
+    """The names in ``sys.modules`` after running ``code`` in a new interpreter."""
+    probe = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))\n"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return set(json.loads(done.stdout.splitlines()[-1]))
+
+
+def test_importing_the_cli_loads_no_library():
+    loaded = modules_after("import motifgram.engine.cli")
+    assert not loaded & set(NOT_IN_THE_CLI), sorted(loaded & set(NOT_IN_THE_CLI))
+
+
+@pytest.mark.slow
+def test_a_default_run_imports_only_what_it_uses(tmp_path):
+    """The default spec (overlays and report on) on a .npy micrograph, as a user runs it."""
+    from motifgram.engine.simulate import simulate
+
+    sim = simulate("graphene", size=160, seed=seed(1))
+    np.save(tmp_path / "g.npy", sim.image)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"name: g\ninputs:\n  - path: g.npy\n    pixel_size: {sim.pixel_size_nm}\n")
+    loaded = modules_after(
+        "from motifgram.engine.cli import main\n"
+        f"assert main(['run', {str(spec)!r}, '--out', {str(tmp_path / 'run')!r}, '--quiet']) == 0\n"
+    )
+    assert (tmp_path / "run" / "report.html").is_file() and (tmp_path / "run" / "overlays" / "g.png").is_file()
+    assert {"jax", "PIL", "jinja2"} <= loaded  # the probe saw the run's imports
+    assert not loaded & set(NOT_IN_A_RUN), sorted(loaded & set(NOT_IN_A_RUN))
