@@ -1,4 +1,5 @@
-"""Graphene and its defects for the simulator: Stone–Wales, (di)vacancies, dislocations, grain boundaries.
+"""Graphene and its defects for the simulator: Stone–Wales, (di)vacancies, dislocations, grain boundaries,
+substitutional Si dopants (``dopant_density``: label ``"Si"``, Z-contrast brighter).
 
 Defects are placed on a relaxed honeycomb (see :mod:`motifgram.engine.simulate` for the densities and how
 they are honoured); each keeps its rings, which the truth lists.
@@ -32,6 +33,9 @@ from motifgram.engine.structures import (
 from scipy.spatial import Delaunay, cKDTree
 
 log = logging.getLogger(__name__)
+
+#: Column amplitude of a substitutional Si atom relative to C (HAADF ``Z**1.7``: ``(14 / 6)**1.7``).
+SI_INTENSITY = (14 / 6) ** 1.7
 
 
 def build_graphene(size, rng, opts):
@@ -102,9 +106,13 @@ def build_graphene(size, rng, opts):
     if centres:
         mobile = alive & (cKDTree(np.array(centres)).query(xy)[0] < 3 * SQRT3 * acc)
         xy = relax_springs(xy, bonds[alive[bonds].all(axis=1)], mobile, bond_px=acc)
-    label = np.full(n, "C")
+    label = np.full(n, "C", dtype="<U2")
+    if opts["dopant_density"] > 0:  # drawn only when asked for, so undoped structures keep their seeds' truths
+        candidates = np.flatnonzero(alive & inside)
+        n_dopants = min(round(opts["dopant_density"] * n_inside), len(candidates))
+        label[rng.choice(candidates, size=n_dopants, replace=False)] = "Si"
     xy, label, bonds, defects = compact_structure(xy, label, bonds, alive, defects)
-    return Structure(xy, label, bonds, defects, acc, {"C": 1.0})
+    return Structure(xy, label, bonds, defects, acc, {"C": 1.0, "Si": SI_INTENSITY})
 
 
 class _DefectSites:

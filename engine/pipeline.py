@@ -167,13 +167,20 @@ def parse_pass(record: MicrographRecord, item, labels: np.ndarray, mean_confiden
 # Global stages
 
 
-def learn_run_tokens(records: list[MicrographRecord], spec: Spec) -> TokenModel:
+def learn_run_tokens(records: list[MicrographRecord], spec: Spec, cache_dir: Path | None = None) -> TokenModel:
     """Fit the token mixture on a seeded sample pooled from every micrograph of the run.
 
-    Class averages need one patch size: they come from the micrographs whose automatic patch size is the
-    run's most common one (all of them when the micrographs share a magnification).
+    With ``cache_dir`` and the ``chemistry`` descriptor the bonded neighbours of the sampled atoms join the fit
+    (after every sampled row, as context only), so that the token count is chosen by description length with
+    each sampled atom's token coded given its neighbours' (:func:`motifgram.engine.tokens.learn_tokens`). Class averages need one patch size: they come from the
+    micrographs whose automatic patch size is the run's most common one (all of them when the micrographs
+    share a magnification).
     """
     invariants = _pooled_invariants(records)
+    neighbours = None
+    if cache_dir is not None and spec.tokens.k is None and spec.feature_descriptor == "chemistry":
+        extra, neighbours = _sample_neighbours(records, cache_dir, len(invariants))
+        invariants = np.concatenate([invariants, extra])
     common_size = Counter(r.patch_size for r in records).most_common(1)[0][0]
     averaged = [r for r in records if r.patch_size == common_size]
     k = spec.tokens.k if spec.tokens.k is not None else "auto"
@@ -187,6 +194,7 @@ def learn_run_tokens(records: list[MicrographRecord], spec: Spec) -> TokenModel:
         max_iter=spec.tokens.max_iter,
         lattice_period_px=float(np.median([r.lattice_period_px for r in records])),
         descriptor=spec.feature_descriptor,
+        neighbours=neighbours,
     )
     # the sampled patches are the first rows of each record's sample: take their labels from the fit
     starts = np.cumsum([0] + [len(r.sample.invariants) for r in records])
@@ -199,6 +207,43 @@ def learn_run_tokens(records: list[MicrographRecord], spec: Spec) -> TokenModel:
     patches = np.concatenate([r.sample.patches for r in averaged])
     averages = class_averages(patches, moments, patch_labels, len(model.names), seed=spec.seed)
     return dataclasses.replace(model, class_averages=averages, patch_size=common_size, n_max=spec.features.n_max)
+
+
+def _sample_neighbours(records, cache_dir: Path, n_sampled: int) -> tuple[np.ndarray, np.ndarray]:
+    """The features of the bonded neighbours of every sampled atom that are not sampled themselves, and the
+    neighbours ``(n_sampled, J)`` of each sampled row as row indices into the sample followed by those
+    features (``-1`` pads)."""
+    extra, rows, offset = [], [], n_sampled
+    start = 0
+    for record in records:
+        entry = read_entry(cache_dir, record, ("invariants", "bonds", "sample"))
+        sampled = entry["sample"][: len(record.sample.invariants)]
+        bonds = np.asarray(entry["bonds"], dtype=np.int64).reshape(-1, 2)
+        n_atoms = len(entry["invariants"])
+        row_of = np.full(n_atoms, -1, np.int64)
+        row_of[sampled] = start + np.arange(len(sampled))
+        is_sampled = np.zeros(n_atoms, bool)
+        is_sampled[sampled] = True
+        pairs = np.concatenate([bonds, bonds[:, ::-1]])
+        pairs = pairs[is_sampled[pairs[:, 0]]]
+        others = np.unique(pairs[~is_sampled[pairs[:, 1]], 1])
+        row_of[others] = offset + np.arange(len(others))
+        extra.append(entry["invariants"][others])
+        offset += len(others)
+        degree = np.bincount(pairs[:, 0], minlength=n_atoms)
+        width = max(int(degree.max(initial=0)), 1)
+        table = np.full((n_atoms, width), -1, np.int64)
+        order = np.argsort(pairs[:, 0], kind="stable")
+        first = np.concatenate([[0], np.cumsum(degree)[:-1]])
+        slot = np.arange(len(pairs)) - first[pairs[order, 0]]
+        table[pairs[order, 0], slot] = row_of[pairs[order, 1]]
+        rows.append(table[sampled])
+        start += len(sampled)
+    width = max(t.shape[1] for t in rows)
+    neighbours = np.concatenate([np.pad(t, ((0, 0), (0, width - t.shape[1])), constant_values=-1) for t in rows])
+    width_features = records[0].sample.invariants.shape[1]
+    features = np.concatenate(extra) if extra else np.zeros((0, width_features), np.float32)
+    return features, neighbours
 
 
 def _pooled_invariants(records) -> np.ndarray:
@@ -334,7 +379,7 @@ def run(spec=None, *, out_dir=None, force: bool = False, quiet: bool = False) ->
         for failure in failures:
             log.warning("skipped %s: %s", failure.id, failure.reason)
         with timer("tokens"):
-            token_model = (learn_run_tokens(records, spec) if spec.tokens.model is None
+            token_model = (learn_run_tokens(records, spec, cache_dir) if spec.tokens.model is None
                            else reference_token_model(spec.tokens.model, descriptor=spec.feature_descriptor,
                                                       n_max=spec.features.n_max))
         fit_invariants = _pooled_invariants(records)
@@ -412,7 +457,11 @@ def _write_run_files(staging, spec, records, token_model, grammar, images, failu
         rundir.write_grammars(staging, grammar, group_grammars or {})
         token_model.save(staging / rundir.TOKENS_NPZ)
         rundir.write_embedding(staging, *_embedding(token_model, fit_invariants, seed=spec.seed))
-        merging = merging_summary(token_model.mixture) if spec.tokens.k is None else None
+        merging = None
+        if spec.tokens.k is None:  # the overlaps of the merges, and the description-length choice
+            choice = token_model.choice or {}
+            merging = {**merging_summary(token_model.mixture), "vocabulary": choice}
+            merging["close_call"] = merging["close_call"] or bool(choice.get("close_call"))
         summary = rundir.run_summary(spec, records, images, failures, token_model=token_model, merging=merging,
                                      grammar=grammar, timings=timer.as_dict(), output_dir=output_dir,
                                      comparison=comparison, induced=induced)

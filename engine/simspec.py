@@ -54,6 +54,7 @@ _KIND_OPTIONS = {
         "vacancy_density": 0.001,  # reconstructed (5-9) single vacancies per atom
         "divacancy_density": 0.0,  # reconstructed (5-8-5) divacancies per atom
         "dislocation_density": 0.0,  # dislocation dipoles per atom: two 5-7 cores each, hexagons between them
+        "dopant_density": 0.0,  # substitutional Si atoms per atom (label "Si", (14/6)**1.7 = 4.2x brighter)
     },
     "graphene_gb": {
         "pixel_size_nm": A_CC_NM / NN_PX,
@@ -130,6 +131,7 @@ _CHECKS = {
     "vacancy_density": (False, 0.0, True, 0.1, "a number in [0, 0.1)"),
     "divacancy_density": (False, 0.0, True, 0.1, "a number in [0, 0.1)"),
     "dislocation_density": (False, 0.0, True, 0.1, "a number in [0, 0.1)"),
+    "dopant_density": (False, 0.0, True, 0.1, "a number in [0, 0.1)"),
     "s_vacancy_density": (False, 0.0, True, 1.0, "a number in [0, 1)"),
     "se_fraction": (False, 0.0, True, 1.0000001, "a number in [0, 1]"),
     "se_cluster_density": (False, 0.0, True, 0.1, "a number in [0, 0.1)"),

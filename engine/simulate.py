@@ -121,7 +121,7 @@ class Truth:
     xy : (N, 2) float64 ndarray, px
         Atom-column positions (x = column, y = row) of every column inside the image.
     label : (N,) str ndarray
-        Site class of each column: ``"C"``; ``"Mo"``, ``"S2"``, ``"S1"``, ``"SSe"``, ``"Se2"``;
+        Site class of each column: ``"C"``, ``"Si"`` (graphene dopant); ``"Mo"``, ``"S2"``, ``"S1"``, ``"SSe"``, ``"Se2"``;
         ``"A"``, ``"B"``, ``"O"`` (perovskite, and Cairo 3- and 4-valent vertices as ``"A"``/``"B"``);
         ``"Mo@L1"``, ``"S2@L1"``, ``"Mo@L2"``, ``"S2@L2"`` (twisted bilayer: species and layer; a column of
         one layer that projects onto a column of the other is still two entries).

@@ -79,7 +79,7 @@ SIMULATION_KINDS = typing.get_args(SimulationKind)
 # Detection methods; "grid" (lattice-cell sampling) is reserved for a later release.
 DetectMethod = Literal["atoms", "grid"]
 SpotKind = Literal["atoms", "ring_centres", "dumbbells"]
-FeatureDescriptor = Literal["auto", "zernike", "zernike_context", "intensity"]
+FeatureDescriptor = Literal["auto", "chemistry", "zernike", "zernike_context", "intensity"]
 
 # (regular expression, the same in words)
 _NAME_PATTERN = (r"^[^/\\]+$", "a non-empty name without / or \\ (it names files)")
@@ -258,13 +258,16 @@ class FeaturesSpec:
         None, minimum=5, odd=True, doc="Diameter of the disk around each site in px, odd. auto: about one "
                                         "lattice period + 1.")
     descriptor: FeatureDescriptor = spec_key(
-        "auto", doc="What the tokens are learned from: 'zernike' (rotation invariants of the disk; atoms), "
-                  "'zernike_context' (the invariants normalised to unit norm, plus each column's peak intensity "
-                  "and its dimmest nearest neighbour's: tells a metal from an equally bright substituted "
-                  "chalcogen in a compound such as MoS2; on one-element lattices it gives defect neighbourhoods "
-                  "their own token; atoms) or 'intensity' (quantiles of the pixel values within 1.5 lattice "
-                  "periods: translation invariant, for grid points, whose place in the unit cell is arbitrary). "
-                  "auto: 'intensity' with detect.method grid, else 'zernike'.")
+        "auto", doc="What the tokens are learned from: 'chemistry' (each column's fitted integrated intensity and "
+                  "its contrast with its dimmest nearest neighbour: one token per column kind, whatever the "
+                  "strain near defects, the token count by description length with each atom's token coded "
+                  "given its neighbours'; atoms), 'zernike' (rotation invariants of the disk: the "
+                  "neighbourhood's shape; atoms), 'zernike_context' (the invariants normalised to unit norm, plus "
+                  "each column's peak intensity and its dimmest nearest neighbour's; atoms) or 'intensity' "
+                  "(quantiles of the pixel values within 1.5 lattice periods: translation invariant, for grid "
+                  "points, whose place in the unit cell is arbitrary). auto: 'intensity' with detect.method grid, "
+                  "else 'zernike' (not yet 'chemistry': on the bundled real micrographs it loses the MoSe2 "
+                  "boundary's rules and splits SrTiO3 into 8 tokens; see engine/chemistry.py).")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -380,8 +383,8 @@ class Spec:
         """``features.descriptor`` with ``auto`` resolved: intensity quantiles for grid points (``detect.method:
         grid``), else Zernike invariants.
 
-        Not ``zernike_context`` by default: on one-element lattices its norm-scaled invariants give defect
-        neighbourhoods a token of their own (see ``examples/`` and ``benchmarks/README.md``).
+        Not ``chemistry`` by default yet: on the bundled real micrographs its intensities do not separate
+        the column kinds as cleanly as on simulations (measured in :mod:`motifgram.engine.chemistry`).
         """
         if self.features.descriptor != "auto":
             return self.features.descriptor

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from motifgram.engine.chemistry import chemistry_features
 from motifgram.engine.context import context_features
 from motifgram.engine.detect import Atoms, detect_atoms, remove_scan_noise
 from motifgram.engine.dual import RingCentreSites, atoms_at_ring_centres
@@ -167,6 +168,9 @@ def describe_atoms(image: np.ndarray, atoms: Atoms, spec: Spec) -> Features:
     if descriptor == "intensity":
         quantiles = intensity_quantiles(image, atoms.xy, radius_px=INTENSITY_RADIUS_PERIODS * atoms.lattice_period_px)
         return dataclasses.replace(features, invariants=quantiles)
+    if descriptor == "chemistry":
+        chemistry = chemistry_features(image, atoms.xy, nn_distance_px=atoms.nn_distance_px, seed=spec.seed)
+        return dataclasses.replace(features, invariants=chemistry)
     if descriptor == "zernike_context":
         context = context_features(features.moments, image, atoms.xy, nn_distance_px=atoms.nn_distance_px)
         return dataclasses.replace(features, invariants=context)

@@ -1,33 +1,30 @@
-"""Atom tokens: the learned vocabulary of local neighbourhoods.
+"""Atom tokens: the learned vocabulary of atom columns.
 
-Each atom's neighbourhood (a disk about one lattice period across by default, sampled on a polar grid) is
-described by rotation-invariant Zernike magnitudes, and a Gaussian mixture is fitted to those features (the
-number of components K chosen by BIC). BIC measures density fit, not cluster count: a unimodal but
-non-Gaussian class (skewed, heavy-tailed or curved, as the neighbourhoods of one site class are) takes
-several components. The components are therefore merged agglomeratively into *tokens* while two groups
-overlap strongly (:func:`merge_components`, Bhattacharyya coefficient above ``merge_threshold``; Hennig 2010,
-Baudry et al. 2010). A token's posterior is the sum of its components' posteriors; an atom's label is the
-token of highest posterior and its confidence that posterior. Tokens are ordered by the number of atoms
-assigned and named ``A, B, C, ...``. Rotation-aligned class averages show what each token looks like.
+Each atom is described by a few features, and a Gaussian mixture fitted to them gives the tokens. What the
+features are is the *descriptor* (:data:`DESCRIPTORS`): ``chemistry`` for atom columns
+(:mod:`motifgram.engine.chemistry`: fitted integrated intensity and contrast with the neighbours, so that one
+column kind is one token however its neighbourhood is distorted), rotation-invariant Zernike magnitudes of a
+neighbourhood disk (``zernike``; ring-centre and dumbbell sites, or on request), with the chemical context
+(``zernike_context``), or intensity quantiles (``intensity``, grid points).
 
-Feature normalisation (stored in the model and re-applied by :func:`assign_tokens`): each invariant is
+How many tokens (``k="auto"``) is a description-length choice (:mod:`motifgram.engine.vocabulary`): mixtures
+of ``k_range`` components, their components merged in order of overlap (:mod:`motifgram.engine.merging`),
+and the vocabulary kept is the one that describes the mixture, the atoms' tokens (coded given their
+neighbours' tokens) and the features given the tokens in the fewest bits. A token's posterior is the sum of
+its components' posteriors; an atom's label is the token of highest posterior and its confidence that
+posterior. Tokens are ordered by the number of atoms assigned and named ``A, B, C, ...``
+(:mod:`motifgram.engine.gallery`, which also ranks them by brightness and makes the class averages).
+
+Feature normalisation (stored in the model and re-applied by :func:`assign_tokens`): each feature is
 standardised (mean 0, standard deviation 1 over the training atoms; constant columns keep scale 1), then
 projected onto its leading principal axes (at most ``n_pca``, 10 by default, and only axes carrying at
 least ``1e-6`` of the total variance) and whitened (unit variance per axis). With the ``zernike_context``
 descriptor (:mod:`motifgram.engine.context`) the chemical-context columns are normalised the same way but
 on their own (all their axes kept), and their axes follow the invariants' (a block-diagonal projection).
-
-References
-----------
-C. Hennig, "Methods for merging Gaussian mixture components", Adv. Data Anal. Classif. 4, 3 (2010).
-J.-P. Baudry, A. E. Raftery, G. Celeux, K. Lo, R. Gottardo, "Combining mixture components for clustering",
-J. Comput. Graph. Stat. 19, 332 (2010). K. Fukunaga, "Introduction to Statistical Pattern Recognition",
-2nd ed., Academic Press (1990), sec. 3.4 (Bhattacharyya distance).
 """
 
 import logging
 import math
-import string
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -37,15 +34,20 @@ import numpy as np
 from motifgram.engine.context import CONTEXT_COLUMNS
 from motifgram.engine.display import format_counts, plural, summary_html, summary_text
 from motifgram.engine.errors import MotifgramError
-from motifgram.engine.mixture import Mixture, fit_mixture, posterior, select_n_components
-from motifgram.engine.patches import extract_patches, rotate_patches
-from motifgram.engine.zernike import (
-    image_moments,
-    moment_orientation,
-    n_max_for,
-    rotation_invariants,
-    zernike_orders,
+from motifgram.engine.gallery import brightness_labels, class_averages, token_names
+from motifgram.engine.merging import (
+    DEFAULT_MERGE_THRESHOLD,
+    bhattacharyya_coefficient,
+    is_close_call,
+    merge_components,
+    merge_decision,
+    merge_sequence,
+    merging_summary,
 )
+from motifgram.engine.mixture import Mixture, fit_mixture, posterior, select_n_components
+from motifgram.engine.patches import extract_patches
+from motifgram.engine.vocabulary import choose_vocabulary
+from motifgram.engine.zernike import image_moments, n_max_for, rotation_invariants
 
 __all__ = [
     "Features",
@@ -62,30 +64,30 @@ __all__ = [
     "is_close_call",
     "merging_summary",
     "DEFAULT_MERGE_THRESHOLD",
+    "DESCRIPTORS",
 ]
 
 log = logging.getLogger(__name__)
 
 # 2: component_token added (format 1 loads with one token per component); 3: descriptor added;
-# 4: descriptor "zernike_context" (a block-diagonal projection); formats 1-3 load as before
-_FORMAT = 4
+# 4: descriptor "zernike_context" (a block-diagonal projection); 5: descriptor "chemistry"; formats 1-4 load as
+# before
+_FORMAT = 5
 
 #: Descriptors (``TokenModel.descriptor``) and the number of chemical-context columns after the Zernike or
 #: intensity columns of their features.
-DESCRIPTORS = {"zernike": 0, "intensity": 0, "zernike_context": CONTEXT_COLUMNS}
+DESCRIPTORS = {"zernike": 0, "intensity": 0, "zernike_context": CONTEXT_COLUMNS, "chemistry": 0}
 
-#: Rows on which BIC scores each number of mixture components (see :func:`learn_tokens`).
+#: Precision of the chemistry features (natural-log units: 3 % of a column's intensity), a floor on every token's
+#: spread when the token count is chosen: a noise-free image's columns of one kind differ by fitting error alone.
+CHEMISTRY_PRECISION = 0.03
+
+#: Descriptors whose features are not Zernike invariants (the model's ``n_max`` is then 0).
+_NOT_ZERNIKE = ("intensity", "chemistry")
+
+#: Rows on which each number of mixture components is fitted before the description length scores it on all
+#: rows (see :func:`learn_tokens`).
 BIC_SAMPLE = 10_000
-
-DEFAULT_MERGE_THRESHOLD = 0.25
-"""Merge two component groups while their Bhattacharyya coefficient exceeds this (see :func:`merge_components`)."""
-
-UNDECIDED_OVERLAP = (0.22, 0.30)
-"""Bhattacharyya coefficients between the two calibration populations of the default threshold (components
-splitting one site class overlapped at >= 0.30, components of different site classes at <= 0.22; see
-``merge_threshold`` in :func:`learn_tokens`): a merge decided inside this band is not backed by the
-calibration."""
-
 
 @dataclass(frozen=True, eq=False)
 class Features:
@@ -147,24 +149,6 @@ def compute_features(image, xy, *, patch_size, n_max=10):
     return Features(moments=moments, invariants=rotation_invariants(moments), image=img, xy=pts, patch_size=size)
 
 
-def token_names(k):
-    """Default token names: ``A`` ... ``Z``, then ``AA``, ``AB``, ... (k names)."""
-    letters = string.ascii_uppercase
-    names = list(letters[:k])
-    width = 2
-    while len(names) < k:
-        for i in range(len(letters) ** width):
-            digits = []
-            for _ in range(width):
-                i, r = divmod(i, len(letters))
-                digits.append(letters[r])
-            names.append("".join(reversed(digits)))
-            if len(names) == k:
-                break
-        width += 1
-    return tuple(names)
-
-
 @dataclass(frozen=True)
 class TokenModel:
     """A learned token vocabulary, enough to tokenise new micrographs.
@@ -192,10 +176,14 @@ class TokenModel:
         Fraction of the training atoms assigned to each token.
     component_token : (K,) ndarray of int64
         Token of each mixture component; ``None`` (the default) means one token per component.
-    descriptor : {"zernike", "intensity", "zernike_context"}
+    descriptor : {"zernike", "intensity", "zernike_context", "chemistry"}
         What the features are: rotation invariants of Zernike moments, intensity quantiles
-        (:func:`motifgram.engine.patches.intensity_quantiles`, for grid points), or normalised Zernike
-        invariants followed by the chemical context (:func:`motifgram.engine.context.context_features`).
+        (:func:`motifgram.engine.patches.intensity_quantiles`, for grid points), normalised Zernike
+        invariants followed by the chemical context (:func:`motifgram.engine.context.context_features`), or
+        the column chemistry (:func:`motifgram.engine.chemistry.chemistry_features`).
+    choice : dict or None
+        How ``k="auto"`` chose the token count (:func:`motifgram.engine.vocabulary.choose_vocabulary`'s
+        report); ``None`` for a fixed ``k`` or a loaded model (not saved).
     """
 
     names: tuple
@@ -210,6 +198,7 @@ class TokenModel:
     abundances: np.ndarray
     component_token: np.ndarray = None
     descriptor: str = "zernike"
+    choice: dict | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
         k = len(self.mixture.weights)
@@ -229,6 +218,8 @@ class TokenModel:
         rows = [
             ("tokens", format_counts({n: f"{a:.1%}" for n, a in zip(self.names, self.abundances, strict=True)})),
             ("mixture", f"{plural(len(self.mixture.weights), 'component')} in {n_dims} dimensions"),
+            *([("brightness", format_counts(dict(zip(self.names, self.brightness(), strict=True))))]
+              if self.descriptor == "chemistry" else []),
             ("features", f"{n_features} {self.descriptor} features (Zernike n_max {self.n_max})"),
             ("patches", f"{self.patch_size} px at a lattice period of {self.lattice_period_px:.3g} px"),
         ]
@@ -246,6 +237,14 @@ class TokenModel:
         w = np.asarray(self.mixture.weights, dtype=np.float64)
         member = np.eye(len(self.names))[self.component_token] * w[:, None]  # (K, T)
         return (member.T @ np.asarray(self.mixture.means, dtype=np.float64)) / member.sum(axis=0)[:, None]
+
+    def brightness(self):
+        """Each token's brightness rank (``bright`` ... ``dim``, :func:`motifgram.engine.gallery.brightness_labels`)
+        from its mean column intensity; ``None`` unless the descriptor is ``chemistry``."""
+        if self.descriptor != "chemistry":
+            return None
+        means = self.token_means() @ np.linalg.pinv(self.projection) * self.feature_scale + self.feature_mean
+        return brightness_labels(means[:, 0])
 
     def token_posterior(self, z):
         """Posterior probability ``(N, T)`` of each token for normalised features ``z`` ``(N, D)``: the sum of
@@ -295,7 +294,7 @@ class TokenModel:
         try:
             with np.load(Path(path), allow_pickle=False) as data:
                 version = int(data["format"])
-                if version not in (1, 2, 3, _FORMAT):
+                if version not in (1, 2, 3, 4, _FORMAT):
                     raise MotifgramError(
                         f"{path}: token model format {version}, expected 1 to {_FORMAT}; re-learn the tokens "
                         "with this version of motifgram"
@@ -358,208 +357,6 @@ def _normalisation(inv, n_pca, n_context=0):
     return np.concatenate([mean_a, mean_b]), np.concatenate([scale_a, scale_b]), projection
 
 
-def bhattacharyya_coefficient(mean_a, cov_a, mean_b, cov_b):
-    """Bhattacharyya coefficient ``BC = exp(-D_B)`` of two Gaussians (1 = identical, -> 0 = disjoint).
-
-    ``D_B = (mu_a - mu_b)^T S^-1 (mu_a - mu_b) / 8 + ln(det S / sqrt(det S_a det S_b)) / 2`` with
-    ``S = (S_a + S_b) / 2`` (Fukunaga 1990). For equal covariances ``D_B = Delta^2 / 8`` with ``Delta`` the
-    Mahalanobis distance of the means: ``BC = 0.5`` at ``Delta = 2.35``, ``BC = 0.25`` at ``Delta = 3.33``.
-
-    Parameters
-    ----------
-    mean_a, mean_b : (D,) array_like of float
-    cov_a, cov_b : (D, D) array_like of float
-        Symmetric positive definite covariances.
-
-    Returns
-    -------
-    float
-
-    Examples
-    --------
-    >>> round(bhattacharyya_coefficient([0, 0], np.eye(2), [2, 0], np.eye(2)), 4)  # exp(-4 / 8)
-    0.6065
-    """
-    ca = np.asarray(cov_a, dtype=np.float64)
-    cb = np.asarray(cov_b, dtype=np.float64)
-    diff = np.asarray(mean_a, dtype=np.float64) - np.asarray(mean_b, dtype=np.float64)
-    chol = np.linalg.cholesky(0.5 * (ca + cb))
-    y = np.linalg.solve(chol, diff)
-    logdet = 2.0 * np.sum(np.log(np.diag(chol)))
-    distance = y @ y / 8.0 + 0.5 * (logdet - 0.5 * (np.linalg.slogdet(ca)[1] + np.linalg.slogdet(cb)[1]))
-    return float(np.exp(-distance))
-
-
-def merge_sequence(mixture):
-    """The single-linkage merge sequence of a mixture's components under Bhattacharyya overlap.
-
-    Starting from one group per component, the two groups with the largest overlap are merged, until one
-    group is left. The overlap of two groups is the largest Bhattacharyya coefficient
-    (:func:`bhattacharyya_coefficient`) between a component of one and a component of the other.
-
-    Parameters
-    ----------
-    mixture : Mixture
-
-    Returns
-    -------
-    coefficients : (K - 1,) ndarray of float64
-        Overlap at each merge, non-increasing (single linkage).
-    pairs : (K - 1, 2) ndarray of int64
-        The two components whose overlap joined the two groups at each merge.
-    """
-    means = np.asarray(mixture.means, dtype=np.float64)
-    covs = np.asarray(mixture.covariances, dtype=np.float64)
-    k = len(means)
-    overlap = np.zeros((k, k))
-    for i in range(k):
-        for j in range(i + 1, k):
-            overlap[i, j] = overlap[j, i] = bhattacharyya_coefficient(means[i], covs[i], means[j], covs[j])
-    group = np.arange(k)
-    coefficients, pairs = [], []
-    for _ in range(k - 1):
-        between = np.where(group[:, None] != group[None, :], overlap, -1.0)
-        i, j = np.unravel_index(np.argmax(between), between.shape)
-        coefficients.append(between[i, j])
-        pairs.append((i, j))
-        group[group == group[j]] = group[i]
-    return np.array(coefficients, dtype=np.float64), np.array(pairs, dtype=np.int64).reshape(-1, 2)
-
-
-def merge_decision(coefficients, threshold=DEFAULT_MERGE_THRESHOLD):
-    """The two overlaps that fix the number of groups at ``threshold``: the last merge made and the first
-    refused (``None`` where there is none), from :func:`merge_sequence`'s ``coefficients``."""
-    made = coefficients[coefficients > threshold]
-    refused = coefficients[coefficients <= threshold]
-    return (float(made[-1]) if len(made) else None), (float(refused[0]) if len(refused) else None)
-
-
-def is_close_call(decision, threshold=DEFAULT_MERGE_THRESHOLD):
-    """Whether a :func:`merge_decision` at the default threshold lies inside :data:`UNDECIDED_OVERLAP`."""
-    low, high = UNDECIDED_OVERLAP
-    return threshold == DEFAULT_MERGE_THRESHOLD and any(c is not None and low < c < high for c in decision)
-
-
-def merging_summary(mixture) -> dict:
-    """How a mixture's components merge into tokens at the default threshold, for ``summary.json``: the
-    number of components, the threshold, the two overlaps that fix the count (:func:`merge_decision`), the
-    undecided band and whether this is a close call."""
-    decision = merge_decision(merge_sequence(mixture)[0])
-    last, first = (None if c is None else round(c, 4) for c in decision)
-    return {
-        "mixture_components": len(mixture.weights),
-        "threshold": DEFAULT_MERGE_THRESHOLD,
-        "last_merged": last,
-        "first_kept_apart": first,
-        "undecided": list(UNDECIDED_OVERLAP),
-        "close_call": is_close_call(decision),
-    }
-
-
-def merge_components(mixture, *, threshold=DEFAULT_MERGE_THRESHOLD):
-    """Group the components of a Gaussian mixture into clusters by agglomerative merging.
-
-    The groups of :func:`merge_sequence` are merged while their overlap exceeds ``threshold`` (single
-    linkage), so the result is the connected components of the graph "coefficient > threshold". Single
-    linkage follows a curved (banana-shaped) class covered by a chain of components; representing a group by
-    its moment-matched Gaussian (Hennig's "bhat" method) stopped half-way along such chains in tests, and
-    gave the same tokens on the simulated micrographs.
-
-    Parameters
-    ----------
-    mixture : Mixture
-    threshold : float
-        Merge while the largest coefficient between two groups is above this (in ``[0, 1]``; 1 never
-        merges, 0 merges everything).
-
-    Returns
-    -------
-    (K,) ndarray of int64
-        Group of each component, numbered ``0 .. G-1`` in order of each group's first component.
-        Every merge is logged at INFO level. A warning says when a decision that fixed the number of
-        groups (:func:`merge_decision`) came at a coefficient inside :data:`UNDECIDED_OVERLAP` (for the
-        default threshold): the calibration does not back that count.
-    """
-    if not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"merge threshold must be in [0, 1], got {threshold!r}")
-    coefficients, pairs = merge_sequence(mixture)
-    group = np.arange(len(mixture.means))
-    for coefficient, (i, j) in zip(coefficients, pairs, strict=True):
-        if coefficient <= threshold:
-            break
-        log.info(
-            "merging mixture components %s and %s (Bhattacharyya coefficient of components %d and %d: %.3f > %.3f)",
-            np.flatnonzero(group == group[i]).tolist(), np.flatnonzero(group == group[j]).tolist(), i, j,
-            coefficient, threshold,
-        )
-        group[group == group[j]] = group[i]
-    for coefficient, verdict in zip(merge_decision(coefficients, threshold), ("merged", "kept apart"), strict=True):
-        if is_close_call((coefficient,), threshold):
-            log.warning(
-                "the token count rests on a close call: mixture components with Bhattacharyya coefficient %.3f "
-                "were %s (threshold %.2f; in its calibration one site class split in two overlapped at >= %.2f, "
-                "different classes at <= %.2f). Check the token gallery (tokens.png); tokens.k fixes the count.",
-                coefficient, verdict, threshold, UNDECIDED_OVERLAP[1], UNDECIDED_OVERLAP[0],
-            )
-    return np.unique(group, return_inverse=True)[1].astype(np.int64)
-
-
-def class_averages(patches, moments, labels, k, *, max_per_token=2048, seed=0):
-    """Rotation-aligned average patch of each token.
-
-    For each token the ``m >= 1`` Zernike moment with the largest mean magnitude over its members sets
-    the orientation (:func:`motifgram.engine.zernike.moment_orientation`); each member is rotated into that
-    common pose and the members are averaged.
-
-    Parameters
-    ----------
-    patches : (N, P, P) array_like of float
-    moments : (N, M) array_like of complex
-        Zernike moments of the patches.
-    labels : (N,) array_like of int
-        Token index per patch, in ``[0, k)``.
-    k : int
-        Number of tokens.
-    max_per_token : int
-        At most this many members (a seeded random subset) are averaged per token.
-    seed : int
-        Seed for that subset.
-
-    Returns
-    -------
-    (k, P, P) ndarray of float32
-        Zeros for a token without members.
-    """
-    arr = np.asarray(patches, dtype=np.float32)
-    mom = np.asarray(moments)
-    lab = np.asarray(labels)
-    if not (len(arr) == len(mom) == len(lab)):
-        raise ValueError(f"patches, moments and labels differ in length: {len(arr)}, {len(mom)}, {len(lab)}")
-    n, m = zernike_orders(n_max_for(mom.shape[1]))
-    rng = np.random.default_rng(seed)
-    picked, angles, owner = [], [], []
-    for token in range(k):
-        members = np.flatnonzero(lab == token)
-        if len(members) == 0:
-            continue
-        if len(members) > max_per_token:
-            members = np.sort(rng.choice(members, max_per_token, replace=False))
-        strength = np.where(m > 0, np.abs(mom[members]).mean(axis=0), -1.0)
-        col = int(np.argmax(strength))
-        picked.append(members)
-        angles.append(moment_orientation(mom[members], nm=(int(n[col]), int(m[col]))))
-        owner.append(np.full(len(members), token))
-    out = np.zeros((k,) + arr.shape[1:], np.float32)
-    if not picked:
-        return out
-    idx = np.concatenate(picked)
-    token_of = np.concatenate(owner)
-    aligned = rotate_patches(arr[idx], -np.concatenate(angles))
-    np.add.at(out, token_of, aligned)
-    counts = np.bincount(token_of, minlength=k).astype(np.float32)
-    return out / np.maximum(counts, 1.0)[:, None, None]
-
-
 def learn_tokens(
     invariants,
     *,
@@ -573,24 +370,30 @@ def learn_tokens(
     moments=None,
     lattice_period_px=None,
     n_pca=10,
-    min_weight=0.01,
+    min_weight=None,
     covariance="full",
     merge_threshold=DEFAULT_MERGE_THRESHOLD,
     descriptor="zernike",
+    neighbours=None,
 ):
-    """Learn a token vocabulary from per-atom rotation invariants.
+    """Learn a token vocabulary from per-atom features.
 
     Parameters
     ----------
     invariants : (N, M) array_like of float
-        Rotation invariants (:func:`motifgram.engine.zernike.rotation_invariants`), M = Zernike moment count.
+        Per-atom features of the ``descriptor`` (for ``zernike``, the rotation invariants of
+        :func:`motifgram.engine.zernike.rotation_invariants`, M = Zernike moment count).
     k : int or "auto"
-        "auto": fit mixtures with ``k_range`` components, keep the one of lowest BIC, then merge its
-        overlapping components into tokens (``merge_threshold``). An int: exactly ``k`` tokens, one per
-        component of a ``k``-component mixture (no merging).
+        "auto" with ``neighbours``: the vocabulary of the shortest description
+        (:func:`motifgram.engine.vocabulary.choose_vocabulary`): mixtures of ``k_range`` components, each
+        with its components merged along their overlap sequence, scored by the bits of the mixture, the
+        atoms' tokens given their neighbours' and the features given the tokens. "auto" without neighbours
+        (no structure to code, so a description length would always merge to one token): the mixture of
+        lowest BIC, its overlapping components merged (``merge_threshold``). An int: exactly ``k`` tokens,
+        one per component of a ``k``-component mixture (no merging).
     k_range : tuple of int
-        ``(k_min, k_max)`` mixture components, inclusive, for ``k="auto"``: BIC scores each K on at most
-        :data:`BIC_SAMPLE` rows (a seeded subsample of larger inputs, then the chosen K is fitted on all rows).
+        ``(k_min, k_max)`` mixture components, inclusive, for ``k="auto"``: each is fitted on at most
+        :data:`BIC_SAMPLE` rows (a seeded subsample of larger inputs); the chosen one is refitted on all rows.
     names : sequence of str, optional
         One name per *token*, most abundant first; default ``A, B, C, ...``. With ``k="auto"`` the token
         count is known only after the fit: a wrong count raises ``ValueError``.
@@ -605,25 +408,29 @@ def learn_tokens(
         Lattice period (px) recorded in the model.
     n_pca : int
         At most this many whitened principal components are clustered.
-    min_weight : float
-        With ``k="auto"``, a K whose smallest mixture weight is below this is not chosen (keeps tiny
-        spurious components out on clean data; lower it to resolve rarer defects).
+    min_weight : float, optional
+        With ``k="auto"``, a mixture with a component lighter than this is not a candidate. Default: 0.01
+        without ``neighbours`` (keeps BIC's tiny components of stray neighbourhoods out), 0 with them (the
+        description length decides: a dopant at 0.5 % of the columns is a token when it pays).
     covariance : {"full", "diag"}
         Mixture covariance structure.
     merge_threshold : float or None
-        With ``k="auto"``, components are merged into one token while the largest Bhattacharyya
-        coefficient between two groups exceeds this (:func:`merge_components`); ``None`` or 1 disables
-        merging. The default 0.25 (``D_B < 1.39``; Mahalanobis separation below 3.3 for equal covariances)
-        was set on simulated graphene, MoS2 and perovskite micrographs in the 10-D whitened feature space:
-        components splitting one site class overlapped at 0.30–0.49, pure components of different
-        site classes at <= 0.22; a broad component mixing a rare class with stray atoms of a common one can
-        reach 0.3–0.37 with the common class and is then merged into it.
-    descriptor : {"zernike", "intensity", "zernike_context"}
+        With ``k="auto"``, components whose Bhattacharyya coefficient exceeds this are always one token
+        (:func:`motifgram.engine.merging.merge_components`); with ``neighbours`` further merges are made when
+        they shorten the description. ``None`` keeps one token per component. The default 0.25 was set on simulated
+        graphene, MoS2 and perovskite micrographs in the 10-D whitened Zernike space: components splitting
+        one site class overlapped at 0.30–0.49, pure components of different site classes at <= 0.22.
+    descriptor : {"zernike", "intensity", "zernike_context", "chemistry"}
         What ``invariants`` hold: Zernike rotation invariants (``n_max`` follows from their count),
-        intensity quantiles (:func:`motifgram.engine.patches.intensity_quantiles`; ``n_max`` is then 0), or
+        intensity quantiles (:func:`motifgram.engine.patches.intensity_quantiles`; ``n_max`` is then 0),
         normalised invariants and then :data:`motifgram.engine.context.CONTEXT_COLUMNS` chemical-context
         columns (:func:`motifgram.engine.context.context_features`; the two blocks are normalised separately,
-        see the module docstring). Recorded in the model, so new micrographs are described the same way.
+        see the module docstring), or the column chemistry (:func:`motifgram.engine.chemistry.chemistry_features`;
+        ``n_max`` 0). Recorded in the model, so new micrographs are described the same way.
+    neighbours : (S, J) array_like of int, optional
+        Row indices of the bonded neighbours of the first ``S <= N`` rows (``-1`` pads; the other rows are
+        neighbours only, not fitted): with ``k="auto"`` the vocabulary is then chosen by description length,
+        the atoms' tokens coded given their neighbours' tokens.
 
     Returns
     -------
@@ -643,27 +450,46 @@ def learn_tokens(
     n_context = DESCRIPTORS[descriptor]
     if inv.shape[1] <= n_context:
         raise ValueError(f"{descriptor} features need more than {n_context} columns, got {inv.shape[1]}")
-    n_max = n_max_for(inv.shape[1] - n_context) if descriptor != "intensity" else 0
+    n_max = n_max_for(inv.shape[1] - n_context) if descriptor not in _NOT_ZERNIKE else 0
     if (patches is None) != (moments is None):
         raise ValueError("give both patches and moments (for class averages) or neither")
+    if merge_threshold is not None and not 0.0 <= merge_threshold <= 1.0:
+        raise ValueError(f"merge threshold must be in [0, 1], got {merge_threshold!r}")
+    if neighbours is not None:
+        neighbours = np.asarray(neighbours, dtype=np.int64).reshape(len(neighbours), -1)
+        if len(neighbours) > len(inv) or np.any(neighbours >= len(inv)) or np.any(neighbours < -1):
+            raise ValueError(f"neighbours must be (S <= {len(inv)}, J) row indices or -1, got shape "
+                             f"{neighbours.shape}")
+    if min_weight is None:
+        min_weight = 0.01 if neighbours is None else 0.0
     mean, scale, projection = _normalisation(inv, int(n_pca), n_context)
     z = ((inv - mean) / scale) @ projection
-    options = dict(seed=seed, n_init=n_init, max_iter=max_iter, covariance=covariance)
+    options = dict(n_init=n_init, max_iter=max_iter, covariance=covariance)
+    choice = None
     if k == "auto":
-        # BIC chooses K on at most BIC_SAMPLE seeded rows (the scan's cost stops growing with the sample); the
-        # chosen K is then refitted on all rows
-        if len(z) > BIC_SAMPLE:
-            scan = z[np.sort(np.random.default_rng(seed).choice(len(z), size=BIC_SAMPLE, replace=False))]
-            chosen = select_n_components(scan, k_range=k_range, min_weight=min_weight, **options)
-            mixture = fit_mixture(z, n_components=len(chosen.weights), **options)
+        sample, n_fit = None, len(z) if neighbours is None else len(neighbours)
+        if n_fit > BIC_SAMPLE:
+            sample = np.sort(np.random.default_rng(seed).choice(n_fit, size=BIC_SAMPLE, replace=False))
+        if neighbours is not None:
+            # the chemistry features are ratios of fitted intensities, measured to about CHEMISTRY_PRECISION
+            floor = None
+            if descriptor == "chemistry":
+                floor = CHEMISTRY_PRECISION**2 * projection.T @ np.diag(1.0 / scale**2) @ projection
+            best, choice = choose_vocabulary(z, k_range=k_range, neighbours=neighbours,
+                                             merge_threshold=merge_threshold, min_weight=min_weight, sample=sample,
+                                             seed=seed, floor=floor, **options)
+            mixture, groups = best.mixture, best.groups
         else:
-            mixture = select_n_components(z, k_range=k_range, min_weight=min_weight, **options)
-        if merge_threshold is None:
-            groups = np.arange(len(mixture.weights))
-        else:
-            groups = merge_components(mixture, threshold=merge_threshold)
+            # no structure to code: BIC chooses K (on at most BIC_SAMPLE seeded rows, then refitted on all) and
+            # overlapping components merge
+            scan = z if sample is None else z[sample]
+            mixture = select_n_components(scan, k_range=k_range, min_weight=min_weight, seed=seed, **options)
+            if sample is not None:
+                mixture = fit_mixture(z, n_components=len(mixture.weights), seed=seed, **options)
+            groups = (np.arange(len(mixture.weights)) if merge_threshold is None
+                      else merge_components(mixture, threshold=merge_threshold))
     elif isinstance(k, int) and not isinstance(k, bool) and k >= 1:
-        mixture = fit_mixture(z, n_components=k, **options)
+        mixture = fit_mixture(z, n_components=k, seed=seed, **options)
         groups = np.arange(k)
     else:
         raise ValueError(f'k must be a positive int or "auto", got {k!r}')
@@ -708,6 +534,7 @@ def learn_tokens(
         abundances=np.bincount(labels, minlength=n_tokens) / len(labels),
         component_token=groups,
         descriptor=descriptor,
+        choice=choice,
     )
     log.info(
         "learned %d tokens %s from %d mixture components, abundances %s",

@@ -17,7 +17,6 @@ LONG_MODULES = {
 #: Modules still too long, each with the split it waits for: a strict xfail, so one that gets short fails the run
 #: until it is taken off this list.
 SPLIT_PENDING = {
-    "motifgram.engine.tokens": "the token gallery and naming from the token model",
 }
 MAX_LINES = 600
 

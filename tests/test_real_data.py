@@ -264,6 +264,19 @@ def test_mos2_se_substitutions_and_vacancies(runs):
     assert m["vacancies_in_s2"] > 0.9
 
 
+@pytest.mark.xfail(reason="with features.descriptor: chemistry (seed 0) Mo and S2 are clean tokens (Mo 99.9 % in the "
+                          "brightest token, ring(A B A B A B) 87 % of the rings) but the Se-bearing chalcogen sites "
+                          "and the S vacancies get no token: 0.3 % of the chalcogen sites outside S2's token, every "
+                          "vacancy (9.5 % of the sites, 0.48 x) in it", strict=True)
+def test_mos2_se_chemistry_tokens_name_se_sites_and_vacancies(tmp_path):
+    raw = yaml.safe_load((SPECS / "mos2_se_implanted.yaml").read_text())
+    raw.update(output={"overlays": False, "report": False}, seed=seed(0))
+    raw.setdefault("features", {})["descriptor"] = "chemistry"
+    m = measure_mos2_se(run(load_spec(raw, base_dir=SPECS), out_dir=tmp_path / "chemistry", quiet=True))
+    assert m["mo_in_bright"] > 0.95 and m["mo_in_s2"] <= 1
+    assert 0.02 < m["not_s2_share"] < 0.10 and m["vacancies_in_s2"] < 0.5
+
+
 # ---- graphene flower (hand-annotated positions) ------------------------------------------------------------------------
 
 def measure_flower(run_dir):

@@ -1,0 +1,236 @@
+"""The ``chemistry`` descriptor: what an atom column is made of, not how its neighbourhood is distorted.
+
+In HAADF-STEM the integrated intensity of a column (its scattering cross-section) grows with the atomic
+numbers in it (about ``sum Z**1.7``) and is nearly independent of the probe and of small displacements;
+StatSTEM (De Backer et al. 2016) fits it as the volume of a Gaussian per column. The rotation invariants
+of a neighbourhood disk (the ``zernike`` descriptor) also see geometry: next to a Stone–Wales defect or a
+vacancy the same carbon column gets different invariants, and a mixture fitted to them gives strain its own
+tokens. This descriptor keeps only chemistry, two numbers per column (:data:`CHEMISTRY_COLUMNS`):
+
+* ``log(I / local median I)``: the column's fitted integrated intensity (:func:`column_intensities`)
+  relative to the median of the :data:`LOCAL_COLUMNS` nearest columns (dose, gain and probe cancel, and so do
+  thickness and background gradients over a real micrograph, which otherwise split tokens by region);
+* ``log(I / I of its dimmest neighbour)``: its contrast with its nearest neighbours (the atoms within
+  :data:`motifgram.engine.context.NEIGHBOUR_RADIUS` nearest-neighbour distances; 0 for an atom without
+  one). It tells a metal column from an equally bright substituted chalcogen column (MoS2's Mo and S+Se):
+  the metal's dimmest neighbour is a chalcogen whatever its substitutions (all of them would have to be
+  substituted to change it), the chalcogen's neighbours are all metal. (The median of the neighbours moved a
+  tenth of the Mo columns, those with two Se-substituted neighbours, onto the Se-substituted columns.)
+
+Positions enter only through which pixels belong to which column, so bond rotations and strain near defects
+move an atom's features by the fitting noise alone. Both columns are rotation invariant.
+
+References
+----------
+A. De Backer, K. H. W. van den Bos, W. Van den Broek, J. Sijbers, S. Van Aert, "StatSTEM: an efficient
+approach for accurate and precise model-based quantification of atomic resolution electron microscopy
+images", Ultramicroscopy 171, 104 (2016).
+"""
+
+import numpy as np
+from scipy import sparse
+from scipy.sparse.linalg import spsolve
+from scipy.spatial import cKDTree
+
+from motifgram.engine.context import NEIGHBOUR_RADIUS
+
+__all__ = ["CHEMISTRY_COLUMNS", "SIGMA_GRID", "column_intensities", "chemistry_features"]
+
+#: Columns of :func:`chemistry_features`: log relative intensity, log contrast with the neighbours.
+CHEMISTRY_COLUMNS = 2
+
+#: Candidate column widths (Gaussian standard deviation) in nearest-neighbour distances; the one whose fit
+#: leaves the least residual is used (:func:`column_intensities`).
+SIGMA_GRID = (0.15, 0.2, 0.25, 0.3, 0.35, 0.4)
+
+#: Spacing of the background's nodes in nearest-neighbour distances: the background is bilinear between
+#: them, smooth on the scale of a few unit cells (a global plane leaves a column-to-column error of about 0.1
+#: of a column's height on the simulator's smooth background).
+BACKGROUND_SPACING = 4.0
+
+#: Columns of a fitted intensity below this fraction of the median are clipped to it (a spurious detection
+#: in a hole fits to about 0 or below, whose logarithm is undefined).
+INTENSITY_FLOOR = 0.02
+
+#: Most neighbours compared (the first shell of the lattices simulated has 3 to 6).
+_MAX_NEIGHBOURS = 8
+
+#: Columns closer than this many column widths to the image edge are not measured (their features are 0, a
+#: median column) and are no one's neighbour in the contrast.
+EDGE_SIGMAS = 3.0
+
+#: The column intensity is taken relative to the median of this many nearest columns (a few unit cells:
+#: about 4.5 nearest-neighbour distances in a honeycomb).
+LOCAL_COLUMNS = 64
+
+#: Atoms used to choose the column width (the first ones in a seeded order).
+_SIGMA_SAMPLE = 600
+
+
+def _design(xy, shape, sigma_px, background_px):
+    """The sparse design matrix (pixels, atoms + nodes) of unit-height Gaussian columns of width ``sigma_px``
+    plus a smooth background (bilinear tents on a grid of spacing ``background_px``), over the pixels within
+    3 sigma of an atom; and those pixels' flat indices."""
+    h, w = shape
+    r = int(np.ceil(3.0 * sigma_px))
+    offsets = np.arange(-r, r + 1)
+    centre = np.rint(xy).astype(np.int64)
+    cols = centre[:, 0, None, None] + offsets[None, None, :]  # (N, 1, S)
+    rows = centre[:, 1, None, None] + offsets[None, :, None]  # (N, S, 1)
+    cols, rows = np.broadcast_arrays(cols, rows)
+    values = np.exp(-((cols - xy[:, 0, None, None]) ** 2 + (rows - xy[:, 1, None, None]) ** 2) / (2 * sigma_px**2))
+    # pixels within 2 sigma of the image edge also hold the tails of columns beyond it (never detected, so not
+    # modelled): they are left out of the fit
+    b = int(np.ceil(2.0 * sigma_px))
+    inside = (cols >= b) & (cols < w - b) & (rows >= b) & (rows < h - b) & (values > 1e-4)
+    atom = np.broadcast_to(np.arange(len(xy))[:, None, None], values.shape)[inside]
+    pixel = (rows * w + cols)[inside]
+    used, row = np.unique(pixel, return_inverse=True)
+    py, px = np.divmod(used, w)
+    # background: bilinear interpolation between nodes every background_px (a smooth, slowly varying field)
+    nx = int(np.ceil((w - 1) / background_px)) + 1
+    ny = int(np.ceil((h - 1) / background_px)) + 1
+    fx, fy = px / background_px, py / background_px
+    ix, iy = np.minimum(fx.astype(np.int64), nx - 2 if nx > 1 else 0), np.minimum(fy.astype(np.int64), ny - 2 if ny > 1 else 0)
+    tx, ty = fx - ix, fy - iy
+    node_rows, node_cols, node_values = [], [], []
+    for dx, dy, weight in ((0, 0, (1 - tx) * (1 - ty)), (1, 0, tx * (1 - ty)), (0, 1, (1 - tx) * ty), (1, 1, tx * ty)):
+        keep = (ix + dx < nx) & (iy + dy < ny)
+        node_rows.append(np.flatnonzero(keep))
+        node_cols.append(len(xy) + (iy + dy)[keep] * nx + (ix + dx)[keep])
+        node_values.append(weight[keep])
+    matrix = sparse.csr_matrix(
+        (np.concatenate([values[inside], *node_values]),
+         (np.concatenate([row, *node_rows]), np.concatenate([atom, *node_cols]))),
+        shape=(len(used), len(xy) + nx * ny),
+    )
+    return matrix, used
+
+
+def _fit(image, xy, sigma_px, background_px):
+    """Least-squares column heights (N,) and the root-mean-square residual of the fit."""
+    matrix, used = _design(xy, image.shape, sigma_px, background_px)
+    target = image.ravel()[used].astype(np.float64)
+    # normal equations: sparse (each column overlaps its neighbours and a few background nodes), solved
+    # directly (a tiny ridge keeps nodes without pixels, far from every atom, determined)
+    normal = (matrix.T @ matrix).tocsc()
+    normal = normal + sparse.identity(normal.shape[0], format="csc") * (1e-9 * normal.diagonal().max())
+    solution = spsolve(normal, matrix.T @ target)
+    residual = matrix @ solution - target
+    return solution[: len(xy)], float(np.sqrt(np.mean(residual**2)))
+
+
+def column_intensities(image, xy, *, nn_distance_px, sigma_px=None, seed=0):
+    """Integrated intensity of every atom column, fitted as StatSTEM does.
+
+    The image near the atoms is modelled as one Gaussian per column (at the column's position, of one common
+    width, each with its own height) on a smooth background (bilinear between nodes every
+    :data:`BACKGROUND_SPACING` nearest-neighbour distances); the heights are the linear least-squares
+    solution (all columns at once, so overlapping tails are shared out, not counted twice), and the
+    integrated intensity is ``2 pi sigma**2`` times the height.
+
+    Parameters
+    ----------
+    image : (H, W) array_like of float
+    xy : (N, 2) array_like of float
+        Column positions (x = column, y = row) in px.
+    nn_distance_px : float
+        Nearest-neighbour distance in px (scales the candidate widths, :data:`SIGMA_GRID`).
+    sigma_px : float, optional
+        Column width (Gaussian standard deviation) in px; default: the candidate whose fit to the columns
+        of a seeded region of at most 600 atoms leaves the least residual.
+    seed : int
+        Seed of that region's choice.
+
+    Returns
+    -------
+    intensities : (N,) ndarray of float64
+        Integrated intensity per column, in image units x px^2.
+    sigma_px : float
+        The column width used.
+    """
+    img = np.asarray(image, dtype=np.float64)
+    pts = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+    if not (np.isfinite(nn_distance_px) and nn_distance_px > 0):
+        raise ValueError(f"nn_distance_px must be a positive number, got {nn_distance_px!r}")
+    if len(pts) == 0:
+        return np.zeros(0), float(sigma_px or SIGMA_GRID[2] * nn_distance_px)
+    background_px = BACKGROUND_SPACING * nn_distance_px
+    if sigma_px is None:
+        # a compact region (the atoms nearest a random atom), so its columns' neighbours are in the fit too
+        start = np.random.default_rng(seed).integers(len(pts))
+        region = cKDTree(pts).query(pts[start], k=min(_SIGMA_SAMPLE, len(pts)))[1]
+        region = np.atleast_1d(region)
+        residuals = [_fit(img, pts[region], f * nn_distance_px, background_px)[1] for f in SIGMA_GRID]
+        sigma_px = SIGMA_GRID[int(np.argmin(residuals))] * nn_distance_px
+    heights, _ = _fit(img, pts, float(sigma_px), background_px)
+    return 2 * np.pi * float(sigma_px) ** 2 * heights, float(sigma_px)
+
+
+def chemistry_features(image, xy, *, nn_distance_px, radius=NEIGHBOUR_RADIUS, seed=0):
+    """The ``chemistry`` descriptor of every atom column (see the module docstring).
+
+    Parameters
+    ----------
+    image : (H, W) array_like of float
+        The micrograph (any offset and scale: both features are ratios of fitted intensities).
+    xy : (N, 2) array_like of float
+        Column positions (x = column, y = row) in px.
+    nn_distance_px : float
+        Nearest-neighbour distance in px.
+    radius : float
+        Neighbours are the other atoms within ``radius * nn_distance_px``.
+    seed : int
+        Seed of the column-width estimate (:func:`column_intensities`).
+
+    Returns
+    -------
+    (N, CHEMISTRY_COLUMNS) ndarray of float32
+        ``log(I / local median I)`` and ``log(I / I of the dimmest neighbour)`` (natural logarithms; ``I``
+        clipped below at :data:`INTENSITY_FLOOR` times the median); 0 and 0 for a column closer than
+        :data:`EDGE_SIGMAS` column widths to the image edge (part of it lies outside the fit), whose
+        intensity is not used as a neighbour's either.
+
+    Examples
+    --------
+    >>> yy, xx = np.mgrid[0:40, 0:40]
+    >>> xy = np.array([(8.0, 20.0), (16.0, 20.0), (24.0, 20.0), (32.0, 20.0)])
+    >>> image = sum(a * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / 8.0) for (x, y), a in zip(xy, [1, 1, 4, 1]))
+    >>> np.round(chemistry_features(image, xy, nn_distance_px=8.0), 2) + 0.0
+    array([[ 0.  ,  0.  ],
+           [ 0.  ,  0.  ],
+           [ 1.38,  1.38],
+           [ 0.  , -1.38]], dtype=float32)
+    """
+    pts = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+    out = np.zeros((len(pts), CHEMISTRY_COLUMNS), np.float32)
+    if len(pts) == 0:
+        return out
+    img = np.asarray(image)
+    intensity, sigma = column_intensities(img, pts, nn_distance_px=nn_distance_px, seed=seed)
+    # a column within EDGE_SIGMAS widths of the image edge has lost its pixels there (see column_intensities)
+    h, w = img.shape
+    measured = np.minimum.reduce([pts[:, 0], pts[:, 1], w - 1 - pts[:, 0], h - 1 - pts[:, 1]]) >= EDGE_SIGMAS * sigma
+    if not measured.any():
+        return out
+    median = float(np.median(intensity[measured]))
+    if not median > 0:
+        median = float(np.max(np.abs(intensity[measured]))) or 1.0
+    log_i = np.where(measured, np.log(np.maximum(intensity, INTENSITY_FLOOR * median) / median), np.nan)
+    # relative to the median of the LOCAL_COLUMNS nearest measured columns: thickness and background gradients
+    # of a real micrograph vary over many unit cells, and would otherwise give each region its own tokens
+    tree = cKDTree(pts[measured])
+    _, near = tree.query(pts, k=min(LOCAL_COLUMNS, int(measured.sum())))
+    local = np.median(log_i[measured][near.reshape(len(pts), -1)], axis=1)
+    log_i = log_i - local
+    # the nearest _MAX_NEIGHBOURS other atoms within the radius (a honeycomb has 3, a square lattice 4)
+    dist, index = cKDTree(pts).query(pts, k=min(_MAX_NEIGHBOURS + 1, len(pts)),
+                                     distance_upper_bound=radius * float(nn_distance_px))
+    dist, index = dist.reshape(len(pts), -1)[:, 1:], index.reshape(len(pts), -1)[:, 1:]
+    neighbour_i = np.where(np.isfinite(dist), log_i[np.minimum(index, len(pts) - 1)], np.nan)
+    has = measured & np.isfinite(neighbour_i).any(axis=1)
+    contrast = np.zeros(len(pts))
+    contrast[has] = log_i[has] - np.nanmin(neighbour_i[has], axis=1)
+    out[:, 0] = np.where(measured, log_i, 0.0)
+    out[:, 1] = contrast
+    return out

@@ -1,0 +1,296 @@
+"""How many tokens: the vocabulary of the shortest description.
+
+A token earns its place when the whole description gets shorter: the mixture's parameters, the tokens of
+the atoms, and the features given their tokens. :func:`description_length` measures the three parts of one
+candidate (a mixture whose components are grouped into tokens), in bits:
+
+* **model**: ``p / 2 log2 N`` for the ``p`` free parameters of the tokens' Gaussians (mean and covariance
+  of each token, moment-matched to its mixture components; the weights are in the structure code);
+* **structure**: the tokens of the atoms, each coded given the multiset of its neighbours' tokens with an
+  adaptive (Krichevsky–Trofimov) code per context, the code the grammar's rings and motifs would otherwise
+  pay for: in MoS2 a metal's neighbours are chalcogens, so knowing the neighbours a token costs almost
+  nothing, while tokens that split one column kind by strain or noise are unpredictable from their
+  neighbours and cost about their entropy. Without neighbours every atom is coded in one context (and then
+  merging always pays: :func:`motifgram.engine.tokens.learn_tokens` asks for neighbours);
+* **data**: ``-log2 p(x | token)`` of each atom's features under its token's Gaussian, mixed with
+  a uniform density over the features' bounding box (weight :data:`OUTLIER_WEIGHT`; the "noise component" of
+  model-based clustering, Fraley and Raftery 2002): a few scattered columns whose fit failed (cut by the
+  image edge, a spurious detection) cost a bounded number of bits each, so a component that merely
+  covers them does not pay for its parameters, while a tight cluster of a few columns (a dopant) does.
+
+Merging the components of one column kind (BIC covers a skewed class with several) costs the few bits by which
+the kind is not Gaussian, and saves the entropy of an arbitrary split; merging two kinds costs the gap between
+them, however rare one is (a dopant); a split that the neighbours predict (a metal next to chalcogens) is
+nearly free to code. :func:`choose_vocabulary` scores
+every number of components in a range and every level of each mixture's merge sequence
+(:func:`motifgram.engine.merging.merge_sequence`) and keeps the shortest; when the runner-up with a
+different token count lies within :data:`CLOSE_CALL_BITS`, the choice is a close call (reported).
+
+References
+----------
+C. Fraley, A. E. Raftery, "Model-based clustering, discriminant analysis, and density estimation", J. Am.
+Stat. Assoc. 97, 611 (2002). R. E. Krichevsky, V. K. Trofimov, "The performance of universal encoding",
+IEEE Trans. Inf. Theory 27, 199 (1981).
+"""
+
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import gammaln
+
+from motifgram.engine.merging import groups_at_level, merge_sequence
+from motifgram.engine.mixture import fit_mixture, min_component_size
+
+__all__ = [
+    "CLOSE_CALL_BITS",
+    "OUTLIER_WEIGHT",
+    "Candidate",
+    "token_gaussians",
+    "gaussian_log_densities",
+    "structure_bits",
+    "description_length",
+    "choose_vocabulary",
+]
+
+log = logging.getLogger(__name__)
+
+#: A choice whose runner-up (another token count) is less than this many bits longer is a close call: odds
+#: below 2**10 = 1024 : 1.
+CLOSE_CALL_BITS = 10.0
+
+#: Weight of the uniform outlier density in the data code (see the module docstring).
+OUTLIER_WEIGHT = 0.01
+
+_LN2 = math.log(2.0)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One scored vocabulary: a mixture, its components' tokens and its description length (bits)."""
+
+    mixture: object
+    groups: np.ndarray
+    model_bits: float
+    structure_bits: float
+    data_bits: float
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.groups.max()) + 1
+
+    @property
+    def total_bits(self) -> float:
+        return self.model_bits + self.structure_bits + self.data_bits
+
+
+def token_gaussians(mixture, groups):
+    """One Gaussian per token, moment-matched to its components: weights ``(T,)``, means ``(T, D)`` and
+    covariances ``(T, D, D)`` (the components' weights summed, their mixture's mean and covariance)."""
+    grp = np.asarray(groups, dtype=np.int64)
+    w = np.asarray(mixture.weights, dtype=np.float64)
+    mu = np.asarray(mixture.means, dtype=np.float64)
+    cov = np.asarray(mixture.covariances, dtype=np.float64)
+    n_tokens = int(grp.max()) + 1
+    weights = np.array([w[grp == t].sum() for t in range(n_tokens)])
+    means = np.stack([w[grp == t] @ mu[grp == t] / weights[t] for t in range(n_tokens)])
+    covariances = np.stack([
+        np.einsum("k,kij->ij", w[grp == t], cov[grp == t] + np.einsum("ki,kj->kij", mu[grp == t] - means[t],
+                                                                     mu[grp == t] - means[t])) / weights[t]
+        for t in range(n_tokens)
+    ])
+    return weights, means, covariances
+
+
+def gaussian_log_densities(means, covariances, z):
+    """``log N(z | mu_t, S_t)`` of every row and Gaussian, ``(N, T)`` float64 (natural logarithms)."""
+    x = np.asarray(z, dtype=np.float64)
+    out = np.empty((len(x), len(means)))
+    for t, (mean, cov) in enumerate(zip(means, covariances, strict=True)):
+        chol = np.linalg.cholesky(cov)
+        y = np.linalg.solve(chol, (x - mean).T)
+        out[:, t] = (-0.5 * np.sum(y * y, axis=0) - np.sum(np.log(np.diag(chol)))
+                     - 0.5 * x.shape[1] * math.log(2 * math.pi))
+    return out
+
+
+def structure_bits(labels, n_tokens, neighbours=None):
+    """Bits of the tokens ``labels`` coded given their neighbours' tokens (adaptive KT code per context).
+
+    Parameters
+    ----------
+    labels : (N,) array_like of int
+        Token of every row, in ``[0, n_tokens)``.
+    n_tokens : int
+    neighbours : (S, J) array_like of int, optional
+        Row indices of the neighbours of the first ``S`` rows (``-1`` pads); those rows are coded, the
+        others are context only. Default: every row coded in one context.
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> alternating = np.array([0, 1, 0, 1, 0, 1])
+    >>> ring = np.array([[5, 1], [0, 2], [1, 3], [2, 4], [3, 5], [4, 0]])
+    >>> round(structure_bits(alternating, 2), 2), round(structure_bits(alternating, 2, ring), 2)
+    (7.68, 3.36)
+    """
+    lab = np.asarray(labels, dtype=np.int64)
+    if n_tokens <= 1 or len(lab) == 0:
+        return 0.0
+    if neighbours is None:
+        coded, context = lab, np.zeros(len(lab), np.int64)
+    else:
+        nb = np.asarray(neighbours, dtype=np.int64).reshape(len(neighbours), -1)
+        coded = lab[: len(nb)]
+        counts = np.zeros((len(nb), n_tokens), np.int64)
+        rows, cols = np.nonzero(nb >= 0)
+        np.add.at(counts, (rows, lab[nb[rows, cols]]), 1)
+        context = np.unique(counts, axis=0, return_inverse=True)[1].ravel()
+    table = np.zeros((int(context.max()) + 1, n_tokens))
+    np.add.at(table, (context, coded), 1.0)
+    half = 0.5
+    nats = (gammaln(table.sum(axis=1) + n_tokens * half) - gammaln(n_tokens * half)
+            - (gammaln(table + half) - gammaln(half)).sum(axis=1))
+    return float(nats.sum() / _LN2)
+
+
+def description_length(mixture, groups, z, neighbours=None, *, floor=None):
+    """The description length of a vocabulary (see the module docstring).
+
+    Each token is coded as one Gaussian, moment-matched to its components (:func:`token_gaussians`): merging
+    components of one column kind (a skewed or heavy-tailed class that BIC covers with several) costs the
+    little by which the class is not Gaussian, merging different kinds the whole gap between them.
+
+    Parameters
+    ----------
+    mixture : Mixture
+    groups : (K,) array_like of int
+        Token of each component.
+    z : (N, D) array_like of float
+        Normalised features.
+    neighbours : (S, J) array_like of int, optional
+        As for :func:`structure_bits`: only the first ``S`` rows are coded (their tokens and features), the
+        others are the context of their neighbours.
+    floor : (D, D) ndarray, optional
+        Added to every token's covariance: the precision of the features (a token cannot be sharper than its
+        features are measured), so that no split of a noise-free class pays for its sharper Gaussians.
+
+    Returns
+    -------
+    Candidate
+    """
+    grp = np.asarray(groups, dtype=np.int64)
+    weights, means, covariances = token_gaussians(mixture, grp)
+    if floor is not None:
+        covariances = covariances + np.asarray(floor, dtype=np.float64)
+    n_tokens, d = means.shape
+    log_density = gaussian_log_densities(means, covariances, z)
+    labels = np.argmax(log_density + np.log(weights), axis=1)
+    n_coded = len(labels) if neighbours is None else len(neighbours)
+    x = np.asarray(z, dtype=np.float64)[:n_coded]
+    log_volume = float(np.sum(np.log(np.maximum(np.ptp(x, axis=0), 1e-12)))) if n_coded else 0.0
+    own = log_density[np.arange(n_coded), labels[:n_coded]]
+    mixed = np.logaddexp(math.log1p(-OUTLIER_WEIGHT) + own, math.log(OUTLIER_WEIGHT) - log_volume)
+    data = -float(np.sum(mixed)) / _LN2
+    n_params = n_tokens * (d + d * (d + 1) // 2)
+    model = 0.5 * n_params * math.log2(max(n_coded, 2))
+    return Candidate(mixture, grp, model, structure_bits(labels, n_tokens, neighbours), data)
+
+
+def _levels(mixture, z, neighbours, merge_threshold, floor):
+    """Every level of the mixture's merge sequence from the forced merges (overlap above ``merge_threshold``;
+    none when it is ``None``, which also forbids further merges) down to one group, scored."""
+    k = len(mixture.weights)
+    coefficients, pairs = merge_sequence(mixture)
+    if merge_threshold is None:
+        return [description_length(mixture, np.arange(k), z, neighbours, floor=floor)]
+    forced = int(np.sum(coefficients > merge_threshold))
+    return [description_length(mixture, groups_at_level(k, pairs, level), z, neighbours, floor=floor)
+            for level in range(forced, k)]
+
+
+def choose_vocabulary(z, *, k_range, neighbours=None, merge_threshold=0.25, min_weight=0.0, sample=None,
+                      seed=0, floor=None, **options):
+    """The vocabulary (mixture and components' tokens) of the shortest description.
+
+    Parameters
+    ----------
+    z : (N, D) ndarray of float
+        Normalised features.
+    k_range : tuple of int
+        Mixture components tried, inclusive.
+    neighbours : (S, J) array_like of int, optional
+        As for :func:`structure_bits`; the mixtures are fitted on the first ``S`` rows (the coded ones).
+    merge_threshold : float or None
+        Components overlapping more than this (Bhattacharyya coefficient) are always one token; ``None``
+        keeps one token per component.
+    min_weight : float
+        A mixture (beyond ``k_range[0]`` components) with a component lighter than this is not a candidate;
+        nor is one with a component of fewer rows than its covariance needs
+        (:func:`motifgram.engine.mixture.min_component_size`).
+    sample : (M,) ndarray of int, optional
+        Rows (of the coded ones) the candidate mixtures are fitted on (all coded rows by default; every candidate is scored on all rows);
+        the chosen number of components is then refitted on every row and its merge levels scored again.
+    seed : int
+    floor : (D, D) ndarray, optional
+        The features' precision as a covariance (see :func:`description_length`).
+    **options
+        ``n_init``, ``max_iter``, ``covariance`` for :func:`motifgram.engine.mixture.fit_mixture`.
+
+    Returns
+    -------
+    best : Candidate
+    report : dict
+        ``mixture_components``, ``tokens``, ``description_length_bits`` (model, structure, data, total), the
+        best candidate of each other token count (``alternatives``: tokens -> total bits), ``runner_up_bits``
+        (how much longer the best other token count is; ``None`` if there is none) and ``close_call``.
+    """
+    k_min, k_max = (int(v) for v in k_range)
+    if not 1 <= k_min <= k_max:
+        raise ValueError(f"k_range must be (k_min, k_max) with 1 <= k_min <= k_max, got {k_range!r}")
+    n_coded = len(z) if neighbours is None else len(neighbours)
+    rows = z[:n_coded] if sample is None else z[sample]
+    k_max = min(k_max, len(rows))
+    candidates, components = [], {}
+    for k in range(k_min, max(k_max, k_min) + 1):
+        mixture = fit_mixture(rows, n_components=k, seed=seed, **options)
+        smallest = float(np.min(mixture.weights))
+        if k > k_min and (smallest < min_weight or smallest * len(rows) < min_component_size(
+                z.shape[1], options.get("covariance", "full"))):
+            continue
+        scored = _levels(mixture, z, neighbours, merge_threshold, floor)
+        components[k] = min(c.total_bits for c in scored)
+        candidates.extend(scored)
+    best = min(candidates, key=lambda c: c.total_bits)
+    if sample is not None:  # the chosen number of components refitted on every row, its levels scored again
+        refitted = fit_mixture(z[:n_coded], n_components=len(best.mixture.weights), seed=seed, **options)
+        best = min(_levels(refitted, z, neighbours, merge_threshold, floor), key=lambda c: c.total_bits)
+        candidates.append(best)
+    alternatives = {}
+    for c in candidates:
+        alternatives[c.n_tokens] = min(alternatives.get(c.n_tokens, np.inf), c.total_bits)
+    others = [bits for t, bits in alternatives.items() if t != best.n_tokens]
+    runner_up = min(others) - best.total_bits if others else None
+    report = {
+        "mixture_components": len(best.mixture.weights),
+        "tokens": best.n_tokens,
+        "description_length_bits": {"model": round(best.model_bits, 1), "structure": round(best.structure_bits, 1),
+                                    "data": round(best.data_bits, 1), "total": round(best.total_bits, 1)},
+        "alternatives": {t: round(bits, 1) for t, bits in sorted(alternatives.items())},
+        "runner_up_bits": None if runner_up is None else round(runner_up, 1),
+        "close_call": runner_up is not None and runner_up < CLOSE_CALL_BITS,
+    }
+    log.info("description length by mixture components %s; by token count %s; chose %d tokens from %d components",
+             {k: round(v, 1) for k, v in components.items()}, report["alternatives"], best.n_tokens,
+             len(best.mixture.weights))
+    if report["close_call"]:
+        log.warning(
+            "the token count rests on a close call: %d tokens describe the data in %.1f bits fewer than %s "
+            "(below %.0f bits). Check the token gallery (tokens.png); tokens.k fixes the count.",
+            best.n_tokens, runner_up, "the best other count", CLOSE_CALL_BITS,
+        )
+    return best, report
