@@ -239,12 +239,25 @@ def _class_average_png(avg: np.ndarray, size: int = 112) -> bytes:
 
 
 def _merging(merging: dict | None, n_tokens: int) -> dict | None:
-    """How the BIC mixture's components became the tokens (summary.json ``tokens.merging``), if recorded."""
+    """How the BIC mixture's components became the tokens (summary.json ``tokens.merging``), if recorded.
+
+    By the merge threshold, or, for the chemistry descriptor, by the shortest description (``vocabulary``).
+    """
     if not merging:
         return None
     decided = [f"{label} at Bhattacharyya coefficient {merging[key]:.3f}"
                for key, label in (("last_merged", "last merge"), ("first_kept_apart", "first pair kept apart"))
                if merging.get(key) is not None]
+    vocabulary = merging.get("vocabulary")
+    if vocabulary:  # the chemistry descriptor: the count with the shortest description (engine/vocabulary.py)
+        runner_up = vocabulary.get("runner_up_bits")
+        text = (f"{merging['mixture_components']} mixture components (K by BIC) became {n_tokens} token(s): the "
+                f"token count with the shortest description of tokens, structure and data "
+                f"({vocabulary['description_length_bits']['total']:,.1f} bits"
+                + (f"; the next best count is {runner_up:,.1f} bits longer)." if runner_up is not None else ")."))
+        if vocabulary.get("close_call"):
+            text += " A close call: tokens.k in the spec fixes the count."
+        return {"text": text, "close_call": bool(merging.get("close_call"))}
     text = (f"{merging['mixture_components']} mixture components (K by BIC) became {n_tokens} token(s), merged while "
             f"their overlap exceeded {merging['threshold']:g}" + (f": {', '.join(decided)}." if decided else "."))
     if merging.get("close_call"):

@@ -421,7 +421,8 @@ def run_summary(spec, records, images: dict, failures, *, token_model, merging: 
         "tokens": {
             "names": list(token_model.names),
             "k": len(token_model.names),
-            "k_selection": "fixed" if spec.tokens.k is not None else "bic",
+            "k_selection": ("fixed" if spec.tokens.k is not None
+                            else "description length" if merging and merging.get("vocabulary") else "bic"),
             "abundance": {n: round(float(v), 5) for n, v in zip(token_model.names, token_model.abundances)},
             "patch_size_px": int(token_model.patch_size),
             "n_max": int(token_model.n_max),

@@ -188,6 +188,10 @@ def test_summary_records_how_components_became_tokens(demo_run):
     assert merging["close_call"] == any(c is not None and low < c < high for c in (merging["last_merged"],
                                                                                  merging["first_kept_apart"]))
     assert f"{k} mixture components (K by BIC) became {tokens['k']} token(s)" in (demo_run / "report.html").read_text()
+    # the demo asks for the chemistry descriptor: the count is the one with the shortest description
+    vocabulary = merging["vocabulary"]
+    assert tokens["k_selection"] == "description length" and vocabulary["tokens"] == tokens["k"]
+    assert vocabulary["description_length_bits"]["total"] == min(vocabulary["alternatives"].values())
 
 
 def test_demo_parse_trees_cover_each_atom_once(demo_run):

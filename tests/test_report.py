@@ -320,6 +320,24 @@ def test_token_section_says_how_components_became_tokens(tmp_path, close_call):
     assert ("A close call" in page) == close_call and ("(0.22-0.3)" in page) == close_call
 
 
+@pytest.mark.parametrize("runner_up", [None, 3.5, 120.0])
+def test_token_section_says_the_count_had_the_shortest_description(tmp_path, runner_up):
+    vocabulary = {"mixture_components": 3, "tokens": 2, "alternatives": {"1": 5000.0, "2": 4880.0},
+                  "description_length_bits": {"model": 40.0, "structure": 800.0, "data": 4040.0, "total": 4880.0},
+                  "runner_up_bits": runner_up, "close_call": runner_up is not None and runner_up < 10}
+    merging = {"mixture_components": 3, "threshold": 0.25, "last_merged": 0.9, "first_kept_apart": None,
+               "undecided": [0.22, 0.3], "close_call": vocabulary["close_call"], "vocabulary": vocabulary}
+    (tmp_path / "summary.json").write_text(json.dumps({
+        "name": "m", "images": {"only": {"n_atoms": 10, "token_counts": {"A": 6, "B": 4}}},
+        "tokens": {"names": ["A", "B"], "k": 2, "k_selection": "description length", "merging": merging},
+    }))
+    page = write_report(tmp_path).read_text(encoding="utf-8")
+    assert "3 mixture components (K by BIC) became 2 token(s): the token count with the shortest description" in page
+    assert "4,880.0 bits" in page and "Bhattacharyya" not in page
+    assert ("bits longer" in page) == (runner_up is not None)
+    assert ("A close call" in page) == vocabulary["close_call"]
+
+
 def test_missing_summary_is_a_motifgram_error(tmp_path):
     with pytest.raises(MotifgramError, match="summary.json"):
         write_report(tmp_path)
