@@ -1,0 +1,43 @@
+"""What the joint refinement costs and buys: RMSE / Cramér–Rao bound with one or two passes, and detection time.
+
+The error is tests/test_low_dose.py's measurement (192² simulations, realistic imaging, seeds 0-3); the time is
+``detect_atoms`` on the default 2048² graphene simulation in one warm process, with and without the joint fit.
+
+    python benchmarks/joint_fit.py
+"""
+
+import functools
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import motifgram.engine.detect as detect
+import motifgram.engine.refine as refine
+from motifgram.engine.simulate import simulate
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from test_low_dose import measure_position_error  # noqa: E402
+
+
+def main():
+    for passes in (2, 1):
+        detect.refine_jointly = functools.partial(refine.refine_jointly, passes=passes)
+        for kind in ("graphene", "mos2"):
+            for dose in (10.0, 40.0, 80.0):
+                ratios = [measure_position_error(kind, dose, s)["ratio"] for s in range(4)]
+                low, high = np.min(ratios), np.max(ratios)
+                print(f"passes {passes}  {kind:8s} {dose:4.0f} counts  RMSE/bound {low:.2f}-{high:.2f}")
+    detect.refine_jointly = refine.refine_jointly
+    image = simulate("graphene", size=2048, seed=4).image
+    for joint in (False, True):
+        detect.detect_atoms(image, joint=joint)  # compile
+    for joint in (False, True, False, True):
+        start = time.perf_counter()
+        detect.detect_atoms(image, joint=joint)
+        print(f"2048² detect_atoms joint={joint}: {time.perf_counter() - start:.2f} s")
+
+
+if __name__ == "__main__":
+    main()
