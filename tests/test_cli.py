@@ -254,7 +254,11 @@ def test_a_run_stopped_by_a_signal_leaves_nothing_behind(tmp_path, signum, code,
         "pipeline.run = run\n"
         f"sys.exit(main(['run', '--out', {str(tmp_path / 'run')!r}, '--quiet']))\n"
     )
-    process = subprocess.Popen([sys.executable, "-c", probe], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT back to its default in the child: a shell starts background jobs with SIGINT ignored, and Python
+    # keeps an ignored SIGINT ignored (as it should: Ctrl-C is not for background jobs), so a test run started
+    # in the background would otherwise wait out the sleep
+    process = subprocess.Popen([sys.executable, "-c", probe], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not held.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
