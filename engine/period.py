@@ -24,7 +24,10 @@ MIN_SIDE_PX = 32
 
 _MIN_PERIOD_PX = 3.0  # finer lattices cannot be resolved into separate columns
 _FFT_MAX_SIDE = 1024  # the period is estimated on a central crop at most this large
-_PEAK_SIGNIFICANCE = 50.0  # Bragg spot / radial-median power; pure noise reaches ~20
+_PEAK_SIGNIFICANCE = 50.0  # Bragg spot / radial-median power; pure noise reaches ~20-28
+_WELCH_SIGNIFICANCE = 12.0  # the same in the Welch spectrum: pure noise reaches 4.8, 2-D glass 6.1
+_LOWER_SIGNIFICANCE = (20.0, 6.0)  # a lower-order reflection (periodogram, Welch): at a predicted radius only
+_LOWER_ORDERS = (2.0, 3**0.5, 2**0.5)  # |k| ratios of a strong reflection to a lower order one
 _RING_CONTRAST = 10.0  # amorphous ring / white-noise floor of the radial power; pure noise stays < 3
 _REFLECTION_FRACTION = 0.1  # a reflection counts as "strong" at >= this fraction of the strongest
 
@@ -52,21 +55,38 @@ def checked_image(image) -> np.ndarray:
     return arr
 
 
-def _power_spectrum(img: np.ndarray) -> tuple[np.ndarray, int]:
-    """Centred power spectrum of the Hann-windowed central square crop, plane removed."""
+def _plane_removed(crop: np.ndarray) -> np.ndarray:
+    """A square crop minus its mean and its best-fit plane (an illumination ramp would leak into low frequencies)."""
+    n = crop.shape[0]
+    t = np.arange(n) - (n - 1) / 2
+    crop = crop.astype(np.float64) - crop.mean()
+    crop = crop - np.outer(crop.mean(axis=1) @ t / (t @ t) * t, np.ones(n))
+    return crop - np.outer(np.ones(n), crop.mean(axis=0) @ t / (t @ t) * t)
+
+
+def _periodogram(crop: np.ndarray) -> np.ndarray:
+    """Centred power spectrum of a square crop, Hann-windowed, plane removed."""
+    n = crop.shape[0]
+    hann = np.hanning(n)
+    spec = sp_fft.fft2((_plane_removed(crop) * hann[:, None] * hann[None, :]).astype(np.float32))
+    return np.fft.fftshift(spec.real**2 + spec.imag**2).astype(np.float64)
+
+
+def _central_crop(img: np.ndarray) -> np.ndarray:
+    """The central square crop of even side, at most ``_FFT_MAX_SIDE`` px."""
     n = min(img.shape[0], img.shape[1], _FFT_MAX_SIDE) // 2 * 2
     r0 = (img.shape[0] - n) // 2
     c0 = (img.shape[1] - n) // 2
-    crop = img[r0 : r0 + n, c0 : c0 + n].astype(np.float64)
-    # remove the best-fit plane so an illumination ramp does not leak into low frequencies
-    t = np.arange(n) - (n - 1) / 2
-    crop = crop - crop.mean()
-    crop = crop - np.outer(crop.mean(axis=1) @ t / (t @ t) * t, np.ones(n))
-    crop = crop - np.outer(np.ones(n), crop.mean(axis=0) @ t / (t @ t) * t)
-    hann = np.hanning(n)
-    spec = sp_fft.fft2((crop * hann[:, None] * hann[None, :]).astype(np.float32))
-    power = np.fft.fftshift(spec.real**2 + spec.imag**2).astype(np.float64)
-    return power, n
+    return img[r0 : r0 + n, c0 : c0 + n]
+
+
+def _welch_spectrum(crop: np.ndarray) -> np.ndarray:
+    """Welch estimate of the centred power spectrum: the mean periodogram of the 3 x 3 half-side sub-crops that
+    overlap by half (Hann-windowed, each plane removed), on a grid of ``n // 2`` frequencies per axis."""
+    m = crop.shape[0] // 4 * 2
+    step = m // 2
+    starts = range(0, crop.shape[0] - m + 1, step)
+    return np.mean([_periodogram(crop[r : r + m, c : c + m]) for r in starts for c in starts], axis=0)
 
 
 def _radial_median(power: np.ndarray, radius_bin: np.ndarray, n_bins: int) -> np.ndarray:
@@ -79,13 +99,14 @@ def _radial_median(power: np.ndarray, radius_bin: np.ndarray, n_bins: int) -> np
     return np.array([np.median(g) if g.size else np.inf for g in groups])
 
 
-def _bragg_spots(img: np.ndarray):
-    """Significant Bragg spots of the central crop.
+def _spectrum_peaks(power: np.ndarray):
+    """Local maxima of a centred power spectrum and their significance over the radial median.
 
-    Returns k_xy (S, 2) in cycles per crop, power (S,), crop side n, the best spot significance, and the
-    radial median power profile (n // 2 + 2,) by integer radius.
+    Returns k_xy (S, 2) in cycles per crop (sub-pixel), power (S,), significance (S,), and the radial median
+    power profile (n // 2 + 2,) by integer radius; ``n`` is the side of ``power``. Maxima are searched at
+    periods from n/4 (at least four cells in the crop) down to 2 px (Nyquist).
     """
-    power, n = _power_spectrum(img)
+    n = power.shape[0]
     centre = n // 2
     ky, kx = np.mgrid[-centre : n - centre, -centre : n - centre]
     radius = np.hypot(kx, ky)
@@ -93,14 +114,9 @@ def _bragg_spots(img: np.ndarray):
     radius_bin = np.minimum(np.rint(radius).astype(np.int64), n_bins)
     background = _radial_median(power, radius_bin, n_bins + 1)
     significance = power / np.maximum(background[radius_bin], np.finfo(np.float64).tiny)
-    # periods from n/4 (at least four cells in the crop) down to 2 px (Nyquist)
     in_range = (radius >= 4) & (radius <= centre - 1)
     is_peak = (power == ndi.maximum_filter(power, size=3, mode="wrap")) & in_range
     rows, cols = np.nonzero(is_peak)
-    sig = significance[rows, cols]
-    best = float(sig.max()) if sig.size else 0.0
-    keep = sig >= _PEAK_SIGNIFICANCE
-    rows, cols = rows[keep], cols[keep]
     # sub-pixel spot centres: Gaussian (log-parabola) interpolation along each axis
     logp = np.log(np.maximum(power, np.finfo(np.float64).tiny))
 
@@ -111,7 +127,7 @@ def _bragg_spots(img: np.ndarray):
     dr = offset(logp[rows - 1, cols], logp[rows, cols], logp[(rows + 1) % n, cols])
     dc = offset(logp[rows, cols - 1], logp[rows, cols], logp[rows, (cols + 1) % n])
     k_xy = np.stack([kx[rows, cols] + dc, ky[rows, cols] + dr], axis=1)
-    return k_xy, power[rows, cols], n, best, background
+    return k_xy, power[rows, cols], significance[rows, cols], background
 
 
 def _check_period(period: float) -> None:
@@ -142,16 +158,42 @@ def _diffuse_ring_period(profile: np.ndarray, n: int) -> float | None:
     return n / r_sub
 
 
+def _first_order(k_abs, power, significance, spot, lower):
+    """Which spots form the period's reflection ring: (S,) bool.
+
+    The ring is that of the smallest ``|k|`` among the strong spots (``spot`` and power >= 10 % of the
+    strongest; those within 5 % of it), or, where it is there, of a weaker lower-order reflection: at least two
+    Friedel pairs of maxima with significance >= ``lower`` within 5 % of ``|k| / q`` of a strong spot up to 10 %
+    beyond the smallest (q in 2, sqrt 3, sqrt 2), and those within 5 % of their mean. A honeycomb's {100}
+    reflections are weaker than its {110} at low dose and on a grain boundary, where each grain's share of a
+    reflection is split off (and the two grains' strong spots may lie 5 % apart).
+    """
+    strong = spot & (power >= _REFLECTION_FRACTION * power[spot].max())
+    k_first = k_abs[strong].min()
+    base = k_abs[strong & (k_abs <= 1.1 * k_first)]
+    candidate = significance >= lower
+    for q in _LOWER_ORDERS:
+        near = candidate & (np.abs(k_abs[:, None] * q / base[None, :] - 1) <= 0.05).any(axis=1)
+        if near.sum() >= 4:
+            k_lower = np.average(k_abs[near], weights=power[near])
+            return candidate & (np.abs(k_abs - k_lower) <= 0.05 * k_lower)
+    return strong & (np.abs(k_abs - k_first) <= 0.05 * k_first)
+
+
 def estimate_lattice_period(image) -> float:
     """Dominant lattice period of an atomic-resolution image, from its Bragg reflections.
 
     The power spectrum of the Hann-windowed central crop (at most 1024 px square, best-fit plane removed)
-    is compared with its radial median; local maxima at least 50x that background are Bragg spots. The
-    period is the real-space spacing ``d = n / |k|`` of the lowest-order *strong* reflection (power at least
-    10 % of the strongest spot), with ``|k|`` interpolated to sub-pixel precision and averaged over the
-    symmetry-equivalent spots. Without Bragg spots, an amorphous structure shows a diffuse ring in the
-    radial median power; if that ring stands at least 10x above the white-noise floor, its spacing is
-    returned (with a warning).
+    is compared with its radial median; local maxima at least 50x that background are Bragg spots. Where
+    there are none (a low dose), the Welch spectrum is searched instead: the mean periodogram of the nine
+    half-side sub-crops overlapping by half, whose noise is a third as large, with spots at least 12x its
+    radial median (pure noise reaches 4.8x, a 2-D glass 6.1x). The period is the real-space spacing
+    ``d = n / |k|`` of the lowest-order *strong* reflection (power at least 10 % of the strongest spot), or of
+    a weaker reflection of lower order where two pairs of them stand out at the radius it predicts
+    (:func:`_first_order`), with ``|k|`` interpolated to sub-pixel precision and averaged over the
+    symmetry-equivalent spots. Without Bragg spots in either spectrum, an amorphous structure shows a diffuse
+    ring in the radial median power; if that ring stands at least 10x above the white-noise floor, its
+    spacing is returned (with a warning).
 
     For a square lattice of spacing ``a`` this is ``a``; for a honeycomb with bond length ``b`` (graphene,
     MoS2) it is the {100} spacing ``1.5 b`` (the lattice constant is ``sqrt(3) b``); for a triangular lattice
@@ -177,8 +219,17 @@ def estimate_lattice_period(image) -> float:
         diffuse ring, or its lattice is finer than 3 px.
     """
     img = checked_image(image)
-    k_xy, power, n, best, profile = _bragg_spots(img)
-    if power.size == 0:
+    crop = _central_crop(img)
+    n = crop.shape[0]
+    k_xy, power, significance, profile = _spectrum_peaks(_periodogram(crop))
+    best = float(significance.max()) if significance.size else 0.0
+    spot, lower, side, source = significance >= _PEAK_SIGNIFICANCE, _LOWER_SIGNIFICANCE[0], n, "periodogram"
+    if not spot.any():
+        welch = _spectrum_peaks(_welch_spectrum(crop))
+        if (welch[2] >= _WELCH_SIGNIFICANCE).any():
+            k_xy, power, significance, _ = welch
+            spot, lower, side, source = significance >= _WELCH_SIGNIFICANCE, _LOWER_SIGNIFICANCE[1], n // 4 * 2, "Welch"
+    if not spot.any():
         period = _diffuse_ring_period(profile, n)
         if period is None:
             raise NoLatticeError(
@@ -195,16 +246,15 @@ def estimate_lattice_period(image) -> float:
         )
         return period
     k_abs = np.hypot(k_xy[:, 0], k_xy[:, 1])
-    strong = power >= _REFLECTION_FRACTION * power.max()
-    k_first = k_abs[strong].min()
-    ring = strong & (np.abs(k_abs - k_first) <= 0.05 * k_first)
+    ring = _first_order(k_abs, power, significance, spot, lower)
     k_mean = float(np.average(k_abs[ring], weights=power[ring]))
-    period = n / k_mean
+    period = side / k_mean
     _check_period(period)
     log.info(
-        "lattice period %.3f px from %d Bragg spot(s) (significance %.0fx background)",
+        "lattice period %.3f px from %d Bragg spot(s) of the %s (significance %.0fx background)",
         period,
         int(ring.sum()),
-        best,
+        source,
+        float(significance[ring].max()),
     )
     return period
