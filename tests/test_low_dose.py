@@ -140,7 +140,8 @@ def measure_dopants(seed, dose=20.0, size=192, n=6, extra=3.2):
     sim = simulate("graphene", size=size, seed=seed, dose=dose, **REALISTIC)
     rng = np.random.default_rng(seed)
     truth = sim.imaging.xy
-    candidates = np.flatnonzero((truth.min(1) > NN_PX) & (truth.max(1) < size - 1 - NN_PX) & ~sim.imaging.atom_contaminated)
+    inner = (truth.min(1) > NN_PX) & (truth.max(1) < size - 1 - NN_PX)
+    candidates = np.flatnonzero(inner & ~sim.imaging.atom_contaminated)
     pick = rng.choice(candidates, n, replace=False)
     added = render_columns(sim.image.shape, truth[pick], np.full(n, extra), np.full(n, sim.imaging.sigma_px))
     atoms = detect_atoms(sim.image + rng.poisson(added * dose) / dose)
