@@ -112,7 +112,8 @@ def _design(xy, shape, sigma_px, background_px):
     nx = int(np.ceil((w - 1) / background_px)) + 1
     ny = int(np.ceil((h - 1) / background_px)) + 1
     fx, fy = px / background_px, py / background_px
-    ix, iy = np.minimum(fx.astype(np.int64), nx - 2 if nx > 1 else 0), np.minimum(fy.astype(np.int64), ny - 2 if ny > 1 else 0)
+    ix = np.minimum(fx.astype(np.int64), nx - 2 if nx > 1 else 0)
+    iy = np.minimum(fy.astype(np.int64), ny - 2 if ny > 1 else 0)
     tx, ty = fx - ix, fy - iy
     node_rows, node_cols, node_values = [], [], []
     for dx, dy, weight in ((0, 0, (1 - tx) * (1 - ty)), (1, 0, tx * (1 - ty)), (0, 1, (1 - tx) * ty), (1, 1, tx * ty)):
@@ -235,8 +236,9 @@ def intensity_trend(xy, log_intensity, level, centres, *, spacing_px, smoothing_
     """The smooth spatial trend that multiplies every column's intensity (thickness, background, probe drift).
 
     Each column's log intensity relative to its level's centre is averaged on a grid of cells ``spacing_px``
-    wide, smoothed with a Gaussian of width ``smoothing_px`` (normalised convolution: cells without columns
-    take their neighbours' values) and interpolated bilinearly at every column.
+    wide (symmetric about the middle of the columns' bounding box), smoothed with a Gaussian of width
+    ``smoothing_px`` (normalised convolution: cells without columns take their neighbours' values) and
+    interpolated bilinearly at every column.
 
     Parameters
     ----------
@@ -262,8 +264,11 @@ def intensity_trend(xy, log_intensity, level, centres, *, spacing_px, smoothing_
     if not used.any():
         return np.zeros(len(pts))
     residual = np.asarray(log_intensity, dtype=np.float64)[used] - np.asarray(centres)[level[used]]
-    origin = np.floor(pts.min(axis=0) / spacing_px)
-    cell = (np.floor(pts / spacing_px) - origin).astype(np.int64)
+    # cell edges at the middle of the columns' bounding box plus multiples of the spacing: the grid is symmetric
+    # about that middle, so rotating the image by 90 degrees or mirroring it rotates or mirrors the trend
+    middle = 0.5 * (pts.min(axis=0) + pts.max(axis=0))
+    origin = np.floor((pts.min(axis=0) - middle) / spacing_px)
+    cell = (np.floor((pts - middle) / spacing_px) - origin).astype(np.int64)
     nx, ny = cell.max(axis=0) + 1
     flat = cell[used, 1] * nx + cell[used, 0]
     sums = np.bincount(flat, weights=residual, minlength=nx * ny).reshape(ny, nx)
@@ -271,7 +276,7 @@ def intensity_trend(xy, log_intensity, level, centres, *, spacing_px, smoothing_
     sigma = smoothing_px / spacing_px
     sums, counts = gaussian_filter(sums, sigma, mode="constant"), gaussian_filter(counts, sigma, mode="constant")
     field = np.where(counts > 1e-6, sums / np.maximum(counts, 1e-300), 0.0)
-    at = pts / spacing_px - origin - 0.5  # fractional cell index (cell k's centre at k)
+    at = (pts - middle) / spacing_px - origin - 0.5  # fractional cell index (cell k's centre at k)
     return map_coordinates(field, [at[:, 1], at[:, 0]], order=1, mode="nearest")
 
 
@@ -348,7 +353,8 @@ def chemistry_features(image, xy, *, nn_distance_px, radius=NEIGHBOUR_RADIUS, se
     for _ in range(TREND_ITERATIONS):
         level, centres, core = _main_kinds(raw - trend)
         trend = intensity_trend(pts[measured], raw, np.where(core, level, -1), centres,
-                                spacing_px=TREND_SPACING * nn_distance_px, smoothing_px=TREND_SMOOTHING * nn_distance_px)
+                                spacing_px=TREND_SPACING * nn_distance_px,
+                                smoothing_px=TREND_SMOOTHING * nn_distance_px)
     level, centres, core = _main_kinds(raw - trend)
     log_i = np.full(len(pts), np.nan)
     log_i[measured] = raw - trend - centres[level[core]].max()
