@@ -7,18 +7,30 @@ of a neighbourhood disk (the ``zernike`` descriptor) also see geometry: next to 
 vacancy the same carbon column gets different invariants, and a mixture fitted to them gives strain its own
 tokens. This descriptor keeps only chemistry, two numbers per column (:data:`CHEMISTRY_COLUMNS`):
 
-* ``log(I / local median I)``: the column's fitted integrated intensity (:func:`column_intensities`)
-  relative to the median of the :data:`LOCAL_COLUMNS` nearest columns (dose, gain and probe cancel, and so do
-  thickness and background gradients over a real micrograph, which otherwise split tokens by region);
-* ``log(I / I of its dimmest neighbour)``: its contrast with its nearest neighbours (the atoms within
-  :data:`motifgram.engine.context.NEIGHBOUR_RADIUS` nearest-neighbour distances; 0 for an atom without
-  one). It tells a metal column from an equally bright substituted chalcogen column (MoS2's Mo and S+Se):
-  the metal's dimmest neighbour is a chalcogen whatever its substitutions (all of them would have to be
-  substituted to change it), the chalcogen's neighbours are all metal. (The median of the neighbours moved a
-  tenth of the Mo columns, those with two Se-substituted neighbours, onto the Se-substituted columns.)
+* ``log(I / trend)``: the column's fitted integrated intensity (:func:`column_intensities`) relative to a
+  smooth spatial trend (:func:`intensity_trend`) so that dose, gain and probe cancel, and so do thickness,
+  background and probe drift over a real micrograph, which otherwise split a kind's columns into tokens by
+  region. The trend is class-aware: the intensity levels (:func:`intensity_levels`) are found first, and only
+  the columns of main kinds (levels holding at least :data:`MAIN_KIND_SHARE` of the columns) enter it, each
+  relative to its level, so neither the mix of kinds nor a rare kind (a dopant, a vacancy) moves it; levels
+  and trend are found in turn (:data:`TREND_ITERATIONS`). The trend is that of the brightest main kind (its
+  columns sit at 0). (The median of the 64 nearest columns, used before, flips between Mo and S2 in MoS2,
+  where the two kinds are equally common.)
+* ``log(I / I of its dimmest neighbour of a main kind)``: its contrast with its nearest neighbours (the atoms
+  within :data:`motifgram.engine.context.NEIGHBOUR_RADIUS` nearest-neighbour distances; the dimmest of all
+  its neighbours where none is of a main kind, 0 for an atom without one). It tells a metal column from an
+  equally bright substituted chalcogen column (MoS2's Mo and S+Se): the metal's dimmest main neighbour is an
+  S2 column whatever its substitutions, the chalcogen's neighbours are all metal. Main kinds only: a Mo next
+  to an S vacancy (a single S, a rare kind) would otherwise have a contrast of its own and a token of its own.
+
+Columns closer than :data:`EDGE_SIGMAS` column widths to the image edge are not measured: they get the median
+features of the most populous main kind (a typical column) rather than the biased intensity of a column cut
+by the edge.
 
 Positions enter only through which pixels belong to which column, so bond rotations and strain near defects
-move an atom's features by the fitting noise alone. Both columns are rotation invariant.
+move an atom's features by the fitting noise alone. Both columns are rotation invariant (the trend's grid is
+symmetric about the columns' middle, so 90-degree rotations and mirrors of the image leave them unchanged up
+to the fitting noise).
 
 References
 ----------
@@ -57,8 +69,8 @@ INTENSITY_FLOOR = 0.02
 #: Most neighbours compared (the first shell of the lattices simulated has 3 to 6).
 _MAX_NEIGHBOURS = 8
 
-#: Columns closer than this many column widths to the image edge are not measured (their features are 0, a
-#: median column) and are no one's neighbour in the contrast.
+#: Columns closer than this many column widths to the image edge are not measured (they get a typical column's
+#: features) and are no one's neighbour in the contrast.
 EDGE_SIGMAS = 3.0
 
 #: Width of the kernel that finds the intensity levels (:func:`intensity_levels`), in natural-log units.
