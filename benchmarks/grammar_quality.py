@@ -3,7 +3,8 @@
 Usage::
 
     python benchmarks/grammar_quality.py [--seeds 1 2 3 4 5 6 7 8] [--size 512] [--pipeline 2]
-                                         [--modes truth spurious pipeline realistic]
+                                         [--modes truth spurious pipeline realistic] [--cases MoS2 ...]
+                                         [--descriptor chemistry] [--auto-k]
                                          [--out benchmarks/grammar_quality.json] [--render JSON]
 
 For every simulated material and defect case (graphene: Stone–Wales, 5-9 vacancy, 5-8-5 divacancy, 5-7
@@ -16,20 +17,22 @@ grammar is induced and the micrograph parsed three ways:
   token "B", as a token model that sees distortion rather than chemistry gives (issue 19);
 - ``pipeline`` (the first ``--pipeline`` seeds): the rendered image through the whole pipeline
   (detection, features, tokens pinned to the true number of column kinds, graph, grammar); its rings are
-  matched to the truth's by their atoms (``grammar.truth.match_rings``);
+  matched to the truth's by their atoms (``grammar.truth.match_rings``). ``--descriptor`` sets
+  ``features.descriptor`` (default ``auto``: Zernike invariants), ``--auto-k`` lets the run choose the token
+  count (``tokens.k: auto``; with the ``chemistry`` descriptor by description length) instead of pinning it;
 - ``realistic`` (the same seeds): the same with the realistic imaging model of ``benchmarks/accuracy.py``
   (probe tail, thickness variation, drift, row jitter, contamination, background ramp and blobs, scan noise)
   at 40 counts per unit amplitude.
 
 Per defect kind: the rule that names it (the symbol most parse nodes holding exactly one defect's rings
 carry, ``grammar.truth.defect_rules``), its top-level count, and the number of defects complete in the image.
-``token_ari`` is the adjusted Rand index of the tokens against the true column classes, filled in by
-``benchmarks/token_quality.py``'s ``token_ari(truth, atoms_csv)`` when that module exists (the token model is
-issue 19's item 1); blank otherwise. Writes every row to ``--out`` (JSON) and the tables to stdout (Markdown).
+``token_ari`` is the adjusted Rand index of the tokens against the true column classes
+(``benchmarks/token_quality.py``'s ``token_ari``: the detections at least one nearest-neighbour distance from the
+image edge, Se2 counted as SSe). ``--cases`` keeps the cases whose name contains one of the words given. Writes
+every row to ``--out`` (JSON) and the tables to stdout (Markdown).
 """
 
 import argparse
-import importlib.util
 import json
 import sys
 import tempfile
@@ -45,6 +48,7 @@ from motifgram.grammar.parse import ParseNode, parse_graph
 from motifgram.grammar.truth import defect_rules, match_rings
 
 from accuracy import REALISTIC  # the realistic imaging settings of the accuracy benchmark (this folder)
+from token_quality import token_ari  # (this folder)
 
 MODES = ("truth", "spurious", "pipeline", "realistic")
 REALISTIC_DOSE = 40.0  # counts per unit amplitude, within benchmarks/accuracy.py's sweep (10-80)
@@ -67,16 +71,6 @@ CASES = [  # (name, kind, options, pinned token count for the pipeline)
     ("MoS2 both 0.003 + background", "mos2", {"se_fraction": 0.02, "s_vacancy_density": 0.01,
                                               "se_cluster_density": 0.003, "s_vacancy_line_density": 0.003}, 5),
 ]
-
-
-def _token_ari():
-    path = Path(__file__).with_name("token_quality.py")
-    if not path.is_file():
-        return None
-    spec = importlib.util.spec_from_file_location("token_quality", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return getattr(module, "token_ari", None)
 
 
 def spurious_tokens(truth, seed):
@@ -106,7 +100,7 @@ def on_truth(case, kind, options, seed, size, mode):
     return row(case, seed, mode, result.grammar, result.total_bits, rules, 1.0 if mode == "truth" else None)
 
 
-def on_pipeline(case, kind, options, seed, size, k, scratch, token_ari, *, realistic=False):
+def on_pipeline(case, kind, options, seed, size, k, scratch, *, realistic=False, descriptor="auto"):
     from motifgram.engine import rundir
     from motifgram.engine.pipeline import run
     from motifgram.engine.spec import load_spec
@@ -115,7 +109,8 @@ def on_pipeline(case, kind, options, seed, size, k, scratch, token_ari, *, reali
     sim = simulate(kind, size=size, seed=seed, **options, **imaging)
     np.save(scratch / "image.npy", sim.image)
     spec = load_spec({"name": "q", "inputs": [{"path": "image.npy", "id": "img"}], "tokens": {"k": k},
-                      "output": {"report": False, "overlays": False}}, base_dir=scratch)
+                      "features": {"descriptor": descriptor}, "output": {"report": False, "overlays": False}},
+                     base_dir=scratch)
     out = run(spec, out_dir=scratch / "run", force=True, quiet=True)
     summary = json.loads((out / "summary.json").read_text())
     graph = rundir.read_run_graphs(out)["img"]
@@ -124,8 +119,9 @@ def on_pipeline(case, kind, options, seed, size, k, scratch, token_ari, *, reali
     defects = [Defect(d.kind, d.atoms, tuple(matched[r] for r in d.rings)) for d in sim.truth.defects]
     root = ParseNode.from_dict(json.loads((out / "parses" / "img.json").read_text()))
     rules = defect_rules(root, graph.rings, defects)
-    ari = token_ari(sim.truth, out / "atoms.csv") if token_ari else None
-    return row(case, seed, "realistic" if realistic else "pipeline", rundir.read_grammar_file(out), summary["grammar"]["total_bits"], rules, ari)
+    ari = token_ari(sim.truth, out / "atoms.csv", shape=sim.image.shape)
+    return row(case, seed, "realistic" if realistic else "pipeline", rundir.read_grammar_file(out),
+               summary["grammar"]["total_bits"], rules, ari)
 
 
 def table(rows):
@@ -162,23 +158,27 @@ def main(argv=None):
     parser.add_argument("--pipeline", type=int, default=2, help="seeds (the first N) also run through the pipeline")
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("grammar_quality.json"))
+    parser.add_argument("--cases", nargs="+", help="only the cases whose name contains one of these words")
+    parser.add_argument("--descriptor", default="auto", help="features.descriptor of the pipeline runs")
+    parser.add_argument("--auto-k", action="store_true", help="the pipeline runs choose the token count")
     parser.add_argument("--render", type=Path, help="only print the table of an earlier run's JSON")
     args = parser.parse_args(argv)
     if args.render:
         print(table(json.loads(args.render.read_text())["rows"]))
         return
-    token_ari = _token_ari()
     rows = []
+    cases = [c for c in CASES if not args.cases or any(word in c[0] for word in args.cases)]
     with tempfile.TemporaryDirectory() as scratch:
-        for case, kind, options, k in CASES:
+        for case, kind, options, k in cases:
             for n, seed in enumerate(args.seeds):
                 for mode in ("truth", "spurious"):
                     if mode in args.modes and (mode == "truth" or kind == "graphene"):
                         rows.append(on_truth(case, kind, options, seed, args.size, mode))
                 for mode in ("pipeline", "realistic"):
                     if mode in args.modes and n < args.pipeline:
-                        rows.append(on_pipeline(case, kind, options, seed, args.size, k, Path(scratch), token_ari,
-                                                realistic=mode == "realistic"))
+                        rows.append(on_pipeline(case, kind, options, seed, args.size, "auto" if args.auto_k else k,
+                                                Path(scratch), realistic=mode == "realistic",
+                                                descriptor=args.descriptor))
                 print(f"{case} seed {seed}: {[(r['mode'], r['rules'], r['defects']) for r in rows[-3:]]}",
                       file=sys.stderr, flush=True)
     args.out.write_text(json.dumps({"command": " ".join(["python", *sys.argv]), "rows": rows}, indent=1))

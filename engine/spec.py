@@ -258,16 +258,18 @@ class FeaturesSpec:
         None, minimum=5, odd=True, doc="Diameter of the disk around each site in px, odd. auto: about one "
                                         "lattice period + 1.")
     descriptor: FeatureDescriptor = spec_key(
-        "auto", doc="What the tokens are learned from: 'chemistry' (each column's fitted integrated intensity and "
-                  "its contrast with its dimmest nearest neighbour: one token per column kind, whatever the "
+        "auto", doc="What the tokens are learned from: 'chemistry' (each column's fitted integrated intensity, "
+                  "relative to a smooth trend of the main column kinds' intensities over the image, and its "
+                  "contrast with its dimmest nearest neighbour of a main kind: one token per column kind, whatever the "
                   "strain near defects, the token count by description length with each atom's token coded "
                   "given its neighbours'; atoms), 'zernike' (rotation invariants of the disk: the "
                   "neighbourhood's shape; atoms), 'zernike_context' (the invariants normalised to unit norm, plus "
                   "each column's peak intensity and its dimmest nearest neighbour's; atoms) or 'intensity' "
                   "(quantiles of the pixel values within 1.5 lattice periods: translation invariant, for grid "
                   "points, whose place in the unit cell is arbitrary). auto: 'intensity' with detect.method grid, "
-                  "else 'zernike' (not yet 'chemistry': on the bundled real micrographs it loses the MoSe2 "
-                  "boundary's rules and splits SrTiO3 into 8 tokens; see engine/chemistry.py).")
+                  "else 'zernike' (not 'chemistry': on the bundled real micrographs it gives SrTiO3 3 tokens and "
+                  "WS2Te2 its brightness classes, but the MoSe2 boundary's 4-ring becomes the wildcard R4 and the "
+                  "MoS2-Se image's Se sites and S vacancies get no token; see engine/chemistry.py).")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -383,8 +385,9 @@ class Spec:
         """``features.descriptor`` with ``auto`` resolved: intensity quantiles for grid points (``detect.method:
         grid``), else Zernike invariants.
 
-        Not ``chemistry`` by default yet: on the bundled real micrographs its intensities do not separate
-        the column kinds as cleanly as on simulations (measured in :mod:`motifgram.engine.chemistry`).
+        Not ``chemistry`` by default: on the bundled real micrographs it loses the MoSe2 boundary's 4-ring
+        rule (the wildcard ``R4``) and names neither the Se sites nor the S vacancies of the MoS2-Se image
+        (``tests/test_real_data.py``).
         """
         if self.features.descriptor != "auto":
             return self.features.descriptor

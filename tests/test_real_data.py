@@ -139,6 +139,14 @@ def runs(tmp_path_factory):
         del _RUNS[key]
 
 
+def chemistry_run(name, out_dir):
+    """``specs/<name>.yaml`` run at the test seed with ``features.descriptor: chemistry`` (overlays and report off)."""
+    raw = yaml.safe_load((SPECS / f"{name}.yaml").read_text())
+    raw.update(output={"overlays": False, "report": False}, seed=seed(0))
+    raw.setdefault("features", {})["descriptor"] = "chemistry"
+    return run(load_spec(raw, base_dir=SPECS), out_dir=out_dir, quiet=True)
+
+
 def grammar_of(run_dir):
     return Grammar.parse_text((Path(run_dir) / "grammar.txt").read_text())
 
@@ -180,6 +188,15 @@ def test_mose2_grain_boundary_rules(runs):
     assert count <= 2 and size >= 15
 
 
+@pytest.mark.xfail(reason="with features.descriptor: chemistry (seeds 0-1) the boundary row is found (16 4-rings "
+                          "20.8 px apart, two hexagon domains of one rule) but its 4-ring is the wildcard R4, no rule "
+                          "of its own", strict=True)
+def test_mose2_grain_boundary_rules_with_chemistry_tokens(tmp_path):
+    m = measure_mose2(chemistry_run("mose2_grain_boundary", tmp_path / "chemistry"))
+    assert m["row_4_rings"] >= 15 and m["hexagon_domain_rules"] == 1 and m["hexagon_domains"] == 2
+    assert m["r4_rules"] >= 1
+
+
 # ---- WS2(1-x)Te2x alloy ------------------------------------------------------------------------------------------------
 
 def brightness_classes(token, intensity, *, within=1.3):
@@ -219,6 +236,17 @@ def test_ws2te2_tokens_by_intensity_and_clustering(runs):
     # permutation sd below a random placement of the same number.
     assert m["n_classes"] == 3 and m["n_tokens"] in (3, 4)
     assert m["middle_over_dim"] > 1.5 and m["bright_over_middle"] > 1.5
+    assert 0.15 < m["bright_share"] < 0.30
+    assert m["avoidance_sd"] > 8
+
+
+def test_ws2te2_chemistry_tokens(tmp_path):
+    m = measure_ws2te2(chemistry_run("ws2te2_alloy", tmp_path / "chemistry"))
+    # with features.descriptor: chemistry (seeds 0-1): 4 tokens; 4 brightness classes on seed 0 (the Te-bearing
+    # columns in two), 3 on seed 1; classes 1.83-2.17 and 1.70 x apart, the bright class 20.9 %, bright sites 13.6
+    # permutation sd below a random placement
+    assert m["n_classes"] in (3, 4)
+    assert m["bright_over_middle"] > 1.5
     assert 0.15 < m["bright_share"] < 0.30
     assert m["avoidance_sd"] > 8
 
@@ -327,6 +355,16 @@ def test_sto_one_domain(runs):
     assert m["domain_rules"] == 1 and m["domain_ring_size"] == 4 and m["domain_count"] == 1
     assert m["domain_share"] > 0.9
     assert m["motif_rules"] == 0
+
+
+def test_sto_chemistry_tokens(tmp_path):
+    out = chemistry_run("sto", tmp_path / "chemistry")
+    m = measure_sto(out)
+    # with features.descriptor: chemistry: 3 tokens on seeds 0-1 (8 before the intensity trend of issue 19), one
+    # domain of one 4-ring rule over 99.8-99.9 % of the interior rings, no motif
+    assert 2 <= len(set(read_run(out)[1])) <= 3
+    assert m["domain_rules"] == 1 and m["domain_ring_size"] == 4 and m["domain_count"] == 1
+    assert m["domain_share"] > 0.9 and m["motif_rules"] == 0
 
 
 # ---- Si [110] ------------------------------------------------------------------------------------------------------------
