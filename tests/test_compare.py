@@ -24,6 +24,7 @@ from scipy.stats import spearmanr
 from motifgram.engine.pipeline import run
 from motifgram.engine.spec import load_spec
 from motifgram.engine.tokens import TokenModel
+from motifgram.engine.errors import MotifgramError
 from motifgram.engine.featurestore import read_features
 from motifgram.engine.graph import AtomGraph
 from motifgram.engine.rundir import read_run_graphs
@@ -162,7 +163,7 @@ def test_different_vocabularies_are_aligned(runs):
     alignment = align_tokens(k1.token_model, k2.token_model)
     assert len(alignment.mapping) == 1 and len(alignment.unmatched_b) == 1
     assert alignment.inverse().mapping == {b: a for a, b in alignment.mapping.items()}
-    result = compare([k1, k2], tokens="own")
+    result = compare([k1, k2], tokens="own", levels=["grammar"])
     assert result.vocabulary.method == "own"
     pair = result.pairs[(0, 1)]
     assert pair.alignment.mapping == alignment.mapping
@@ -187,7 +188,7 @@ def test_unrelated_vocabularies_do_not_align(runs):
     perovskite = TokenModel.load(runs["perovskite"] / "tokens.npz")
     alignment = align_tokens(graphene, perovskite)
     assert alignment.mapping == {}
-    pair = compare_pair(load_comparable(runs["g0"]), load_comparable(runs["perovskite"]))
+    pair = compare_pair(load_comparable(runs["g0"]), load_comparable(runs["perovskite"]), levels=["grammar"])
     assert pair.cross_dl_a_on_b is None and "cannot be aligned" in pair.cross_dl_note
     assert pair.distance >= 0.5  # seed sets 0-7: 1.0
 
@@ -232,6 +233,25 @@ def test_json_follows_the_interface(runs, series):
     assert set(summary) == {"items", "distance", "ranking", "disorder"}
 
 
+def test_grammar_level_only_when_weighted_or_asked(runs):
+    """The grammar level (weight 0) costs the cross parses: it is computed only with ``levels=["grammar"]``; else
+    it and the cross description lengths are null, ``levels_computed`` says so and the combined distance is the
+    same."""
+    items = [runs["g4"], runs["g4k2"]]
+    plain, full = compare(items, tokens="own"), compare(items, tokens="own", levels=["grammar"])
+    assert plain.levels_computed == tuple(k for k, w in WEIGHTS.items() if w > 0)
+    assert full.levels_computed == tuple(WEIGHTS)
+    np.testing.assert_allclose(plain.distance, full.distance)
+    doc = json.loads(json.dumps(plain.to_json()))
+    assert doc["levels"]["grammar"] is None and doc["levels_computed"] == list(plain.levels_computed)
+    assert doc["pairs"][0]["levels"]["grammar"] is None
+    assert doc["pairs"][0]["cross_dl_bits_per_atom"] == {"a_on_b": None, "b_on_a": None}
+    assert "grammar: not computed" in format_table(plain)
+    assert full.pairs[(0, 1)].levels["grammar"] is not None and "grammar: not computed" not in format_table(full)
+    with pytest.raises(MotifgramError, match="unknown level"):
+        compare(items, tokens="own", levels=["grammr"])
+
+
 def test_bare_grammar_file(runs, tmp_path):
     path = tmp_path / "graphene_g4.txt"
     shutil.copy(runs["g4"] / "grammar.txt", path)
@@ -240,7 +260,7 @@ def test_bare_grammar_file(runs, tmp_path):
     assert bare.disorder_source == "grammar estimate"
     assert bare.disorder == pytest.approx(grammar_disorder_estimate(bare.grammar))
     assert 0 < bare.disorder < load_comparable(runs["crn"]).disorder
-    result = compare([runs["g4"], path])
+    result = compare([runs["g4"], path], levels=["grammar"])
     pair = result.pairs[(0, 1)]
     assert pair.cross_dl_a_on_b is None and "bare grammar" in pair.cross_dl_note
     assert pair.cross_dl_b_on_a == pytest.approx(0.0, abs=1e-4)  # the same grammar, on g4's micrographs
@@ -344,8 +364,9 @@ def _one_run(root, name, simulate, seed, **spec):
     return path
 
 
-def scenario(kind, root, base, *, replicates=2, size=256):
-    """Run directories of one scenario, one micrograph each: ``{group: [run, ...]}`` (seeds from ``base``)."""
+def scenario(kind, root, base, *, replicates=2, size=256, extra=None):
+    """Run directories of one scenario, one micrograph each: ``{group: [run, ...]}`` (seeds from ``base``;
+    ``extra``: more spec sections for every run, e.g. ``{"features": {"descriptor": "chemistry"}}``)."""
     out = {}
     for g, (group, value) in enumerate({"defects": DEFECTS, "selenium": SELENIUM, "twist": TWISTS}[kind].items()):
         for r in range(replicates):
@@ -362,7 +383,7 @@ def scenario(kind, root, base, *, replicates=2, size=256):
             else:
                 sim = {"kind": "tbl_mos2", "size": 3 * size, "seed": s, "twist": value}  # 2 degrees needs 768 px
                 spec = {"detect": {"method": "grid"}, "tokens": {"k": 3}}
-            out.setdefault(group, []).append(_one_run(root, f"{kind}-{group}-{r}", sim, base, **spec))
+            out.setdefault(group, []).append(_one_run(root, f"{kind}-{group}-{r}", sim, base, **{**spec, **(extra or {})}))
     return out
 
 
