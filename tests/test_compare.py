@@ -383,7 +383,8 @@ def scenario(kind, root, base, *, replicates=2, size=256, extra=None):
             else:
                 sim = {"kind": "tbl_mos2", "size": 3 * size, "seed": s, "twist": value}  # 2 degrees needs 768 px
                 spec = {"detect": {"method": "grid"}, "tokens": {"k": 3}}
-            out.setdefault(group, []).append(_one_run(root, f"{kind}-{group}-{r}", sim, base, **{**spec, **(extra or {})}))
+            spec = {**spec, **(extra or {})}
+            out.setdefault(group, []).append(_one_run(root, f"{kind}-{group}-{r}", sim, base, **spec))
     return out
 
 
@@ -532,6 +533,28 @@ def test_joint_vocabulary_does_not_depend_on_the_order(runs):
     np.testing.assert_allclose(forward.distance, backward.distance[::-1, ::-1], atol=1e-9)
 
 
+def test_joint_vocabulary_of_chemistry_runs_is_chemical(tmp_path):
+    """Runs whose tokens are column chemistry (``features.descriptor: chemistry``; two MoS2 runs, one graphene, one
+    perovskite, 256 px): the joint model is a chemistry model and its tokens relabel the MoS2 and graphene runs' own
+    (agreement 0.956-1.0, mean confidence >= 0.977 on seed sets 0 and 1000; the graphene run's one carbon token is
+    one joint token). The perovskite run's own tokens match less well (0.92 and 0.77: its joint tokens split or
+    merge its three or six), which is not asked. Without the perovskite run the MoS2 and graphene agreement
+    falls to 0.89-0.92 on seed set 1000: the joint fit depends on the set compared (its sample)."""
+    base = seed(0)
+    paths = {}
+    for name, kind, s in (("mos2a", "mos2", 1), ("mos2b", "mos2", 2), ("graphene", "graphene", 3),
+                          ("perovskite", "perovskite", 4)):
+        spec = {"name": name, "inputs": [{"simulate": {"kind": kind, "size": 256, "seed": base + s}}],
+                "features": {"descriptor": "chemistry"}, "seed": base, "output": {"overlays": False, "report": False}}
+        paths[name] = run(load_spec(spec), out_dir=tmp_path / f"{name}-{base}", quiet=True)
+    vocabulary = compare(list(paths.values())).vocabulary
+    assert vocabulary.method == "joint" and vocabulary.model.descriptor == "chemistry"
+    for name in ("mos2a", "mos2b", "graphene"):
+        match = vocabulary.match[paths[name].name]
+        assert match["agreement"] >= 0.95 and match["mean_confidence"] >= 0.95, (name, match)
+    assert vocabulary.match[paths["graphene"].name]["agreement"] == 1.0
+
+
 def test_features_are_stored_in_atom_order(runs):
     """features.npz holds one feature row per atom of atoms.csv; re-assigning them with the run's own token model
     gives the run's tokens."""
@@ -593,10 +616,15 @@ def test_real_tmds_nearest_each_other_and_sto_unknown(real):
 
 
 @needs_data
-@pytest.mark.xfail(strict=True, reason="WS2Te2's nearest is Au (0.028; MoSe2 0.151, MoS2-Se 0.431): in this "
-                   "micrograph its detected columns bond into a triangular network like Au's (topology 0.075, "
-                   "composition 0.002), measured at spec seed 0 after merging main (03:10)")
-def test_real_ws2te2_nearest_a_tmd(real):
-    paths, result = real
-    assert _nearest(result, paths["ws2te2_alloy"].name) in {paths["mose2_grain_boundary"].name,
-                                                           paths["mos2_se_implanted"].name}
+def test_real_ws2te2_nearest_a_tmd_on_most_joint_fits(real):
+    """WS2Te2's nearest run depends on the joint token fit (its seed): its own tokens match the joint ones poorly
+    (agreement 0.44 on most seeds, 0.76-0.91 on others), so which neighbour it lands beside varies. Measured at
+    spec seed 0 over joint-fit seeds 0-5 (issue 20, joint sample <= 10,000 rows): MoSe2 on seeds 0, 1, 2, 4 and 5,
+    the graphene flower on seed 3; never Au, its nearest before (0.028, a triangular network like Au's when the
+    joint fit took 4000 rows per run). Asked: a TMD on at least 4 of the 6 seeds, Au on none."""
+    paths, _ = real
+    items = [load_comparable(p) for p in paths.values()]
+    tmds = {paths[name].name for name in ("mose2_grain_boundary", "mos2_se_implanted")}
+    nearest = [_nearest(compare(items, seed=s), paths["ws2te2_alloy"].name) for s in range(6)]
+    assert sum(n in tmds for n in nearest) >= 4, nearest
+    assert paths["au_grain_boundary"].name not in nearest, nearest
