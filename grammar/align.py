@@ -73,7 +73,7 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_TOKEN_DISTANCE = 0.4
 """Largest relative centroid distance at which two tokens of different runs are matched."""
 JOINT_SAMPLE = 4000
-"""Most atoms per item in the joint token fit's sample."""
+"""Most atoms per item in the joint token fit's sample (``BIC_SAMPLE // N`` for N items when that is fewer)."""
 _UNMATCHED = "X_"
 
 
