@@ -32,18 +32,19 @@ first four):
 Which levels are computed
 -------------------------
 The four structural levels are cheap (statistics of the stored graphs). The grammar level is not: its cross
-description length parses every item's micrographs with every other item's grammar, 2 N (N − 1) parses for N
-items (most of a comparison's time). A level is therefore computed only when it is weighted in the combined
-distance (:data:`WEIGHTS`) or asked for (``levels=``, ``motifgram compare --levels grammar``); a level not
-computed is None for every pair (null in the JSON, with the cross description lengths), and
-:attr:`Comparison.levels_computed` lists the ones that were (``levels_computed`` in the JSON).
+description length parses every item's micrographs with every other item's grammar, N (N − 1) parses for N
+items (about half the time of a comparison of 20 small runs; benchmarks/README.md, "Issue 20"). A level is
+therefore computed only when it is weighted in the combined distance (:data:`WEIGHTS`) or asked for
+(``levels=``, ``motifgram compare --levels grammar``); a level not computed is None for every pair (null in the
+JSON, with the cross description lengths), and :attr:`Comparison.levels_computed` lists the ones that were
+(``levels_computed`` in the JSON).
 
 The combined distance is the weighted mean over the levels measured for the pair, weights :data:`WEIGHTS`:
 1 for the four structural levels (each lies in [0, 1] and is 0 for identical statistics; none is privileged)
-and 0 for ``grammar``, which is reported per pair but not combined: the rules chosen and the cross description
-length of grammars induced from single micrographs differ between replicate micrographs of one material as
-much as between materials (benchmarks/README.md, "Comparing grammars"). The weights are checked by a
-calibration test (tests/test_compare.py): replicate micrographs of one material lie nearer each other than
+and 0 for ``grammar``, which is reported per pair when computed but not combined: the rules chosen and the
+cross description length of grammars induced from single micrographs differ between replicate micrographs of
+one material as much as between materials (benchmarks/README.md, "Comparing grammars"). The weights are checked
+by a calibration test (tests/test_compare.py): replicate micrographs of one material lie nearer each other than
 any two of the different materials of the test sets. Two bare grammars (no micrographs) are compared by their
 mean rule-usage divergence alone.
 
