@@ -4,17 +4,24 @@ Usage::
 
     python benchmarks/compare20.py [--seeds 0 1] [--kinds defects selenium twist] [--scratch DIR] [--timing]
     python benchmarks/compare20.py --kinds --timing        # the timing alone
+    PYTHONPATH=OLD python benchmarks/compare20.py --kinds --timing --scratch DIR   # the same with another tree
 
 For each scenario of tests/test_compare.py (one run per simulated micrograph, two per group): graphene at 0, 0.5,
 2 and 5 % defects and a random network (``defects``); MoS2 at one Se content, random or in mild or strong Se2
 clusters (``selenium``); twisted MoS2 bilayers at 0, 2, 4, 8 and 15 degrees (``twist``), it prints the
 nearest-neighbour accuracy, the order (Spearman) and, per level, the largest distance between replicates against
-the smallest between groups. ``--timing`` also times ``compare`` over 20 small runs (190 pairs).
+the smallest between groups. ``--timing`` also times, in this process, loading and comparing 20 small runs (190
+pairs; the first call, JAX compiling included) and the same with the grammar level (``levels=["grammar"]``), then
+``motifgram compare`` on them in a fresh interpreter (cold). ``PYTHONPATH`` pointing at a package tree of another
+commit (``motifgram/``, ``motifgram/engine``, ``motifgram/grammar`` from ``api/``, ``engine/``, ``grammar/``)
+times that commit on the same runs (one ``--scratch`` for both), for before/after ratios.
 Results: benchmarks/README.md, "Comparing grammars".
 """
 
 import argparse
+import inspect
 import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -55,14 +62,24 @@ def build(scratch: Path) -> list[Path]:
 
 
 def timing(scratch: Path) -> None:
+    """Print the seconds to load and compare the 20 runs, with the grammar level, and of the command line."""
     paths = build(scratch)
     start = time.perf_counter()
     items = [load_comparable(p) for p in paths]
     loaded = time.perf_counter()
     result = compare(items)
     compared = time.perf_counter()
-    print(f"20 runs: load {loaded - start:.2f} s, compare (190 pairs, tokens {result.vocabulary.method}) "
-          f"{compared - loaded:.2f} s, total {compared - start:.2f} s")
+    print(f"20 runs: load {loaded - start:.2f} s, compare (190 pairs, tokens {result.vocabulary.method}, "
+          f"{len(result.vocabulary.model.names)} joint tokens) {compared - loaded:.2f} s (first call), "
+          f"total {compared - start:.2f} s", flush=True)
+    if "levels" in inspect.signature(compare).parameters:  # a tree before issue 20's levels computes them all
+        again = time.perf_counter()
+        compare(items, levels=["grammar"])
+        print(f"compare with the grammar level: {time.perf_counter() - again:.2f} s (second call)", flush=True)
+    cli = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "motifgram.engine.cli", "compare", *map(str, paths)], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    print(f"motifgram compare (fresh interpreter): {time.perf_counter() - cli:.2f} s", flush=True)
 
 
 def main(argv=None) -> int:

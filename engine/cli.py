@@ -162,6 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
              "run's tokens, matched pairwise), a run directory whose token model to use, or auto (joint when every "
              "run has features.npz; default)",
     )
+    compare.add_argument(
+        "--levels", action="append", default=[], metavar="LEVEL[,LEVEL]",
+        help="also compute these levels although their weight is 0 (repeatable; grammar: the grammar level and "
+             "cross description lengths, which parse every run's micrographs with every other run's grammar)",
+    )
     compare.set_defaults(handler=_cmd_compare)
 
     validate = commands.add_parser("validate", help="check a spec and list every problem")
@@ -277,7 +282,8 @@ def _cmd_compare(args, _extra):
         if not tokens.exists():
             raise MotifgramError(f"--tokens {tokens}: no such run directory or tokens.npz; give auto, joint, own or "
                                  "the run directory whose token model the comparison should use")
-    result = compare(args.items, references=references or None, tokens=tokens)
+    result = compare(args.items, references=references or None, tokens=tokens,
+                     levels=[level for text in args.levels for level in text.split(",") if level])
     print(format_table(result))
     if args.json:
         write_json(args.json, result.to_json())

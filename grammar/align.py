@@ -6,8 +6,11 @@ items of a comparison on one vocabulary (``motifgram compare --tokens``):
 ``joint``
     One token model fitted (:func:`motifgram.engine.tokens.learn_tokens`, ``k`` auto) on a seeded sample of
     every item's stored features (``features.npz``, :mod:`motifgram.engine.featurestore`; at most
-    :data:`JOINT_SAMPLE` atoms per item, so each item weighs alike, drawn with a seed of the item's name, so
-    the fit does not depend on the order in which the items are given); every atom of every item is then
+    ``min(JOINT_SAMPLE, BIC_SAMPLE // N)`` atoms from each of the N items, so each item weighs alike and the
+    whole sample stays within :data:`motifgram.engine.tokens.BIC_SAMPLE` rows: the mixture is then fitted on
+    the sample itself, one compiled EM shape, instead of being scanned on a subsample and refitted on all rows;
+    each item's rows are drawn with a seed of its name, so the fit does not depend on the order in which the
+    items are given); every atom of every item is then
     re-tokenised with it and each item's grammar re-induced from its re-tokenised atom graphs (with the
     run's own ``grammar`` settings), so the same structure gives the same rules whatever each run learned
     alone.
@@ -56,7 +59,7 @@ from scipy.optimize import linear_sum_assignment
 
 from motifgram.engine.errors import GrammarError, MotifgramError
 from motifgram.engine.featurestore import reference_token_model
-from motifgram.engine.tokens import TokenModel, assign_tokens, learn_tokens
+from motifgram.engine.tokens import BIC_SAMPLE, TokenModel, assign_tokens, learn_tokens
 from motifgram.grammar.induce import induce_grammar
 from motifgram.grammar.items import Comparable
 from motifgram.grammar.model import Grammar
@@ -70,7 +73,7 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_TOKEN_DISTANCE = 0.4
 """Largest relative centroid distance at which two tokens of different runs are matched."""
 JOINT_SAMPLE = 4000
-"""Most atoms per item in the joint token fit's sample."""
+"""Most atoms per item in the joint token fit's sample (``BIC_SAMPLE // N`` for N items when that is fewer)."""
 _UNMATCHED = "X_"
 
 
@@ -358,7 +361,8 @@ def common_vocabulary(items: Sequence[Comparable], tokens: str | Path = "auto", 
     if str(tokens) == "joint":
         # the sample does not depend on the items' order: each item's rows are drawn with a seed of its name
         ordered = sorted(items, key=lambda it: it.name)
-        sample = np.concatenate([it.features.sample(JOINT_SAMPLE, seed + zlib.crc32(it.name.encode()))
+        per_item = max(1, min(JOINT_SAMPLE, BIC_SAMPLE // len(items)))
+        sample = np.concatenate([it.features.sample(per_item, seed + zlib.crc32(it.name.encode()))
                                  for it in ordered])
         model, _, _ = learn_tokens(sample, k="auto", seed=seed, descriptor=descriptor)
         method, source = "joint", f"joint fit over {len(items)} items ({len(sample)} atoms, {descriptor})"

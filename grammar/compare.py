@@ -29,12 +29,22 @@ first four):
     own (atom-weighted over B's images); the cross description length is skipped (``None``, with the reason
     in ``cross_dl_note``) for a bare grammar, and counts 1 when no token could be matched.
 
+Which levels are computed
+-------------------------
+The four structural levels are cheap (statistics of the stored graphs). The grammar level is not: its cross
+description length parses every item's micrographs with every other item's grammar, N (N − 1) parses for N
+items (about half the time of a comparison of 20 small runs; benchmarks/README.md, "Issue 20"). A level is
+therefore computed only when it is weighted in the combined distance (:data:`WEIGHTS`) or asked for
+(``levels=``, ``motifgram compare --levels grammar``); a level not computed is None for every pair (null in the
+JSON, with the cross description lengths), and :attr:`Comparison.levels_computed` lists the ones that were
+(``levels_computed`` in the JSON).
+
 The combined distance is the weighted mean over the levels measured for the pair, weights :data:`WEIGHTS`:
 1 for the four structural levels (each lies in [0, 1] and is 0 for identical statistics; none is privileged)
-and 0 for ``grammar``, which is reported per pair but not combined: the rules chosen and the cross description
-length of grammars induced from single micrographs differ between replicate micrographs of one material as
-much as between materials (benchmarks/README.md, "Comparing grammars"). The weights are checked by a
-calibration test (tests/test_compare.py): replicate micrographs of one material lie nearer each other than
+and 0 for ``grammar``, which is reported per pair when computed but not combined: the rules chosen and the
+cross description length of grammars induced from single micrographs differ between replicate micrographs of
+one material as much as between materials (benchmarks/README.md, "Comparing grammars"). The weights are checked
+by a calibration test (tests/test_compare.py): replicate micrographs of one material lie nearer each other than
 any two of the different materials of the test sets. Two bare grammars (no micrographs) are compared by their
 mean rule-usage divergence alone.
 
@@ -79,7 +89,8 @@ from motifgram.grammar.model import Grammar
 from motifgram.grammar.parse import parse_graph
 from motifgram.grammar.usage import rule_differences, rule_keys, usage_divergence
 
-__all__ = ["PairComparison", "Comparison", "cross_description_length", "compare_pair", "compare", "WEIGHTS"]
+__all__ = ["PairComparison", "Comparison", "cross_description_length", "compare_pair", "compare", "WEIGHTS",
+           "computed_levels"]
 
 log = logging.getLogger(__name__)
 
@@ -87,11 +98,39 @@ WEIGHTS = {"composition": 1.0, "topology": 1.0, "arrangement": 1.0, "mesoscale":
 """Weight of each level in the combined distance (module docstring)."""
 
 
-class _Cache:
-    """Per-comparison caches: own bits per atom of each item, and token alignments."""
+def computed_levels(levels: Iterable[str] | None = None) -> tuple[str, ...]:
+    """The levels a comparison computes: those weighted in :data:`WEIGHTS` and those asked for.
 
-    def __init__(self, max_token_distance: float):
+    Parameters
+    ----------
+    levels : iterable of str, optional
+        Levels to compute although their weight is 0 (e.g. ``["grammar"]``).
+
+    Returns
+    -------
+    tuple of str
+        In the order of :data:`WEIGHTS`.
+
+    Raises
+    ------
+    MotifgramError
+        An unknown level name.
+    """
+    asked = set(levels or ())
+    unknown = sorted(asked - set(WEIGHTS))
+    if unknown:
+        raise MotifgramError(f"unknown level(s) {', '.join(map(repr, unknown))}; the levels are "
+                             f"{', '.join(WEIGHTS)}")
+    return tuple(k for k, w in WEIGHTS.items() if w > 0 or k in asked)
+
+
+class _Cache:
+    """Per-comparison settings and caches: the levels to compute, own bits per atom of each item, token
+    alignments."""
+
+    def __init__(self, max_token_distance: float, levels: tuple[str, ...]):
         self.max_token_distance = max_token_distance
+        self.levels = levels
         self.own: dict[int, float | None] = {}
         self.alignments: dict[tuple[int, int], TokenAlignment] = {}
 
@@ -179,13 +218,15 @@ class PairComparison:
     a, b : str
         Item names.
     levels : dict of str to float or None
-        Distance per level (``composition``, ``topology``, ``arrangement``, ``mesoscale``, ``grammar``).
+        Distance per level (``composition``, ``topology``, ``arrangement``, ``mesoscale``, ``grammar``); None
+        where not measured or not computed (module docstring).
     jsd : dict of str to float
         Jensen–Shannon divergence of rule usage per tier (``tokens``, ``rings``, ``motifs``), in B's vocabulary.
     jsd_mean : float
         Unweighted mean over the tiers in ``jsd``.
     cross_dl_a_on_b, cross_dl_b_on_a : float or None
-        Bits per atom of B's (A's) micrographs with A's (B's) grammar minus with its own.
+        Bits per atom of B's (A's) micrographs with A's (B's) grammar minus with its own; None when skipped or
+        when the grammar level is not computed.
     cross_dl_note : str
         Why a cross description length was skipped (empty if none was).
     only_in_a, only_in_b : tuple of dict
@@ -235,13 +276,15 @@ def combined_distance(levels: Mapping[str, float | None]) -> float:
     return float(sum(w * v for w, v in measured) / total) if total else 0.0
 
 
-def compare_pair(a: Comparable, b: Comparable, *,
-                 max_token_distance: float = DEFAULT_MAX_TOKEN_DISTANCE) -> PairComparison:
+def compare_pair(a: Comparable, b: Comparable, *, max_token_distance: float = DEFAULT_MAX_TOKEN_DISTANCE,
+                 levels: Iterable[str] | None = None) -> PairComparison:
     """Compare two items in their own vocabularies (matched by :func:`motifgram.grammar.align.align_tokens`).
 
-    ``a`` and ``b`` may be the same object (distance 0 up to rounding of ``summary.json``).
+    ``a`` and ``b`` may be the same object (distance 0 up to rounding of ``summary.json``). ``levels``: levels
+    to compute besides the weighted ones (:func:`computed_levels`; ``["grammar"]`` for the cross description
+    lengths).
     """
-    return _compare_pair(a, b, _Cache(max_token_distance))
+    return _compare_pair(a, b, _Cache(max_token_distance, computed_levels(levels)))
 
 
 def _compare_pair(a: Comparable, b: Comparable, cache: _Cache) -> PairComparison:
@@ -256,18 +299,22 @@ def _compare_pair(a: Comparable, b: Comparable, cache: _Cache) -> PairComparison
     jsd = usage_divergence(usage_a, keys_a, usage_b, keys_b)
     jsd_mean = float(np.mean(list(jsd.values()))) if jsd else 0.0
     only_a, only_b = rule_differences(usage_a, keys_a, usage_b, keys_b)
-    d_ab, note_ab = cross_description_length(a, b, ab, own_bits_b=cache.own_bits(b))
-    d_ba, note_ba = cross_description_length(b, a, cache.alignment(b, a), own_bits_b=cache.own_bits(a))
-    notes = "; ".join(dict.fromkeys(n for n in (note_ab, note_ba) if n))
     levels = level_distances(a.levels.renamed(rename), b.levels)
-    deltas = [max(d, 0.0) for d in (d_ab, d_ba) if d is not None]
-    grammar = [jsd[tier] for tier in ("rings", "motifs") if tier in jsd]
-    if deltas:
-        s = float(np.mean(deltas))
-        grammar.append(s / (1.0 + s))
-    elif a.graphs and b.graphs:  # graphs on both sides but vocabularies that do not align: nothing in common
-        grammar.append(1.0)
-    levels["grammar"] = float(np.mean(grammar)) if grammar else None
+    d_ab = d_ba = None
+    notes = ""
+    if "grammar" in cache.levels:
+        d_ab, note_ab = cross_description_length(a, b, ab, own_bits_b=cache.own_bits(b))
+        d_ba, note_ba = cross_description_length(b, a, cache.alignment(b, a), own_bits_b=cache.own_bits(a))
+        notes = "; ".join(dict.fromkeys(n for n in (note_ab, note_ba) if n))
+        deltas = [max(d, 0.0) for d in (d_ab, d_ba) if d is not None]
+        grammar = [jsd[tier] for tier in ("rings", "motifs") if tier in jsd]
+        if deltas:
+            s = float(np.mean(deltas))
+            grammar.append(s / (1.0 + s))
+        elif a.graphs and b.graphs:  # graphs on both sides but vocabularies that do not align: nothing in common
+            grammar.append(1.0)
+        levels["grammar"] = float(np.mean(grammar)) if grammar else None
+    levels = {k: (levels.get(k) if k in cache.levels else None) for k in WEIGHTS}
     if not any(v is not None for k, v in levels.items() if WEIGHTS[k] > 0):
         levels["arrangement"] = jsd_mean  # two bare grammars: their rule usage is all there is
     return PairComparison(a.name, b.name, levels, jsd, jsd_mean, d_ab, d_ba, notes, tuple(only_a), tuple(only_b),
@@ -302,6 +349,8 @@ class Comparison:
         How the items were put on one token vocabulary.
     spreads : dict of str to float
         Reference label -> largest distance between two of its micrographs (references of two or more).
+    levels_computed : tuple of str
+        The levels computed (:func:`computed_levels`); the others are None for every pair.
     """
 
     items: tuple[Comparable, ...]
@@ -313,6 +362,7 @@ class Comparison:
     linkage: np.ndarray | None
     vocabulary: Vocabulary
     spreads: dict[str, float]
+    levels_computed: tuple[str, ...]
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -328,10 +378,11 @@ class Comparison:
                 "over bonds and over second neighbours (Warren-Cowley short-range order); mesoscale = "
                 "|q_A - q_B|/(q_A + q_B) of moire wavenumbers; grammar = mean of the ring and motif "
                 "rule-usage JSDs and s/(1+s), s = symmetric positive cross description length in bits per atom; "
+                f"levels computed: {', '.join(self.levels_computed)}; "
                 f"tokens: {self.vocabulary.method} ({self.vocabulary.source})")
 
     def level_matrix(self, level: str) -> list[list[float | None]]:
-        """The N x N distances of one level (None where unmeasured; 0 on the diagonal)."""
+        """The N x N distances of one level (None where unmeasured or not computed; 0 on the diagonal)."""
         n = len(self.items)
         out: list[list[float | None]] = [[0.0] * n for _ in range(n)]
         for (i, j), pair in self.pairs.items():
@@ -339,8 +390,8 @@ class Comparison:
         return out
 
     def to_json(self) -> dict:
-        """The ``motifgram compare --json`` document (INTERFACE.md), with extras (``levels``, ``tokens``,
-        ``pairs``, ``clustering``, per-item ``levels``)."""
+        """The ``motifgram compare --json`` document (INTERFACE.md), with extras (``levels``,
+        ``levels_computed``, ``tokens``, ``pairs``, ``clustering``, per-item ``levels``)."""
         out = {
             "items": [
                 {"name": item.name, "path": str(item.path) if item.path is not None else None, "group": item.group,
@@ -353,7 +404,9 @@ class Comparison:
             "ranking": list(self.ranking),
             "metric": self.metric,
             "weights": dict(WEIGHTS),
-            "levels": {level: self.level_matrix(level) for level in WEIGHTS},
+            "levels": {level: self.level_matrix(level) if level in self.levels_computed else None
+                       for level in WEIGHTS},
+            "levels_computed": list(self.levels_computed),
             "tokens": self.vocabulary.to_dict(),
             "pairs": [p.to_dict() for _, p in sorted(self.pairs.items())],
         }
@@ -408,7 +461,8 @@ def _replicates(ref: Comparable) -> list[Comparable]:
 
 
 def compare(items: Sequence, *, references: Mapping | Sequence | None = None, tokens: str | Path = "auto",
-            max_token_distance: float = DEFAULT_MAX_TOKEN_DISTANCE, seed: int = 0) -> Comparison:
+            max_token_distance: float = DEFAULT_MAX_TOKEN_DISTANCE, seed: int = 0,
+            levels: Iterable[str] | None = None) -> Comparison:
     """Compare grammars pairwise, rank them by disorder and classify them.
 
     Parameters
@@ -424,6 +478,9 @@ def compare(items: Sequence, *, references: Mapping | Sequence | None = None, to
         Token matching threshold for own vocabularies (:func:`motifgram.grammar.align.align_tokens`).
     seed : int
         Seed of a joint token fit.
+    levels : iterable of str, optional
+        Levels to compute although their weight is 0 (:func:`computed_levels`): ``["grammar"]`` for the grammar
+        level and the cross description lengths.
 
     Returns
     -------
@@ -431,10 +488,11 @@ def compare(items: Sequence, *, references: Mapping | Sequence | None = None, to
 
     Notes
     -----
-    Cost: a joint vocabulary re-tokenises every atom and re-induces each grammar; then N(N−1) cross parses of
-    each item's micrographs with every other grammar, plus 2·N·R with R references and the pairs of each
-    reference's micrographs.
+    Cost: a joint vocabulary re-tokenises every atom and re-induces each grammar. Only with the grammar level:
+    N(N−1) cross parses of each item's micrographs with every other grammar, plus 2·N·R with R references and
+    the pairs of each reference's micrographs.
     """
+    computed = computed_levels(levels)
     items = _unique_names([_as_comparable(i) for i in items])
     if not items:
         raise MotifgramError("compare needs at least one run directory or grammar file")
@@ -447,7 +505,7 @@ def compare(items: Sequence, *, references: Mapping | Sequence | None = None, to
     by_key = {_key(old): new for old, new in zip(unique, expressed, strict=True)}
     items = [replace(by_key[_key(i)], name=i.name) for i in items]
     refs = [(label, by_key[_key(r)]) for label, r in refs]
-    cache = _Cache(max_token_distance)
+    cache = _Cache(max_token_distance, computed)
     n = len(items)
     dist = np.zeros((n, n))
     pairs = {}
@@ -470,4 +528,4 @@ def compare(items: Sequence, *, references: Mapping | Sequence | None = None, to
     link = linkage(squareform(dist, checks=False), method="average") if not refs and n >= 2 else None
     log.info("compared %d grammars%s", n, f" against {len(refs)} references" if refs else "")
     return Comparison(tuple(items), dist, pairs, ranking, classification, tuple(label for label, _ in refs), link,
-                      vocabulary, spreads)
+                      vocabulary, spreads, computed)

@@ -25,7 +25,8 @@ def format_table(comparison: Comparison, *, width: int = 12, levels: bool = True
     width : int
         Column width (longer names are cut with an ellipsis).
     levels : bool
-        Also print the distance matrix of each level (``-``: not measured for that pair).
+        Also print the distance matrix of each computed level (``-``: not measured for that pair), and name the
+        levels not computed.
 
     Returns
     -------
@@ -53,7 +54,10 @@ def format_table(comparison: Comparison, *, width: int = 12, levels: bool = True
                          f"{m['mean_confidence']:.3f}")
     if levels and len(names) > 1:
         for level in WEIGHTS:
-            lines += ["", f"{level}:"] + _matrix(comparison.level_matrix(level), short, width, ".3f")
+            if level in comparison.levels_computed:
+                lines += ["", f"{level}:"] + _matrix(comparison.level_matrix(level), short, width, ".3f")
+            else:
+                lines += ["", f"{level}: not computed (weight 0; --levels {level} computes it)"]
     lines += ["", "ranking (least to most disordered): " + " < ".join(comparison.ranking)]
     skipped = sorted({p.cross_dl_note for p in comparison.pairs.values() if p.cross_dl_note})
     if skipped:

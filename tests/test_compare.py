@@ -24,6 +24,7 @@ from scipy.stats import spearmanr
 from motifgram.engine.pipeline import run
 from motifgram.engine.spec import load_spec
 from motifgram.engine.tokens import TokenModel
+from motifgram.engine.errors import MotifgramError
 from motifgram.engine.featurestore import read_features
 from motifgram.engine.graph import AtomGraph
 from motifgram.engine.rundir import read_run_graphs
@@ -162,7 +163,7 @@ def test_different_vocabularies_are_aligned(runs):
     alignment = align_tokens(k1.token_model, k2.token_model)
     assert len(alignment.mapping) == 1 and len(alignment.unmatched_b) == 1
     assert alignment.inverse().mapping == {b: a for a, b in alignment.mapping.items()}
-    result = compare([k1, k2], tokens="own")
+    result = compare([k1, k2], tokens="own", levels=["grammar"])
     assert result.vocabulary.method == "own"
     pair = result.pairs[(0, 1)]
     assert pair.alignment.mapping == alignment.mapping
@@ -187,7 +188,7 @@ def test_unrelated_vocabularies_do_not_align(runs):
     perovskite = TokenModel.load(runs["perovskite"] / "tokens.npz")
     alignment = align_tokens(graphene, perovskite)
     assert alignment.mapping == {}
-    pair = compare_pair(load_comparable(runs["g0"]), load_comparable(runs["perovskite"]))
+    pair = compare_pair(load_comparable(runs["g0"]), load_comparable(runs["perovskite"]), levels=["grammar"])
     assert pair.cross_dl_a_on_b is None and "cannot be aligned" in pair.cross_dl_note
     assert pair.distance >= 0.5  # seed sets 0-7: 1.0
 
@@ -232,6 +233,25 @@ def test_json_follows_the_interface(runs, series):
     assert set(summary) == {"items", "distance", "ranking", "disorder"}
 
 
+def test_grammar_level_only_when_weighted_or_asked(runs):
+    """The grammar level (weight 0) costs the cross parses: it is computed only with ``levels=["grammar"]``; else
+    it and the cross description lengths are null, ``levels_computed`` says so and the combined distance is the
+    same."""
+    items = [runs["g4"], runs["g4k2"]]
+    plain, full = compare(items, tokens="own"), compare(items, tokens="own", levels=["grammar"])
+    assert plain.levels_computed == tuple(k for k, w in WEIGHTS.items() if w > 0)
+    assert full.levels_computed == tuple(WEIGHTS)
+    np.testing.assert_allclose(plain.distance, full.distance)
+    doc = json.loads(json.dumps(plain.to_json()))
+    assert doc["levels"]["grammar"] is None and doc["levels_computed"] == list(plain.levels_computed)
+    assert doc["pairs"][0]["levels"]["grammar"] is None
+    assert doc["pairs"][0]["cross_dl_bits_per_atom"] == {"a_on_b": None, "b_on_a": None}
+    assert "grammar: not computed" in format_table(plain)
+    assert full.pairs[(0, 1)].levels["grammar"] is not None and "grammar: not computed" not in format_table(full)
+    with pytest.raises(MotifgramError, match="unknown level"):
+        compare(items, tokens="own", levels=["grammr"])
+
+
 def test_bare_grammar_file(runs, tmp_path):
     path = tmp_path / "graphene_g4.txt"
     shutil.copy(runs["g4"] / "grammar.txt", path)
@@ -240,7 +260,7 @@ def test_bare_grammar_file(runs, tmp_path):
     assert bare.disorder_source == "grammar estimate"
     assert bare.disorder == pytest.approx(grammar_disorder_estimate(bare.grammar))
     assert 0 < bare.disorder < load_comparable(runs["crn"]).disorder
-    result = compare([runs["g4"], path])
+    result = compare([runs["g4"], path], levels=["grammar"])
     pair = result.pairs[(0, 1)]
     assert pair.cross_dl_a_on_b is None and "bare grammar" in pair.cross_dl_note
     assert pair.cross_dl_b_on_a == pytest.approx(0.0, abs=1e-4)  # the same grammar, on g4's micrographs
@@ -344,8 +364,9 @@ def _one_run(root, name, simulate, seed, **spec):
     return path
 
 
-def scenario(kind, root, base, *, replicates=2, size=256):
-    """Run directories of one scenario, one micrograph each: ``{group: [run, ...]}`` (seeds from ``base``)."""
+def scenario(kind, root, base, *, replicates=2, size=256, extra=None):
+    """Run directories of one scenario, one micrograph each: ``{group: [run, ...]}`` (seeds from ``base``;
+    ``extra``: more spec sections for every run, e.g. ``{"features": {"descriptor": "chemistry"}}``)."""
     out = {}
     for g, (group, value) in enumerate({"defects": DEFECTS, "selenium": SELENIUM, "twist": TWISTS}[kind].items()):
         for r in range(replicates):
@@ -362,6 +383,7 @@ def scenario(kind, root, base, *, replicates=2, size=256):
             else:
                 sim = {"kind": "tbl_mos2", "size": 3 * size, "seed": s, "twist": value}  # 2 degrees needs 768 px
                 spec = {"detect": {"method": "grid"}, "tokens": {"k": 3}}
+            spec = {**spec, **(extra or {})}
             out.setdefault(group, []).append(_one_run(root, f"{kind}-{group}-{r}", sim, base, **spec))
     return out
 
@@ -481,11 +503,13 @@ def test_twist_series_nearest_neighbours_and_order(twist):
     assert all(item.levels.twist_deg is not None for item in result.items)
 
 
-@pytest.mark.xfail(strict=True, reason="one Se content arranged randomly or in mild or strong Se2 clusters: the "
-                   "joint token model gives the Se columns no tokens of their own (composition distance <= 5e-4 "
-                   "between all runs), so the arrangement level cannot see them: NN accuracy 0.5 on seed sets 0 and "
-                   "1 (each run's own tokens: 0.83 and 0.33). At 256 px (about 6 clusters per micrograph) the column "
-                   "intensities of second neighbours correlate alike in every group (0.02-0.04)")
+@pytest.mark.xfail(strict=True, reason="one Se content arranged randomly or in mild or strong Se2 clusters, one run "
+                   "per micrograph, joint vocabulary (issue 20, sample <= 10,000 rows): NN accuracy 0.33 on seed sets "
+                   "0 and 1 (the joint Zernike tokens give Se columns no token of their own: composition <= 6e-4 apart "
+                   "between all runs). With chemistry features (features.descriptor chemistry) 1.0 and 0.17 at 256 px, "
+                   "0.83 and 0.33 at 512 px (seed set 1: 2 joint tokens). The cause is replicate noise larger than the "
+                   "group difference: at 256 px, seed set 1, two replicates' compositions lie 0.017 apart, two groups "
+                   "0.0018")
 def test_selenium_arrangement_separates_groups(selenium):
     measures, _ = selenium
     assert measures["nn_accuracy"] == 1.0
@@ -509,6 +533,28 @@ def test_joint_vocabulary_does_not_depend_on_the_order(runs):
     forward, backward = compare(items), compare(items[::-1])
     assert forward.vocabulary.model.names == backward.vocabulary.model.names
     np.testing.assert_allclose(forward.distance, backward.distance[::-1, ::-1], atol=1e-9)
+
+
+def test_joint_vocabulary_of_chemistry_runs_is_chemical(tmp_path):
+    """Runs whose tokens are column chemistry (``features.descriptor: chemistry``; two MoS2 runs, one graphene, one
+    perovskite, 256 px): the joint model is a chemistry model and its tokens relabel the MoS2 and graphene runs' own
+    (agreement 0.956-1.0, mean confidence >= 0.977 on seed sets 0 and 1000; the graphene run's one carbon token is
+    one joint token). The perovskite run's own tokens match less well (0.92 and 0.77: its joint tokens split or
+    merge its three or six), which is not asked. Without the perovskite run the MoS2 and graphene agreement
+    falls to 0.89-0.92 on seed set 1000: the joint fit depends on the set compared (its sample)."""
+    base = seed(0)
+    paths = {}
+    for name, kind, s in (("mos2a", "mos2", 1), ("mos2b", "mos2", 2), ("graphene", "graphene", 3),
+                          ("perovskite", "perovskite", 4)):
+        spec = {"name": name, "inputs": [{"simulate": {"kind": kind, "size": 256, "seed": base + s}}],
+                "features": {"descriptor": "chemistry"}, "seed": base, "output": {"overlays": False, "report": False}}
+        paths[name] = run(load_spec(spec), out_dir=tmp_path / f"{name}-{base}", quiet=True)
+    vocabulary = compare(list(paths.values())).vocabulary
+    assert vocabulary.method == "joint" and vocabulary.model.descriptor == "chemistry"
+    for name in ("mos2a", "mos2b", "graphene"):
+        match = vocabulary.match[paths[name].name]
+        assert match["agreement"] >= 0.95 and match["mean_confidence"] >= 0.95, (name, match)
+    assert vocabulary.match[paths["graphene"].name]["agreement"] == 1.0
 
 
 def test_features_are_stored_in_atom_order(runs):
@@ -572,10 +618,15 @@ def test_real_tmds_nearest_each_other_and_sto_unknown(real):
 
 
 @needs_data
-@pytest.mark.xfail(strict=True, reason="WS2Te2's nearest is Au (0.028; MoSe2 0.151, MoS2-Se 0.431): in this "
-                   "micrograph its detected columns bond into a triangular network like Au's (topology 0.075, "
-                   "composition 0.002), measured at spec seed 0 after merging main (03:10)")
-def test_real_ws2te2_nearest_a_tmd(real):
-    paths, result = real
-    assert _nearest(result, paths["ws2te2_alloy"].name) in {paths["mose2_grain_boundary"].name,
-                                                           paths["mos2_se_implanted"].name}
+def test_real_ws2te2_nearest_a_tmd_on_most_joint_fits(real):
+    """WS2Te2's nearest run depends on the joint token fit (its seed): its own tokens match the joint ones poorly
+    (agreement 0.44 on most seeds, 0.76-0.91 on others), so which neighbour it lands beside varies. Measured at
+    spec seed 0 over joint-fit seeds 0-5 (issue 20, joint sample <= 10,000 rows): MoSe2 on seeds 0, 1, 2, 4 and 5,
+    the graphene flower on seed 3; never Au, its nearest before (0.028, a triangular network like Au's when the
+    joint fit took 4000 rows per run). Asked: a TMD on at least 4 of the 6 seeds, Au on none."""
+    paths, _ = real
+    items = [load_comparable(p) for p in paths.values()]
+    tmds = {paths[name].name for name in ("mose2_grain_boundary", "mos2_se_implanted")}
+    nearest = [_nearest(compare(items, seed=s), paths["ws2te2_alloy"].name) for s in range(6)]
+    assert sum(n in tmds for n in nearest) >= 4, nearest
+    assert paths["au_grain_boundary"].name not in nearest, nearest
