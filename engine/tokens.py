@@ -88,6 +88,10 @@ _NOT_ZERNIKE = ("intensity", "chemistry")
 #: Rows on which each number of mixture components is fitted before the description length scores it on all
 #: rows (see :func:`learn_tokens`).
 BIC_SAMPLE = 10_000
+#: The BIC scan over ``k_range`` stops after this many consecutive K that do not lower the chosen BIC
+#: (:func:`motifgram.engine.mixture.select_n_components`).
+BIC_PATIENCE = 2
+
 
 @dataclass(frozen=True, eq=False)
 class Features:
@@ -394,6 +398,8 @@ def learn_tokens(
     k_range : tuple of int
         ``(k_min, k_max)`` mixture components, inclusive, for ``k="auto"``: each is fitted on at most
         :data:`BIC_SAMPLE` rows (a seeded subsample of larger inputs); the chosen one is refitted on all rows.
+        Without ``neighbours`` the BIC scan stops after :data:`BIC_PATIENCE` consecutive K that do not lower
+        the chosen BIC.
     names : sequence of str, optional
         One name per *token*, most abundant first; default ``A, B, C, ...``. With ``k="auto"`` the token
         count is known only after the fit: a wrong count raises ``ValueError``.
@@ -483,7 +489,8 @@ def learn_tokens(
             # no structure to code: BIC chooses K (on at most BIC_SAMPLE seeded rows, then refitted on all) and
             # overlapping components merge
             scan = z if sample is None else z[sample]
-            mixture = select_n_components(scan, k_range=k_range, min_weight=min_weight, seed=seed, **options)
+            mixture = select_n_components(scan, k_range=k_range, min_weight=min_weight, seed=seed,
+                                          patience=BIC_PATIENCE, **options)
             if sample is not None:
                 mixture = fit_mixture(z, n_components=len(mixture.weights), seed=seed, **options)
             groups = (np.arange(len(mixture.weights)) if merge_threshold is None
