@@ -27,12 +27,16 @@ for a 512² micrograph, its threads spinning against the machine's other work). 
 ``python -X importtime``.
 ``--scale`` adds 8192² (one warm-up and one timed run of each; motifgram's peak RSS is the figure of the
 issue's memory target) and the per-stage exponents over the three largest sizes.
+``--baseline BIN`` also times another ``motifgram`` executable (an older checkout's, in its own venv) in the same
+rounds (warm, with its own kernel cache), the three tools' order rotating, so that a change is measured against
+the code before it under the same load.
 
 Usage::
 
     python benchmarks/e2e.py                  # 512², 2048², 4096², median of 3 (~15 min on 2 cores)
     python benchmarks/e2e.py --quick          # 512² and 2048², one run each (~2 min)
     python benchmarks/e2e.py --scale          # also 8192² and stage exponents over 2048-8192
+    python benchmarks/e2e.py --quick --baseline ../before/venv/bin/motifgram   # and the code before a change
 
 Writes ``benchmarks/e2e.json`` (``e2e-quick.json`` with ``--quick``; ``--out`` to choose) and prints a
 Markdown table. Threads are left as a user has them.
@@ -221,15 +225,18 @@ def timed_process(command: list[str], env: dict) -> dict:
     return {"wall_s": round(wall, 3), "peak_rss_mib": rss and round(rss, 1)}
 
 
-def motifgram_run(meta: dict, work: Path, cache_home: Path, env: dict, tag: str) -> dict:
-    """``motifgram run spec.yaml`` with the default spec on one micrograph, in a new process."""
+def motifgram_run(meta: dict, work: Path, cache_home: Path, env: dict, tag: str,
+                  executable: Path | None = None) -> dict:
+    """``motifgram run spec.yaml`` with the default spec on one micrograph, in a new process (``executable``:
+    this interpreter's ``motifgram`` unless given)."""
     spec = work / f"{tag}.yaml"
     spec.write_text(f"name: {tag}\ninputs:\n  - path: {meta['path']}\n    pixel_size: {meta['pixel_size_nm']}\n")
     out = work / "runs" / tag
     shutil.rmtree(out.parent / f".{out.name}.cache", ignore_errors=True)  # the per-micrograph result cache
     env = dict(env, XDG_CACHE_HOME=str(cache_home))
     env.pop("JAX_COMPILATION_CACHE_DIR", None)
-    result = timed_process([str(Path(sys.executable).parent / "motifgram"), "run", str(spec), "--out", str(out),
+    executable = executable or Path(sys.executable).parent / "motifgram"
+    result = timed_process([str(executable), "run", str(spec), "--out", str(out),
                             "--force", "--quiet"], env)
     summary = json.loads((out / "summary.json").read_text())
     image = next(iter(summary["images"].values()))
@@ -323,11 +330,22 @@ def measure(size: int, args, work: Path, env: dict, *, repeats: int, cold_repeat
     warm_home = work / "cache-warm"
     log(f"{size}²: {second['n_true']} atoms; warming the kernel cache with seed 0")
     entry = {"atoms_true": second["n_true"], "warmup": motifgram_run(first, work, warm_home, env, f"warm{size}s0")}
-    entry["motifgram_warm"], entry["reference"] = [], []
-    for i in range(repeats):  # in pairs, the order alternating: the machine's load drifts
-        for tool in ("motifgram_warm", "reference")[:: 1 if i % 2 == 0 else -1]:
-            run = motifgram_run(second, work, warm_home, env, f"warm{size}") if tool == "motifgram_warm" else \
-                reference_run(second, work, env)
+    tools = ["motifgram_warm", "reference"]
+    if args.baseline:
+        baseline_home = work / "cache-warm-baseline"
+        entry["baseline_warmup"] = motifgram_run(first, work, baseline_home, env, f"base{size}s0", args.baseline)
+        tools.append("baseline_warm")
+    runners = {
+        "motifgram_warm": lambda: motifgram_run(second, work, warm_home, env, f"warm{size}"),
+        "reference": lambda: reference_run(second, work, env),
+        "baseline_warm": lambda: motifgram_run(second, work, baseline_home, env, f"base{size}", args.baseline),
+    }
+    for tool in tools:
+        entry[tool] = []
+    for i in range(repeats):  # in rounds, the order rotating (alternating for two): the machine's load drifts
+        order = tools[i % len(tools):] + tools[: i % len(tools)] if len(tools) > 2 else tools[:: 1 - 2 * (i % 2)]
+        for tool in order:
+            run = runners[tool]()
             entry[tool].append(run)
             log(f"  {tool} {i + 1}: {run['wall_s']} s (load {os.getloadavg()[0]:.2f})")
     entry["motifgram_cold"] = []
@@ -347,6 +365,12 @@ def measure(size: int, args, work: Path, env: dict, *, repeats: int, cold_repeat
         "stages_s": {s: round(statistics.median(r["stages_s"].get(s, 0.0) for r in entry["motifgram_warm"]), 3)
                      for s in STAGES},
     }
+    if args.baseline:
+        base = median(entry["baseline_warm"])
+        entry["summary"].update(baseline_warm_s=base, ratio_baseline=round(base / ref, 3),
+                                baseline_stages_s={s: round(statistics.median(r["stages_s"].get(s, 0.0)
+                                                                              for r in entry["baseline_warm"]), 3)
+                                                   for s in STAGES})
     # what the stages do not cover: Python and imports, the report, start-up and exit
     entry["summary"]["stages_s"]["rest"] = round(warm - sum(entry["summary"]["stages_s"].values()), 3)
     return entry
@@ -378,6 +402,16 @@ def markdown(result: dict) -> str:
         stages.append(entry["summary"]["motifgram_warm_s"] - sum(stages))
         lines.append(f"| {size}² | " + " | ".join(f"{t:.3g}" for t in stages)
                      + " | " + " · ".join(f"{t:.3g}" for t in ref) + " |")
+    if any("baseline_warm_s" in entry["summary"] for entry in result["sizes"].values()):
+        lines += ["", f"Against the baseline `{result.get('baseline')}`, timed in the same rounds (warm):", "",
+                  "| size | baseline warm s | baseline / reference | motifgram / reference | motifgram / baseline | "
+                  "tokens s baseline → motifgram | write s baseline → motifgram |", "|---|---|---|---|---|---|---|"]
+        for size, entry in result["sizes"].items():
+            s = entry["summary"]
+            lines.append(f"| {size}² | {s['baseline_warm_s']} | {s['ratio_baseline']}× | {s['ratio_warm']}× | "
+                         f"{s['motifgram_warm_s'] / s['baseline_warm_s']:.3f}× | "
+                         f"{s['baseline_stages_s']['tokens']} → {s['stages_s']['tokens']} | "
+                         f"{s['baseline_stages_s']['write']} → {s['stages_s']['write']} |")
     lines += ["", f"`import motifgram.engine.pipeline` in a new process: {result['import_s']} s (median of 3)."]
     if result.get("exponents"):
         lines += ["", f"Stage exponents b (t ∝ atoms^b, warm, over {', '.join(result['exponent_sizes'])}): "
@@ -399,6 +433,8 @@ def main(argv=None) -> int:
     parser.add_argument("--imports", action="store_true", help="only print the import-time table (new processes)")
     parser.add_argument("--work", type=Path, default=ROOT / ".bench" / "e2e", help="data, runs and caches")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--baseline", type=Path, metavar="BIN",
+                        help="another motifgram executable (an older checkout's) timed in the same rounds")
     parser.add_argument("--reference", nargs=3, metavar=("IMAGE", "OUT", "SPACING"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.reference:
@@ -415,6 +451,7 @@ def main(argv=None) -> int:
     out = args.out or HERE / ("e2e-quick.json" if args.quick else "e2e.json")
     work = args.work.absolute()
     shutil.rmtree(work / "cache-warm", ignore_errors=True)
+    shutil.rmtree(work / "cache-warm-baseline", ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, E2E_WORK=str(work), E2E_REFERENCE_THREADS=str(args.reference_threads))
     result = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": " ".join(["python", *sys.argv]),
@@ -423,7 +460,7 @@ def main(argv=None) -> int:
               "load_start": [round(x, 2) for x in os.getloadavg()], "reference_threads": args.reference_threads,
               "threads_motifgram": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                                                                    "XLA_FLAGS")},
-              "sizes": {}}
+              "baseline": args.baseline and str(args.baseline), "sizes": {}}
     result["import_s"] = round(statistics.median(import_time(env) for _ in range(3)), 3)
     for size in args.sizes:
         result["sizes"][str(size)] = measure(size, args, work, env, repeats=args.repeats,

@@ -521,6 +521,7 @@ def select_n_components(
     reg_covar=1e-6,
     covariance="full",
     min_weight=0.0,
+    patience=None,
 ):
     """Fit mixtures with K in ``k_range`` (inclusive) and return the one with the lowest BIC.
 
@@ -540,6 +541,12 @@ def select_n_components(
     87 BIC points).
     seed, n_init, max_iter, tol, reg_covar, covariance
         As in :func:`fit_mixture`.
+    patience : int, optional
+        Stop the scan after this many consecutive K that did not replace the chosen mixture (none eligible
+        with a lower BIC). ``None`` fits every K in ``k_range``. The token step uses 2
+        (:data:`motifgram.engine.tokens.BIC_PATIENCE`): on 70 simulated micrographs (every kind, 256² and
+        512², seeds 0-4) it chose the same K and the same token labels as the full scan on all of them, with
+        32 % fewer fits (560 -> 379; ``benchmarks/k_scan.py``).
 
     Returns
     -------
@@ -553,7 +560,9 @@ def select_n_components(
     k_max = min(k_max, len(arr))
     if k_min > k_max:
         raise ValueError(f"k_range {k_range!r} needs at least {k_min} samples, got {len(arr)}")
-    best, best_bic, scores = None, np.inf, {}
+    if patience is not None and int(patience) < 1:
+        raise ValueError(f"patience must be a positive int or None, got {patience!r}")
+    best, best_bic, scores, stale = None, np.inf, {}, 0
     for k in range(k_min, k_max + 1):
         mix = fit_mixture(
             arr,
@@ -571,7 +580,11 @@ def select_n_components(
         eligible = k == k_min or (smallest >= min_weight and
                                   smallest * len(arr) >= min_component_size(arr.shape[1], covariance))
         if eligible and score < best_bic:
-            best, best_bic = mix, score
+            best, best_bic, stale = mix, score, 0
+        else:
+            stale += 1
+        if patience is not None and stale >= patience:
+            break
     log.info("BIC by K: %s; chose K=%d", {k: round(v, 1) for k, v in scores.items()}, len(best.weights))
     return best
 

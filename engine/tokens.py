@@ -88,6 +88,10 @@ _NOT_ZERNIKE = ("intensity", "chemistry")
 #: Rows on which each number of mixture components is fitted before the description length scores it on all
 #: rows (see :func:`learn_tokens`).
 BIC_SAMPLE = 10_000
+#: The BIC scan over ``k_range`` stops after this many consecutive K that do not lower the chosen BIC
+#: (:func:`motifgram.engine.mixture.select_n_components`).
+BIC_PATIENCE = 2
+
 
 @dataclass(frozen=True, eq=False)
 class Features:
@@ -327,16 +331,24 @@ class TokenModel:
 
 
 def _whitening(inv, n_pca):
-    """Standardisation (mean, scale) and whitening PCA projection (M, D) of features (N, M)."""
+    """Standardisation (mean, scale) and whitening PCA projection (M, D) of features (N, M).
+
+    The principal axes are the eigenvectors of the standardised features' (M, M) covariance (``eigh``; an SVD
+    of the N rows gives the same axes: 50,238 x 36 Zernike invariants of a 2048² micrograph, 0.18 s against
+    0.92 s, the fastest of 7 at load ~11 on 2 cores), each signed so that its entry of largest magnitude is
+    positive (the first of equal ones), so that the projection does not depend on the LAPACK routine's signs.
+    Axes with less than 1e-6 of the total variance are dropped.
+    """
     mean = inv.mean(axis=0)
     scale = inv.std(axis=0)
     scale = np.where(scale > 1e-12 * max(np.abs(mean).max(), 1.0), scale, 1.0)
     z = (inv - mean) / scale
-    _, sing, vt = np.linalg.svd(z, full_matrices=False)
-    var = sing**2 / len(z)
-    keep = int(min(n_pca, np.sum(var > 1e-6 * max(var.sum(), 1e-300))))
-    keep = max(keep, 1)
-    projection = vt[:keep].T / np.sqrt(np.maximum(var[:keep], 1e-300))
+    var, axes = np.linalg.eigh(z.T @ z / len(z))
+    var, axes = np.maximum(var[::-1], 0.0), axes[:, ::-1]  # largest variance first
+    keep = max(int(min(n_pca, np.sum(var > 1e-6 * max(var.sum(), 1e-300)))), 1)
+    axes = axes[:, :keep]
+    axes = axes * np.sign(axes[np.argmax(np.abs(axes), axis=0), np.arange(keep)])
+    projection = axes / np.sqrt(np.maximum(var[:keep], 1e-300))
     return mean, scale, projection
 
 
@@ -394,6 +406,8 @@ def learn_tokens(
     k_range : tuple of int
         ``(k_min, k_max)`` mixture components, inclusive, for ``k="auto"``: each is fitted on at most
         :data:`BIC_SAMPLE` rows (a seeded subsample of larger inputs); the chosen one is refitted on all rows.
+        Without ``neighbours`` the BIC scan stops after :data:`BIC_PATIENCE` consecutive K that do not lower
+        the chosen BIC.
     names : sequence of str, optional
         One name per *token*, most abundant first; default ``A, B, C, ...``. With ``k="auto"`` the token
         count is known only after the fit: a wrong count raises ``ValueError``.
@@ -483,7 +497,8 @@ def learn_tokens(
             # no structure to code: BIC chooses K (on at most BIC_SAMPLE seeded rows, then refitted on all) and
             # overlapping components merge
             scan = z if sample is None else z[sample]
-            mixture = select_n_components(scan, k_range=k_range, min_weight=min_weight, seed=seed, **options)
+            mixture = select_n_components(scan, k_range=k_range, min_weight=min_weight, seed=seed,
+                                          patience=BIC_PATIENCE, **options)
             if sample is not None:
                 mixture = fit_mixture(z, n_components=len(mixture.weights), seed=seed, **options)
             groups = (np.arange(len(mixture.weights)) if merge_threshold is None

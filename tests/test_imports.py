@@ -34,15 +34,21 @@ def test_importing_the_cli_loads_no_library():
     assert not loaded & set(NOT_IN_THE_CLI), sorted(loaded & set(NOT_IN_THE_CLI))
 
 
-@pytest.mark.slow
-def test_a_default_run_imports_only_what_it_uses(tmp_path):
-    """The default spec (overlays and report on) on a .npy micrograph, as a user runs it."""
+def _default_spec(folder):
+    """A default spec (overlays and report on) naming one simulated 160² graphene micrograph saved as .npy."""
     from motifgram.engine.simulate import simulate
 
     sim = simulate("graphene", size=160, seed=seed(1))
-    np.save(tmp_path / "g.npy", sim.image)
-    spec = tmp_path / "spec.yaml"
+    np.save(folder / "g.npy", sim.image)
+    spec = folder / "spec.yaml"
     spec.write_text(f"name: g\ninputs:\n  - path: g.npy\n    pixel_size: {sim.pixel_size_nm}\n")
+    return spec
+
+
+@pytest.mark.slow
+def test_a_default_run_imports_only_what_it_uses(tmp_path):
+    """The default spec (overlays and report on) on a .npy micrograph, as a user runs it."""
+    spec = _default_spec(tmp_path)
     loaded = modules_after(
         "from motifgram.engine.cli import main\n"
         f"assert main(['run', {str(spec)!r}, '--out', {str(tmp_path / 'run')!r}, '--quiet']) == 0\n"
@@ -50,3 +56,21 @@ def test_a_default_run_imports_only_what_it_uses(tmp_path):
     assert (tmp_path / "run" / "report.html").is_file() and (tmp_path / "run" / "overlays" / "g.png").is_file()
     assert {"jax", "PIL", "jinja2"} <= loaded  # the probe saw the run's imports
     assert not loaded & set(NOT_IN_A_RUN), sorted(loaded & set(NOT_IN_A_RUN))
+
+
+@pytest.mark.slow
+def test_the_command_line_exit_keeps_every_output(tmp_path):
+    """``motifgram run`` from the command line freezes the collector before exiting (``cli.main()`` without
+    arguments): it still exits 0 and writes every file, byte for byte as a ``main(argv)`` call does."""
+    spec = _default_spec(tmp_path)
+    done = subprocess.run([sys.executable, "-m", "motifgram.engine.cli", "run", str(spec), "--out",
+                           str(tmp_path / "cli"), "--quiet"], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    modules_after(f"from motifgram.engine.cli import main\nassert main(['run', {str(spec)!r}, '--out', "
+                  f"{str(tmp_path / 'call')!r}, '--quiet']) == 0\n")
+    written = sorted(p.relative_to(tmp_path / "cli").as_posix() for p in (tmp_path / "cli").rglob("*"))
+    assert written == sorted(p.relative_to(tmp_path / "call").as_posix() for p in (tmp_path / "call").rglob("*"))
+    assert {"atoms.csv", "bonds.csv", "rings.csv", "grammar.txt", "summary.json", "tokens.npz", "features.npz",
+            "report.html", "overlays/g.png", "parses/g.json"} <= set(written)
+    for name in ("atoms.csv", "bonds.csv", "rings.csv", "grammar.txt", "parses/g.json"):
+        assert (tmp_path / "cli" / name).read_bytes() == (tmp_path / "call" / name).read_bytes(), name

@@ -90,6 +90,19 @@ def test_bic_picks_the_true_number_of_components():
     assert bic(mix, x) < bic(other, x)  # seeds 0-9, 1000-1004: 3 components on every one, 88-123 BIC below K = 5
 
 
+def test_bic_scan_stops_early_with_the_same_choice(caplog):
+    """With ``patience`` 2 the scan stops two K past the lowest BIC and keeps the full scan's mixture."""
+    x, _ = _blobs(300, CENTRES[:3], 1.0, seed=seed(3))
+    full = select_n_components(x, k_range=(1, 8), seed=seed(0))
+    with caplog.at_level("INFO", logger="motifgram.engine.mixture"):
+        early = select_n_components(x, k_range=(1, 8), seed=seed(0), patience=2)
+    assert "{1: " in caplog.text and ", 5: " in caplog.text and ", 6: " not in caplog.text  # K = 1..5 fitted
+    for u, v in zip(full, early, strict=True):
+        np.testing.assert_array_equal(u, v)
+    with pytest.raises(ValueError, match="patience"):
+        select_n_components(x, k_range=(1, 8), patience=0)
+
+
 @pytest.mark.parametrize(("n_small", "k_expected"), [(8, 1), (30, 2)])
 def test_bic_needs_enough_members_for_a_full_covariance(n_small, k_expected):
     """A cluster with fewer members than D + 1 cannot have its covariance estimated: no component for it."""

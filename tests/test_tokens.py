@@ -289,6 +289,25 @@ def test_class_averages_align_rotated_copies():
     assert avg[0][disk].std() > 1.5 * naive[disk].std()
 
 
+def test_whitening_is_the_principal_axes_with_a_fixed_sign():
+    """The projection whitens the standardised features along their principal axes (as an SVD finds them),
+    each axis signed so that its largest entry is positive; a sign flip of the input columns does not move it."""
+    from motifgram.engine.tokens import _whitening
+
+    rng = np.random.default_rng(seed(2))
+    x = rng.normal(size=(400, 6)) @ rng.normal(size=(6, 6)) + 5.0
+    mean, scale, projection = _whitening(x, 4)
+    z = (x - mean) / scale
+    w = z @ projection
+    np.testing.assert_allclose(w.T @ w / len(w), np.eye(4), atol=1e-10)
+    _, sing, vt = np.linalg.svd(z, full_matrices=False)
+    np.testing.assert_allclose(np.abs(projection * (sing[:4] / np.sqrt(len(z)))), np.abs(vt[:4].T), atol=1e-10)
+    top = np.argmax(np.abs(projection), axis=0)
+    assert np.all(projection[top, np.arange(4)] > 0)
+    np.testing.assert_array_equal(_whitening(x, 4)[2], projection)  # deterministic
+    assert _whitening(np.repeat(x[:, :1], 3, axis=1), 4)[2].shape == (3, 1)  # rank 1: one axis
+
+
 def test_token_names():
     assert token_names(3) == ("A", "B", "C")
     names = token_names(28)
