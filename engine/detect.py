@@ -8,8 +8,9 @@ Pipeline of :func:`detect_atoms`:
 
 0. :func:`remove_scan_noise`: fast-scan noise (independent between scan lines, correlated along them),
    which the threshold's white-noise estimate cannot see, is removed when the spectrum shows it.
-1. :func:`~motifgram.engine.period.estimate_lattice_period` from the power spectrum (the lowest-order strong Bragg reflection; the
-   diffuse ring for an amorphous structure).
+1. :func:`~motifgram.engine.period.estimate_lattice_period` from the power spectrum (the lowest-order strong
+   Bragg reflection, or a weaker one of lower order that stands out; the Welch spectrum where the periodogram
+   shows no spot at a low dose; the diffuse ring for an amorphous structure).
 2. A first peak search on a central crop, at a separation of a quarter period, gives the
    nearest-neighbour atom distance ``nn`` (median length of the first-shell neighbour pairs).
 3. Gaussian denoising at ``0.15 nn``; every 3x3 local maximum is a candidate; heights above a smooth
