@@ -29,7 +29,10 @@ for a 512² micrograph, its threads spinning against the machine's other work). 
 issue's memory target) and the per-stage exponents over the three largest sizes.
 ``--baseline BIN`` also times another ``motifgram`` executable (an older checkout's, in its own venv) in the same
 rounds (warm, with its own kernel cache), the three tools' order rotating, so that a change is measured against
-the code before it under the same load.
+the code before it under the same load. ``--exit-cost`` times what a ``motifgram run`` process spends after
+``main`` has returned (the child writes the time when ``main`` returns; the parent takes the time the process
+ends), with and without freezing the collector first as the command line does
+(:func:`motifgram.engine.cli._skip_final_collection`).
 
 Usage::
 
@@ -37,6 +40,7 @@ Usage::
     python benchmarks/e2e.py --quick          # 512² and 2048², one run each (~2 min)
     python benchmarks/e2e.py --scale          # also 8192² and stage exponents over 2048-8192
     python benchmarks/e2e.py --quick --baseline ../before/venv/bin/motifgram   # and the code before a change
+    python benchmarks/e2e.py --exit-cost      # a run's exit with and without freezing the collector
 
 Writes ``benchmarks/e2e.json`` (``e2e-quick.json`` with ``--quick``; ``--out`` to choose) and prints a
 Markdown table. Threads are left as a user has them.
@@ -305,6 +309,30 @@ def import_table(module: str = "motifgram.engine.pipeline", repeats: int = 5) ->
     return "\n".join(lines)
 
 
+def exit_cost(work: Path, env: dict, *, size: int = 1024, repeats: int = 2) -> str:
+    """Seconds from ``main`` returning to the end of a ``motifgram run`` process, the collector frozen or not
+    (pairs, the order alternating), on a simulated ``size``² graphene micrograph with the default spec."""
+    meta = simulate(size, 1, work / "data")
+    spec = work / "exit.yaml"
+    spec.write_text(f"name: exit\ninputs:\n  - path: {meta['path']}\n    pixel_size: {meta['pixel_size_nm']}\n")
+    env = dict(env, XDG_CACHE_HOME=str(work / "cache-exit"))
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    code = ("import gc, sys, time\nfrom motifgram.engine.cli import main\n"
+            f"code = main(['run', {str(spec)!r}, '--out', {str(work / 'runs' / 'exit')!r}, '--force', '--quiet'])\n"
+            "if sys.argv[1] == 'frozen':\n    gc.freeze()\n"
+            "sys.stderr.write(f'{time.time()!r}\\n')\nsys.exit(code)\n")
+    subprocess.run([sys.executable, "-c", code, "frozen"], env=env, capture_output=True, check=True)  # warm-up
+    seconds = {"frozen": [], "collected": []}
+    for i in range(repeats):
+        for mode in ("collected", "frozen")[:: 1 - 2 * (i % 2)]:
+            done = subprocess.run([sys.executable, "-c", code, mode], env=env, capture_output=True, text=True,
+                                  check=True)
+            seconds[mode].append(round(time.time() - float(done.stderr.strip().splitlines()[-1]), 3))
+            log(f"  exit {mode}: {seconds[mode][-1]} s (load {os.getloadavg()[0]:.1f})")
+    return (f"Exit of a {size}² `motifgram run` (seconds after `main` returned; {repeats} of each, load "
+            f"{os.getloadavg()[0]:.1f}): collected {seconds['collected']}, frozen {seconds['frozen']}")
+
+
 def median(runs: list[dict], key: str = "wall_s"):
     values = [r[key] for r in runs if r.get(key) is not None]
     return round(statistics.median(values), 3) if values else None
@@ -404,8 +432,8 @@ def markdown(result: dict) -> str:
                      + " | " + " · ".join(f"{t:.3g}" for t in ref) + " |")
     if any("baseline_warm_s" in entry["summary"] for entry in result["sizes"].values()):
         lines += ["", f"Against the baseline `{result.get('baseline')}`, timed in the same rounds (warm):", "",
-                  "| size | baseline warm s | baseline / reference | motifgram / reference | motifgram / baseline | "
-                  "tokens s baseline → motifgram | write s baseline → motifgram |", "|---|---|---|---|---|---|---|"]
+                  ("| size | baseline warm s | baseline / reference | motifgram / reference | motifgram / baseline | "
+                   "tokens s baseline → motifgram | write s baseline → motifgram |"), "|---|---|---|---|---|---|---|"]
         for size, entry in result["sizes"].items():
             s = entry["summary"]
             lines.append(f"| {size}² | {s['baseline_warm_s']} | {s['ratio_baseline']}× | {s['ratio_warm']}× | "
@@ -431,6 +459,7 @@ def main(argv=None) -> int:
                         help="BLAS/OpenMP threads of the reference (default 1: its faster setting on 2 shared "
                              "cores, where scikit-learn's EM with 2 threads took 14x longer)")
     parser.add_argument("--imports", action="store_true", help="only print the import-time table (new processes)")
+    parser.add_argument("--exit-cost", action="store_true", help="only time the exit with and without gc.freeze")
     parser.add_argument("--work", type=Path, default=ROOT / ".bench" / "e2e", help="data, runs and caches")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--baseline", type=Path, metavar="BIN",
@@ -445,6 +474,11 @@ def main(argv=None) -> int:
         return 0
     if args.imports:
         print(import_table())
+        return 0
+    if args.exit_cost:
+        work = args.work.absolute()
+        work.mkdir(parents=True, exist_ok=True)
+        print(exit_cost(work, dict(os.environ, E2E_WORK=str(work))))
         return 0
     if args.quick:
         args.sizes, args.repeats, args.cold_repeats = [512, 2048], 1, 1
