@@ -65,8 +65,8 @@ def _skip_final_collection() -> None:
     and the run (~174,000 tracked after a 1024² run; one full collection of them took 0.92 s at load ~11)
     only to free what the process's end frees anyway. Frozen, they are not traversed: a ``motifgram run`` of
     a 1024² micrograph exited in 0.58–1.86 s after ``main`` returned instead of 4.1–4.9 s (at load 11–23 on
-    2 cores; ``python benchmarks/e2e.py --exit-cost``). Only for the command line (``main()`` without arguments): a caller
-    of ``main(argv)`` keeps its collector as it was.
+    2 cores; ``python benchmarks/e2e.py --exit-cost``). Only for the command line (``main()`` without
+    arguments): a caller of ``main(argv)`` keeps its collector as it was.
     """
     gc.freeze()
 

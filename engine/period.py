@@ -225,10 +225,11 @@ def estimate_lattice_period(image) -> float:
     best = float(significance.max()) if significance.size else 0.0
     spot, lower, side, source = significance >= _PEAK_SIGNIFICANCE, _LOWER_SIGNIFICANCE[0], n, "periodogram"
     if not spot.any():
-        welch = _spectrum_peaks(_welch_spectrum(crop))
-        if (welch[2] >= _WELCH_SIGNIFICANCE).any():
-            k_xy, power, significance, _ = welch
-            spot, lower, side, source = significance >= _WELCH_SIGNIFICANCE, _LOWER_SIGNIFICANCE[1], n // 4 * 2, "Welch"
+        welch = _welch_spectrum(crop)
+        peaks = _spectrum_peaks(welch)
+        if (peaks[2] >= _WELCH_SIGNIFICANCE).any():
+            k_xy, power, significance, _ = peaks
+            spot, lower, side, source = significance >= _WELCH_SIGNIFICANCE, _LOWER_SIGNIFICANCE[1], len(welch), "Welch"
     if not spot.any():
         period = _diffuse_ring_period(profile, n)
         if period is None:
