@@ -48,7 +48,7 @@ from scipy.spatial import cKDTree
 from motifgram.engine.context import NEIGHBOUR_RADIUS
 
 __all__ = ["CHEMISTRY_COLUMNS", "SIGMA_GRID", "column_intensities", "intensity_levels", "intensity_trend",
-           "chemistry_features"]
+           "chemistry_features", "feature_precision"]
 
 #: Columns of :func:`chemistry_features`: log relative intensity, log contrast with the neighbours.
 CHEMISTRY_COLUMNS = 2
@@ -392,3 +392,36 @@ def chemistry_features(image, xy, *, nn_distance_px, radius=NEIGHBOUR_RADIUS, se
     typical = np.flatnonzero(measured)[core & (level == np.argmax(np.bincount(level[core])))]
     out[~measured] = np.median(out[typical], axis=0)
     return out
+
+
+def feature_precision(features):
+    """How precisely the chemistry features are measured: their robust standard deviations (1.4826 x the median
+    absolute deviation) over the columns of the level (:func:`intensity_levels`) nearest 0, the brightest main
+    kind of :func:`chemistry_features`, each at least :data:`SPREAD_FLOOR`.
+
+    The columns of one level are of one kind (or of kinds of equal intensity, which the median absolute deviation
+    of the more common one decides), so their spread is what dose, probe, thickness and the trend's error leave
+    of a column's features, measured on the micrograph itself.
+
+    Parameters
+    ----------
+    features : (N, CHEMISTRY_COLUMNS) array_like of float
+        As returned by :func:`chemistry_features`.
+
+    Returns
+    -------
+    (CHEMISTRY_COLUMNS,) ndarray of float64
+        In natural-log units.
+
+    Examples
+    --------
+    >>> features = np.log([[1.0, 2.0], [1.1, 2.1], [0.9, 1.9], [1.05, 2.0], [0.95, 2.0], [0.4, 0.5], [0.42, 0.5]])
+    >>> np.round(feature_precision(features), 3)
+    array([0.076, 0.03 ])
+    """
+    x = np.asarray(features, dtype=np.float64).reshape(-1, CHEMISTRY_COLUMNS)
+    if len(x) == 0:
+        return np.full(CHEMISTRY_COLUMNS, SPREAD_FLOOR)
+    level, centres = intensity_levels(x[:, 0])
+    own = x[level == np.argmin(np.abs(centres))]
+    return np.maximum(1.4826 * np.median(np.abs(own - np.median(own, axis=0)), axis=0), SPREAD_FLOOR)

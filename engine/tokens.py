@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from motifgram.engine.chemistry import feature_precision
 from motifgram.engine.context import CONTEXT_COLUMNS
 from motifgram.engine.display import format_counts, plural, summary_html, summary_text
 from motifgram.engine.errors import MotifgramError
@@ -77,10 +78,6 @@ _FORMAT = 5
 #: Descriptors (``TokenModel.descriptor``) and the number of chemical-context columns after the Zernike or
 #: intensity columns of their features.
 DESCRIPTORS = {"zernike": 0, "intensity": 0, "zernike_context": CONTEXT_COLUMNS, "chemistry": 0}
-
-#: Precision of the chemistry features (natural-log units: 3 % of a column's intensity), a floor on every token's
-#: spread when the token count is chosen: a noise-free image's columns of one kind differ by fitting error alone.
-CHEMISTRY_PRECISION = 0.03
 
 #: Descriptors whose features are not Zernike invariants (the model's ``n_max`` is then 0).
 _NOT_ZERNIKE = ("intensity", "chemistry")
@@ -430,8 +427,8 @@ def learn_tokens(
         Mixture covariance structure.
     merge_threshold : float or None
         With ``k="auto"``, components whose Bhattacharyya coefficient exceeds this are always one token
-        (:func:`motifgram.engine.merging.merge_components`); with ``neighbours`` further merges are made when
-        they shorten the description. ``None`` keeps one token per component. The default 0.25 was set on simulated
+        (:func:`motifgram.engine.merging.merge_components`); with ``neighbours`` the description length alone
+        decides every merge (the threshold is not used). ``None`` keeps one token per component. The default 0.25 was set on simulated
         graphene, MoS2 and perovskite micrographs in the 10-D whitened Zernike space: components splitting
         one site class overlapped at 0.30–0.49, pure components of different site classes at <= 0.22.
     descriptor : {"zernike", "intensity", "zernike_context", "chemistry"}
@@ -485,13 +482,15 @@ def learn_tokens(
         if n_fit > BIC_SAMPLE:
             sample = np.sort(np.random.default_rng(seed).choice(n_fit, size=BIC_SAMPLE, replace=False))
         if neighbours is not None:
-            # the chemistry features are ratios of fitted intensities, measured to about CHEMISTRY_PRECISION
+            # the chemistry features are ratios of fitted intensities, measured as precisely as one kind's columns
+            # agree in this micrograph: no token is sharper than that
             floor = None
             if descriptor == "chemistry":
-                floor = CHEMISTRY_PRECISION**2 * projection.T @ np.diag(1.0 / scale**2) @ projection
+                precision = feature_precision(inv[: len(neighbours)])
+                floor = projection.T @ np.diag((precision / scale) ** 2) @ projection
             best, choice = choose_vocabulary(z, k_range=k_range, neighbours=neighbours,
-                                             merge_threshold=merge_threshold, min_weight=min_weight, sample=sample,
-                                             seed=seed, floor=floor, **options)
+                                             merge=merge_threshold is not None, min_weight=min_weight,
+                                             sample=sample, seed=seed, floor=floor, **options)
             mixture, groups = best.mixture, best.groups
         else:
             # no structure to code: BIC chooses K (on at most BIC_SAMPLE seeded rows, then refitted on all) and

@@ -22,6 +22,7 @@ from motifgram.engine.spec import load_spec
 from motifgram.engine.tokens import TokenModel, assign_tokens, learn_tokens
 from motifgram.engine.vocabulary import description_length, structure_bits
 from conftest import seed, seeds
+from test_low_dose import REALISTIC
 
 SIZE = 384
 #: MoS2 with Se substitutions (SSe, a few Se2) and S vacancies (S1), the simulator's defaults.
@@ -57,18 +58,21 @@ def chemistry_input(image):
 @functools.cache
 def measure_chemistry(kind, seed, options=(), *, rotate=False):
     """Chemistry tokens of a simulated micrograph: the token count, ARI against the true column classes (Se2
-    counted as SSe), the true class of each interior atom, the labels and the model."""
+    counted as SSe), the true class of each interior atom, whether its column lies under amorphous contamination,
+    the labels and the model."""
     sim = simulate(kind, size=SIZE, seed=seed, **dict(options))
     image = np.rot90(sim.image) if rotate else sim.image
     xy, features, neighbours = chemistry_input(image)
     truth_xy = sim.truth.xy
     if rotate:  # np.rot90 maps (x, y) to (y, W - 1 - x)
         truth_xy = np.stack([truth_xy[:, 1], SIZE - 1 - truth_xy[:, 0]], axis=1)
-    label = sim.truth.label[cKDTree(truth_xy).query(xy)[1]]
-    label = np.where(label == "Se2", "SSe", label)
+    nearest = cKDTree(truth_xy).query(xy)[1]
+    label = np.where(sim.truth.label[nearest] == "Se2", "SSe", sim.truth.label[nearest])
+    contaminated = np.zeros(len(xy), bool) if sim.imaging is None else sim.imaging.atom_contaminated[nearest]
     model, labels, _ = learn_tokens(features, descriptor="chemistry", seed=seed, neighbours=neighbours)
     return {"tokens": len(model.names), "ari": adjusted_rand_index(np.unique(label, return_inverse=True)[1], labels),
-            "label": label, "labels": labels, "model": model, "xy": xy, "features": features}
+            "label": label, "labels": labels, "model": model, "xy": xy, "features": features,
+            "contaminated": contaminated}
 
 
 @pytest.mark.parametrize("seed", seeds(0, 1, 2))
@@ -96,6 +100,26 @@ def test_mos2_column_classes_at_20_counts(seed):
     m = measure_chemistry("mos2", seed, tuple({**MOS2, "dose": 20.0}.items()))
     assert m["tokens"] >= 3
     assert m["ari"] >= 0.9
+
+
+@pytest.mark.parametrize("seed", seeds(0, 1))
+def test_mos2_column_classes_at_20_counts_under_realistic_imaging(seed):
+    # probe tail, thickness variation, drift, scan noise, background and 8 % of the columns under an amorphous carbon
+    # network (tests/test_low_dose.py's REALISTIC). The description length alone picks the count: 4 tokens on seeds
+    # 0-5 and 1000-1005 but 1004 (5) (Mo, S2, SSe and the contaminated columns' spread), runner-up 18-200 bits
+    # longer. Before, the Bhattacharyya overlap forced S2 and SSe into one token on seeds 0-1 (2 tokens, ARI 0.70 over
+    # all columns). ARI against the four classes over the columns clear of contamination 0.917-0.958, over all
+    # 0.823-0.862 (a quadratic rule fitted to the true classes of the clear columns: 0.86-0.90 over all seeds 0-3:
+    # the carbon on top of a column hides its chemistry)
+    m = measure_chemistry("mos2", seed, tuple({**MOS2, **REALISTIC, "dose": 20.0}.items()))
+    clear = ~m["contaminated"]
+    truth = np.unique(m["label"], return_inverse=True)[1]
+    assert 3 <= m["tokens"] <= 5
+    assert adjusted_rand_index(truth[clear], m["labels"][clear]) >= 0.9
+    assert adjusted_rand_index(truth, m["labels"]) >= 0.8
+    # S2, SSe and Mo columns clear of contamination: each kind's own token, the majority of the kind in it
+    kinds = {k: np.bincount(m["labels"][clear & (m["label"] == k)]).argmax() for k in ("Mo", "S2", "SSe")}
+    assert len(set(kinds.values())) == 3
 
 
 @pytest.mark.parametrize("seed", seeds(0, 1, 2, 3))
