@@ -428,9 +428,10 @@ def learn_tokens(
     merge_threshold : float or None
         With ``k="auto"``, components whose Bhattacharyya coefficient exceeds this are always one token
         (:func:`motifgram.engine.merging.merge_components`); with ``neighbours`` the description length alone
-        decides every merge (the threshold is not used). ``None`` keeps one token per component. The default 0.25 was set on simulated
-        graphene, MoS2 and perovskite micrographs in the 10-D whitened Zernike space: components splitting
-        one site class overlapped at 0.30–0.49, pure components of different site classes at <= 0.22.
+        decides every merge (the threshold is not used). ``None`` keeps one token per component. The default
+        0.25 was set on simulated graphene, MoS2 and perovskite micrographs in the 10-D whitened Zernike space:
+        components splitting one site class overlapped at 0.30–0.49, pure components of different site classes
+        at <= 0.22.
     descriptor : {"zernike", "intensity", "zernike_context", "chemistry"}
         What ``invariants`` hold: Zernike rotation invariants (``n_max`` follows from their count),
         intensity quantiles (:func:`motifgram.engine.patches.intensity_quantiles`; ``n_max`` is then 0),

@@ -255,8 +255,9 @@ def choose_vocabulary(z, *, k_range, neighbours=None, merge=True, min_weight=0.0
         nor is one with a component of fewer rows than its covariance needs
         (:func:`motifgram.engine.mixture.min_component_size`).
     sample : (M,) ndarray of int, optional
-        Rows (of the coded ones) the candidate mixtures are fitted on (all coded rows by default; every candidate is scored on all rows);
-        the chosen number of components is then refitted on every row and its merge levels scored again.
+        Rows (of the coded ones) the candidate mixtures are fitted on (all coded rows by default; every
+        candidate is scored on all rows); the chosen number of components is then refitted on every row and its
+        merge levels scored again.
     seed : int
     floor : (D, D) ndarray, optional
         The features' precision as a covariance (see :func:`description_length`); only vocabularies whose
