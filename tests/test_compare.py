@@ -6,7 +6,6 @@ true order of disorder is strict. ``measure_compare`` (benchmarks/seed_sweeps.py
 over seed sets 0-7; the ranges beside the thresholds come from there.
 """
 
-import contextlib
 import csv
 import dataclasses
 import fcntl
@@ -14,6 +13,7 @@ import itertools
 import json
 import math
 import os
+import pickle
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -78,38 +78,37 @@ def build_runs(root, base):
     specs["perovskite"] = (_pair("perovskite", base + 90), {})
     out = {}
     for name, (inputs, tokens) in specs.items():
-        out[name] = Path(root) / name
-        if not (out[name] / "summary.json").is_file():  # built by another worker of the session
-            spec = load_spec({"name": name, "inputs": inputs, "tokens": tokens, "seed": base,
-                              "output": {"overlays": False, "report": False}})
-            run(spec, out_dir=out[name], force=True, quiet=True)
+        spec = load_spec({"name": name, "inputs": inputs, "tokens": tokens, "seed": base,
+                          "output": {"overlays": False, "report": False}})
+        out[name] = run(spec, out_dir=Path(root) / name, quiet=True)
     return out
 
 
-@contextlib.contextmanager
-def shared_folder(tmp_path_factory, name):
-    """A folder of the test session that every pytest-xdist worker sees, held under a lock while the block runs.
+def built_once(tmp_path_factory, name, build):
+    """``build(folder)`` computed once per test session, whichever pytest-xdist worker asks first.
 
-    The runs a fixture builds (tens of seconds each set) are built once per session: the first worker to ask
-    builds them, a worker asking meanwhile waits, and later ones find them done (the builders skip runs whose
-    summary.json exists). Without xdist it is a folder of the session's temporary directory.
+    A costly fixture (runs and their comparison: tens of seconds each) is otherwise built by every worker that
+    runs one of its tests. The first worker to ask builds it in a folder of the session that every worker sees
+    (``name`` under the session's temporary directory) and leaves its value there (pickled: a cache of this
+    session only); a worker asking meanwhile waits on a file lock, later ones load the value.
     """
     base = tmp_path_factory.getbasetemp()
     root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-    path = root / name
-    path.mkdir(exist_ok=True)
+    folder, value = root / name, root / f"{name}.pickle"
     with open(root / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            yield path
+            if not value.is_file():
+                folder.mkdir(exist_ok=True)
+                value.write_bytes(pickle.dumps(build(folder)))
+            return pickle.loads(value.read_bytes())
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    with shared_folder(tmp_path_factory, f"compare-{seed(0)}") as root:
-        return build_runs(root, seed(0))
+    return built_once(tmp_path_factory, f"compare-{seed(0)}", lambda root: build_runs(root, seed(0)))
 
 
 @pytest.fixture(scope="module")
@@ -470,8 +469,8 @@ def measure_scenario(kind, seed, root=None, **options):
 
 
 def _measured(kind, request, tmp_path_factory):
-    with shared_folder(tmp_path_factory, f"{kind}-{request.param}") as root:
-        return measure_scenario(kind, request.param, root=root)
+    return built_once(tmp_path_factory, f"{kind}-{request.param}",
+                      lambda root: measure_scenario(kind, request.param, root=root))
 
 
 @pytest.fixture(scope="module", params=seeds(0, 1))
@@ -634,11 +633,11 @@ def real(tmp_path_factory):
         pytest.skip(f"real micrographs not present at {DATA}")
     from test_real_data import run_spec
 
-    with shared_folder(tmp_path_factory, "real-compare") as root:
-        done = {name: root / f"{name}-{seed(0)}" for name in REAL}  # run_spec's run directories
-        paths = {name: path if (path / "summary.json").is_file() else run_spec(name, seed(0), root)
-                 for name, path in done.items()}
-    return paths, compare(list(paths.values()))
+    def build(root):
+        paths = {name: run_spec(name, seed(0), root) for name in REAL}
+        return paths, compare(list(paths.values()))
+
+    return built_once(tmp_path_factory, f"real-compare-{seed(0)}", build)
 
 
 def _nearest(result, name):
