@@ -292,9 +292,8 @@ def polygon_labels(shape, pos: np.ndarray, atoms: np.ndarray, offsets: np.ndarra
     span_row = row[a]
     keep = (span_row >= 0) & (span_row < h) & (length > 0)
     start, length, span_row, span_fill = start[keep], length[keep], span_row[keep], fill[owner[edge[a[keep]]]]
-    total = int(length.sum())
-    col = np.repeat(start - np.cumsum(length) + length, length) + np.arange(total)
-    out[np.repeat(span_row, length), col] = np.repeat(span_fill, length)
+    flat = np.repeat(span_row * w + start - np.cumsum(length) + length, length) + np.arange(int(length.sum()))
+    out.reshape(-1)[flat] = np.repeat(span_fill, length)
     return out
 
 

@@ -59,9 +59,30 @@ _OPTIONAL_ERRORS = (OSError, KeyError, ValueError, TypeError, IndexError, zipfil
 def _templates() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.PackageLoader("motifgram.engine", "templates"), autoescape=True,
                              trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
-                             undefined=jinja2.StrictUndefined)
+                             undefined=jinja2.StrictUndefined, bytecode_cache=_bytecode_cache())
     env.filters["num"] = _fmt
     return env
+
+
+class _TemplateCache(jinja2.FileSystemBytecodeCache):
+    """Jinja's cache of compiled templates in its private per-user temporary folder (keyed by each template's
+    source), so that a new process does not compile them again (70-85 ms of CPU at 2048²); a template that
+    cannot be written there is compiled again next time."""
+
+    def dump_bytecode(self, bucket) -> None:
+        try:
+            super().dump_bytecode(bucket)
+        except OSError as exc:
+            log.debug("compiled template not cached: %s", exc)
+
+
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
+    """A :class:`_TemplateCache`, or none where its folder cannot be made safely."""
+    try:
+        return _TemplateCache()
+    except (RuntimeError, OSError) as exc:
+        log.debug("templates compiled without a cache: %s", exc)
+        return None
 
 
 def _fmt(value, digits: int = 3) -> str:

@@ -299,6 +299,21 @@ def test_report_from_what_the_run_holds_is_the_rebuilt_page(report, run_dir, tmp
     assert write_report(copy, grammar=grammar, token_stats=held).read_bytes() == report.read_bytes()
 
 
+def test_report_from_cached_compiled_templates_is_the_same_page(report, run_dir, tmp_path):
+    """A new process reads the compiled templates from Jinja's bytecode cache instead of compiling them."""
+    from motifgram.engine import report as report_module
+
+    cache = report_module._templates().bytecode_cache
+    assert cache is not None and list(Path(cache.directory).glob("__jinja2_*.cache"))  # written by the fixture
+    report_module._templates.cache_clear()
+    try:
+        copy = tmp_path / run_dir.name
+        shutil.copytree(run_dir, copy)
+        assert write_report(copy).read_bytes() == report.read_bytes()
+    finally:
+        report_module._templates.cache_clear()
+
+
 def test_report_draws_the_hierarchy_when_the_grammar_parses(report):
     page = report.read_text(encoding="utf-8")
     try:
