@@ -4,7 +4,8 @@ Reads a run directory written by ``motifgram run`` (e.g. one of ``benchmarks/e2e
 process per repeat: the overlay of its first micrograph (``render_overlay`` with the run's atoms, tokens, rings
 and symbols) and ``write_report`` on a copy of the directory. Reports wall and CPU seconds (CPU time is what
 the two shared cores' load disturbs least), the first call in a process (templates and parsers built) and a
-second one.
+second one. *report as run*: given the grammar and token statistics, as ``motifgram run`` calls it;
+*report rebuilt*: reading them from the files, as ``motifgram report`` does.
 
     python benchmarks/e2e_outputs.py RUN_DIR [--repeats 3]
 """
@@ -38,15 +39,16 @@ labels = np.array([names.index(t) for t in graph.tokens.tolist()])
 with open(source / "rings.csv", newline="") as fh:
     ring_symbols = [row["symbol"] for row in csv.DictReader(fh) if row["image"] == image_id]
 image = load_micrograph(info["source"]).image
+held = {"grammar": rundir.read_grammar_file(source / rundir.GRAMMAR_TXT), "token_stats": rundir.read_token_stats(source)}
 times = {}
 for call in ("first", "second"):
-    for what in ("overlay", "report"):
+    for what in ("overlay", "report as run", "report rebuilt"):
         w, c = time.perf_counter(), time.process_time()
         if what == "overlay":
             render_overlay(image, graph.xy, labels, names, graph.rings, ring_symbols, out / f"{call}.png",
                            title=image_id, pixel_size_nm=info.get("pixel_size_nm"))
         else:
-            write_report(run_dir)
+            write_report(run_dir, **(held if what == "report as run" else {}))
         times[f"{what} {call}"] = (time.perf_counter() - w, time.process_time() - c)
 print(json.dumps(times))
 """
@@ -73,7 +75,7 @@ def main(argv=None) -> int:
     for key in runs[0]:
         wall = statistics.median(r[key][0] for r in runs)
         cpu = statistics.median(r[key][1] for r in runs)
-        print(f"  {key:16s} {wall:7.3f} / {cpu:7.3f}")
+        print(f"  {key:22s} {wall:7.3f} / {cpu:7.3f}")
     return 0
 
 
