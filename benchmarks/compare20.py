@@ -7,8 +7,8 @@ Usage::
     PYTHONPATH=OLD python benchmarks/compare20.py --kinds --timing --scratch DIR   # the same with another tree
 
 For each scenario of tests/test_compare.py (one run per simulated micrograph, two per group): graphene at 0, 0.5,
-2 and 5 % defects and a random network (``defects``); MoS2 at one Se content, random or in mild or strong Se2
-clusters (``selenium``); twisted MoS2 bilayers at 0, 2, 4, 8 and 15 degrees (``twist``), it prints the
+2 and 5 % defects and a random network (``defects``); MoS2 with Se random or in mild or strong Se2 clusters, on
+chemistry features (``selenium``); twisted MoS2 bilayers at 0, 2, 4, 8 and 15 degrees (``twist``), it prints the
 nearest-neighbour accuracy, the order (Spearman) and, per level, the largest distance between replicates against
 the smallest between groups. ``--timing`` also times, in this process, loading and comparing 20 small runs (190
 pairs; the first call, JAX compiling included) and the same with the grammar level (``levels=["grammar"]``), then

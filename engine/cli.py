@@ -32,6 +32,7 @@ def main(argv=None) -> int:
         parser.error(f"unrecognised arguments: {' '.join(extra)}")
     _set_up_logging(quiet=getattr(args, "quiet", False), verbose=getattr(args, "verbose", False))
     _keep_compiled_kernels()
+    args.command_line = argv is None
     try:
         with _terminate_on_sigterm():
             code = args.handler(args, extra) or 0
@@ -69,6 +70,15 @@ def _skip_final_collection() -> None:
     arguments): a caller of ``main(argv)`` keeps its collector as it was.
     """
     gc.freeze()
+
+
+def _freeze_imports(args) -> None:
+    """On the command line, freeze the objects the imports left (JAX's, SciPy's: ~120,000) out of the garbage
+    collector before the run: they live until the process ends, and every full collection of the run would
+    traverse them again (a 2048² run at load 11-14: five full collections took 1.09 s, four took 0.41 s with
+    them frozen). A caller of ``main(argv)`` keeps its collector as it was."""
+    if args.command_line:
+        gc.freeze()
 
 
 class Terminated(BaseException):
@@ -244,6 +254,7 @@ def _set_up_logging(*, quiet: bool, verbose: bool) -> None:
 def _cmd_run(args, _extra):
     from motifgram.engine.pipeline import run
 
+    _freeze_imports(args)
     out = run(args.spec, out_dir=args.out, force=args.force, quiet=args.quiet)
     print(out)
 
@@ -271,6 +282,7 @@ def _cmd_show(args, _extra):
 def _cmd_parse(args, _extra):
     from motifgram.engine.pipeline import parse_with_grammar
 
+    _freeze_imports(args)
     out = parse_with_grammar(
         args.grammar, args.image, out_dir=args.out, pixel_size_nm=args.pixel_size, force=args.force
     )

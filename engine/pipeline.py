@@ -104,8 +104,9 @@ def _moire_summary(micrograph: Micrograph) -> dict | None:
 def token_pass(record: MicrographRecord, token_model: TokenModel, cache_dir: Path, parts: Path):
     """Tokens of every atom of one micrograph from its cached features, and its rows of atoms.csv.
 
-    Returns ``(labels, mean_confidence, seconds)``: labels ((N,) unsigned int, the smallest type that holds
-    them) index ``token_model.names``.
+    Returns ``(labels, mean_confidence, units, seconds)``: labels ((N,) unsigned int, the smallest type that
+    holds them) index ``token_model.names``; units ((K,) int64) the sum of each token's confidences as written
+    (:func:`rundir.confidence_units`), for the report.
     """
     timer = StageTimer()
     with timer("tokens"):
@@ -116,7 +117,9 @@ def token_pass(record: MicrographRecord, token_model: TokenModel, cache_dir: Pat
                                  entry["network"], record.pixel_size_nm)
         rundir.write_part(parts, record.index, "atoms", rows)
     mean_confidence = round(float(np.mean(confidence)), 4) if len(confidence) else None
-    return labels.astype(label_dtype(len(token_model.names))), mean_confidence, timer.as_dict()
+    units = np.bincount(labels, weights=rundir.confidence_units(confidence), minlength=len(token_model.names))
+    return (labels.astype(label_dtype(len(token_model.names))), mean_confidence, np.rint(units).astype(np.int64),
+            timer.as_dict())
 
 
 @dataclass(frozen=True)
@@ -261,19 +264,24 @@ def _embedding(token_model: TokenModel, invariants, *, seed: int, max_points: in
 
 
 def _tokenise(records, token_model: TokenModel, cache_dir: Path, parts: Path, executor, progress, timer):
-    """Token labels of every atom (one array per record) and the mean confidence of each record, computed
-    per micrograph on the executor (which also writes the rows of atoms.csv)."""
+    """Token labels of every atom (one array per record), the mean confidence of each record and the run's
+    per-token statistics (:func:`rundir.token_stats`), computed per micrograph on the executor (which also
+    writes the rows of atoms.csv)."""
     labels, mean_confidences = [], []
+    k = len(token_model.names)
+    counts, units = np.zeros(k, np.int64), np.zeros(k, np.int64)
     n = len(records)
     with progress.task("tokens", n) as advance:
-        for lab, mean_confidence, seconds in executor.map(
+        for lab, mean_confidence, token_units, seconds in executor.map(
             token_pass, records, [token_model] * n, [cache_dir] * n, [parts] * n
         ):
             labels.append(lab)
             mean_confidences.append(mean_confidence)
+            counts += np.bincount(lab, minlength=k)
+            units += token_units
             timer.add(seconds)
             advance()
-    return labels, mean_confidences
+    return labels, mean_confidences, rundir.token_stats(token_model.names, counts, units)
 
 
 def _graphs(records, labels, token_model: TokenModel, cache_dir: Path, members=None) -> Iterator[AtomGraph]:
@@ -386,8 +394,8 @@ def run(spec=None, *, out_dir=None, force: bool = False, quiet: bool = False) ->
         records = [dataclasses.replace(r, sample=None) for r in records]
         with atomic_run_dir(out_dir, force=force) as staging:
             (staging / "parts").mkdir()
-            labels, mean_confidences = _tokenise(records, token_model, cache_dir, staging / "parts", executor,
-                                                 progress, timer)
+            labels, mean_confidences, token_stats = _tokenise(records, token_model, cache_dir, staging / "parts",
+                                                              executor, progress, timer)
             with timer("grammar"):
                 induced = _induce(_graphs(records, labels, token_model, cache_dir), spec, spec.name)
                 grammar = induced.grammar
@@ -397,7 +405,7 @@ def run(spec=None, *, out_dir=None, force: bool = False, quiet: bool = False) ->
             images = _parse_all(staging, spec, records, labels, mean_confidences, token_model, grammar,
                                 [items[r.index] for r in records], executor, progress, timer, cache_dir=cache_dir)
             _write_run_files(staging, spec, records, token_model, grammar, images, failures, timer, induced=induced,
-                             fit_invariants=fit_invariants, output_dir=out_dir.absolute(),
+                             fit_invariants=fit_invariants, output_dir=out_dir.absolute(), token_stats=token_stats,
                              group_grammars=group_grammars, comparison=comparison)
             with timer("write"):  # every atom's features, for compare's common vocabulary (featurestore.py)
                 write_features(staging, {r.id: read_entry(cache_dir, r, ("invariants",))["invariants"]
@@ -451,8 +459,9 @@ def _parse_all(staging, spec, records, labels, mean_confidences, token_model, gr
 
 
 def _write_run_files(staging, spec, records, token_model, grammar, images, failures, timer, *, fit_invariants,
-                     output_dir, group_grammars=None, comparison=None, induced=None):
-    """grammar.txt (and grammars/), tokens.npz, embedding.npz, summary.json and report.html."""
+                     output_dir, token_stats, group_grammars=None, comparison=None, induced=None):
+    """grammar.txt (and grammars/), tokens.npz, embedding.npz, summary.json and report.html (given what the run
+    holds: its grammar and token statistics are not read back)."""
     with timer("write"):
         rundir.write_grammars(staging, grammar, group_grammars or {})
         token_model.save(staging / rundir.TOKENS_NPZ)
@@ -467,7 +476,7 @@ def _write_run_files(staging, spec, records, token_model, grammar, images, failu
                                      comparison=comparison, induced=induced)
         rundir.write_summary(staging, summary)
     if spec.output.report:
-        write_report(staging)
+        write_report(staging, grammar=grammar, token_stats=token_stats)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -538,13 +547,13 @@ def parse_with_grammar(grammar_path, image_path, *, out_dir=None, pixel_size_nm=
     with Progress(enabled=not quiet) as progress, open_executor(spec.engine, 1) as executor:
         with atomic_run_dir(out_dir, force=force) as staging:
             (staging / "parts").mkdir()
-            labels, mean_confidences = _tokenise([record], token_model, cache_dir, staging / "parts", executor,
-                                                 progress, timer)
+            labels, mean_confidences, token_stats = _tokenise([record], token_model, cache_dir, staging / "parts",
+                                                              executor, progress, timer)
             images = _parse_all(staging, spec, [record], labels, mean_confidences, token_model, grammar, items,
                                 executor, progress, timer, cache_dir=cache_dir)
             own_bits = rundir.own_bits_per_atom(grammar_path.parent)
             for image_id, info in images.items():
                 info["fit"] = _fit(image_id, info["bits_per_atom"], own_bits)
             _write_run_files(staging, spec, [record], token_model, grammar, images, [], timer,
-                             fit_invariants=fit_invariants, output_dir=out_dir.absolute())
+                             fit_invariants=fit_invariants, output_dir=out_dir.absolute(), token_stats=token_stats)
     return out_dir

@@ -40,7 +40,8 @@ __all__ = [
     "write_parse", "parse_path", "read_parses", "overlay_path", "write_grammars",
     "image_summary", "run_summary", "own_bits_per_atom", "comparison_summary", "versions",
     "write_summary", "read_summary", "learned_spots",
-    "write_embedding", "read_embedding", "read_token_arrays", "read_token_stats", "read_run_graphs",
+    "write_embedding", "read_embedding", "read_token_arrays", "confidence_units", "token_stats", "read_token_stats",
+    "read_run_graphs",
     "grammar_file", "read_grammar_file", "token_model_path",
 ]
 
@@ -76,6 +77,7 @@ def atoms_rows(image_id: str, xy: np.ndarray, token_names: Sequence[str], labels
     """
     image, names = csv_field(image_id), [csv_field(name) for name in token_names]
     nm = pixel_size_nm
+    confidence = confidence_units(confidence) / 10**_CONFIDENCE_DECIMALS  # what {:.4f} writes, as a float
     return "".join(
         f"{image},{i},{x:.3f},{y:.3f},{names[t]},{c:.4f},{v:.6g},{REGION_NETWORK if net else REGION_DISORDERED},"
         + (f"{x * nm:.5f},{y * nm:.5f}\n" if nm is not None else ",\n")
@@ -132,9 +134,29 @@ def read_token_arrays(run_dir) -> dict[str, np.ndarray]:
         return {key: data[key] for key in data.files}
 
 
+_CONFIDENCE_DECIMALS = 4  # of atoms.csv's confidence column (atoms_rows)
+
+
+def confidence_units(confidence) -> np.ndarray:
+    """(N,) int64: confidences in the units of their last decimal in ``atoms.csv`` (1e-4), so that sums of them
+    are exact whichever way they are added (:func:`token_stats`)."""
+    return np.rint(np.asarray(confidence, dtype=float) * 10**_CONFIDENCE_DECIMALS).astype(np.int64)
+
+
+def token_stats(names: Sequence[str], counts, units) -> dict[str, tuple[int, float]]:
+    """Per token with atoms: (number of atoms, mean confidence as written in ``atoms.csv``).
+
+    ``counts`` (K,): atoms per token of ``names``; ``units`` (K,): the sum of their :func:`confidence_units`.
+    The sums are exact, so the pipeline (adding micrograph by micrograph) and :func:`read_token_stats`
+    (reading the file back) give the same numbers.
+    """
+    return {name: (int(n), int(u) / (int(n) * 10**_CONFIDENCE_DECIMALS))
+            for name, n, u in zip(names, np.asarray(counts).tolist(), np.asarray(units).tolist(), strict=True) if n}
+
+
 def read_token_stats(run_dir) -> dict[str, tuple[int, float]]:
     """Per token of ``atoms.csv``: (number of atoms, mean confidence) over all its micrographs, tokens in order
-    of first appearance."""
+    of first appearance; the confidences counted to the 4 decimals :func:`atoms_rows` writes (:func:`token_stats`)."""
     with open(Path(run_dir) / ATOMS_CSV, newline="", encoding="utf-8") as fh:
         reader = csv.reader(fh)  # plain rows: 10x faster than a dict per row for large runs
         header = next(reader, [])
@@ -150,8 +172,8 @@ def read_token_stats(run_dir) -> dict[str, tuple[int, float]]:
     index = {name: k for k, name in enumerate(names)}
     which = np.fromiter(map(index.__getitem__, tokens), dtype=np.int64, count=len(tokens))
     counts = np.bincount(which, minlength=len(names))
-    sums = np.bincount(which, weights=np.array(confidence, dtype=float), minlength=len(names))
-    return {name: (int(n), float(total / n)) for name, n, total in zip(names, counts, sums, strict=True)}
+    units = np.bincount(which, weights=confidence_units(np.array(confidence, dtype=float)), minlength=len(names))
+    return token_stats(names, counts, np.rint(units).astype(np.int64))  # integer sums: exact in float64
 
 
 def read_run_graphs(run_dir, *, images: Iterable[str] | None = None) -> dict[str, AtomGraph]:

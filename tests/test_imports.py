@@ -74,3 +74,17 @@ def test_the_command_line_exit_keeps_every_output(tmp_path):
             "report.html", "overlays/g.png", "parses/g.json"} <= set(written)
     for name in ("atoms.csv", "bonds.csv", "rings.csv", "grammar.txt", "parses/g.json"):
         assert (tmp_path / "cli" / name).read_bytes() == (tmp_path / "call" / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("command_line", [True, False])
+def test_the_command_line_freezes_the_imports_before_the_run(tmp_path, command_line):
+    """``motifgram run`` from the command line freezes what the imports left out of the collector before the
+    run starts (the run itself is replaced by a probe); a ``main(argv)`` call leaves the collector alone."""
+    argv = ["run", str(tmp_path / "spec.yaml"), "--out", str(tmp_path / "out")]
+    call = f"sys.argv = ['motifgram', *{argv!r}]; main()" if command_line else f"main({argv!r})"
+    code = ("import gc, sys\nimport motifgram.engine.pipeline as pipeline\n"
+            "pipeline.run = lambda *a, **k: print('frozen', gc.get_freeze_count()) or 'out'\n"
+            f"from motifgram.engine.cli import main\n{call}\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    frozen = int(done.stdout.split("frozen")[1].split()[0])
+    assert (frozen > 10_000) if command_line else (frozen == 0)

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ from scipy.spatial import cKDTree
 from motifgram.engine.detect import detect_atoms
 from motifgram.engine.graph import build_graph
 from motifgram.engine.pipeline import parse_with_grammar, run
+from motifgram.engine.report import write_report
 from motifgram.engine.simulate import simulate
 from motifgram.engine.spec import load_spec
 from motifgram.engine.tokens import TokenModel
@@ -100,6 +102,14 @@ def test_demo_writes_every_output_file(demo_run):
     for stage in ("detect", "features", "graph", "tokens", "grammar", "parse"):
         assert summary["timings"][stage] >= 0
     assert not list(demo_run.parent.glob(".*partial*"))
+
+
+def test_demo_report_is_the_rebuilt_one(demo_run, tmp_path):
+    """The run writes report.html from its grammar and token statistics in memory; rebuilt from the files
+    (two micrographs' atoms.csv rows read back) it is the same page."""
+    copy = tmp_path / demo_run.name
+    shutil.copytree(demo_run, copy)
+    assert write_report(copy).read_bytes() == (demo_run / "report.html").read_bytes()
 
 
 def test_demo_columns_follow_the_interface(demo_run):

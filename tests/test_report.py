@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from motifgram.engine import rundir
 from motifgram.engine.errors import MotifgramError
 from motifgram.engine.charts import hierarchy_layout
 from motifgram.engine.overlay import OVERLAY_IMAGE_PX, render_overlay, token_colours
@@ -277,6 +278,40 @@ def test_token_gallery_picture(report, run_dir):
 def test_report_is_rebuilt_identically(report, run_dir):
     first = report.read_bytes()
     assert write_report(run_dir).read_bytes() == first
+
+
+def test_report_from_what_the_run_holds_is_the_rebuilt_page(report, run_dir, tmp_path):
+    """The pipeline hands write_report its grammar and token statistics instead of having them read back:
+    the statistics from the arrays are those of atoms.csv, and the page is byte for byte the rebuilt one."""
+    with open(run_dir / "atoms.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    labels = np.array([TOKEN_NAMES.index(r["token"]) for r in rows])
+    conf = np.array([float(r["confidence"]) for r in rows])
+    held = rundir.token_stats(TOKEN_NAMES, np.bincount(labels, minlength=len(TOKEN_NAMES)),
+                              [rundir.confidence_units(conf[labels == k]).sum() for k in range(len(TOKEN_NAMES))])
+    assert held == rundir.read_token_stats(run_dir)
+    for name, (n, mean) in held.items():  # the mean of the confidences as atoms.csv's 4 decimals write them
+        assert n == sum(r["token"] == name for r in rows)
+        assert mean == pytest.approx(np.mean(conf[labels == TOKEN_NAMES.index(name)]), abs=5e-5)
+    copy = tmp_path / run_dir.name
+    shutil.copytree(run_dir, copy)
+    grammar = Grammar.parse_text((run_dir / "grammar.txt").read_text())
+    assert write_report(copy, grammar=grammar, token_stats=held).read_bytes() == report.read_bytes()
+
+
+def test_report_from_cached_compiled_templates_is_the_same_page(report, run_dir, tmp_path):
+    """A new process reads the compiled templates from Jinja's bytecode cache instead of compiling them."""
+    from motifgram.engine import report as report_module
+
+    cache = report_module._templates().bytecode_cache
+    assert cache is not None and list(Path(cache.directory).glob("__jinja2_*.cache"))  # written by the fixture
+    report_module._templates.cache_clear()
+    try:
+        copy = tmp_path / run_dir.name
+        shutil.copytree(run_dir, copy)
+        assert write_report(copy).read_bytes() == report.read_bytes()
+    finally:
+        report_module._templates.cache_clear()
 
 
 def test_report_draws_the_hierarchy_when_the_grammar_parses(report):
