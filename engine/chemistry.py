@@ -28,7 +28,7 @@ features of the most populous main kind (a typical column) rather than the biase
 by the edge.
 
 How precisely the features are measured is read off the micrograph (:func:`feature_precision`: the spread of one
-kind's columns); the token vocabulary (:mod:`motifgram.engine.vocabulary`) keeps no two tokens closer than that.
+kind's columns); the token vocabulary (:mod:`motifgram.engine.vocabulary`) keeps no two tokens closer than twice that.
 
 Positions enter only through which pixels belong to which column, so bond rotations and strain near defects
 move an atom's features by the fitting noise alone. Both columns are rotation invariant (the trend's grid is
