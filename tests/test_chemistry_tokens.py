@@ -96,8 +96,8 @@ def test_mos2_column_classes_at_20_counts(seed):
     # ARI >= 0.9 on every seed: ARI against the four classes 0.953-0.976 over seeds 0-7 and 0.961-0.974 over seeds
     # 1000-1007 (4 tokens, 5 on seed 1003: Mo, S2, SSe, S1; the count by description length alone, a close call on 5
     # of the 16 seeds; 0.950-0.976 and 3-5 tokens with the merges forced by overlap; before the class-aware trend and
-    # the contrast with a main kind's dimmest neighbour 0.868-0.974, the Mo columns next to an S vacancy a token of their own; a
-    # plain Zernike + scikit-learn GMM (BIC, K 1-8) gives 0.78-0.79 on seeds 0-1)
+    # the contrast with a main kind's dimmest neighbour 0.868-0.974, the Mo columns next to an S vacancy a token of
+    # their own; a plain Zernike + scikit-learn GMM (BIC, K 1-8) gives 0.78-0.79 on seeds 0-1)
     m = measure_chemistry("mos2", seed, tuple({**MOS2, "dose": 20.0}.items()))
     assert m["tokens"] >= 3
     assert m["ari"] >= 0.9
