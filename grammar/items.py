@@ -15,7 +15,8 @@ topology
 arrangement
     Short-range order: the Warren–Cowley parameter ``alpha_ij = 1 - P(j | i) / c_j`` of every token pair,
     over bonded pairs (shell 1) and second neighbours (shell 2: two bonds apart, not bonded), with
-    ``P(j | i)`` the share of ``j`` among the shell's neighbours of ``i`` atoms and ``c_j`` the share of ``j``
+    ``P(j | i)`` the share of ``j`` among the shell's neighbours of ``i`` atoms (those at least a bond length
+    inside the image: :func:`neighbour_pairs`) and ``c_j`` the share of ``j``
     among all the shell's neighbour slots (so a sublattice structure alone gives 0 for a random
     arrangement). Row ``i`` of alpha is the neighbour distribution of ``i`` atoms, ``P(j | i) = c_j (1 -
     alpha_ij)``, so two items are compared per shell and centre token ``i`` (present in both) by the
