@@ -24,6 +24,7 @@ and a Markdown table (one line per dose: ARI range and token counts over the see
 
 import argparse
 import csv
+import dataclasses
 import json
 import sys
 import tempfile
@@ -98,13 +99,14 @@ def measure(seed, dose, size, scratch, *, realistic=False):
                      base_dir=scratch)
     out = run(spec, out_dir=scratch / "run", force=True, quiet=True)
     summary = json.loads((out / "summary.json").read_text())
+    truth = dataclasses.replace(sim.truth, xy=sim.imaging.xy)  # where the columns were imaged (after drift)
     clear = None
     if realistic:
-        clear = round(token_ari(sim.truth, out / "atoms.csv", shape=sim.image.shape,
+        clear = round(token_ari(truth, out / "atoms.csv", shape=sim.image.shape,
                                 keep=~sim.imaging.atom_contaminated), 4)
     return {"seed": seed, "dose": dose, "realistic": realistic, "tokens": summary["tokens"]["k"],
-            "ari": round(token_ari(sim.truth, out / "atoms.csv", shape=sim.image.shape), 4),
-            "ari_all": round(token_ari(sim.truth, out / "atoms.csv"), 4), "ari_clear": clear,
+            "ari": round(token_ari(truth, out / "atoms.csv", shape=sim.image.shape), 4),
+            "ari_all": round(token_ari(truth, out / "atoms.csv"), 4), "ari_clear": clear,
             "vocabulary": summary["tokens"].get("merging", {}).get("vocabulary")}
 
 

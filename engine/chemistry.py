@@ -27,6 +27,9 @@ Columns closer than :data:`EDGE_SIGMAS` column widths to the image edge are not 
 features of the most populous main kind (a typical column) rather than the biased intensity of a column cut
 by the edge.
 
+How precisely the features are measured is read off the micrograph (:func:`feature_precision`: the spread of one
+kind's columns); the token vocabulary (:mod:`motifgram.engine.vocabulary`) keeps no two tokens closer than twice that.
+
 Positions enter only through which pixels belong to which column, so bond rotations and strain near defects
 move an atom's features by the fitting noise alone. Both columns are rotation invariant (the trend's grid is
 symmetric about the columns' middle, so 90-degree rotations and mirrors of the image leave them unchanged up

@@ -15,7 +15,8 @@ topology
 arrangement
     Short-range order: the Warren–Cowley parameter ``alpha_ij = 1 - P(j | i) / c_j`` of every token pair,
     over bonded pairs (shell 1) and second neighbours (shell 2: two bonds apart, not bonded), with
-    ``P(j | i)`` the share of ``j`` among the shell's neighbours of ``i`` atoms and ``c_j`` the share of ``j``
+    ``P(j | i)`` the share of ``j`` among the shell's neighbours of ``i`` atoms (those at least a bond length
+    inside the image: :func:`neighbour_pairs`) and ``c_j`` the share of ``j``
     among all the shell's neighbour slots (so a sublattice structure alone gives 0 for a random
     arrangement). Row ``i`` of alpha is the neighbour distribution of ``i`` atoms, ``P(j | i) = c_j (1 -
     alpha_ij)``, so two items are compared per shell and centre token ``i`` (present in both) by the
@@ -50,6 +51,7 @@ from scipy import sparse
 from motifgram.engine import rundir
 from motifgram.engine.errors import MotifgramError
 from motifgram.engine.featurestore import FeatureStore, read_features
+from motifgram.engine.geometry import inside_image
 from motifgram.engine.graph import AtomGraph, aboav_weaire
 from motifgram.engine.tokens import TokenModel
 from motifgram.grammar.disorder import disorder_measures
@@ -145,8 +147,9 @@ def neighbour_pairs(graphs) -> dict[int, dict[tuple[str, str], float]]:
     Returns
     -------
     dict of int to dict of (str, str) to float
-        Shell -> ordered token pair ``(i, j)`` -> number of (atom of ``i``, neighbour of ``j``) pairs (each
-        unordered pair of atoms counted once in each direction).
+        Shell -> ordered token pair ``(i, j)`` -> number of (centre atom of ``i``, neighbour of ``j``) pairs.
+        Centre atoms lie at least one median bond length inside the image: nearer the edge a column is cut
+        (its token is the cut's, its neighbours missing), which would make an arrangement of the edge.
     """
     counts: dict[int, Counter] = {1: Counter(), 2: Counter()}
     for graph in graphs:
@@ -154,6 +157,7 @@ def neighbour_pairs(graphs) -> dict[int, dict[tuple[str, str], float]]:
         bonds = np.asarray(graph.bonds, dtype=np.int64).reshape(-1, 2)
         if n == 0 or len(bonds) == 0:
             continue
+        centres = inside_image(graph.xy, graph.image_shape, float(np.median(graph.bond_lengths_px())))
         adj = sparse.coo_matrix((np.ones(len(bonds)), (bonds[:, 0], bonds[:, 1])), shape=(n, n)).tocsr()
         adj = ((adj + adj.T) > 0).astype(np.float64)
         reach = (adj @ adj) > 0
@@ -162,8 +166,9 @@ def neighbour_pairs(graphs) -> dict[int, dict[tuple[str, str], float]]:
         two.eliminate_zeros()
         names, index = np.unique(np.asarray(graph.tokens).astype(str), return_inverse=True)
         onehot = sparse.csr_matrix((np.ones(n), (np.arange(n), index)), shape=(n, len(names)))
+        centre = sparse.csr_matrix((centres.astype(np.float64), (np.arange(n), index)), shape=(n, len(names)))
         for shell, pairs in ((1, adj), (2, (two > 0).astype(np.float64))):
-            table = (onehot.T @ pairs @ onehot).toarray()
+            table = (centre.T @ pairs @ onehot).toarray()
             for a, b in zip(*np.nonzero(table), strict=True):
                 counts[shell][(str(names[a]), str(names[b]))] += float(table[a, b])
     return {shell: dict(c) for shell, c in counts.items() if c}

@@ -120,15 +120,18 @@ def measure_contamination(seed, dose):
 
 
 def test_contamination_atoms_are_labelled_at_low_dose():
-    # seeds 0-3 at 40 counts: 0.19-0.37 of the deep atoms network, 0.979-0.987 of the clean ones (at 10 counts
-    # 0.16-0.52 and 0.968-0.987: noise peaks in the patch start to bond into a network)
+    # the patch atoms lie off the lattice (engine/regions.py: no coherent bond orientation, irregular angles); seeds
+    # 0-5 and 1000-1005 at 10-80 counts: 0.01-0.17 of the deep atoms network, 0.940-0.994 of the clean ones (before
+    # the lattice rule, seeds 0-3: 0.16-0.52 and 0.968-0.987)
     m = measure_contamination(seed(1), 40.0)
-    assert m["deep_network"] < 0.5
+    assert m["deep_network"] < 0.25
     assert m["clean_network"] > 0.95
 
 
 @pytest.mark.xfail(strict=True, reason="rings wholly inside a contamination patch: 10-82 per 256 px image (seeds 0-3, "
-                   "10 and 40 counts); the per-atom region label does not filter the rings yet (engine/graph.py)")
+                   "10 and 40 counts); the per-atom region label does not filter the rings yet (engine/graph.py): a "
+                   "filter by it (benchmarks/README.md, issue 18) also dropped 10 % of the rings of graphene with 5 % "
+                   "defects")
 def test_contamination_gives_no_rings():
     assert measure_contamination(seed(1), 40.0)["rings_deep"] == 0
 
