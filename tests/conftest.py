@@ -12,7 +12,9 @@ Chromium, so a skip there means a claim went unchecked.
 """
 
 import contextlib
+import fcntl
 import os
+import pickle
 from pathlib import Path
 
 import pytest
@@ -77,6 +79,28 @@ def compilations():
         yield names
     finally:
         jax.monitoring.unregister_event_duration_listener(listener)
+
+
+def built_once(tmp_path_factory, name, build):
+    """``build(folder)`` computed once per test session, whichever pytest-xdist worker asks first.
+
+    A costly fixture (runs and their comparison: tens of seconds each) is otherwise built by every worker that
+    runs one of its tests. The first worker to ask builds it in a folder of the session that every worker sees
+    (``name`` under the session's temporary directory) and leaves its value there (pickled: a cache of this
+    session only); a worker asking meanwhile waits on a file lock, later ones load the value.
+    """
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    folder, value = root / name, root / f"{name}.pickle"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not value.is_file():
+                folder.mkdir(exist_ok=True)
+                value.write_bytes(pickle.dumps(build(folder)))
+            return pickle.loads(value.read_bytes())
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="session")

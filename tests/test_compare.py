@@ -8,12 +8,9 @@ over seed sets 0-7; the ranges beside the thresholds come from there.
 
 import csv
 import dataclasses
-import fcntl
 import itertools
 import json
 import math
-import os
-import pickle
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -46,7 +43,7 @@ from motifgram.grammar.model import Grammar
 from motifgram.grammar.rules import RingRule
 from motifgram.grammar.table import format_table
 from motifgram.grammar.usage import grammar_disorder_estimate, jensen_shannon, rule_keys, usage_divergence
-from conftest import DATA, needs_data, seed, seeds
+from conftest import DATA, built_once, needs_data, seed, seeds
 
 # Stone–Wales and vacancy densities per atom, each. 95cb091 made the random network more regular (56 % hexagons)
 # and replaced 2 % by 0.7 % here, saying in a comment only that beyond ~1 % graphene has as many non-hexagons as
@@ -82,28 +79,6 @@ def build_runs(root, base):
                           "output": {"overlays": False, "report": False}})
         out[name] = run(spec, out_dir=Path(root) / name, quiet=True)
     return out
-
-
-def built_once(tmp_path_factory, name, build):
-    """``build(folder)`` computed once per test session, whichever pytest-xdist worker asks first.
-
-    A costly fixture (runs and their comparison: tens of seconds each) is otherwise built by every worker that
-    runs one of its tests. The first worker to ask builds it in a folder of the session that every worker sees
-    (``name`` under the session's temporary directory) and leaves its value there (pickled: a cache of this
-    session only); a worker asking meanwhile waits on a file lock, later ones load the value.
-    """
-    base = tmp_path_factory.getbasetemp()
-    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-    folder, value = root / name, root / f"{name}.pickle"
-    with open(root / f"{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if not value.is_file():
-                folder.mkdir(exist_ok=True)
-                value.write_bytes(pickle.dumps(build(folder)))
-            return pickle.loads(value.read_bytes())
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="module")
@@ -633,13 +608,10 @@ def real(tmp_path_factory):
     """The seven real micrographs' runs (examples/real_comparison.md), compared on one joint vocabulary."""
     if not DATA.is_dir():
         pytest.skip(f"real micrographs not present at {DATA}")
-    from test_real_data import run_spec
+    from test_real_data import real_run
 
-    def build(root):
-        paths = {name: run_spec(name, seed(0), root) for name in REAL}
-        return paths, compare(list(paths.values()))
-
-    return built_once(tmp_path_factory, f"real-compare-{seed(0)}", build)
+    paths = {name: real_run(tmp_path_factory, name) for name in REAL}  # test_real_data's runs, built once
+    return paths, built_once(tmp_path_factory, f"real-compare-{seed(0)}", lambda _: compare(list(paths.values())))
 
 
 def _nearest(result, name):

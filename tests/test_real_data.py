@@ -18,7 +18,7 @@ import yaml
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
 
-from conftest import DATA, SPECS, needs_data, seed
+from conftest import DATA, SPECS, built_once, needs_data, seed
 from motifgram.engine.pipeline import run
 from motifgram.engine.spec import load_spec
 from motifgram.grammar import Grammar
@@ -126,17 +126,16 @@ def run_spec(name, spec_seed, root=None):
     return _RUNS[key]
 
 
+def real_run(tmp_path_factory, name):
+    """The run directory of ``specs/<name>.yaml`` at the test seed, built once per test session by whichever
+    pytest-xdist worker asks first (this module's tests and test_compare's comparison of the real runs share it)."""
+    return built_once(tmp_path_factory, f"real-{name}-{seed(0)}", lambda folder: run_spec(name, seed(0), folder))
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """name -> run directory at the test seed (each spec run once, lazily)."""
-    root = tmp_path_factory.mktemp("real")
-
-    def get(name):
-        return run_spec(name, seed(0), root)
-
-    yield get
-    for key in [k for k in _RUNS if _RUNS[k].is_relative_to(root)]:
-        del _RUNS[key]
+    """name -> run directory at the test seed (each spec run once per test session, lazily)."""
+    return lambda name: real_run(tmp_path_factory, name)
 
 
 def chemistry_run(name, out_dir):
