@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import seed
+from conftest import built_once, seed
 
 #: Never imported by a default ``motifgram run`` on a micrograph file of one group.
 NOT_IN_A_RUN = ("matplotlib", "dask", "distributed", "pandas", "sklearn", "skimage", "networkx", "scipy.optimize",
@@ -45,35 +45,45 @@ def _default_spec(folder):
     return spec
 
 
+@pytest.fixture(scope="module")
+def called_run(tmp_path_factory):
+    """The default spec (overlays and report on) on a .npy micrograph run by ``main(argv)`` in a new interpreter:
+    the spec, the run's folder and the modules loaded at its end (built once per test session)."""
+
+    def build(folder):
+        spec = _default_spec(folder)
+        loaded = modules_after(
+            "from motifgram.engine.cli import main\n"
+            f"assert main(['run', {str(spec)!r}, '--out', {str(folder / 'call')!r}, '--quiet']) == 0\n"
+        )
+        return spec, folder / "call", loaded
+
+    return built_once(tmp_path_factory, f"imports-default-run-{seed(1)}", build)
+
+
 @pytest.mark.slow
-def test_a_default_run_imports_only_what_it_uses(tmp_path):
+def test_a_default_run_imports_only_what_it_uses(called_run):
     """The default spec (overlays and report on) on a .npy micrograph, as a user runs it."""
-    spec = _default_spec(tmp_path)
-    loaded = modules_after(
-        "from motifgram.engine.cli import main\n"
-        f"assert main(['run', {str(spec)!r}, '--out', {str(tmp_path / 'run')!r}, '--quiet']) == 0\n"
-    )
-    assert (tmp_path / "run" / "report.html").is_file() and (tmp_path / "run" / "overlays" / "g.png").is_file()
+    _, run_dir, loaded = called_run
+    assert (run_dir / "report.html").is_file() and (run_dir / "overlays" / "g.png").is_file()
     assert {"jax", "PIL", "jinja2"} <= loaded  # the probe saw the run's imports
     assert not loaded & set(NOT_IN_A_RUN), sorted(loaded & set(NOT_IN_A_RUN))
 
 
 @pytest.mark.slow
-def test_the_command_line_exit_keeps_every_output(tmp_path):
+def test_the_command_line_exit_keeps_every_output(tmp_path, called_run):
     """``motifgram run`` from the command line freezes the collector before exiting (``cli.main()`` without
     arguments): it still exits 0 and writes every file, byte for byte as a ``main(argv)`` call does."""
-    spec = _default_spec(tmp_path)
+    spec, call, _ = called_run
     done = subprocess.run([sys.executable, "-m", "motifgram.engine.cli", "run", str(spec), "--out",
                            str(tmp_path / "cli"), "--quiet"], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
-    modules_after(f"from motifgram.engine.cli import main\nassert main(['run', {str(spec)!r}, '--out', "
-                  f"{str(tmp_path / 'call')!r}, '--quiet']) == 0\n")
     written = sorted(p.relative_to(tmp_path / "cli").as_posix() for p in (tmp_path / "cli").rglob("*"))
-    assert written == sorted(p.relative_to(tmp_path / "call").as_posix() for p in (tmp_path / "call").rglob("*"))
+    assert written == sorted(p.relative_to(call).as_posix() for p in call.rglob("*"))
     assert {"atoms.csv", "bonds.csv", "rings.csv", "grammar.txt", "summary.json", "tokens.npz", "features.npz",
             "report.html", "overlays/g.png", "parses/g.json"} <= set(written)
     for name in ("atoms.csv", "bonds.csv", "rings.csv", "grammar.txt", "parses/g.json"):
-        assert (tmp_path / "cli" / name).read_bytes() == (tmp_path / "call" / name).read_bytes(), name
+        assert (tmp_path / "cli" / name).read_bytes() == (call / name).read_bytes(), name
 
 
 @pytest.mark.parametrize("command_line", [True, False])
