@@ -106,7 +106,7 @@ def token_pass(record: MicrographRecord, token_model: TokenModel, cache_dir: Pat
 
     Returns ``(labels, mean_confidence, units, seconds)``: labels ((N,) unsigned int, the smallest type that
     holds them) index ``token_model.names``; units ((K,) int64) the sum of each token's confidences as written
-    (:func:`rundir.confidence_units`), for the report.
+    (:func:`rundir.confidence_sums`), for the report.
     """
     timer = StageTimer()
     with timer("tokens"):
@@ -117,9 +117,8 @@ def token_pass(record: MicrographRecord, token_model: TokenModel, cache_dir: Pat
                                  entry["network"], record.pixel_size_nm)
         rundir.write_part(parts, record.index, "atoms", rows)
     mean_confidence = round(float(np.mean(confidence)), 4) if len(confidence) else None
-    units = np.bincount(labels, weights=rundir.confidence_units(confidence), minlength=len(token_model.names))
-    return (labels.astype(label_dtype(len(token_model.names))), mean_confidence, np.rint(units).astype(np.int64),
-            timer.as_dict())
+    units = rundir.confidence_sums(labels, confidence, len(token_model.names))
+    return labels.astype(label_dtype(len(token_model.names))), mean_confidence, units, timer.as_dict()
 
 
 @dataclass(frozen=True)

@@ -40,8 +40,8 @@ __all__ = [
     "write_parse", "parse_path", "read_parses", "overlay_path", "write_grammars",
     "image_summary", "run_summary", "own_bits_per_atom", "comparison_summary", "versions",
     "write_summary", "read_summary", "learned_spots",
-    "write_embedding", "read_embedding", "read_token_arrays", "confidence_units", "token_stats", "read_token_stats",
-    "read_run_graphs",
+    "write_embedding", "read_embedding", "read_token_arrays", "confidence_units", "confidence_sums", "token_stats",
+    "read_token_stats", "read_run_graphs",
     "grammar_file", "read_grammar_file", "token_model_path",
 ]
 
@@ -143,6 +143,13 @@ def confidence_units(confidence) -> np.ndarray:
     return np.rint(np.asarray(confidence, dtype=float) * 10**_CONFIDENCE_DECIMALS).astype(np.int64)
 
 
+def confidence_sums(which, confidence, n_tokens: int) -> np.ndarray:
+    """(K,) int64: per token, the sum of the :func:`confidence_units` of its atoms (``which`` (N,): each atom's
+    token index; ``confidence`` (N,)). The sums are of integers below 2**53, so exact in float64."""
+    sums = np.bincount(np.asarray(which, dtype=np.intp), weights=confidence_units(confidence), minlength=n_tokens)
+    return np.rint(sums).astype(np.int64)
+
+
 def token_stats(names: Sequence[str], counts, units) -> dict[str, tuple[int, float]]:
     """Per token with atoms: (number of atoms, mean confidence as written in ``atoms.csv``).
 
@@ -172,8 +179,7 @@ def read_token_stats(run_dir) -> dict[str, tuple[int, float]]:
     index = {name: k for k, name in enumerate(names)}
     which = np.fromiter(map(index.__getitem__, tokens), dtype=np.int64, count=len(tokens))
     counts = np.bincount(which, minlength=len(names))
-    units = np.bincount(which, weights=confidence_units(np.array(confidence, dtype=float)), minlength=len(names))
-    return token_stats(names, counts, np.rint(units).astype(np.int64))  # integer sums: exact in float64
+    return token_stats(names, counts, confidence_sums(which, np.array(confidence, dtype=float), len(names)))
 
 
 def read_run_graphs(run_dir, *, images: Iterable[str] | None = None) -> dict[str, AtomGraph]:
