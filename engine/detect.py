@@ -70,6 +70,7 @@ EDGE_MARGIN_NN = 0.2
 
 _NOISE_K = 5.0  # peak heights must exceed this many sigma of the smoothed noise
 _RELATIVE_FLOOR = 0.1  # ... and this fraction of the strong-column height (95th percentile)
+_NOISE_LIMITED = 9.0  # median first-search peak height (smoothed-noise sigma) below which an image is noise-limited
 _SCAN_HIGH_F = 0.35  # cycles/px: above this the columns carry no signal, the power is noise
 _SCAN_PROFILE_BINS = 7  # the noise profiles are averaged over this many frequency bins
 _SCAN_Z = 7.0  # a row (column) noise excess counts at >= this many standard errors of its estimate
@@ -267,6 +268,35 @@ def _find_peaks(img, *, sigma_px, min_distance_px, noise_sigma, threshold):
     return rc[keep], heights[keep], float(threshold)
 
 
+def _first_search(img, period, noise, threshold):
+    """The conservative first peak search, at a quarter period's separation; (rc (P, 2), noise-limited sigma px).
+
+    The smoothing is a tenth of the period, fine enough to keep a dim column beside a bright one (perovskite
+    oxygen, Si[110] dumbbells). Where the peaks found stand barely above the noise (median height below
+    ``_NOISE_LIMITED`` sigma of the smoothed noise: a low-dose image, where most maxima at this smoothing are
+    noise between and around the columns), the smoothing is instead the one, up to a fifth of the period, that
+    gives the peaks the largest median significance: the matched filter of the columns. That smoothing is
+    returned so that the second search does not smooth less; 0.0 when the image is not noise-limited.
+    """
+
+    def search(fraction):
+        sigma = max(0.5, fraction * period)
+        rc, heights, _ = _find_peaks(img, sigma_px=sigma, min_distance_px=0.25 * period, noise_sigma=noise,
+                                     threshold=threshold)
+        smoothed_noise = noise / (2 * np.sqrt(np.pi) * sigma)
+        significance = float(np.median(heights)) / smoothed_noise if heights.size and smoothed_noise > 0 else np.inf
+        return significance, fraction, rc, sigma
+
+    trials = [search(0.1)]
+    if trials[0][0] >= _NOISE_LIMITED:
+        return trials[0][2], 0.0
+    trials += [search(fraction) for fraction in (0.125, 0.15, 0.175, 0.2)]
+    significance, fraction, rc, sigma = max(trials, key=lambda trial: trial[0])
+    log.info("noise-limited image (median peak %.1f sigma at a tenth of the period): first search smoothed by "
+             "%.3g periods (%.2f px), median peak %.1f sigma", trials[0][0], fraction, sigma, significance)
+    return rc, sigma
+
+
 def _suppress_weaker(xy: np.ndarray, strength: np.ndarray, *, radius: float) -> np.ndarray:
     """Boolean mask dropping the weaker point of every pair closer than ``radius``."""
     keep = np.ones(xy.shape[0], bool)
@@ -308,7 +338,8 @@ def detect_atoms(
         0.1 h95)`` with ``sigma`` the noise of the denoised image (from the finest diagonal wavelet band)
         and ``h95`` the 95th percentile of the peak heights above that noise floor.
     denoise_sigma_px : float, optional
-        Sigma of the Gaussian denoising filter, px. ``None``: ``0.2 x`` the nearest-neighbour distance.
+        Sigma of the Gaussian denoising filter, px. ``None``: ``0.15 x`` the nearest-neighbour distance, or on a
+        noise-limited image the first search's matched smoothing where that is larger (:func:`_first_search`).
     refine : bool
         Fit a 2-D Gaussian + background to every atom (:func:`refine_positions`); fits that fail near the
         border and positions outside the image are dropped. Otherwise report the maxima of the denoised
@@ -358,13 +389,7 @@ def detect_atoms(
         # a first, conservative peak search on a central crop of at least 40 periods
         side = int(max(512, 40 * period))
         r0, c0 = max(0, (img.shape[0] - side) // 2), max(0, (img.shape[1] - side) // 2)
-        rc0, _, _ = _find_peaks(
-            img[r0 : r0 + side, c0 : c0 + side],
-            sigma_px=max(0.5, 0.1 * period),
-            min_distance_px=0.25 * period,
-            noise_sigma=noise,
-            threshold=threshold,
-        )
+        rc0, noise_limited_sigma = _first_search(img[r0 : r0 + side, c0 : c0 + side], period, noise, threshold)
         nn_guess = nn_distance(rc0.astype(np.float64))
         if not np.isfinite(nn_guess):
             raise NoLatticeError(
@@ -372,9 +397,9 @@ def detect_atoms(
                 "is this an atomic-resolution image, or are the atoms dark (dark_atoms=True)?"
             )
     else:
-        nn_guess = 2.0 * float(min_distance_px)
+        nn_guess, noise_limited_sigma = 2.0 * float(min_distance_px), 0.0
     min_distance = float(min_distance_px) if min_distance_px is not None else 0.5 * nn_guess
-    sigma = float(denoise_sigma_px) if denoise_sigma_px is not None else max(0.5, 0.15 * nn_guess)
+    sigma = float(denoise_sigma_px) if denoise_sigma_px is not None else max(0.5, 0.15 * nn_guess, noise_limited_sigma)
     rc, heights, used_threshold = _find_peaks(
         img, sigma_px=sigma, min_distance_px=min_distance, noise_sigma=noise, threshold=threshold
     )
