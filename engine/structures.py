@@ -271,6 +271,10 @@ def build_mos2(size, rng, opts):
     vacant = rng.random(len(sulfur)) < opts["s_vacancy_density"]
     selenium = (rng.random((len(sulfur), 2)) < opts["se_fraction"]).sum(axis=1)
     label[sulfur] = np.where(vacant, "S1", np.array(["S2", "SSe", "Se2"])[selenium])
+    if opts["se2_fraction"] > 0:
+        _se2_columns(xy[sulfur], label, sulfur, fraction=opts["se2_fraction"],
+                     superlattice=int(opts["se2_superlattice"]), clustering=opts["se2_clustering"], d=d,
+                     rotation=rotation, size=size, rng=rng)
     bonds = bonds_within(xy, 1.2 * d)
     defects = [DefectSpec("s_vacancy", contains_any({int(k)}), (int(k),), (int(k),), False) for k in sulfur[vacant]]
     n_inside = int(np.all((xy >= -0.5) & (xy <= size - 0.5), axis=1).sum())
@@ -282,6 +286,48 @@ def build_mos2(size, rng, opts):
                                       cluster_size=int(opts["se_cluster_size"]),
                                       line_length=int(opts["s_vacancy_line_length"]))
     return Structure(xy, label, bonds, defects, d, _MOS2_INTENSITY)
+
+
+def _se2_columns(s_xy, label, sulfur, *, fraction, superlattice, clustering, d, rotation, size, rng):
+    """Turn an exact number of S2 columns into Se2, arranged by a superlattice or a clustering strength (in place).
+
+    ``round(fraction x the chalcogen columns inside the image)`` columns, so that images of one size hold one Se
+    content whatever the arrangement. The candidates are the S2 columns inside the image; for ``superlattice`` m > 1
+    only those on a superlattice of index m of the chalcogen lattice, ``i + q j = r (mod m)`` in lattice coordinates
+    with the q whose superlattice is the most open (shortest vector longest) and a random r: the Se2 columns are
+    ordered. One at a time, each Se2 column takes a free candidate with probability proportional to
+    ``exp(clustering x its Se2 neighbours)`` among the six chalcogen sites one lattice constant away: 0 random,
+    > 0 clustered. A warning says when the candidates run out.
+    """
+    a = SQRT3 * d
+    inside = np.all((s_xy >= -0.5) & (s_xy < size - 0.5), axis=1)  # the columns the truth keeps
+    n = round(fraction * int(inside.sum()))
+    free = inside & (label[sulfur] == "S2")
+    if superlattice > 1:
+        cell = a * np.array([[1.0, 0.0], [0.5, SQRT3 / 2]]) @ rotation_matrix(rotation).T
+        ij = np.rint(np.linalg.solve(cell.T, (s_xy - s_xy[0]).T).T).astype(np.int64)
+        q = _open_superlattice(superlattice)
+        free &= (ij[:, 0] + q * ij[:, 1] - int(rng.integers(superlattice))) % superlattice == 0
+    pairs = cKDTree(s_xy).query_pairs(1.1 * a, output_type="ndarray")
+    nbrs = csr_neighbours(len(s_xy), pairs)
+    se2 = (label[sulfur] == "Se2").astype(np.float64)
+    around = np.bincount(pairs.ravel(), weights=se2[pairs[:, ::-1]].ravel(), minlength=len(s_xy))
+    if n > free.sum():
+        log.warning("placed %d of %d MoS2 Se2 columns: too few S2 columns on the superlattice", free.sum(), n)
+    for _ in range(min(n, int(free.sum()))):
+        weight = np.where(free, np.exp(clustering * (around - around[free].max())), 0.0)
+        k = int(rng.choice(len(weight), p=weight / weight.sum()))
+        free[k] = False
+        label[sulfur[k]] = "Se2"
+        around[nbrs[1][nbrs[0][k]:nbrs[0][k + 1]]] += 1
+
+
+def _open_superlattice(m):
+    """The q of the superlattice ``i + q j = 0 (mod m)`` of a triangular lattice whose shortest vector is longest."""
+    i, j = (g.ravel() for g in np.meshgrid(np.arange(-m, m + 1), np.arange(-m, m + 1)))
+    i, j = i[(i != 0) | (j != 0)], j[(i != 0) | (j != 0)]
+    norm2 = i * i + i * j + j * j  # |i v1 + j v2|^2 / a^2 for lattice vectors 60 degrees apart
+    return max(range(m), key=lambda q: norm2[(i + q * j) % m == 0].min())
 
 
 def _chalcogen_defects(xy, label, sulfur, todo, *, d, size, rng, cluster_size, line_length):

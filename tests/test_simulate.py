@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial import Delaunay, cKDTree
 
-from conftest import seed
+from conftest import seed, seeds
 from motifgram.engine.errors import SpecError
 from motifgram.engine.simulate import KINDS, STACKING_CLASSES, Simulation, Truth, simulate, simulate_options
 
@@ -392,6 +392,35 @@ def test_mos2_se_clusters_and_s_vacancy_lines(seed):
         others = [k for k in near if k not in d.atoms]
         assert all(truth.label[k] == "S2" for k in others)  # isolated in pristine MoS2
         assert all(set(d.atoms) & set(truth.rings[k]) for k in d.rings)
+
+
+#: Se2 arrangements at one Se content: (superlattice index, clustering strength).
+SE2_ARRANGEMENTS = {"ordered": (8, 0.0), "random": (1, 0.0), "mild": (1, 1.0), "strong": (1, 3.0)}
+
+
+@pytest.mark.parametrize("seed", seeds(3, 4))
+def test_mos2_se2_columns_have_one_count_whatever_the_arrangement(seed):
+    """``se2_fraction`` turns exactly round(fraction x chalcogen columns in the image) columns into Se2 however they
+    are arranged: on the superlattice of index 8 (its shortest vector sqrt(7) lattice constants, so no two Se2
+    columns are neighbours), at random, or clustered, where the share of Se2 among a Se2 column's six chalcogen
+    neighbours grows with the clustering strength."""
+    a = math.sqrt(3) * 8.0  # lattice constant, px
+    share = {}
+    for name, (superlattice, clustering) in SE2_ARRANGEMENTS.items():
+        truth = simulate("mos2", size=256, seed=seed, se_fraction=0.0, s_vacancy_density=0.0, se2_fraction=0.12,
+                         se2_superlattice=superlattice, se2_clustering=clustering).truth
+        chalcogen = truth.label[truth.label != "Mo"]
+        assert Counter(chalcogen.tolist()) == {"Se2": round(0.12 * len(chalcogen)),
+                                              "S2": len(chalcogen) - round(0.12 * len(chalcogen))}, name
+        tree = cKDTree(truth.xy[truth.label != "Mo"])
+        pairs = tree.query_pairs(1.1 * a, output_type="ndarray")
+        se2 = chalcogen[pairs] == "Se2"
+        share[name] = 2 * se2.all(axis=1).sum() / se2.sum()
+        if name == "ordered":
+            columns = truth.xy[truth.label == "Se2"]
+            assert cKDTree(columns).query(columns, k=2)[0][:, 1].min() == pytest.approx(math.sqrt(7) * a, rel=0.01)
+    assert share["ordered"] == 0.0
+    assert share["random"] < share["mild"] < share["strong"]
 
 
 def test_default_density_keeps_defects_sparse():
