@@ -69,7 +69,7 @@ _KIND_OPTIONS = {
         "se_fraction": 0.10,  # fraction of the S atoms of intact columns replaced by Se ("SSe", "Se2")
         "se_cluster_density": 0.0,  # compact clusters of Se2 columns per atom
         "se_cluster_size": 3,  # columns per Se cluster (an integer >= 2)
-        "se2_fraction": 0.0,  # exactly this fraction of the chalcogen columns in the image become Se2
+        "se2_fraction": 0.0,  # this fraction of the chalcogen sites of the image area become Se2 (one count per size)
         "se2_superlattice": 1,  # m > 1: those Se2 columns only on a superlattice of index m (ordered)
         "se2_clustering": 0.0,  # their clustering strength: 0 random, > 0 clustered (weight e^s per Se2 neighbour)
         "s_vacancy_line_density": 0.0,  # lines of S1 columns along a lattice direction per atom

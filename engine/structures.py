@@ -291,17 +291,18 @@ def build_mos2(size, rng, opts):
 def _se2_columns(s_xy, label, sulfur, *, fraction, superlattice, clustering, d, rotation, size, rng):
     """Turn an exact number of S2 columns into Se2, arranged by a superlattice or a clustering strength (in place).
 
-    ``round(fraction x the chalcogen columns inside the image)`` columns, so that images of one size hold one Se
-    content whatever the arrangement. The candidates are the S2 columns inside the image; for ``superlattice`` m > 1
-    only those on a superlattice of index m of the chalcogen lattice, ``i + q j = r (mod m)`` in lattice coordinates
-    with the q whose superlattice is the most open (shortest vector longest) and a random r: the Se2 columns are
-    ordered. One at a time, each Se2 column takes a free candidate with probability proportional to
-    ``exp(clustering x its Se2 neighbours)`` among the six chalcogen sites one lattice constant away: 0 random,
-    > 0 clustered. A warning says when the candidates run out.
+    ``round(fraction x size**2 / unit-cell area)`` columns (one chalcogen site per unit cell), so that every image
+    of one size holds the same number of Se2 columns whatever its arrangement, rotation and shift: ``fraction`` of
+    its chalcogen columns to within one lattice row. The candidates are the S2 columns inside the image; for
+    ``superlattice`` m > 1 only those on a superlattice of index m of the chalcogen lattice, ``i + q j = r (mod
+    m)`` in lattice coordinates with the q whose superlattice is the most open (shortest vector longest) and a
+    random r: the Se2 columns are ordered. One at a time, each Se2 column takes a free candidate with probability
+    proportional to ``exp(clustering x its Se2 neighbours)`` among the six chalcogen sites one lattice constant
+    away: 0 random, > 0 clustered. A warning says when the candidates run out.
     """
     a = SQRT3 * d
     inside = np.all((s_xy >= -0.5) & (s_xy < size - 0.5), axis=1)  # the columns the truth keeps
-    n = round(fraction * int(inside.sum()))
+    n = round(fraction * size**2 / (a * a * SQRT3 / 2))
     free = inside & (label[sulfur] == "S2")
     if superlattice > 1:
         cell = a * np.array([[1.0, 0.0], [0.5, SQRT3 / 2]]) @ rotation_matrix(rotation).T

@@ -395,23 +395,24 @@ def test_mos2_se_clusters_and_s_vacancy_lines(seed):
 
 
 #: Se2 arrangements at one Se content: (superlattice index, clustering strength).
-SE2_ARRANGEMENTS = {"ordered": (8, 0.0), "random": (1, 0.0), "mild": (1, 1.0), "strong": (1, 3.0)}
+SE2_ARRANGEMENTS = {"ordered": (8, 0.0), "random": (1, 0.0), "mild": (1, 1.5), "strong": (1, 4.0)}
 
 
 @pytest.mark.parametrize("seed", seeds(3, 4))
 def test_mos2_se2_columns_have_one_count_whatever_the_arrangement(seed):
-    """``se2_fraction`` turns exactly round(fraction x chalcogen columns in the image) columns into Se2 however they
+    """``se2_fraction`` turns exactly round(fraction x chalcogen sites per image area) columns into Se2 however they
     are arranged: on the superlattice of index 8 (its shortest vector sqrt(7) lattice constants, so no two Se2
     columns are neighbours), at random, or clustered, where the share of Se2 among a Se2 column's six chalcogen
     neighbours grows with the clustering strength."""
     a = math.sqrt(3) * 8.0  # lattice constant, px
+    count = round(0.12 * 256**2 / (a * a * math.sqrt(3) / 2))  # 47
     share = {}
     for name, (superlattice, clustering) in SE2_ARRANGEMENTS.items():
         truth = simulate("mos2", size=256, seed=seed, se_fraction=0.0, s_vacancy_density=0.0, se2_fraction=0.12,
                          se2_superlattice=superlattice, se2_clustering=clustering).truth
         chalcogen = truth.label[truth.label != "Mo"]
-        assert Counter(chalcogen.tolist()) == {"Se2": round(0.12 * len(chalcogen)),
-                                              "S2": len(chalcogen) - round(0.12 * len(chalcogen))}, name
+        assert Counter(chalcogen.tolist()) == {"Se2": count, "S2": len(chalcogen) - count}, name
+        assert abs(count / len(chalcogen) - 0.12) < 0.005, name
         tree = cKDTree(truth.xy[truth.label != "Mo"])
         pairs = tree.query_pairs(1.1 * a, output_type="ndarray")
         se2 = chalcogen[pairs] == "Se2"
