@@ -71,7 +71,7 @@ _KIND_OPTIONS = {
         "se_cluster_size": 3,  # columns per Se cluster (an integer >= 2)
         "se2_fraction": 0.0,  # this fraction of the chalcogen sites of the image area become Se2 (one count per size)
         "se2_superlattice": 1,  # m > 1: those Se2 columns only on a superlattice of index m (ordered)
-        "se2_clustering": 0.0,  # their clustering strength: 0 random, > 0 clustered (weight e^s per Se2 neighbour)
+        "se2_cluster_size": 1,  # those Se2 columns in compact clusters of this many, not touching (1: random)
         "s_vacancy_line_density": 0.0,  # lines of S1 columns along a lattice direction per atom
         "s_vacancy_line_length": 4,  # columns per S-vacancy line (an integer >= 2)
     },
@@ -141,7 +141,7 @@ _CHECKS = {
     "se_cluster_size": (False, 2.0, True, 13.0, "an integer in [2, 12]"),
     "se2_fraction": (False, 0.0, True, 1.0000001, "a number in [0, 1]"),
     "se2_superlattice": (False, 1.0, True, 101.0, "an integer in [1, 100]"),
-    "se2_clustering": (False, 0.0, True, None, "a number >= 0"),
+    "se2_cluster_size": (False, 1.0, True, 101.0, "an integer in [1, 100]"),
     "s_vacancy_line_density": (False, 0.0, True, 0.1, "a number in [0, 0.1)"),
     "s_vacancy_line_length": (False, 2.0, True, 13.0, "an integer in [2, 12]"),
     "o_intensity": (False, 0.0, True, None, "a number >= 0"),
@@ -166,7 +166,7 @@ _CHECKS = {
 }
 
 
-_INTEGER_OPTIONS = frozenset({"se_cluster_size", "se2_superlattice", "s_vacancy_line_length"})
+_INTEGER_OPTIONS = frozenset({"se_cluster_size", "se2_superlattice", "se2_cluster_size", "s_vacancy_line_length"})
 
 
 def check_simulation(kind, size, seed, options, *, path="simulate"):
