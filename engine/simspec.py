@@ -69,6 +69,9 @@ _KIND_OPTIONS = {
         "se_fraction": 0.10,  # fraction of the S atoms of intact columns replaced by Se ("SSe", "Se2")
         "se_cluster_density": 0.0,  # compact clusters of Se2 columns per atom
         "se_cluster_size": 3,  # columns per Se cluster (an integer >= 2)
+        "se2_fraction": 0.0,  # this fraction of the chalcogen sites of the image area become Se2 (one count per size)
+        "se2_superlattice": 1,  # m > 1: those Se2 columns only on a superlattice of index m (ordered)
+        "se2_cluster_size": 1,  # those Se2 columns in compact clusters of this many, not touching (1: random)
         "s_vacancy_line_density": 0.0,  # lines of S1 columns along a lattice direction per atom
         "s_vacancy_line_length": 4,  # columns per S-vacancy line (an integer >= 2)
     },
@@ -136,6 +139,9 @@ _CHECKS = {
     "se_fraction": (False, 0.0, True, 1.0000001, "a number in [0, 1]"),
     "se_cluster_density": (False, 0.0, True, 0.1, "a number in [0, 0.1)"),
     "se_cluster_size": (False, 2.0, True, 13.0, "an integer in [2, 12]"),
+    "se2_fraction": (False, 0.0, True, 1.0000001, "a number in [0, 1]"),
+    "se2_superlattice": (False, 1.0, True, 101.0, "an integer in [1, 100]"),
+    "se2_cluster_size": (False, 1.0, True, 101.0, "an integer in [1, 100]"),
     "s_vacancy_line_density": (False, 0.0, True, 0.1, "a number in [0, 0.1)"),
     "s_vacancy_line_length": (False, 2.0, True, 13.0, "an integer in [2, 12]"),
     "o_intensity": (False, 0.0, True, None, "a number >= 0"),
@@ -160,7 +166,7 @@ _CHECKS = {
 }
 
 
-_INTEGER_OPTIONS = frozenset({"se_cluster_size", "s_vacancy_line_length"})
+_INTEGER_OPTIONS = frozenset({"se_cluster_size", "se2_superlattice", "se2_cluster_size", "s_vacancy_line_length"})
 
 
 def check_simulation(kind, size, seed, options, *, path="simulate"):

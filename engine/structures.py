@@ -271,6 +271,10 @@ def build_mos2(size, rng, opts):
     vacant = rng.random(len(sulfur)) < opts["s_vacancy_density"]
     selenium = (rng.random((len(sulfur), 2)) < opts["se_fraction"]).sum(axis=1)
     label[sulfur] = np.where(vacant, "S1", np.array(["S2", "SSe", "Se2"])[selenium])
+    if opts["se2_fraction"] > 0:
+        _se2_columns(xy[sulfur], label, sulfur, fraction=opts["se2_fraction"],
+                     superlattice=int(opts["se2_superlattice"]), cluster_size=int(opts["se2_cluster_size"]), d=d,
+                     rotation=rotation, size=size, rng=rng)
     bonds = bonds_within(xy, 1.2 * d)
     defects = [DefectSpec("s_vacancy", contains_any({int(k)}), (int(k),), (int(k),), False) for k in sulfur[vacant]]
     n_inside = int(np.all((xy >= -0.5) & (xy <= size - 0.5), axis=1).sum())
@@ -282,6 +286,57 @@ def build_mos2(size, rng, opts):
                                       cluster_size=int(opts["se_cluster_size"]),
                                       line_length=int(opts["s_vacancy_line_length"]))
     return Structure(xy, label, bonds, defects, d, _MOS2_INTENSITY)
+
+
+def _se2_columns(s_xy, label, sulfur, *, fraction, superlattice, cluster_size, d, rotation, size, rng):
+    """Turn an exact number of S2 columns into Se2, ordered on a superlattice or in compact clusters (in place).
+
+    ``round(fraction x size**2 / unit-cell area)`` columns (one chalcogen site per unit cell), so that every image
+    of one size holds the same number of Se2 columns whatever its arrangement, rotation and shift: ``fraction`` of
+    its chalcogen columns to within one lattice row. The candidates are the S2 columns inside the image; for
+    ``superlattice`` m > 1 only those on a superlattice of index m of the chalcogen lattice, ``i + q j = r (mod
+    m)`` in lattice coordinates with the q whose superlattice is the most open (shortest vector longest) and a
+    random r: the Se2 columns are ordered. The columns come in clusters of ``cluster_size`` (the last one
+    smaller when it does not divide the count): a random candidate, grown by the candidate next to the cluster
+    (one lattice constant away) with the most cluster neighbours, ties at random, as long as one is free. Clusters
+    of more than one column touch no other (so each keeps its size and the clustering is the same in every
+    image); single columns (``cluster_size`` 1) are placed at random. A warning says when the candidates run out.
+    """
+    a = SQRT3 * d
+    inside = np.all((s_xy >= -0.5) & (s_xy < size - 0.5), axis=1)  # the columns the truth keeps
+    n = round(fraction * size**2 / (a * a * SQRT3 / 2))
+    free = inside & (label[sulfur] == "S2")
+    if superlattice > 1:
+        cell = a * np.array([[1.0, 0.0], [0.5, SQRT3 / 2]]) @ rotation_matrix(rotation).T
+        ij = np.rint(np.linalg.solve(cell.T, (s_xy - s_xy[0]).T).T).astype(np.int64)
+        q = _open_superlattice(superlattice)
+        free &= (ij[:, 0] + q * ij[:, 1] - int(rng.integers(superlattice))) % superlattice == 0
+    ptr, nbr = csr_neighbours(len(s_xy), cKDTree(s_xy).query_pairs(1.1 * a, output_type="ndarray"))
+    placed = 0
+    while placed < n and free.any():
+        members = [int(rng.choice(np.flatnonzero(free)))]
+        while len(members) < min(cluster_size, n - placed):
+            frontier = np.setdiff1d(np.concatenate([nbr[ptr[m]:ptr[m + 1]] for m in members]), members)
+            frontier = frontier[free[frontier]]
+            if not len(frontier):
+                break
+            touching = np.array([np.isin(nbr[ptr[q]:ptr[q + 1]], members).sum() for q in frontier])
+            members.append(int(rng.choice(frontier[touching == touching.max()])))
+        label[sulfur[members]] = "Se2"
+        free[members] = False
+        if cluster_size > 1:
+            free[np.concatenate([nbr[ptr[m]:ptr[m + 1]] for m in members])] = False
+        placed += len(members)
+    if placed < n:
+        log.warning("placed %d of %d MoS2 Se2 columns: no free S2 column left at size %d", placed, n, size)
+
+
+def _open_superlattice(m):
+    """The q of the superlattice ``i + q j = 0 (mod m)`` of a triangular lattice whose shortest vector is longest."""
+    i, j = (g.ravel() for g in np.meshgrid(np.arange(-m, m + 1), np.arange(-m, m + 1)))
+    i, j = i[(i != 0) | (j != 0)], j[(i != 0) | (j != 0)]
+    norm2 = i * i + i * j + j * j  # |i v1 + j v2|^2 / a^2 for lattice vectors 60 degrees apart
+    return max(range(m), key=lambda q: norm2[(i + q * j) % m == 0].min())
 
 
 def _chalcogen_defects(xy, label, sulfur, todo, *, d, size, rng, cluster_size, line_length):

@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from scipy.spatial import Delaunay, cKDTree
 
-from conftest import seed
+from conftest import seed, seeds
 from motifgram.engine.errors import SpecError
 from motifgram.engine.simulate import KINDS, STACKING_CLASSES, Simulation, Truth, simulate, simulate_options
 
@@ -392,6 +394,41 @@ def test_mos2_se_clusters_and_s_vacancy_lines(seed):
         others = [k for k in near if k not in d.atoms]
         assert all(truth.label[k] == "S2" for k in others)  # isolated in pristine MoS2
         assert all(set(d.atoms) & set(truth.rings[k]) for k in d.rings)
+
+
+#: Se2 arrangements at one Se content: (superlattice index, cluster size).
+SE2_ARRANGEMENTS = {"ordered": (8, 1), "random": (1, 1), "mild": (1, 3), "strong": (1, 6)}
+
+
+@pytest.mark.parametrize("seed", seeds(3, 4))
+def test_mos2_se2_columns_have_one_count_whatever_the_arrangement(seed):
+    """``se2_fraction`` turns exactly round(fraction x chalcogen sites per image area) columns into Se2 however they
+    are arranged: on the superlattice of index 8 (its shortest vector sqrt(7) lattice constants, so no two Se2
+    columns are neighbours), at random, or in clusters of 3 or 6 columns that touch no other cluster, so that the
+    share of Se2 among a Se2 column's six chalcogen neighbours grows with the cluster size."""
+    a = math.sqrt(3) * 8.0  # lattice constant, px
+    count = round(0.12 * 256**2 / (a * a * math.sqrt(3) / 2))  # 47
+    share = {}
+    for name, (superlattice, cluster_size) in SE2_ARRANGEMENTS.items():
+        truth = simulate("mos2", size=256, seed=seed, se_fraction=0.0, s_vacancy_density=0.0, se2_fraction=0.12,
+                         se2_superlattice=superlattice, se2_cluster_size=cluster_size).truth
+        chalcogen = truth.label[truth.label != "Mo"]
+        assert Counter(chalcogen.tolist()) == {"Se2": count, "S2": len(chalcogen) - count}, name
+        assert abs(count / len(chalcogen) - 0.12) < 0.005, name
+        pairs = cKDTree(truth.xy[truth.label != "Mo"]).query_pairs(1.1 * a, output_type="ndarray")
+        se2 = chalcogen[pairs] == "Se2"
+        share[name] = 2 * se2.all(axis=1).sum() / se2.sum()
+        columns = truth.xy[truth.label == "Se2"]
+        if name == "ordered":
+            assert cKDTree(columns).query(columns, k=2)[0][:, 1].min() == pytest.approx(math.sqrt(7) * a, rel=0.01)
+        elif cluster_size > 1:  # connected Se2 columns: the clusters, all of the asked size but the last
+            links = cKDTree(columns).query_pairs(1.1 * a, output_type="ndarray")
+            graph = coo_matrix((np.ones(len(links)), tuple(links.T)), shape=(count, count))
+            sizes = np.bincount(connected_components(graph, directed=False)[1])
+            assert sorted(sizes.tolist()) == sorted([cluster_size] * (count // cluster_size)
+                                                    + [count % cluster_size] * (count % cluster_size > 0)), name
+    assert share["ordered"] == 0.0
+    assert share["random"] < share["mild"] < share["strong"]
 
 
 def test_default_density_keeps_defects_sparse():
