@@ -49,7 +49,7 @@ from motifgram.grammar.parse import ParseNode, parse_graph
 from motifgram.grammar.truth import defect_rules, match_rings
 
 from accuracy import REALISTIC  # the realistic imaging settings of the accuracy benchmark (this folder)
-from token_quality import token_ari  # (this folder)
+from token_quality import MERGED, token_ari  # (this folder)
 
 MODES = ("truth", "spurious", "pipeline", "realistic")
 REALISTIC_DOSE = 40.0  # counts per unit amplitude, within benchmarks/accuracy.py's sweep (10-80)
@@ -101,7 +101,7 @@ def on_truth(case, kind, options, seed, size, mode):
     return row(case, seed, mode, result.grammar, result.total_bits, rules, 1.0 if mode == "truth" else None)
 
 
-def on_pipeline(case, kind, options, seed, size, k, scratch, *, realistic=False, descriptor="auto"):
+def on_pipeline(case, kind, options, seed, size, k, scratch, *, realistic=False, descriptor="auto", merged=None):
     from motifgram.engine import rundir
     from motifgram.engine.pipeline import run
     from motifgram.engine.spec import load_spec
@@ -123,9 +123,11 @@ def on_pipeline(case, kind, options, seed, size, k, scratch, *, realistic=False,
     defects = [Defect(d.kind, d.atoms, tuple(matched[r] for r in d.rings)) for d in sim.truth.defects]
     root = ParseNode.from_dict(json.loads((out / "parses" / "img.json").read_text()))
     rules = defect_rules(root, graph.rings, defects)
-    ari = token_ari(truth, out / "atoms.csv", shape=sim.image.shape)
-    return row(case, seed, "realistic" if realistic else "pipeline", rundir.read_grammar_file(out),
-               summary["grammar"]["total_bits"], rules, ari)
+    merged = MERGED if merged is None else merged
+    ari = token_ari(truth, out / "atoms.csv", shape=sim.image.shape, merged=merged)
+    kinds = len({merged.get(str(s), str(s)) for s in truth.label})  # chemically distinct column kinds
+    return {**row(case, seed, "realistic" if realistic else "pipeline", rundir.read_grammar_file(out),
+                  summary["grammar"]["total_bits"], rules, ari), "kinds": kinds}
 
 
 def table(rows):

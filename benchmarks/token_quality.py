@@ -43,7 +43,7 @@ MERGED = {"Se2": "SSe"}
 MATCH_NN = 0.5  # a detection within this many nearest-neighbour distances of a true column is that column
 
 
-def token_ari(truth, atoms_csv, *, shape=None, margin_nn=1.0, keep=None):
+def token_ari(truth, atoms_csv, *, shape=None, margin_nn=1.0, keep=None, merged=MERGED):
     """Adjusted Rand index of the tokens in a run's ``atoms.csv`` against a simulation's true column classes.
 
     Parameters
@@ -60,12 +60,14 @@ def token_ari(truth, atoms_csv, *, shape=None, margin_nn=1.0, keep=None):
         That margin in nearest-neighbour distances.
     keep : (N,) array_like of bool, optional
         The true columns scored (default: all); a detection matched to another is left out.
+    merged : dict
+        True classes scored as one (class -> the class it joins).
 
     Returns
     -------
     float
         ARI over the detections within :data:`MATCH_NN` nearest-neighbour distances of a true column (classes
-        merged by :data:`MERGED`).
+        merged by ``merged``).
     """
     with open(atoms_csv, newline="") as f:
         rows = list(csv.DictReader(f))
@@ -80,7 +82,7 @@ def token_ari(truth, atoms_csv, *, shape=None, margin_nn=1.0, keep=None):
     if shape is not None:
         h, w = shape
         found &= np.minimum.reduce([xy[:, 0], xy[:, 1], w - 1 - xy[:, 0], h - 1 - xy[:, 1]]) >= margin_nn * nn
-    label = np.array([MERGED.get(str(s), str(s)) for s in truth.label[nearest[found]]])
+    label = np.array([merged.get(str(s), str(s)) for s in truth.label[nearest[found]]])
     classes = np.unique(label, return_inverse=True)[1]
     return adjusted_rand_index(classes, np.unique(token[found], return_inverse=True)[1])
 
