@@ -49,8 +49,9 @@ def test_low_dose_graphene_columns_not_noise_peaks():
 @pytest.mark.skipif(not ATOMNET.is_dir(), reason=f"AtomNet's graphene images not present at {ATOMNET}")
 @pytest.mark.parametrize("name, bond_px", [("G-GrainBoundary-4nm", 18.2), ("G-Si-2nm", 18.2)])
 def test_real_low_dose_graphene_agrees_with_atomnet(name, bond_px):
-    # 4 nm and 2 nm scans of 512 and 256 px (0.0078 nm/px): before, 1,240 and 309 atoms where AtomNet finds 606
-    # and 140, 21 % and 8 % of them near an AtomNet column; now 563 and 149, 97 % and 88 %
+    # 4 nm and 2 nm scans of 512 and 256 px (0.0078 nm/px): before, 1,241 and 309 atoms where AtomNet finds 606
+    # and 140 (precision 0.60 and 0.55, recall 0.97 and 0.77); now 563 and 128 (precision 0.975 and 0.977,
+    # recall 0.90 and 0.89; benchmarks/real_low_dose.py)
     image = h5py.File(ATOMNET / f"{name}.hdf5", "r")["image_data"][()]
     reference = np.load(ATOMNET / f"{name}-coord.npy", allow_pickle=True)[()][0][:, [1, 0]]  # (row, col) -> xy
     atoms = detect_atoms(image)
