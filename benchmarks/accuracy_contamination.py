@@ -6,7 +6,9 @@
 Cases (256^2, ``motifgram.engine.simulate``): ``patches``, graphene with a quarter of the image under two
 layers of amorphous carbon 1.5x as bright as a column (the settings of ``tests/test_low_dose.py``); ``gb``,
 the graphene grain boundary; ``glass``, the 2-D glass of ``benchmarks/accuracy.py`` (both with that script's
-realistic imaging, 8 % of the area under contamination of contrast 0.5). Per case and dose, summed over the
+realistic imaging, 8 % of the area under contamination of contrast 0.5); ``defects0.5``, ``defects2``,
+``defects5``, 384^2 graphene with 0.5, 2 or 5 % defects (half Stone-Wales, half vacancies: the disorder series
+of ``tests/test_grammar_pipeline.py``) under the same realistic imaging. Per case and dose, summed over the
 seeds: the rings whose atoms all lie more than half a bond inside a patch ("deep": none is the material's),
 the most in one image, the share of the deep atoms and of the clean atoms (more than half a bond outside)
 labelled ``network`` (``engine/regions.py``), and ring recovery and ring L1 away from contamination and the
@@ -37,6 +39,10 @@ def simulate_case(case, dose, seed):
                         contamination_contrast=1.5, probe_tail=0.2)
     if case == "gb":
         return simulate("graphene_gb", size=256, seed=seed, dose=float(dose), **accuracy.REALISTIC)
+    if case.startswith("defects"):
+        density = float(case.removeprefix("defects")) / 100
+        return simulate("graphene", size=384, seed=seed, dose=float(dose), stone_wales_density=density / 2,
+                        vacancy_density=density / 2, **accuracy.REALISTIC)
     return accuracy.simulate_case("glass", dose, seed, 256)
 
 
@@ -59,7 +65,8 @@ def measure(sim):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", nargs="+", default=["patches", "gb", "glass"], choices=["patches", "gb", "glass"])
+    cases = ["patches", "gb", "glass", "defects0.5", "defects2", "defects5"]
+    parser.add_argument("--cases", nargs="+", default=cases, choices=cases)
     parser.add_argument("--doses", type=float, nargs="+", default=[10, 20, 40, 80])
     parser.add_argument("--seeds", type=int, nargs="+", default=[*range(6), *range(1000, 1006)])
     parser.add_argument("--out", default=str(accuracy.ROOT / "benchmarks" / "accuracy_contamination.json"))

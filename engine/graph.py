@@ -28,9 +28,12 @@ Pipeline (:func:`build_graph`):
    * simple cycles of 3..``max_ring`` atoms (no atom repeated, so faces with dangling bonds drop out),
    * empty: the Delaunay triangles inside the face number exactly ``size - 2`` (no atom, bonded or not,
      lies inside the ring),
+   * on a crystal, made at least half of *ordered* atoms (:mod:`motifgram.engine.regions`: regular atoms
+     among regular neighbours): amorphous carbon or noise peaks over a crystal form no rings, its defects
+     do. An image without a lattice (a glass) keeps every ring.
 
    Every atom is labelled ``network`` or ``disordered`` (:mod:`motifgram.engine.regions`:
-   contamination and noise peaks); the label does not yet filter the rings.
+   contamination and noise peaks).
 
    A ring with an atom within ``border_px`` of the image edge (the edge of pixel ``(0, 0)`` is at
    ``x = -0.5``, ``y = -0.5``; the far edges at ``W - 0.5`` and ``H - 0.5``) or on the *outer face* (the
@@ -72,7 +75,7 @@ from scipy.spatial import Delaunay, QhullError, cKDTree
 from motifgram.engine.display import format_counts, summary_html, summary_text
 from motifgram.engine.errors import MotifgramError
 from motifgram.engine.geometry import border_distance
-from motifgram.engine.regions import REGION_DISORDERED, REGION_NETWORK, network_atoms
+from motifgram.engine.regions import REGION_DISORDERED, REGION_NETWORK, Regions, atom_regions
 from motifgram.engine.uniq import radix_argsort, unique_pairs
 
 __all__ = [
@@ -550,10 +553,9 @@ def build_graph(xy, *, image_shape, bond_factor=None, max_ring=12, border_px=Non
         rings, border = Rings([], [0]), np.zeros(0, bool)
     else:
         faces = triangle_regions(xy, bonds, tri)
-        network = network_atoms(xy, bonds, image_shape=image_shape, outer=faces[2])
-        # the region labels atoms only: filtering rings by it lost rings of perfect lattices under rotation
-        # (the image-edge rule of the vote); see benchmarks/README.md
-        rings, border = _rings(xy, bonds, tri, image_shape, max_ring, float(border_px), np.ones(n, bool), faces)
+        regions = atom_regions(xy, bonds, image_shape=image_shape, outer=faces[2])
+        network = regions.network
+        rings, border = _rings(xy, bonds, tri, image_shape, max_ring, float(border_px), regions, faces)
     return AtomGraph(
         xy=xy,
         tokens=np.full(n, "", dtype="<U1"),
@@ -660,6 +662,12 @@ def _touches(ring, length, atoms):
     """(F,) bool: faces (``ring`` (F, W) padded past ``length``) with an atom where ``atoms`` (N,) is True."""
     valid = np.arange(ring.shape[1]) < length[:, None]
     return np.any(np.where(valid, atoms[np.maximum(ring, 0)], False), axis=1)
+
+
+def _share(ring, length, atoms):
+    """(F,) float: the share of each face's atoms (``ring`` (F, W) padded past ``length``) where ``atoms`` is True."""
+    valid = np.arange(ring.shape[1]) < length[:, None]
+    return np.sum(np.where(valid, atoms[np.maximum(ring, 0)], False), axis=1) / np.maximum(length, 1)
 
 
 def _sorted_rings(ring, length, border):
@@ -894,10 +902,9 @@ def face_cycles(xy, bonds, *, max_ring=12):
     return [tuple(r[:m]) for r, m, ok in zip(ring.tolist(), length.tolist(), simple.tolist()) if ok]
 
 
-def _rings(xy, bonds, tri, image_shape, max_ring, border_px, network, faces):
+def _rings(xy, bonds, tri, image_shape, max_ring, border_px, regions: Regions, faces):
     """Rings of the bond graph (module docstring), sorted, and their border flags; ``tri`` is the Delaunay
-    triangulation of ``xy``, ``network`` (N,) bool the atoms that may form rings, ``faces`` what
-    :func:`triangle_regions` returns for them."""
+    triangulation of ``xy``, ``regions`` its atoms' regions, ``faces`` what :func:`triangle_regions` returns."""
     n = len(xy)
     ring, length, simple, first, dst, _ = _face_walk(xy, bonds, max_ring)
     if len(ring) == 0:
@@ -911,7 +918,9 @@ def _rings(xy, bonds, tri, image_shape, max_ring, border_px, network, faces):
     found = t_key[0][np.minimum(pos, len(t_key[0]) - 1)] == key
     reg = np.where(found, region[t_key[1][np.minimum(pos, len(t_key[0]) - 1)]], -1)
     empty = found & (reg != region[-1]) & (n_tri[np.maximum(reg, 0)] == length - 2)
-    keep = simple & empty & ~_touches(ring, length, ~network)
+    keep = simple & empty
+    if regions.lattice:
+        keep &= _share(ring, length, regions.ordered) >= 0.5
     border = _touches(ring, length, _near_border(xy, image_shape, border_px) | outer_atoms)
     return _sorted_rings(ring[keep], length[keep], border[keep])
 

