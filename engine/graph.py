@@ -28,9 +28,12 @@ Pipeline (:func:`build_graph`):
    * simple cycles of 3..``max_ring`` atoms (no atom repeated, so faces with dangling bonds drop out),
    * empty: the Delaunay triangles inside the face number exactly ``size - 2`` (no atom, bonded or not,
      lies inside the ring),
-   * on a crystal, made at least half of *ordered* atoms (:mod:`motifgram.engine.regions`: regular atoms
-     among regular neighbours): amorphous carbon or noise peaks over a crystal form no rings, its defects
-     do. An image without a lattice (a glass) keeps every ring.
+   * on a crystal, made at least half (:data:`RING_ORDERED`) of *ordered* atoms
+     (:mod:`motifgram.engine.regions`: regular atoms among regular neighbours), or enclosed by them (at
+     least :data:`RING_ENCLOSED` of the bonds leaving the ring end at ordered atoms: a lone defect ring
+     such as a dislocation core of 5-coordinated atoms in a triangular lattice): amorphous carbon or noise
+     peaks over a crystal form no rings, its defects do. An image without a lattice (a glass) keeps every
+     ring.
 
    Every atom is labelled ``network`` or ``disordered`` (:mod:`motifgram.engine.regions`:
    contamination and noise peaks).
@@ -83,6 +86,8 @@ __all__ = [
     "AUTO_BOND_SEARCH_MAX",
     "MIN_MEAN_DEGREE",
     "DUPLICATE_TOL_PX",
+    "RING_ENCLOSED",
+    "RING_ORDERED",
     "AtomGraph",
     "Rings",
     "RingStats",
@@ -107,6 +112,10 @@ MIN_MEAN_DEGREE = 2.5
 """Bounds of the automatic bond factor (ratio of edge length to local nearest-neighbour distance)."""
 
 DUPLICATE_TOL_PX = 1e-6
+#: On a crystal, a ring is kept when at least this share of its atoms is ordered (:mod:`motifgram.engine.regions`)
+RING_ORDERED = 0.5
+#: ... or when at least this share of the bonds leaving it end at ordered atoms (a lone defect ring)
+RING_ENCLOSED = 0.75
 """Two atoms closer than this (px) are duplicates, and :func:`build_graph` refuses them."""
 
 _HIST_BIN = 0.02  # ratio histogram bin width for the auto bond factor
@@ -670,6 +679,20 @@ def _share(ring, length, atoms):
     return np.sum(np.where(valid, atoms[np.maximum(ring, 0)], False), axis=1) / np.maximum(length, 1)
 
 
+def _enclosed(ring, length, bonds, ordered):
+    """(F,) bool: faces whose bonds leaving the face end at an ordered atom for at least :data:`RING_ENCLOSED` of
+    them (a lone defect ring, e.g. a dislocation core of 5-coordinated atoms in a triangular lattice)."""
+    n = len(ordered)
+    degree = np.bincount(bonds.ravel(), minlength=n)
+    o = ordered.astype(np.int64)
+    ordered_neighbours = np.bincount(bonds[:, 0], o[bonds[:, 1]], n) + np.bincount(bonds[:, 1], o[bonds[:, 0]], n)
+    valid = np.arange(ring.shape[1]) < length[:, None]
+    at = np.maximum(ring, 0)
+    leaving = np.sum(np.where(valid, degree[at], 0), axis=1) - 2 * length
+    to_ordered = np.sum(np.where(valid, ordered_neighbours[at] - 2 * o[at], 0), axis=1)
+    return (leaving > 0) & (to_ordered >= RING_ENCLOSED * leaving)
+
+
 def _sorted_rings(ring, length, border):
     """Rings of padded faces in lexicographic order of their atom ids, and their ``border`` flags reordered."""
     ring = np.where(np.arange(ring.shape[1]) < length[:, None], ring, -1)
@@ -920,7 +943,8 @@ def _rings(xy, bonds, tri, image_shape, max_ring, border_px, regions: Regions, f
     empty = found & (reg != region[-1]) & (n_tri[np.maximum(reg, 0)] == length - 2)
     keep = simple & empty
     if regions.lattice:
-        keep &= _share(ring, length, regions.ordered) >= 0.5
+        ordered = regions.ordered
+        keep &= (_share(ring, length, ordered) >= RING_ORDERED) | _enclosed(ring, length, bonds, ordered)
     border = _touches(ring, length, _near_border(xy, image_shape, border_px) | outer_atoms)
     return _sorted_rings(ring[keep], length[keep], border[keep])
 

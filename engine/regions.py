@@ -31,7 +31,7 @@ Rules (:func:`atom_regions`):
 - An atom with no say is regular when what it has fits: its bond lengths within the typical ones' range and
   no angle between consecutive bonds narrower than the typical narrowest (missing neighbours only widen them).
 - An atom is *ordered* when it is regular and voted: its own bonds fit and so do most of its neighbours'. On a
-  crystal the rings of :mod:`motifgram.engine.graph` are those at least half of whose atoms are ordered. This
+  crystal the rings of :mod:`motifgram.engine.graph` are those made, or enclosed, mostly by ordered atoms. This
   test, unlike the lattice atoms, needs no bond orientation: a Stone-Wales bond turned by 90 degrees or a cluster
   of vacancies keeps its 3-coordinated atoms with crystal bond lengths and angles, whatever the defect density,
   while amorphous carbon over the crystal gives triangles, 4-coordinated atoms and bent bonds.
