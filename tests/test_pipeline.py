@@ -189,7 +189,9 @@ def test_summary_records_how_components_became_tokens(demo_run):
     heights = np.sort(2.0 - tree[tree > 0])[::-1]  # the k - 1 single-linkage merge heights
     threshold = merging["threshold"]
     assert merging["mixture_components"] == k >= tokens["k"]
-    assert tokens["k"] == 1 + np.count_nonzero(heights <= threshold)
+    # the count is the vocabulary's (asserted below), not the threshold's: the description length decides every
+    # merge of the chemistry vocabulary (abe6388); with seed offset 1000 the threshold merges all 4 components
+    # while the description length keeps 2 tokens (1: 29422.2 bits, 2: 29411.2)
     above = heights[heights > threshold]  # empty with one component (the demo's chemistry mixture: all carbon)
     assert merging["last_merged"] == (pytest.approx(above.min(), abs=1e-3) if len(above) else None)
     below = heights[heights <= threshold]
