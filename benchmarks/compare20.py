@@ -7,10 +7,11 @@ Usage::
     PYTHONPATH=OLD python benchmarks/compare20.py --kinds --timing --scratch DIR   # the same with another tree
 
 For each scenario of tests/test_compare.py (one run per simulated micrograph, two per group): graphene at 0, 0.5,
-2 and 5 % defects and a random network (``defects``); MoS2 with Se random or in mild or strong Se2 clusters, on
-chemistry features (``selenium``); twisted MoS2 bilayers at 0, 2, 4, 8 and 15 degrees (``twist``), it prints the
-nearest-neighbour accuracy, the order (Spearman) and, per level, the largest distance between replicates against
-the smallest between groups. ``--timing`` also times, in this process, loading and comparing 20 small runs (190
+2 and 5 % defects and a random network (``defects``); MoS2 with the same 47 Se2 columns ordered, random or in
+clusters of 3 or 6, on chemistry features (``selenium``); twisted MoS2 bilayers at 0, 2, 4, 8 and 15 degrees
+(``twist``), it prints the nearest-neighbour accuracy, the order (Spearman, by the distance to the last group and
+from the first) and, per level, the largest distance between replicates against the smallest between groups
+(``selenium``: also the Se2 columns per micrograph from the simulation's truth). ``--timing`` also times, in this process, loading and comparing 20 small runs (190
 pairs; the first call, JAX compiling included) and the same with the grammar level (``levels=["grammar"]``), then
 ``motifgram compare`` on them in a fresh interpreter (cold). ``PYTHONPATH`` pointing at a package tree of another
 commit (``motifgram/``, ``motifgram/engine``, ``motifgram/grammar`` from ``api/``, ``engine/``, ``grammar/``)

@@ -22,10 +22,12 @@ arrangement
     alpha_ij)``, so two items are compared per shell and centre token ``i`` (present in both) by the
     Jensen–Shannon divergence of ``P(. | i)`` less its expected value for two samples of one distribution,
     ``(k - 1) (1/n_A + 1/n_B) / (8 ln 2)`` bits (``k`` neighbour tokens seen, ``n`` neighbour slots of
-    ``i`` atoms; clipped at 0), and every centre token weighs alike: the environment of a minority token (Se2
-    columns among S2) is the arrangement, and weighting by pair counts would let the sampling noise of the
-    abundant tokens' rows drown it (benchmarks/README.md, "Comparing grammars"). Distance: the mean over the
-    centre tokens, then over the two shells.
+    ``i`` atoms; clipped at 0). A centre token weighs ``(1/n_A + 1/n_B) ** -0.5``, the inverse of the sampling
+    error of its row: weighting by pair counts would let the sampling noise of the abundant tokens' rows drown
+    the environment of a minority token (Se2 columns among S2), which is the arrangement, and weighting alike
+    let the noise of rows seen a few times (columns cut by the image edge, a token of their own) drown it too
+    (benchmarks/README.md, "Comparing grammars"). Distance: the weighted mean over the centre tokens, then the
+    mean over the two shells.
 mesoscale
     Moiré (``summary.json`` ``moire`` of grid-sampled runs): twist (degrees) and period (nm); domains: the
     share of ring atoms inside domains and the mean domain size (rings per domain node of the parses).
@@ -271,15 +273,17 @@ def _rows(pairs: Mapping[tuple[str, str], float]) -> dict[str, dict[str, float]]
 
 
 def _pair_distance(a: LevelStats, b: LevelStats, shell: int) -> float | None:
-    """Mean over the centre tokens of both items of the sampling-corrected divergence of their neighbour rows."""
+    """Mean over the centre tokens of both items of the sampling-corrected divergence of their neighbour rows,
+    each weighted by ``(1/n_A + 1/n_B) ** -0.5`` (module docstring)."""
     rows_a, rows_b = _rows(a.pairs.get(shell, {})), _rows(b.pairs.get(shell, {}))
-    parts = []
+    parts, weights = [], []
     for i in sorted(set(rows_a) & set(rows_b)):
         p, q = rows_a[i], rows_b[i]
         k = len({j for j, c in (*p.items(), *q.items()) if c > 0})
-        bias = (k - 1) * (1 / sum(p.values()) + 1 / sum(q.values())) / (8 * math.log(2))
-        parts.append(max(0.0, jensen_shannon(p, q) - bias))
-    return float(np.mean(parts)) if parts else None
+        scale = 1 / sum(p.values()) + 1 / sum(q.values())
+        parts.append(max(0.0, jensen_shannon(p, q) - (k - 1) * scale / (8 * math.log(2))))
+        weights.append(scale**-0.5)
+    return float(np.average(parts, weights=weights)) if parts else None
 
 
 def level_distances(a: LevelStats, b: LevelStats) -> dict[str, float | None]:
