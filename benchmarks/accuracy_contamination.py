@@ -2,6 +2,8 @@
 
     python benchmarks/accuracy_contamination.py                  # seeds 0-5 and 1000-1005 x doses 10 20 40 80
     python benchmarks/accuracy_contamination.py --seeds 0 1 --doses 40 --out /tmp/c.json
+    python benchmarks/accuracy_contamination.py --cases defects0.5 defects2 defects5 --doses 10 40 \
+        --seeds 0 1 2 1000 1001 1002 --out /tmp/d.json
 
 Cases (256^2, ``motifgram.engine.simulate``): ``patches``, graphene with a quarter of the image under two
 layers of amorphous carbon 1.5x as bright as a column (the settings of ``tests/test_low_dose.py``); ``gb``,
@@ -65,8 +67,8 @@ def measure(sim):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    cases = ["patches", "gb", "glass", "defects0.5", "defects2", "defects5"]
-    parser.add_argument("--cases", nargs="+", default=cases, choices=cases)
+    parser.add_argument("--cases", nargs="+", default=["patches", "gb", "glass"],
+                        choices=["patches", "gb", "glass", "defects0.5", "defects2", "defects5"])
     parser.add_argument("--doses", type=float, nargs="+", default=[10, 20, 40, 80])
     parser.add_argument("--seeds", type=int, nargs="+", default=[*range(6), *range(1000, 1006)])
     parser.add_argument("--out", default=str(accuracy.ROOT / "benchmarks" / "accuracy_contamination.json"))
