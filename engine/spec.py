@@ -266,10 +266,9 @@ class FeaturesSpec:
                   "neighbourhood's shape; atoms), 'zernike_context' (the invariants normalised to unit norm, plus "
                   "each column's peak intensity and its dimmest nearest neighbour's; atoms) or 'intensity' "
                   "(quantiles of the pixel values within 1.5 lattice periods: translation invariant, for grid "
-                  "points, whose place in the unit cell is arbitrary). auto: 'intensity' with detect.method grid, "
-                  "else 'zernike' (not 'chemistry': on the bundled real micrographs it gives SrTiO3 3 tokens and "
-                  "WS2Te2 its brightness classes, but the MoSe2 boundary's 4-ring becomes the wildcard R4 and the "
-                  "MoS2-Se image's Se sites and S vacancies get no token; see engine/chemistry.py).")
+                  "points, whose place in the unit cell is arbitrary). auto: 'chemistry' for atom columns "
+                  "(detect.spots atoms), 'zernike' for sites built from the spots (ring_centres, dumbbells: no "
+                  "column of their own to measure), 'intensity' with detect.method grid.")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -383,15 +382,17 @@ class Spec:
     @property
     def feature_descriptor(self) -> str:
         """``features.descriptor`` with ``auto`` resolved: intensity quantiles for grid points (``detect.method:
-        grid``), else Zernike invariants.
+        grid``), column chemistry for atom columns (``detect.spots: atoms``), else Zernike invariants (the sites
+        of ``ring_centres`` and ``dumbbells`` are built from the spots and are no column to measure).
 
-        Not ``chemistry`` by default: on the bundled real micrographs it loses the MoSe2 boundary's 4-ring
-        rule (the wildcard ``R4``) and names neither the Se sites nor the S vacancies of the MoS2-Se image
-        (``tests/test_real_data.py``).
+        Chemistry, not the neighbourhood's shape: Zernike invariants also see the strain next to a defect and give
+        it tokens of its own (issue 19; ``benchmarks/token_quality_default.py``).
         """
         if self.features.descriptor != "auto":
             return self.features.descriptor
-        return "intensity" if self.detect.method == "grid" else "zernike"
+        if self.detect.method == "grid":
+            return "intensity"
+        return "chemistry" if self.detect.spots == "atoms" else "zernike"
 
     def run_dir(self):
         """The run directory: ``output.dir``, else ``runs/<name>``, relative to the current directory.

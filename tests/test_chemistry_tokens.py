@@ -220,9 +220,12 @@ def test_chemistry_model_round_trip(tmp_path):
 
 
 @pytest.mark.parametrize("spots", ["atoms", "ring_centres", "dumbbells"])
-def test_auto_descriptor_stays_zernike_and_chemistry_is_asked_for(spots):
+def test_auto_descriptor_is_chemistry_for_atom_columns(spots):
+    # atom columns are measured (chemistry); sites built from the spots (ring centres, dumbbell pairs) are no column
+    # of their own and keep the Zernike invariants; an explicit descriptor is kept
     base = {"inputs": [{"simulate": {"kind": "graphene", "size": 64}}], "detect": {"spots": spots}}
-    assert load_spec(base).feature_descriptor == "zernike"
+    assert load_spec(base).feature_descriptor == ("chemistry" if spots == "atoms" else "zernike")
+    assert load_spec({**base, "features": {"descriptor": "zernike"}}).feature_descriptor == "zernike"
     assert load_spec({**base, "features": {"descriptor": "chemistry"}}).feature_descriptor == "chemistry"
     grid = load_spec({"inputs": [{"simulate": {"kind": "graphene", "size": 64}}], "detect": {"method": "grid"}})
     assert grid.feature_descriptor == "intensity"

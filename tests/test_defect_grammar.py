@@ -104,16 +104,17 @@ def test_a_spurious_token_next_to_defects_does_not_split_them(case, seed):
 
 
 def through_the_pipeline(case, seed, tmp_path, imaging=()):
-    """The rendered micrograph (more ``imaging`` options of the simulator) through the whole pipeline with the
-    ``chemistry`` descriptor and the token count of the shortest description: the defect rules (rings matched to the
-    truth's by their atoms, at the columns' imaged positions), the token count and the tokens' ARI against the true
-    column classes (the detections within half a bond of a true column, at least a bond from the image edge)."""
+    """The rendered micrograph (more ``imaging`` options of the simulator) through the whole pipeline as a user runs
+    it (the default descriptor, ``chemistry`` for atom columns, and the token count of the shortest description): the
+    defect rules (rings matched to the truth's by their atoms, at the columns' imaged positions), the token count and
+    the tokens' ARI against the true column classes (the detections within half a bond of a true column, at least a
+    bond from the image edge)."""
     kind, options = CASES[case]
     sim = simulate(kind, size=SIZE, seed=seed, **options, **dict(imaging))
     truth_xy = sim.imaging.xy  # after the drift of the realistic imaging model
     np.save(tmp_path / "image.npy", sim.image)
     spec = load_spec({"name": "d", "inputs": [{"path": "image.npy", "id": "img"}], "seed": seed,
-                      "features": {"descriptor": "chemistry"}, "output": {"report": False, "overlays": False}},
+                      "output": {"report": False, "overlays": False}},
                      base_dir=tmp_path)
     out = run(spec, out_dir=tmp_path / "run", quiet=True)
     graph = rundir.read_run_graphs(out)["img"]
