@@ -130,6 +130,24 @@ def on_pipeline(case, kind, options, seed, size, k, scratch, *, realistic=False,
                   summary["grammar"]["total_bits"], rules, ari), "kinds": kinds}
 
 
+def span(values):
+    """``"a"`` when every value is ``a``, else ``"min–max"``."""
+    return f"{min(values)}" if min(values) == max(values) else f"{min(values)}–{max(values)}"
+
+
+def defect_cells(rows):
+    """Per defect kind over ``rows`` (one per seed): ``"kind: Σ count/Σ truth, worst relative error"``."""
+    cells = []
+    for kind in sorted({k for r in rows for k in r["defects"]}):
+        per = [r["defects"][kind] for r in rows if kind in r["defects"]]
+        if all(p["symbol"] is None for p in per):
+            cells.append(f"{kind}: unnamed ({sum(p['truth'] for p in per)} true)")
+            continue
+        worst = max(abs(p["count"] - p["truth"]) / p["truth"] if p["symbol"] else 1.0 for p in per if p["truth"])
+        cells.append(f"{kind}: {sum(p['count'] for p in per)}/{sum(p['truth'] for p in per)}, {worst:.0%}")
+    return cells
+
+
 def table(rows):
     """Markdown: one line per case and mode, the seeds pooled (counts summed, the worst seed's error)."""
     lines = ["| case (defects per atom) | mode | seeds | tokens | rules | total bits (mean) | defect kind: Σ count / "
@@ -138,18 +156,8 @@ def table(rows):
     for r in rows:
         groups.setdefault((r["case"], r["mode"]), []).append(r)
 
-    def span(values):
-        return f"{min(values)}" if min(values) == max(values) else f"{min(values)}–{max(values)}"
-
     for (case, mode), rs in groups.items():
-        cells = []
-        for kind in sorted({k for r in rs for k in r["defects"]}):
-            per = [r["defects"][kind] for r in rs if kind in r["defects"]]
-            if all(p["symbol"] is None for p in per):
-                cells.append(f"{kind}: unnamed ({sum(p['truth'] for p in per)} true)")
-                continue
-            worst = max(abs(p["count"] - p["truth"]) / p["truth"] if p["symbol"] else 1.0 for p in per if p["truth"])
-            cells.append(f"{kind}: {sum(p['count'] for p in per)}/{sum(p['truth'] for p in per)}, {worst:.0%}")
+        cells = defect_cells(rs)
         aris = [r["token_ari"] for r in rs if r["token_ari"] is not None]
         lines.append(f"| {case} | {mode} | {len(rs)} | {span([r['tokens'] for r in rs])} | "
                      f"{span([r['rules'] for r in rs])} | {np.mean([r['total_bits'] for r in rs]):.0f} | "

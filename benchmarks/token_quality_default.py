@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from grammar_quality import MOS2_OFF, OFF, on_pipeline  # (this folder)
+from grammar_quality import MOS2_OFF, OFF, defect_cells, on_pipeline, span  # (this folder)
 
 DENSITY = 0.004  # graphene defects per atom
 CASES = [  # (name, kind, options)
@@ -63,18 +63,8 @@ def table(rows):
     for r in rows:
         groups.setdefault((r["case"], r["imaging"], r["descriptor"]), []).append(r)
 
-    def span(values):
-        return f"{min(values)}" if min(values) == max(values) else f"{min(values)}–{max(values)}"
-
     for (case, imaging, descriptor), rs in groups.items():
-        cells = []
-        for kind in sorted({k for r in rs for k in r["defects"]}):
-            per = [r["defects"][kind] for r in rs if kind in r["defects"]]
-            if all(p["symbol"] is None for p in per):
-                cells.append(f"{kind}: unnamed ({sum(p['truth'] for p in per)} true)")
-                continue
-            worst = max(abs(p["count"] - p["truth"]) / p["truth"] if p["symbol"] else 1.0 for p in per if p["truth"])
-            cells.append(f"{kind}: {sum(p['count'] for p in per)}/{sum(p['truth'] for p in per)}, {worst:.0%}")
+        cells = defect_cells(rs)
         aris = [r["token_ari"] for r in rs]
         lines.append(f"| {case} | {imaging} | {descriptor} | {len(rs)} | {span([r['tokens'] for r in rs])} "
                      f"({rs[0]['kinds']}) | {min(aris):.3f}–{max(aris):.3f} ({np.mean(aris):.3f}) | "
