@@ -186,8 +186,10 @@ def _first_order(k_xy, power, significance, spot, lower):
     k_first = k_abs[strong].min()
     base = strong & (k_abs <= 1.1 * k_first)
     candidate = significance >= lower
-    # the symmetry of the strong ring, from every maximum on it that stands out as much as a lower order must
-    ring = (candidate | base) & (np.abs(k_abs - k_first) <= 0.05 * k_first)
+    # the symmetry of the strong ring: its maxima as strong as a strong spot by power (noise and moire satellites
+    # on the ring are far weaker) that stand out as much as a lower order must
+    loud = power >= _REFLECTION_FRACTION * power[spot].max()
+    ring = (base | (candidate & loud)) & (np.abs(k_abs - k_first) <= 0.05 * k_first)
     ring_turns = (angle[ring][:, None] - angle[ring][None, :]) % 180.0
     for q, turn in _LOWER_ORDERS:
         if turn and not _has_turn(ring_turns, 2 * turn):
