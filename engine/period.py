@@ -26,7 +26,9 @@ _MIN_PERIOD_PX = 3.0  # finer lattices cannot be resolved into separate columns
 _FFT_MAX_SIDE = 1024  # the period is estimated on a central crop at most this large
 _PEAK_SIGNIFICANCE = 50.0  # Bragg spot / radial-median power; pure noise reaches ~20-28
 _WELCH_SIGNIFICANCE = 12.0  # the same in the Welch spectrum: pure noise reaches 4.8, 2-D glass 6.1
-_LOWER_SIGNIFICANCE = (10.0, 6.0)  # a lower-order reflection (periodogram, Welch): at a predicted spot only
+_LOWER_SIGNIFICANCE = (20.0, 6.0)  # a lower-order reflection (periodogram, Welch): at a predicted radius only
+#: ... or this, where it also lies at the predicted spot and carries the power of a strong reflection
+_LOUD_LOWER_SIGNIFICANCE = 10.0
 #: |k| ratios of a strong reflection to a lower-order one, and the angle between them, degrees (modulo 180:
 #: a honeycomb's or hexagonal lattice's {100} lie 30 degrees from its {110}, a square lattice's {100} 45
 #: degrees from its {110}, a doubled period on the strong spot's own line)
@@ -186,24 +188,24 @@ def _first_order(k_xy, power, significance, spot, lower):
     k_first = k_abs[strong].min()
     base = strong & (k_abs <= 1.1 * k_first)
     candidate = significance >= lower
-    # the symmetry of the strong ring: its maxima as strong as a strong spot by power (noise and moire satellites
-    # on the ring are far weaker) that stand out as much as a lower order must
-    loud = power >= _REFLECTION_FRACTION * power[spot].max()
-    ring = (base | (candidate & loud)) & (np.abs(k_abs - k_first) <= 0.05 * k_first)
+    # noise and moire satellites are far weaker by power than a strong spot; a lower order of the lattice need not be
+    loud = (significance >= min(lower, _LOUD_LOWER_SIGNIFICANCE)) & (power >= _REFLECTION_FRACTION * power[spot].max())
+    # the symmetry of the strong ring, from its loud maxima
+    ring = (base | loud) & (np.abs(k_abs - k_first) <= 0.05 * k_first)
     ring_turns = (angle[ring][:, None] - angle[ring][None, :]) % 180.0
     for q, turn in _LOWER_ORDERS:
-        if turn and not _has_turn(ring_turns, 2 * turn):
-            continue  # sqrt 3 at 30 degrees needs a six-fold ring, sqrt 2 at 45 degrees a four-fold one
         radius_ok = np.abs(k_abs[:, None] * q / k_abs[None, base] - 1) <= 0.05
         turns = (angle[:, None] - angle[None, base]) % 180.0
         angle_ok = np.zeros(turns.shape, bool)
         for direction in (turn, 180.0 - turn):  # turned either way
             off = np.abs(turns - direction)
             angle_ok |= np.minimum(off, 180.0 - off) <= _LOWER_ANGLE_TOLERANCE
-        near = candidate & (radius_ok & angle_ok).any(axis=1)
+        # sqrt 3 at 30 degrees needs a six-fold ring, sqrt 2 at 45 degrees a four-fold one
+        symmetric = not turn or _has_turn(ring_turns, 2 * turn)
+        near = (candidate & radius_ok.any(axis=1)) | (loud & symmetric & (radius_ok & angle_ok).any(axis=1))
         if near.sum() >= 4:
             k_lower = np.average(k_abs[near], weights=power[near])
-            return candidate & (np.abs(k_abs - k_lower) <= 0.05 * k_lower)
+            return (candidate | (loud & symmetric)) & (np.abs(k_abs - k_lower) <= 0.05 * k_lower)
     return strong & (np.abs(k_abs - k_first) <= 0.05 * k_first)
 
 
