@@ -164,10 +164,10 @@ def _diffuse_ring_period(profile: np.ndarray, n: int) -> float | None:
     return n / r_sub
 
 
-def _has_turn(turns, degrees):
-    """Whether any of the angles ``turns`` (degrees, modulo 180) is ``degrees`` within the lower-order tolerance."""
+def _is_turn(turns, degrees):
+    """Which of the angles ``turns`` (degrees, modulo 180) are ``degrees`` within the lower-order tolerance."""
     off = np.abs(turns - degrees)
-    return bool((np.minimum(off, 180.0 - off) <= _LOWER_ANGLE_TOLERANCE).any())
+    return np.minimum(off, 180.0 - off) <= _LOWER_ANGLE_TOLERANCE
 
 
 def _first_order(k_xy, power, significance, spot, lower):
@@ -175,33 +175,32 @@ def _first_order(k_xy, power, significance, spot, lower):
 
     The ring is that of the smallest ``|k|`` among the strong spots (``spot`` and power >= 10 % of the
     strongest; those within 5 % of it), or, where it is there, of a weaker lower-order reflection: at least two
-    Friedel pairs of maxima with significance >= ``lower`` where a lower order of a strong spot up to 10 % beyond
-    the smallest would lie (within 5 % of ``|k| / q`` and 5 degrees of its direction turned by the order's angle:
-    :data:`_LOWER_ORDERS`), and those within 5 % of their mean ``|k|``. A honeycomb's {100} reflections are
-    weaker than its {110} at low dose (on a finely sampled low-dose scan its {100} stand only 15x above the
-    radial median) and on a grain boundary, where each grain's share of a reflection is split off (and the two
-    grains' strong spots may lie 5 % apart). The predicted position keeps noise out at that low significance.
+    Friedel pairs of maxima within 5 % of ``|k| / q`` of a strong spot up to 10 % beyond the smallest (q and
+    the order's angle in :data:`_LOWER_ORDERS`), each either at significance >= ``lower`` or "loud" (at
+    significance >= :data:`_LOUD_LOWER_SIGNIFICANCE`, power >= 10 % of the strongest spot's, within 5 degrees of
+    the strong spot's direction turned by the order's angle, on a strong ring of the matching symmetry), and
+    those within 5 % of their mean ``|k|``. A honeycomb's {100} reflections are weaker than its {110} at low dose
+    (on a finely sampled low-dose scan its {100} stand only 15x above the radial median) and on a grain boundary,
+    where each grain's share of a reflection is split off (and the two grains' strong spots may lie 5 % apart);
+    noise and moire satellites at the predicted spot carry far less power.
     """
     k_abs = np.hypot(k_xy[:, 0], k_xy[:, 1])
     angle = np.degrees(np.arctan2(k_xy[:, 1], k_xy[:, 0]))
-    strong = spot & (power >= _REFLECTION_FRACTION * power[spot].max())
+    powerful = power >= _REFLECTION_FRACTION * power[spot].max()
+    strong = spot & powerful
     k_first = k_abs[strong].min()
     base = strong & (k_abs <= 1.1 * k_first)
     candidate = significance >= lower
-    # noise and moire satellites are far weaker by power than a strong spot; a lower order of the lattice need not be
-    loud = (significance >= min(lower, _LOUD_LOWER_SIGNIFICANCE)) & (power >= _REFLECTION_FRACTION * power[spot].max())
+    loud = (significance >= min(lower, _LOUD_LOWER_SIGNIFICANCE)) & powerful
     # the symmetry of the strong ring, from its loud maxima
     ring = (base | loud) & (np.abs(k_abs - k_first) <= 0.05 * k_first)
     ring_turns = (angle[ring][:, None] - angle[ring][None, :]) % 180.0
     for q, turn in _LOWER_ORDERS:
         radius_ok = np.abs(k_abs[:, None] * q / k_abs[None, base] - 1) <= 0.05
         turns = (angle[:, None] - angle[None, base]) % 180.0
-        angle_ok = np.zeros(turns.shape, bool)
-        for direction in (turn, 180.0 - turn):  # turned either way
-            off = np.abs(turns - direction)
-            angle_ok |= np.minimum(off, 180.0 - off) <= _LOWER_ANGLE_TOLERANCE
+        angle_ok = _is_turn(turns, turn) | _is_turn(turns, 180.0 - turn)  # turned either way
         # sqrt 3 at 30 degrees needs a six-fold ring, sqrt 2 at 45 degrees a four-fold one
-        symmetric = not turn or _has_turn(ring_turns, 2 * turn)
+        symmetric = not turn or bool(_is_turn(ring_turns, 2 * turn).any())
         near = (candidate & radius_ok.any(axis=1)) | (loud & symmetric & (radius_ok & angle_ok).any(axis=1))
         if near.sum() >= 4:
             k_lower = np.average(k_abs[near], weights=power[near])
