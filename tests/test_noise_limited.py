@@ -2,17 +2,16 @@
 
 The simulations use a broad probe (sigma a third of the bond, as a 60 kV probe on a finely sampled scan) at one
 count per unit column peak with read noise: the regime of real low-dose MAADF graphene, which the project's
-other simulations (8 px bonds, >= 10 counts) never reach. The real images are AtomNet's public experimental
-graphene scans (Nion UltraSTEM, 60 kV; see ``../shared/data/README.md``); their AtomNet coordinates are an
-independent detector's answer, not a hand annotation, so the tests ask for broad agreement only.
+other simulations (8 px bonds, >= 10 counts) never reach. The real images of that regime, AtomNet's public
+graphene scans (Nion UltraSTEM, 60 kV), carry no licence and are not in ``../shared/data``, so CI cannot read
+them: ``benchmarks/real_low_dose.py --check`` holds them to the same floor against AtomNet's own detections.
 """
 
-import h5py
 import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
-from conftest import DATA, seeds
+from conftest import seeds
 from motifgram.engine.detect import detect_atoms
 from motifgram.engine.simulate import simulate
 
@@ -22,7 +21,6 @@ LOW_DOSE = {  # tests/test_low_dose.py's realistic imaging, with a broad probe, 
     "contamination_contrast": 0.5, "background_gradient": 0.2, "background_blobs": 0.2, "scan_noise": 0.05,
     "dose": 1.0, "sigma_px": BOND_PX / 3, "read_noise": 0.3,
 }
-ATOMNET = DATA / "atomnet-graphene"
 
 
 def matched(found, truth, tolerance):
@@ -45,16 +43,3 @@ def test_low_dose_graphene_columns_not_noise_peaks():
         assert atoms.nn_distance_px == pytest.approx(BOND_PX, rel=0.08), s
         assert precision >= 0.85 and recall >= 0.8, (s, recall, precision)
 
-
-@pytest.mark.skipif(not ATOMNET.is_dir(), reason=f"AtomNet's graphene images not present at {ATOMNET}")
-@pytest.mark.parametrize("name, bond_px", [("G-GrainBoundary-4nm", 18.2), ("G-Si-2nm", 18.2)])
-def test_real_low_dose_graphene_agrees_with_atomnet(name, bond_px):
-    # 4 nm and 2 nm scans of 512 and 256 px (0.0078 nm/px): before, 1,241 and 309 atoms where AtomNet finds 606
-    # and 140 (precision 0.60 and 0.55, recall 0.97 and 0.77); now 563 and 128 (precision 0.975 and 0.977,
-    # recall 0.90 and 0.89; benchmarks/real_low_dose.py)
-    image = h5py.File(ATOMNET / f"{name}.hdf5", "r")["image_data"][()]
-    reference = np.load(ATOMNET / f"{name}-coord.npy", allow_pickle=True)[()][0][:, [1, 0]]  # (row, col) -> xy
-    atoms = detect_atoms(image)
-    recall, precision = matched(atoms.xy, reference, 0.3 * bond_px)
-    assert 0.85 <= len(atoms.xy) / len(reference) <= 1.15, len(atoms.xy)
-    assert recall >= 0.85 and precision >= 0.85, (recall, precision)
