@@ -33,10 +33,9 @@ fit in a blurred lattice) is structure the neighbours predict, yet not a column 
 
 A kind of one to a few columns (a Si dopant in graphene) cannot pay for a token in bits: naming which columns
 hold it costs about ``log2 N`` each, as much as the outlier code saves. It is told by significance instead
-(:func:`rare_kinds`): columns that no token can hold at odds beyond those of a close call (``2**CLOSE_CALL_BITS``,
-over all ``N`` columns), on the heavier side of their nearest token (more scattering: more or heavier atoms,
-where a failed fit or a spurious detection only ever gives less), become tokens of their own, one per cluster
-within :data:`RESOLUTION` precisions.
+(:func:`rare_kinds`): columns heavier than every main token beyond odds of a close call (``2**CLOSE_CALL_BITS``,
+over all ``N`` columns; more scattering: more or heavier atoms, where a failed fit or a spurious detection only
+ever gives less) become tokens of their own, one per compact cluster within :data:`RESOLUTION` precisions.
 
 References
 ----------
@@ -236,10 +235,11 @@ def resolved(mixture, groups, floor):
 def rare_kinds(candidate, z, *, n_coded, floor, heavier):
     """Columns of a kind too rare to pay for a token: clusters of the coded rows beyond every token's reach.
 
-    A row is beyond reach when its squared Mahalanobis distance to every main token (one holding at least
-    :data:`motifgram.engine.chemistry.MAIN_KIND_SHARE` of the rows; its Gaussian of :func:`token_gaussians` plus
-    ``floor``) exceeds the chi-square quantile of odds ``2**-CLOSE_CALL_BITS / n_coded`` (no row of ``n_coded``
-    would be that far at those odds), and it lies on the ``heavier`` side of the nearest. Such rows within
+    A row is beyond reach when it is heavier than every main token (one holding at least
+    :data:`motifgram.engine.chemistry.MAIN_KIND_SHARE` of the rows) by more than the chi-square quantile of odds
+    ``2**-CLOSE_CALL_BITS / n_coded`` allows along ``heavier`` (no row of ``n_coded`` would be that far at those
+    odds; the token's Gaussian of :func:`token_gaussians` plus ``floor``): a kind differs in what scatters, so a
+    column next to a hole, odd only in its contrast with its neighbours, is not one. Such rows within
     :data:`RESOLUTION` precisions (``floor``) of each other are one cluster (single linkage); a cluster is a kind,
     and returned, when none of its rows is beyond the reach of their mean at the precision (a chain of scattered
     columns, such as those under amorphous contamination, is not).
@@ -264,11 +264,11 @@ def rare_kinds(candidate, z, *, n_coded, floor, heavier):
     main = weights >= MAIN_KIND_SHARE
     means, covariances = means[main], covariances[main]
     x = np.asarray(z, dtype=np.float64)[:n_coded]
-    distance2 = np.stack([np.einsum("ni,ij,nj->n", x - m, np.linalg.inv(c + floor), x - m)
-                          for m, c in zip(means, covariances, strict=True)], axis=1)
-    nearest = np.argmin(distance2, axis=1)
-    bound = chi2.isf(2.0 ** -CLOSE_CALL_BITS / max(n_coded, 1), x.shape[1])
-    rows = np.flatnonzero((distance2.min(axis=1) > bound) & (np.einsum("ni,i->n", x - means[nearest], heavier) > 0))
+    excess = np.stack([(x - m) @ heavier / np.sqrt(heavier @ (c + floor) @ heavier)
+                       for m, c in zip(means, covariances, strict=True)], axis=1)
+    odds = 2.0 ** -CLOSE_CALL_BITS / max(n_coded, 1)
+    rows = np.flatnonzero(excess.min(axis=1) > np.sqrt(chi2.isf(odds, 1)))
+    bound = chi2.isf(odds, x.shape[1])
     if len(rows) == 0:
         return []
     diff = x[rows, None, :] - x[None, rows, :]
