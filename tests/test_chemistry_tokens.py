@@ -179,7 +179,7 @@ def test_one_to_three_si_dopants_at_low_dose_are_their_own_token(seed, n):
 @pytest.mark.parametrize("seed", seeds(0, 1))
 def test_two_si_dopants_under_realistic_imaging_are_their_own_token(seed):
     # the realistic imaging model at 20 counts, seeds 0-3 and n 1-3: the dopants exactly one token on all 12; carbon
-    # one token on 8 (the columns under amorphous contamination 1-2 tokens of their own on the others, as in
+    # one token on 11 (the columns under amorphous contamination a token of their own on seed 0, n 3, as in
     # "Chemistry tokens" of benchmarks/README.md)
     dopants, others, _ = measure_rare_dopants(seed, 2, realistic=True)
     assert len(set(dopants.tolist())) == 1 and dopants[0] not in others
