@@ -136,17 +136,14 @@ def _design(xy, shape, sigma_px, background_px):
     ix = np.minimum(fx.astype(np.int64), nx - 2 if nx > 1 else 0)
     iy = np.minimum(fy.astype(np.int64), ny - 2 if ny > 1 else 0)
     tx, ty = fx - ix, fy - iy
-    node_rows, node_cols, node_values = [], [], []
-    for dx, dy, weight in ((0, 0, (1 - tx) * (1 - ty)), (1, 0, tx * (1 - ty)), (0, 1, (1 - tx) * ty), (1, 1, tx * ty)):
-        keep = (ix + dx < nx) & (iy + dy < ny)
-        node_rows.append(np.flatnonzero(keep))
-        node_cols.append(len(xy) + (iy + dy)[keep] * nx + (ix + dx)[keep])
-        node_values.append(weight[keep])
-    matrix = sparse.csr_matrix(
-        (np.concatenate([values[inside], *node_values]),
-         (np.concatenate([row, *node_rows]), np.concatenate([atom, *node_cols]))),
-        shape=(len(used), len(xy) + nx * ny),
-    )
+    # each pixel's (up to) four nodes in increasing column order, so the node block is built row by row in place
+    corners = ((0, 0, (1 - tx) * (1 - ty)), (1, 0, tx * (1 - ty)), (0, 1, (1 - tx) * ty), (1, 1, tx * ty))
+    keep = np.stack([(ix + dx < nx) & (iy + dy < ny) for dx, dy, _ in corners], axis=1)  # (pixels, 4)
+    node = np.stack([(iy + dy) * nx + ix + dx for dx, dy, _ in corners], axis=1)[keep]
+    weight = np.stack([value for _, _, value in corners], axis=1)[keep]
+    nodes = sparse.csr_matrix((weight, node, np.r_[0, np.cumsum(keep.sum(axis=1))]), shape=(len(used), nx * ny))
+    columns = sparse.csr_matrix((values[inside], (row, atom)), shape=(len(used), len(xy)))
+    matrix = sparse.hstack([columns, nodes], format="csr")
     return matrix, used
 
 
