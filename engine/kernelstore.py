@@ -67,8 +67,12 @@ def _load_or_export(jitted, name: str, folder: Path, args, static: dict):
         except Exception as exc:  # whatever the deserializer raises on a damaged file: export it again
             log.warning("ignoring unreadable exported kernel %s (%s)", path.name, exc)
     exported = jax.export.export(jitted)(*specs, **static)
-    folder.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
+    except OSError as exc:  # a cache folder this process may read but not write: the kernel is used unstored
+        log.debug("kernel %s not stored: %s", path.name, exc)
+        return exported
     try:
         with os.fdopen(handle, "wb") as fh:
             fh.write(exported.serialize())
