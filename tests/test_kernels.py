@@ -220,7 +220,7 @@ def test_micrographs_of_three_sizes_compile_once_and_a_second_process_loads_ever
     second = run_stages([460, 500], tmp_path / "jax")
     assert second["misses"] == 0 and second["hits"] == len(first["per_size"][0]) == len(second["per_size"][0])
     assert second["per_size"][1:] == [[]]
-    assert importlib.util.find_spec("flatbuffers"), "flatbuffers (kernelstore's dependency) is missing: pip install -e ."
+    assert importlib.util.find_spec("flatbuffers"), "flatbuffers (kernelstore needs it) missing: pip install -e ."
     assert first["traced"].count("_fit_windows") == 3 and "_fit" in first["traced"]
     assert not {"_fit_windows", "_fit", "_evaluate", "_rotate", "_image_moments", "bilinear_gather"} & set(
         second["traced"]), second["traced"]
