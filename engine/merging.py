@@ -120,11 +120,25 @@ def is_close_call(decision, threshold=DEFAULT_MERGE_THRESHOLD):
     low, high = UNDECIDED_OVERLAP
     return threshold == DEFAULT_MERGE_THRESHOLD and any(c is not None and low < c < high for c in decision)
 
-def merging_summary(mixture) -> dict:
-    """How a mixture's components merge into tokens at the default threshold, for ``summary.json``: the
-    number of components, the threshold, the two overlaps that fix the count (:func:`merge_decision`), the
-    undecided band and whether this is a close call."""
-    decision = merge_decision(merge_sequence(mixture)[0])
+def merging_summary(mixture, *, n_tokens=None) -> dict:
+    """How a mixture's components merged into tokens, for ``summary.json``.
+
+    ``n_tokens`` given: the description length chose that many tokens along :func:`merge_sequence`
+    (:func:`motifgram.engine.vocabulary.choose_vocabulary`), so ``last_merged`` and ``first_kept_apart`` are the
+    overlaps of the last merge it made and the first it refused, and ``tokens_at_threshold`` the count the
+    default threshold would have given. Otherwise the default threshold decided (:func:`merge_decision`), with
+    its close call. ``decided_by`` names which.
+    """
+    coefficients = merge_sequence(mixture)[0]
+    at_threshold = len(mixture.weights) - int(np.sum(coefficients > DEFAULT_MERGE_THRESHOLD))
+    if n_tokens is None:
+        decision = merge_decision(coefficients)
+        decided_by, close_call = "overlap threshold", is_close_call(decision)
+    else:
+        made = len(mixture.weights) - int(n_tokens)
+        decision = (float(coefficients[made - 1]) if made > 0 else None,
+                    float(coefficients[made]) if made < len(coefficients) else None)
+        decided_by, close_call = "description length", False
     last, first = (None if c is None else round(c, 4) for c in decision)
     return {
         "mixture_components": len(mixture.weights),
@@ -132,7 +146,9 @@ def merging_summary(mixture) -> dict:
         "last_merged": last,
         "first_kept_apart": first,
         "undecided": list(UNDECIDED_OVERLAP),
-        "close_call": is_close_call(decision),
+        "close_call": close_call,
+        "decided_by": decided_by,
+        "tokens_at_threshold": at_threshold,
     }
 
 def merge_components(mixture, *, threshold=DEFAULT_MERGE_THRESHOLD):

@@ -467,9 +467,10 @@ def _write_run_files(staging, spec, records, token_model, grammar, images, failu
         rundir.write_embedding(staging, *_embedding(token_model, fit_invariants, seed=spec.seed))
         merging = None
         if spec.tokens.k is None:  # the overlaps of the merges, and the description-length choice
-            choice = token_model.choice or {}
-            merging = {**merging_summary(token_model.mixture), "vocabulary": choice}
-            merging["close_call"] = merging["close_call"] or bool(choice.get("close_call"))
+            choice = token_model.choice
+            merging = merging_summary(token_model.mixture, n_tokens=len(token_model.names) if choice else None)
+            merging["vocabulary"] = choice or {}
+            merging["close_call"] = merging["close_call"] or bool(merging["vocabulary"].get("close_call"))
         summary = rundir.run_summary(spec, records, images, failures, token_model=token_model, merging=merging,
                                      grammar=grammar, timings=timer.as_dict(), output_dir=output_dir,
                                      comparison=comparison, induced=induced)

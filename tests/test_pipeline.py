@@ -189,17 +189,18 @@ def test_summary_records_how_components_became_tokens(demo_run):
     heights = np.sort(2.0 - tree[tree > 0])[::-1]  # the k - 1 single-linkage merge heights
     threshold = merging["threshold"]
     assert merging["mixture_components"] == k >= tokens["k"]
-    # the count is the vocabulary's (asserted below), not the threshold's: the description length decides every
-    # merge of the chemistry vocabulary (abe6388); with seed offset 1000 the threshold merges all 4 components
-    # while the description length keeps 2 tokens (1: 29422.2 bits, 2: 29411.2)
-    above = heights[heights > threshold]  # empty with one component (the demo's chemistry mixture: all carbon)
-    assert merging["last_merged"] == (pytest.approx(above.min(), abs=1e-3) if len(above) else None)
-    below = heights[heights <= threshold]
-    assert merging["first_kept_apart"] == (pytest.approx(below.max(), abs=1e-3) if len(below) else None)
+    # the description length decides every merge of the chemistry vocabulary (abe6388): the summary gives the
+    # overlaps of the last merge it made and the first it refused (the tree's heights at its token count), and the
+    # count the threshold would have given (with seed offset 1000 the threshold merges all 4 components while the
+    # description length keeps 2 tokens)
+    made = k - tokens["k"]
+    assert merging["decided_by"] == "description length"
+    assert merging["last_merged"] == (pytest.approx(heights[made - 1], abs=1e-3) if made else None)
+    assert merging["first_kept_apart"] == (pytest.approx(heights[made], abs=1e-3) if made < k - 1 else None)
+    assert merging["tokens_at_threshold"] == k - int(np.sum(heights > threshold))
     low, high = merging["undecided"]
     assert 0 < low < threshold < high < 1
-    assert merging["close_call"] == any(c is not None and low < c < high for c in (merging["last_merged"],
-                                                                                 merging["first_kept_apart"]))
+    assert merging["close_call"] == merging["vocabulary"]["close_call"]
     assert f"{k} mixture components (K by BIC) became {tokens['k']} token(s)" in (demo_run / "report.html").read_text()
     # the demo asks for the chemistry descriptor: the count is the one with the shortest description
     vocabulary = merging["vocabulary"]

@@ -291,17 +291,31 @@ def test_mos2_se_substitutions_and_vacancies(runs):
     assert m["vacancies_in_s2"] > 0.9
 
 
-@pytest.mark.xfail(reason="with features.descriptor: chemistry (seed 0) Mo and S2 are clean tokens (Mo 99.9 % in the "
-                          "brightest token, ring(A B A B A B) 87 % of the rings) but the Se-bearing chalcogen sites "
-                          "and the S vacancies get no token: 0.3 % of the chalcogen sites outside S2's token, every "
-                          "vacancy (9.5 % of the sites, 0.48 x) in it", strict=True)
-def test_mos2_se_chemistry_tokens_name_se_sites_and_vacancies(tmp_path):
-    raw = yaml.safe_load((SPECS / "mos2_se_implanted.yaml").read_text())
-    raw.update(output={"overlays": False, "report": False}, seed=seed(0))
-    raw.setdefault("features", {})["descriptor"] = "chemistry"
-    m = measure_mos2_se(run(load_spec(raw, base_dir=SPECS), out_dir=tmp_path / "chemistry", quiet=True))
-    assert m["mo_in_bright"] > 0.95 and m["mo_in_s2"] <= 1
-    assert 0.02 < m["not_s2_share"] < 0.10 and m["vacancies_in_s2"] < 0.5
+@pytest.fixture(scope="module")
+def mos2_se_chemistry(tmp_path_factory):
+    """measure_mos2_se of the MoS2-Se spec run with ``features.descriptor: chemistry`` (built once per session)."""
+    return measure_mos2_se(built_once(tmp_path_factory, f"real-mos2_se_implanted-chemistry-{seed(0)}",
+                                      lambda folder: chemistry_run("mos2_se_implanted", folder / "chemistry")))
+
+
+def test_mos2_se_chemistry_tokens_name_se_sites(mos2_se_chemistry):
+    m = mos2_se_chemistry
+    # with features.descriptor: chemistry (spec seeds 0, 1, 1000): Mo is a clean token (99.2-99.6 % of the Mo sites in
+    # the brightest token, none in S2's; Zernike 95.2 %), and the Se-bearing chalcogen sites a token of their own:
+    # 3.3-3.4 % of the chalcogen sites outside S2's token, median 1.97-1.98 x an S2 column (S+Se against S2 in
+    # HAADF, Z**1.7: 2.3 x; Zernike's non-S2 token: 3.9 % at 1.55 x, holes' neighbourhoods in it)
+    assert m["mo_in_bright"] > 0.98 and m["mo_in_s2"] <= 1
+    assert 0.02 < m["not_s2_share"] < 0.10
+    assert m["not_s2_brightness"] > 1.7
+
+
+@pytest.mark.xfail(reason="with features.descriptor: chemistry (spec seeds 0, 1, 1000) 94 % of the S-vacancy sites "
+                          "(below 0.6 x the median chalcogen in atoms.csv's intensity) are in S2's token: their fitted "
+                          "integrated intensity (the chemistry feature) is 0.14 below the other chalcogen sites' in "
+                          "log (a single S: 0.69), and the two intensities correlate by only 0.38 over the chalcogen "
+                          "sites", strict=True)
+def test_mos2_se_chemistry_tokens_name_s_vacancies(mos2_se_chemistry):
+    assert mos2_se_chemistry["vacancies_in_s2"] < 0.5
 
 
 # ---- graphene flower (hand-annotated positions) ------------------------------------------------------------------------

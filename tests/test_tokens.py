@@ -22,6 +22,7 @@ from motifgram.engine.tokens import (
     learn_tokens,
     merge_components,
     merge_decision,
+    merging_summary,
     merge_sequence,
     token_names,
 )
@@ -417,6 +418,21 @@ def test_merge_sequence_is_single_linkage_and_the_decision_brackets_the_threshol
     assert merge_decision(coefficients, 0.5) == (None, pytest.approx(0.394, abs=1e-3))
     assert is_close_call((0.263, None)) and not is_close_call((0.394, 0.1))
     assert not is_close_call((0.263, None), threshold=0.3)  # the band belongs to the default threshold
+
+
+def test_merging_summary_reports_what_decided_the_count():
+    """At the threshold its close call; at a count chosen by description length the merges that count made."""
+    mixture = _two_gaussians(0.263, third=6.0)  # merge heights 0.394, 0.263
+    by_threshold = merging_summary(mixture)
+    assert by_threshold["decided_by"] == "overlap threshold" and by_threshold["close_call"]
+    assert (by_threshold["last_merged"], by_threshold["first_kept_apart"]) == (pytest.approx(0.263, abs=1e-3), None)
+    assert by_threshold["tokens_at_threshold"] == 1
+    by_length = merging_summary(mixture, n_tokens=2)
+    assert by_length["decided_by"] == "description length" and not by_length["close_call"]
+    assert by_length["last_merged"] == pytest.approx(0.394, abs=1e-3)
+    assert by_length["first_kept_apart"] == pytest.approx(0.263, abs=1e-3)
+    assert by_length["tokens_at_threshold"] == 1
+    assert merging_summary(mixture, n_tokens=3)["last_merged"] is None
 
 
 def _simulated_features(kind, size, patch_sizes, *, seed, **options):
