@@ -19,8 +19,8 @@ across runs::
 It lies in [0, 1]: 0 for a perfect, fully domain-covered crystal, approaching 1 for a network with no
 domains, many ring kinds and no lattice; it grows with each of ``D_rings`` and ``1 − L``. The lattice term
 separates what rings alone cannot: graphene with 5 % defects has rings as irregular as a random network
-(ring-size entropy, hexagon share and ``mu2`` overlap), but keeps its lattice (``L`` 0.6 against 0.01-0.14;
-benchmarks/README.md, "Comparing grammars").
+(ring-size entropy, hexagon share and ``mu2`` overlap) but keeps its lattice (benchmarks/README.md, "Comparing
+grammars"). ``L`` is image-wide: two grains of one crystal at different orientations lower it too.
 """
 
 from typing import NamedTuple
