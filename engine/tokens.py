@@ -396,9 +396,11 @@ def learn_tokens(
         "auto" with ``neighbours``: the vocabulary of the shortest description
         (:func:`motifgram.engine.vocabulary.choose_vocabulary`): mixtures of ``k_range`` components, each
         with its components merged along their overlap sequence, scored by the bits of the mixture, the
-        atoms' tokens given their neighbours' and the features given the tokens. "auto" without neighbours
-        (no structure to code, so a description length would always merge to one token): the mixture of
-        lowest BIC, its overlapping components merged (``merge_threshold``). An int: exactly ``k`` tokens,
+        atoms' tokens given their neighbours' and the features given the tokens; with the ``chemistry``
+        descriptor, heavy columns of a kind too rare to pay for a token in bits (a single dopant) are tokens of
+        their own when no main token can hold them (:func:`motifgram.engine.vocabulary.rare_kinds`). "auto"
+        without neighbours (no structure to code, so a description length would always merge to one token): the
+        mixture of lowest BIC, its overlapping components merged (``merge_threshold``). An int: exactly ``k`` tokens,
         one per component of a ``k``-component mixture (no merging).
     k_range : tuple of int
         ``(k_min, k_max)`` mixture components, inclusive, for ``k="auto"``: each is fitted on at most
@@ -485,13 +487,14 @@ def learn_tokens(
         if neighbours is not None:
             # the chemistry features are ratios of fitted intensities, measured as precisely as one kind's columns
             # agree in this micrograph: no token is sharper than that
-            floor = None
+            floor = heavier = None
             if descriptor == "chemistry":
                 precision = feature_precision(inv[: len(neighbours)])
                 floor = projection.T @ np.diag((precision / scale) ** 2) @ projection
+                heavier = np.linalg.pinv(projection)[:, 0]  # z . heavier grows with the integrated intensity
             best, choice = choose_vocabulary(z, k_range=k_range, neighbours=neighbours,
                                              merge=merge_threshold is not None, min_weight=min_weight,
-                                             sample=sample, seed=seed, floor=floor, **options)
+                                             sample=sample, seed=seed, floor=floor, heavier=heavier, **options)
             mixture, groups = best.mixture, best.groups
         else:
             # no structure to code: BIC chooses K (on at most BIC_SAMPLE seeded rows, then refitted on all) and

@@ -31,6 +31,12 @@ features' precision (``floor``) a vocabulary is a candidate only when its tokens
 at least :data:`RESOLUTION` precisions apart: a systematic variation below the precision (a periodic bias of the
 fit in a blurred lattice) is structure the neighbours predict, yet not a column kind.
 
+A kind of one to a few columns (a Si dopant in graphene) cannot pay for a token in bits: naming which columns
+hold it costs about ``log2 N`` each, as much as the outlier code saves. It is told by significance instead
+(:func:`rare_kinds`): columns heavier than every main token beyond odds of a close call (``2**CLOSE_CALL_BITS``,
+over all ``N`` columns; more scattering: more or heavier atoms, where a failed fit or a spurious detection only
+ever gives less) become tokens of their own, one per compact cluster within :data:`RESOLUTION` precisions.
+
 References
 ----------
 C. Fraley, A. E. Raftery, "Model-based clustering, discriminant analysis, and density estimation", J. Am.
@@ -44,7 +50,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import gammaln
+from scipy.stats import chi2
 
+from motifgram.engine.chemistry import MAIN_KIND_SHARE
 from motifgram.engine.merging import groups_at_level, merge_sequence
 from motifgram.engine.mixture import fit_mixture, min_component_size
 
@@ -58,6 +66,7 @@ __all__ = [
     "structure_bits",
     "description_length",
     "resolved",
+    "rare_kinds",
     "choose_vocabulary",
 ]
 
@@ -223,6 +232,75 @@ def resolved(mixture, groups, floor):
     return bool(np.all(distance2[np.triu_indices(len(means), 1)] >= RESOLUTION**2))
 
 
+def rare_kinds(candidate, z, *, n_coded, floor, heavier):
+    """Columns of a kind too rare to pay for a token: clusters of the coded rows beyond every token's reach.
+
+    A row is beyond reach when it is heavier than every main token (one holding at least
+    :data:`motifgram.engine.chemistry.MAIN_KIND_SHARE` of the rows) by more than the chi-square quantile of odds
+    ``2**-CLOSE_CALL_BITS / n_coded`` allows along ``heavier`` (no row of ``n_coded`` would be that far at those
+    odds; the token's Gaussian of :func:`token_gaussians` plus ``floor``): a kind differs in what scatters, so a
+    column next to a hole, odd only in its contrast with its neighbours, is not one. Such rows within
+    :data:`RESOLUTION` precisions (``floor``) of each other are one cluster (single linkage); a cluster is a kind,
+    and returned, when none of its rows is beyond the reach of their mean at the precision (a chain of scattered
+    columns, such as those under amorphous contamination, is not).
+
+    Parameters
+    ----------
+    candidate : Candidate
+    z : (N, D) ndarray of float
+    n_coded : int
+        The first ``n_coded`` rows are examined.
+    floor : (D, D) ndarray
+        The features' precision as a covariance.
+    heavier : (D,) ndarray
+        Direction of more scattering in ``z``.
+
+    Returns
+    -------
+    list of (n,) ndarray of int64
+        Rows of each cluster, largest first.
+    """
+    weights, means, covariances = token_gaussians(candidate.mixture, candidate.groups)
+    main = weights >= MAIN_KIND_SHARE
+    means, covariances = means[main], covariances[main]
+    x = np.asarray(z, dtype=np.float64)[:n_coded]
+    excess = np.stack([(x - m) @ heavier / np.sqrt(heavier @ (c + floor) @ heavier)
+                       for m, c in zip(means, covariances, strict=True)], axis=1)
+    odds = 2.0 ** -CLOSE_CALL_BITS / max(n_coded, 1)
+    rows = np.flatnonzero(excess.min(axis=1) > np.sqrt(chi2.isf(odds, 1)))
+    bound = chi2.isf(odds, x.shape[1])
+    if len(rows) == 0:
+        return []
+    diff = x[rows, None, :] - x[None, rows, :]
+    linked = np.einsum("abi,ij,abj->ab", diff, np.linalg.inv(floor), diff) <= RESOLUTION**2
+    cluster = np.arange(len(rows))
+    for _ in range(len(rows)):  # label propagation to the smallest index in each connected component
+        cluster = np.min(np.where(linked, cluster[None, :], len(rows)), axis=1)
+    precision = np.linalg.inv(floor)
+    clusters = []
+    for c in np.unique(cluster):
+        members = x[rows[cluster == c]]
+        spread = members - members.mean(axis=0)
+        if np.all(np.einsum("ni,ij,nj->n", spread, precision, spread) <= bound):
+            clusters.append(rows[cluster == c])
+    return sorted(clusters, key=len, reverse=True)
+
+
+def _with_rare_kinds(candidate, clusters, z, neighbours, floor):
+    """``candidate`` with one more component and token per cluster (its rows' mean; the precision ``floor`` plus
+    their scatter as its covariance), scored."""
+    mixture, n = candidate.mixture, (len(z) if neighbours is None else len(neighbours))
+    x = np.asarray(z, dtype=np.float64)
+    added = np.array([len(c) / n for c in clusters])
+    means = np.stack([x[c].mean(axis=0) for c in clusters])
+    covariances = np.stack([floor + np.cov(x[c].T, bias=True).reshape(floor.shape) for c in clusters])
+    grown = mixture._replace(weights=np.concatenate([np.asarray(mixture.weights) * (1 - added.sum()), added]),
+                             means=np.concatenate([mixture.means, means]),
+                             covariances=np.concatenate([mixture.covariances, covariances]))
+    groups = np.concatenate([candidate.groups, candidate.n_tokens + np.arange(len(clusters))])
+    return description_length(grown, groups, z, neighbours, floor=floor)
+
+
 def _levels(mixture, z, neighbours, merge, floor):
     """Every level of the mixture's merge sequence, from one token per component down to one token, whose
     tokens are :func:`resolved`, scored (only the first when ``merge`` is false)."""
@@ -235,8 +313,39 @@ def _levels(mixture, z, neighbours, merge, floor):
             for groups in levels if resolved(mixture, groups, floor)]
 
 
+def _search(z, fitted, k_min, k_max, neighbours, merge, floor, min_weight, seed, options, *, refit, rare=()):
+    """Every candidate of :func:`choose_vocabulary` (mixtures fitted on the rows ``fitted``, each with the tokens of
+    ``rare``, the :func:`rare_kinds` clusters, added), the shortest description of each number of components, and
+    the best candidate (with ``refit``, its number of components refitted on every coded row but ``rare``'s)."""
+    n_coded = len(z) if neighbours is None else len(neighbours)
+
+    def scored(mixture):
+        levels = _levels(mixture, z, neighbours, merge, floor)
+        return [_with_rare_kinds(c, rare, z, neighbours, floor) for c in levels] if rare else levels
+
+    rows = z[fitted]
+    k_max = min(k_max, len(rows))
+    candidates, components = [], {}
+    for k in range(k_min, max(k_max, k_min) + 1):
+        mixture = fit_mixture(rows, n_components=k, seed=seed, **options)
+        smallest = float(np.min(mixture.weights))
+        if k > k_min and (smallest < min_weight or smallest * len(rows) < min_component_size(
+                z.shape[1], options.get("covariance", "full"))):
+            continue
+        levels = scored(mixture)
+        components[k] = min(c.total_bits for c in levels)
+        candidates.extend(levels)
+    best = min(candidates, key=lambda c: c.total_bits)
+    if refit:  # the chosen number of components refitted on every row, its levels scored again
+        every = np.setdiff1d(np.arange(n_coded), np.concatenate(rare)) if rare else np.arange(n_coded)
+        k = len(best.mixture.weights) - len(rare)
+        best = min(scored(fit_mixture(z[every], n_components=k, seed=seed, **options)), key=lambda c: c.total_bits)
+        candidates.append(best)
+    return candidates, components, best
+
+
 def choose_vocabulary(z, *, k_range, neighbours=None, merge=True, min_weight=0.0, sample=None,
-                      seed=0, floor=None, **options):
+                      seed=0, floor=None, heavier=None, **options):
     """The vocabulary (mixture and components' tokens) of the shortest description.
 
     Parameters
@@ -262,6 +371,9 @@ def choose_vocabulary(z, *, k_range, neighbours=None, merge=True, min_weight=0.0
     floor : (D, D) ndarray, optional
         The features' precision as a covariance (see :func:`description_length`); only vocabularies whose
         tokens are :func:`resolved` at it are candidates.
+    heavier : (D,) ndarray, optional
+        With ``floor``: the direction of more scattering in ``z``; the :func:`rare_kinds` of the shortest
+        vocabulary are then tokens of their own.
     **options
         ``n_init``, ``max_iter``, ``covariance`` for :func:`motifgram.engine.mixture.fit_mixture`.
 
@@ -271,29 +383,24 @@ def choose_vocabulary(z, *, k_range, neighbours=None, merge=True, min_weight=0.0
     report : dict
         ``mixture_components``, ``tokens``, ``description_length_bits`` (model, structure, data, total), the
         best candidate of each other token count (``alternatives``: tokens -> total bits), ``runner_up_bits``
-        (how much longer the best other token count is; ``None`` if there is none) and ``close_call``.
+        (how much longer the best other token count is; ``None`` if there is none), ``close_call`` and
+        ``rare_kinds`` (the columns of each token added by :func:`rare_kinds`; ``tokens`` counts them).
     """
     k_min, k_max = (int(v) for v in k_range)
     if not 1 <= k_min <= k_max:
         raise ValueError(f"k_range must be (k_min, k_max) with 1 <= k_min <= k_max, got {k_range!r}")
     n_coded = len(z) if neighbours is None else len(neighbours)
-    rows = z[:n_coded] if sample is None else z[sample]
-    k_max = min(k_max, len(rows))
-    candidates, components = [], {}
-    for k in range(k_min, max(k_max, k_min) + 1):
-        mixture = fit_mixture(rows, n_components=k, seed=seed, **options)
-        smallest = float(np.min(mixture.weights))
-        if k > k_min and (smallest < min_weight or smallest * len(rows) < min_component_size(
-                z.shape[1], options.get("covariance", "full"))):
-            continue
-        scored = _levels(mixture, z, neighbours, merge, floor)
-        components[k] = min(c.total_bits for c in scored)
-        candidates.extend(scored)
-    best = min(candidates, key=lambda c: c.total_bits)
-    if sample is not None:  # the chosen number of components refitted on every row, its levels scored again
-        refitted = fit_mixture(z[:n_coded], n_components=len(best.mixture.weights), seed=seed, **options)
-        best = min(_levels(refitted, z, neighbours, merge, floor), key=lambda c: c.total_bits)
-        candidates.append(best)
+    fitted = np.arange(n_coded) if sample is None else np.asarray(sample)
+    candidates, components, best = _search(z, fitted, k_min, k_max, neighbours, merge, floor, min_weight, seed,
+                                           options, refit=sample is not None)
+    rare = [] if floor is None or heavier is None else rare_kinds(best, z, n_coded=n_coded, floor=floor,
+                                                                   heavier=heavier)
+    if rare:  # the search again with the rare kinds' rows as tokens of their own, fitted without them
+        log.info("%d column(s) of rare kinds beyond every main token: tokens of their own %s",
+                 sum(map(len, rare)), [len(c) for c in rare])
+        candidates, components, best = _search(z, np.setdiff1d(fitted, np.concatenate(rare)), k_min, k_max,
+                                               neighbours, merge, floor, min_weight, seed, options,
+                                               refit=sample is not None, rare=rare)
     alternatives = {}
     for c in candidates:
         alternatives[c.n_tokens] = min(alternatives.get(c.n_tokens, np.inf), c.total_bits)
@@ -307,6 +414,7 @@ def choose_vocabulary(z, *, k_range, neighbours=None, merge=True, min_weight=0.0
         "alternatives": {t: round(bits, 1) for t, bits in sorted(alternatives.items())},
         "runner_up_bits": None if runner_up is None else round(runner_up, 1),
         "close_call": runner_up is not None and runner_up < CLOSE_CALL_BITS,
+        "rare_kinds": [len(c) for c in rare],
     }
     log.info("description length by mixture components %s; by token count %s; chose %d tokens from %d components",
              {k: round(v, 1) for k, v in components.items()}, report["alternatives"], best.n_tokens,
