@@ -45,7 +45,7 @@ images", Ultramicroscopy 171, 104 (2016).
 import numpy as np
 from scipy import sparse
 from scipy.ndimage import gaussian_filter, gaussian_filter1d, map_coordinates
-from scipy.sparse.linalg import spsolve
+from scipy.sparse.linalg import cg, spsolve
 from scipy.spatial import cKDTree
 
 from motifgram.engine.context import NEIGHBOUR_RADIUS
@@ -102,6 +102,9 @@ TREND_ITERATIONS = 3
 #: Atoms used to choose the column width (the first ones in a seeded order).
 _SIGMA_SAMPLE = 600
 
+#: Most conjugate-gradient steps of a column fit before the direct solve takes over.
+_CG_ITERATIONS = 500
+
 
 def _design(xy, shape, sigma_px, background_px):
     """The sparse design matrix (pixels, atoms + nodes) of unit-height Gaussian columns of width ``sigma_px``
@@ -121,7 +124,10 @@ def _design(xy, shape, sigma_px, background_px):
     inside = (cols >= b) & (cols < w - b) & (rows >= b) & (rows < h - b) & (values > 1e-4)
     atom = np.broadcast_to(np.arange(len(xy))[:, None, None], values.shape)[inside]
     pixel = (rows * w + cols)[inside]
-    used, row = np.unique(pixel, return_inverse=True)
+    taken = np.zeros(h * w, bool)  # the pixels used, in flat order, and each entry's row (np.unique without a sort)
+    taken[pixel] = True
+    used = np.flatnonzero(taken)
+    row = (np.cumsum(taken) - 1)[pixel]
     py, px = np.divmod(used, w)
     # background: bilinear interpolation between nodes every background_px (a smooth, slowly varying field)
     nx = int(np.ceil((w - 1) / background_px)) + 1
@@ -130,17 +136,14 @@ def _design(xy, shape, sigma_px, background_px):
     ix = np.minimum(fx.astype(np.int64), nx - 2 if nx > 1 else 0)
     iy = np.minimum(fy.astype(np.int64), ny - 2 if ny > 1 else 0)
     tx, ty = fx - ix, fy - iy
-    node_rows, node_cols, node_values = [], [], []
-    for dx, dy, weight in ((0, 0, (1 - tx) * (1 - ty)), (1, 0, tx * (1 - ty)), (0, 1, (1 - tx) * ty), (1, 1, tx * ty)):
-        keep = (ix + dx < nx) & (iy + dy < ny)
-        node_rows.append(np.flatnonzero(keep))
-        node_cols.append(len(xy) + (iy + dy)[keep] * nx + (ix + dx)[keep])
-        node_values.append(weight[keep])
-    matrix = sparse.csr_matrix(
-        (np.concatenate([values[inside], *node_values]),
-         (np.concatenate([row, *node_rows]), np.concatenate([atom, *node_cols]))),
-        shape=(len(used), len(xy) + nx * ny),
-    )
+    # each pixel's (up to) four nodes in increasing column order, so the node block is built row by row in place
+    corners = ((0, 0, (1 - tx) * (1 - ty)), (1, 0, tx * (1 - ty)), (0, 1, (1 - tx) * ty), (1, 1, tx * ty))
+    keep = np.stack([(ix + dx < nx) & (iy + dy < ny) for dx, dy, _ in corners], axis=1)  # (pixels, 4)
+    node = np.stack([(iy + dy) * nx + ix + dx for dx, dy, _ in corners], axis=1)[keep]
+    weight = np.stack([value for _, _, value in corners], axis=1)[keep]
+    nodes = sparse.csr_matrix((weight, node, np.r_[0, np.cumsum(keep.sum(axis=1))]), shape=(len(used), nx * ny))
+    columns = sparse.csr_matrix((values[inside], (row, atom)), shape=(len(used), len(xy)))
+    matrix = sparse.hstack([columns, nodes], format="csr")
     return matrix, used
 
 
@@ -148,11 +151,16 @@ def _fit(image, xy, sigma_px, background_px):
     """Least-squares column heights (N,) and the root-mean-square residual of the fit."""
     matrix, used = _design(xy, image.shape, sigma_px, background_px)
     target = image.ravel()[used].astype(np.float64)
-    # normal equations: sparse (each column overlaps its neighbours and a few background nodes), solved
-    # directly (a tiny ridge keeps nodes without pixels, far from every atom, determined)
-    normal = (matrix.T @ matrix).tocsc()
-    normal = normal + sparse.identity(normal.shape[0], format="csc") * (1e-9 * normal.diagonal().max())
-    solution = spsolve(normal, matrix.T @ target)
+    # normal equations: sparse (each column overlaps its neighbours and a few background nodes; a tiny ridge
+    # keeps nodes without pixels, far from every atom, determined) and strongly diagonal, so conjugate gradients
+    # with a diagonal preconditioner reach 1e-12 in a few dozen products, where a sparse LU of a 2048^2
+    # micrograph's system took 10x longer (benchmarks/README.md, issue 21); the LU remains the fallback
+    normal = (matrix.T @ matrix).tocsr()
+    normal = normal + sparse.identity(normal.shape[0], format="csr") * (1e-9 * normal.diagonal().max())
+    rhs = matrix.T @ target
+    solution, info = cg(normal, rhs, rtol=1e-12, maxiter=_CG_ITERATIONS, M=sparse.diags(1.0 / normal.diagonal()))
+    if info != 0:
+        solution = spsolve(normal.tocsc(), rhs)
     residual = matrix @ solution - target
     return solution[: len(xy)], float(np.sqrt(np.mean(residual**2)))
 

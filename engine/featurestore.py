@@ -59,8 +59,14 @@ class FeatureStore:
         return next((int(a.shape[1]) for a in self.images.values() if a.ndim == 2), 0)
 
     def sample(self, n: int, seed: int) -> np.ndarray:
-        """At most ``n`` rows drawn without replacement over all micrographs (seeded), as (S, M) float32."""
+        """At most ``n`` distinct rows drawn without replacement over all micrographs (seeded), as (S, M) float32.
+
+        Rows that repeat exactly are one row: a descriptor writes a copy of a typical atom's features for an atom it
+        cannot measure (``chemistry``: the columns at the image edge), and many copies of one point would give a
+        mixture fitted to the sample a token of their own."""
         rows = np.concatenate([a for a in self.images.values() if len(a)]) if self.images else np.zeros((0, 0))
+        if len(rows):
+            rows = rows[np.sort(np.unique(rows, axis=0, return_index=True)[1])]  # first copies, in order
         if len(rows) <= n:
             return rows.astype(np.float32)
         pick = np.sort(np.random.default_rng(seed).choice(len(rows), size=n, replace=False))

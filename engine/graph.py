@@ -28,6 +28,10 @@ Pipeline (:func:`build_graph`):
    * simple cycles of 3..``max_ring`` atoms (no atom repeated, so faces with dangling bonds drop out),
    * empty: the Delaunay triangles inside the face number exactly ``size - 2`` (no atom, bonded or not,
      lies inside the ring),
+   * of a size whose mean corner, ``180 (size - 2) / size`` degrees, is at most ``regions.ANGLE_TOLERANCE``
+     narrower than the network's typical narrowest angle between consecutive bonds (a triangle of stray
+     atoms, 60 degrees, in a honeycomb or a glass of 3-coordinated atoms, 105-120: no ring; a triangular
+     lattice's triangles and a honeycomb's 4- and 5-rings pass),
    * on a crystal, made at least half (:data:`RING_ORDERED`) of *ordered* atoms
      (:mod:`motifgram.engine.regions`: regular atoms among regular neighbours), or enclosed by them (at
      least :data:`RING_ENCLOSED` of the bonds leaving the ring end at ordered atoms: a lone defect ring
@@ -78,7 +82,7 @@ from scipy.spatial import Delaunay, QhullError, cKDTree
 from motifgram.engine.display import format_counts, summary_html, summary_text
 from motifgram.engine.errors import MotifgramError
 from motifgram.engine.geometry import border_distance
-from motifgram.engine.regions import REGION_DISORDERED, REGION_NETWORK, Regions, atom_regions
+from motifgram.engine.regions import ANGLE_TOLERANCE, REGION_DISORDERED, REGION_NETWORK, Regions, atom_regions
 from motifgram.engine.uniq import radix_argsort, unique_pairs
 
 __all__ = [
@@ -942,6 +946,7 @@ def _rings(xy, bonds, tri, image_shape, max_ring, border_px, regions: Regions, f
     reg = np.where(found, region[t_key[1][np.minimum(pos, len(t_key[0]) - 1)]], -1)
     empty = found & (reg != region[-1]) & (n_tri[np.maximum(reg, 0)] == length - 2)
     keep = simple & empty
+    keep &= ~(np.pi * (length - 2) / length < regions.narrowest_angle - ANGLE_TOLERANCE)
     if regions.lattice:
         ordered = regions.ordered
         keep &= (_share(ring, length, ordered) >= RING_ORDERED) | _enclosed(ring, length, bonds, ordered)

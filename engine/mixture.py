@@ -34,6 +34,7 @@ import numpy as np
 from scipy.special import comb
 
 from motifgram.engine.buckets import bucket_components, bucket_rows, map_chunks, pad_to, to_device
+from motifgram.engine.kernelstore import stored
 
 __all__ = [
     "Mixture",
@@ -110,6 +111,9 @@ class EMState(NamedTuple):
     log_likelihood: jax.Array
     previous: jax.Array
     n_iter: jax.Array
+
+
+jax.export.register_namedtuple_serialization(EMState, serialized_name="motifgram.EMState")  # kernelstore's files
 
 
 # ---------------------------------------------------------------------------------------------- kernels
@@ -314,6 +318,7 @@ def _running(state, tol, max_iter):
     return (state.n_iter < max_iter) & ~(jnp.abs(state.log_likelihood - state.previous) < tol)
 
 
+@stored
 @partial(jax.jit, static_argnames=("k_max", "n_init", "covariance"))
 def _fit(key, x, sample_weight, reg, tol, max_iter, n_active, *, k_max, n_init, covariance):
     """Best of ``n_init`` EM runs: (state, mean log-likelihood of its final parameters, converged)."""
@@ -440,6 +445,7 @@ def fit_mixture(
     return mixture
 
 
+@stored
 @jax.jit
 def _evaluate(x, weights, means, covariances):
     lp = _log_prob_fn(weights, means, covariances)(x)

@@ -25,6 +25,7 @@ import numpy as np
 
 from motifgram.engine.buckets import bucket_side, map_chunks, pad_to, to_device
 from motifgram.engine.errors import ImageError
+from motifgram.engine.kernelstore import stored
 
 __all__ = [
     "MIN_PATCH_SIZE",
@@ -107,7 +108,7 @@ def bilinear_gather(padded, xy, offsets, pad):
     return (1 - fy) * top + fy * bottom
 
 
-_gather_jit = jax.jit(bilinear_gather, static_argnames=("pad",))
+_gather_jit = stored(jax.jit(bilinear_gather, static_argnames=("pad",)))
 
 
 def prepare_sampling(image, xy, reach_px):
@@ -213,6 +214,7 @@ def extract_patches(image, xy, *, patch_size):
     return sample_image(image, xy, offsets=_square_offsets(size)).reshape(-1, size, size)
 
 
+@stored
 @jax.jit
 def _rotate(patches, angles):
     """Rotate (M, P, P) patches by (M,) angles (radians, counter-clockwise as displayed), bilinear, zero outside."""

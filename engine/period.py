@@ -12,6 +12,7 @@ import logging
 import numpy as np
 from scipy import fft as sp_fft
 from scipy import ndimage as ndi
+from scipy.spatial import cKDTree
 
 from motifgram.engine.errors import ImageError, NoLatticeError
 
@@ -36,6 +37,11 @@ _LOWER_ORDERS = ((2.0, 0.0), (3**0.5, 30.0), (2**0.5, 45.0))
 _LOWER_ANGLE_TOLERANCE = 5.0  # degrees
 _RING_CONTRAST = 10.0  # amorphous ring / white-noise floor of the radial power; pure noise stays < 3
 _REFLECTION_FRACTION = 0.1  # a reflection counts as "strong" at >= this fraction of the strongest
+#: each reflection of a closing triple in the clipped periodogram; the best triple of pure noise (64²-1024²),
+#: 2-D glass and random sequential addition reaches 17
+_CLOSURE_SIGNIFICANCE = 24.0
+_OUTLIER_SMOOTHING_PX = 2.0  # bright outliers are found in the image smoothed over this (below the finest lattice)
+_OUTLIER_MADS = 3.0  # ... where it stands this many (normal-scaled) median absolute deviations above its median
 
 
 def checked_image(image) -> np.ndarray:
@@ -93,6 +99,21 @@ def _welch_spectrum(crop: np.ndarray) -> np.ndarray:
     step = m // 2
     starts = range(0, crop.shape[0] - m + 1, step)
     return np.mean([_periodogram(crop[r : r + m, c : c + m]) for r in starts for c in starts], axis=0)
+
+
+def _bright_outliers_clipped(crop: np.ndarray) -> np.ndarray:
+    """``crop`` with its bright outliers cut down to the level of the rest.
+
+    Where the crop smoothed over 2 px stands more than 3 median absolute deviations above its median (heavy
+    single atoms, bright contamination), the excess of the smoothed image is subtracted, so that the pixel noise
+    stays. A few bright blobs spread their power over all low frequencies, where the Bragg spots of a lattice
+    only a few periods across the crop lie; cut down, they leave the lattice periodic.
+    """
+    crop = crop.astype(np.float64)
+    smooth = ndi.gaussian_filter(crop, _OUTLIER_SMOOTHING_PX)
+    median = np.median(smooth)
+    ceiling = median + _OUTLIER_MADS * 1.4826 * np.median(np.abs(smooth - median))
+    return crop - np.maximum(smooth - ceiling, 0.0)
 
 
 def _radial_median(power: np.ndarray, radius_bin: np.ndarray, n_bins: int) -> np.ndarray:
@@ -164,6 +185,31 @@ def _diffuse_ring_period(profile: np.ndarray, n: int) -> float | None:
     return n / r_sub
 
 
+def _closing_reflections(k_xy: np.ndarray, significance: np.ndarray) -> np.ndarray:
+    """Which maxima of a spectrum belong to a closing triple of reflections: (S,) bool.
+
+    The reciprocal lattice is closed under addition: with two non-collinear reflections ``k_a``, ``k_b`` (more
+    than 10 degrees apart modulo 180), ``k_a + k_b`` is one as well. A triple counts where all three maxima stand
+    at least :data:`_CLOSURE_SIGNIFICANCE` times their radial median and the sum lies within 1 cycle or 5 % of
+    ``|k|`` of the third; the three {100} reflections of a hexagonal lattice close, as do a square lattice's
+    two {10} and one {11}. Single noise maxima reach that height; three that close do not.
+    """
+    idx = np.flatnonzero(significance >= _CLOSURE_SIGNIFICANCE)
+    member = np.zeros(len(k_xy), bool)
+    if idx.size < 3:
+        return member
+    k = k_xy[idx]
+    k_abs = np.hypot(k[:, 0], k[:, 1])
+    a, b = np.triu_indices(len(k), 1)
+    sine = np.abs(k[a, 0] * k[b, 1] - k[a, 1] * k[b, 0]) / (k_abs[a] * k_abs[b])
+    apart = sine > np.sin(np.radians(10.0))
+    a, b = a[apart], b[apart]
+    dist, c = cKDTree(k).query(k[a] + k[b])
+    closes = dist <= np.maximum(1.0, 0.05 * k_abs[c])
+    member[idx[np.concatenate([a[closes], b[closes], c[closes]])]] = True
+    return member
+
+
 def _is_turn(turns, degrees):
     """Which of the angles ``turns`` (degrees, modulo 180) are ``degrees`` within the lower-order tolerance."""
     off = np.abs(turns - degrees)
@@ -219,9 +265,12 @@ def estimate_lattice_period(image) -> float:
     ``d = n / |k|`` of the lowest-order *strong* reflection (power at least 10 % of the strongest spot), or of
     a weaker reflection of lower order where two pairs of them stand out at the radius it predicts
     (:func:`_first_order`), with ``|k|`` interpolated to sub-pixel precision and averaged over the
-    symmetry-equivalent spots. Without Bragg spots in either spectrum, an amorphous structure shows a diffuse
-    ring in the radial median power; if that ring stands at least 10x above the white-noise floor, its
-    spacing is returned (with a warning).
+    symmetry-equivalent spots. Where neither spectrum has a spot, the periodogram of the image with its bright
+    outliers clipped (heavy single atoms, whose blobs drown a lattice only a few periods across the crop) is
+    searched for reflections that close, ``k_a + k_b = k_c``, each at least 24x its radial median
+    (:func:`_closing_reflections`; the best closing triple of pure noise and 2-D glass reaches 17x). Without
+    Bragg spots in any of them, an amorphous structure shows a diffuse ring in the radial median power; if
+    that ring stands at least 10x above the white-noise floor, its spacing is returned (with a warning).
 
     For a square lattice of spacing ``a`` this is ``a``; for a honeycomb with bond length ``b`` (graphene,
     MoS2) it is the {100} spacing ``1.5 b`` (the lattice constant is ``sqrt(3) b``); for a triangular lattice
@@ -258,6 +307,13 @@ def estimate_lattice_period(image) -> float:
         if (peaks[2] >= _WELCH_SIGNIFICANCE).any():
             k_xy, power, significance, _ = peaks
             spot, lower, side, source = significance >= _WELCH_SIGNIFICANCE, _LOWER_SIGNIFICANCE[1], len(welch), "Welch"
+    if not spot.any():
+        peaks = _spectrum_peaks(_periodogram(_bright_outliers_clipped(crop)))
+        closing = _closing_reflections(peaks[0], peaks[2])
+        if closing.any():
+            k_xy, power, significance, _ = peaks
+            spot, lower, source = closing, _LOWER_SIGNIFICANCE[0], "periodogram with bright outliers clipped"
+            side = n
     if not spot.any():
         period = _diffuse_ring_period(profile, n)
         if period is None:

@@ -25,6 +25,7 @@ from scipy import ndimage as ndi
 
 from motifgram.engine.buckets import bucket_window, chunk_rows, map_chunks
 from motifgram.engine.errors import ImageError
+from motifgram.engine.kernelstore import stored
 
 __all__ = ["refine_positions", "refine_columns", "refine_jointly", "render_columns", "noise_weights", "JOINT_MAX_SNR"]
 
@@ -148,13 +149,15 @@ def _fit_one(window, mask, sigma, start, sigma_max, ux, uy, half, n_iter):
     return xy, amp, jnp.where(ok, p[3], sigma), ok
 
 
+@stored
 @partial(jax.jit, static_argnames=("half", "n_iter"))
 def _fit_windows(windows, masks, sigma, start, sigma_max, ux, uy, half, n_iter):
     """Batched :func:`_fit_one`: windows, masks (P, N), sigma (N,), start (N, 2), sigma_max (), ux, uy (P,) ->
     xy (N, 2), amplitude (N,), sigma (N,), ok (N,).
 
     Atoms run along the last (minor) axis so that XLA vectorises across atoms and the per-atom sums over
-    pixels become row additions; with atoms leading it is several times slower on CPU.
+    pixels become row additions; with atoms leading it is several times slower on CPU. ``half`` and ``n_iter``
+    by keyword (:func:`~motifgram.engine.kernelstore.stored`).
     """
     fit = jax.vmap(partial(_fit_one, half=half, n_iter=n_iter), in_axes=(1, 1, 0, 0, None, None, None))
     return fit(windows, masks, sigma, start, sigma_max, ux, uy)
@@ -305,7 +308,7 @@ def refine_columns(image, xy, *, sigma_px, half_window, n_iter, sigma_max=None, 
         masks = valid.astype(np.float32)
         if root_w is not None:
             masks *= root_w.ravel()[flat]
-        return _fit_windows(windows, masks, s0, st, s_cap, ux, uy, hb, n_iter)
+        return _fit_windows(windows, masks, s0, st, s_cap, ux, uy, half=hb, n_iter=n_iter)
 
     fit_xy, amp, sig, ok = map_chunks(
         fit_chunk, [centre, sigma0, start, own_amp, own_sigma], chunk=chunk_rows(n)

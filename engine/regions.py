@@ -84,6 +84,7 @@ class Regions(NamedTuple):
     network: np.ndarray  # (N,) bool: atoms of the material's network (the atoms.csv label)
     ordered: np.ndarray  # (N,) bool: regular atoms voted into the network
     lattice: bool  # the image holds a crystal lattice
+    narrowest_angle: float  # rad: the typical narrowest angle between consecutive bonds (NaN: none measured)
 
 
 def atom_regions(xy, bonds, *, image_shape, outer=None):
@@ -103,13 +104,13 @@ def atom_regions(xy, bonds, *, image_shape, outer=None):
     Returns
     -------
     Regions
-        Every atom an ordered network atom, with no lattice, when there are fewer than 3 bonds or no atom has
-        a say.
+        Every atom an ordered network atom, with no lattice and no typical angle, when there are fewer than 3
+        bonds or no atom has a say.
     """
     xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
     bonds = np.asarray(bonds, dtype=np.int64).reshape(-1, 2)
     n = len(xy)
-    everything = Regions(np.ones(n, dtype=bool), np.ones(n, dtype=bool), False)
+    everything = Regions(np.ones(n, dtype=bool), np.ones(n, dtype=bool), False, math.nan)
     if len(bonds) < 3:
         return everything
     degree = np.bincount(bonds.ravel(), minlength=n)
@@ -185,7 +186,7 @@ def atom_regions(xy, bonds, *, image_shape, outer=None):
     log.info("regions: %d of %d atoms in the network (common degrees %s, median bond %.2f px; %s: %.2f of the atoms "
              "with %d-fold coherence >= %.2f)", int(network.sum()), n, np.flatnonzero(share >= COMMON_DEGREE).tolist(),
              median, "lattice" if lattice else "no lattice", best_share, best_k, CRYSTAL_COHERENCE)
-    return Regions(network, regular & voted, bool(lattice))
+    return Regions(network, regular & voted, bool(lattice), min(narrowest, default=math.nan))
 
 
 def _per_atom(owner, value, degree, fill):

@@ -46,6 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from motifgram.engine.buckets import map_chunks, to_device
+from motifgram.engine.kernelstore import stored
 from motifgram.engine.patches import bilinear_gather, prepare_sampling
 
 __all__ = [
@@ -244,6 +245,7 @@ def _project(flat, projector):
 _moments = jax.jit(_project)
 
 
+@stored
 @partial(jax.jit, static_argnames=("pad",))
 def _image_moments(padded, xy, offsets, projector, *, pad):
     # The barrier keeps XLA from fusing the gather into the product's operand (measured 1.8x slower on CPU).

@@ -1,20 +1,26 @@
 """Disorder measures of a parsed micrograph, and the single disorder index that orders materials.
 
-Three measures (DESIGN.md, "Comparison"):
+Four measures (DESIGN.md, "Comparison"):
 
 - ring-word entropy ``H``: Shannon entropy (bits) of the canonical token words of the micrograph's rings
   (size and token order both count), so a perfect crystal has ``H = 0`` and a continuous random network
   a few bits;
 - domain coverage ``c``: the fraction of ring atoms inside a domain node of the parse (a crystal region);
+- lattice order ``L``: the bond-orientational order ``max_n |<exp(i n theta)>|`` over the bonds' directions
+  ``theta``, ``n`` in :data:`LATTICE_HARMONICS`: 1 when every bond lies along the directions of one lattice,
+  near 0 for a network without one;
 - bits per atom under the grammar (the parse's data description length per atom).
 
-The disorder index combines the first two, which need no reference grammar and are therefore comparable
+The disorder index combines the first three, which need no reference grammar and are therefore comparable
 across runs::
 
-    disorder = ½ (1 − c) + ½ H / (1 + H)
+    disorder = 1 - (1 - D_rings) L,    D_rings = ½ (1 − c) + ½ H / (1 + H)
 
-It lies in [0, 1): 0 for a perfect, fully domain-covered crystal, approaching 1 for a network with no
-domains and many ring kinds. Both terms grow monotonically with the density of defects.
+It lies in [0, 1]: 0 for a perfect, fully domain-covered crystal, approaching 1 for a network with no
+domains, many ring kinds and no lattice; it grows with each of ``D_rings`` and ``1 − L``. The lattice term
+separates what rings alone cannot: graphene with 5 % defects has rings as irregular as a random network
+(ring-size entropy, hexagon share and ``mu2`` overlap) but keeps its lattice (benchmarks/README.md, "Comparing
+grammars"). ``L`` is image-wide: two grains of one crystal at different orientations lower it too.
 """
 
 from typing import NamedTuple
@@ -25,8 +31,8 @@ from motifgram.grammar.model import Grammar
 from motifgram.grammar.parse import distinct_ring_words, interior_graph
 
 __all__ = [
-    "DisorderMeasures", "ring_word_entropy", "domain_coverage", "disorder_index", "disorder_measures", "is_poor_fit",
-    "POOR_FIT_FACTOR", "POOR_FIT_MARGIN_BITS",
+    "DisorderMeasures", "ring_word_entropy", "domain_coverage", "lattice_order", "disorder_index", "disorder_measures",
+    "is_poor_fit", "LATTICE_HARMONICS", "POOR_FIT_FACTOR", "POOR_FIT_MARGIN_BITS",
 ]
 
 #: A grammar fits a micrograph poorly when the micrograph costs more than ``POOR_FIT_FACTOR`` times the
@@ -63,9 +69,49 @@ def domain_coverage(grammar: Grammar, parse) -> float:
     return len(in_domains & in_rings) / len(in_rings) if in_rings else 0.0
 
 
-def disorder_index(entropy_bits: float, coverage: float) -> float:
-    """``½ (1 − coverage) + ½ H / (1 + H)`` (module docstring), in [0, 1)."""
-    return 0.5 * (1.0 - coverage) + 0.5 * entropy_bits / (1.0 + entropy_bits)
+#: Harmonics ``n`` of the bonds' directions in :func:`lattice_order`. Bonds are undirected (``theta`` modulo
+#: 180 degrees) and a 2D lattice's bond directions repeat under its rotations of order 4 or 6: every 90 degrees
+#: (square: along the axes, ``n = 4``; with the diagonals, ``n = 8``) or every 60 degrees (hexagonal, ``n = 6``;
+#: with a second family of bonds at 30 degrees, ``n = 12``).
+LATTICE_HARMONICS = (4, 6, 8, 12)
+
+
+def lattice_order(graph) -> float:
+    """Bond-orientational order of an atom graph: ``max_n |<exp(i n theta)>|`` over its bonds (module docstring).
+
+    Parameters
+    ----------
+    graph : AtomGraph
+        Positions ``xy`` (px) and ``bonds``.
+
+    Returns
+    -------
+    float
+        In [0, 1]: 1 when every bond's direction ``theta`` is a multiple of ``360° / n`` away from the others'
+        for one ``n`` of :data:`LATTICE_HARMONICS`, about ``1 / sqrt(bonds)`` for random directions; 1 for a
+        graph without bonds (no lattice measured, so the disorder index is that of the rings alone).
+
+    Examples
+    --------
+    >>> from motifgram.engine.graph import AtomGraph
+    >>> xy = np.array([[0.0, 0.0], [1.0, 0.0], [0.5, 0.866], [1.5, 0.866]])
+    >>> graph = AtomGraph(xy, np.array(["A"] * 4), [(0, 1), (0, 2), (1, 2), (1, 3), (2, 3)], (), (2, 2))
+    >>> round(lattice_order(graph), 3)
+    1.0
+    """
+    bonds = np.asarray(graph.bonds, dtype=np.int64).reshape(-1, 2)
+    if len(bonds) == 0:
+        return 1.0
+    d = graph.xy[bonds[:, 1]] - graph.xy[bonds[:, 0]]
+    theta = np.arctan2(d[:, 1], d[:, 0])
+    return float(max(np.abs(np.mean(np.exp(1j * n * theta))) for n in LATTICE_HARMONICS))
+
+
+def disorder_index(entropy_bits: float, coverage: float, lattice: float = 1.0) -> float:
+    """``1 − (1 − D_rings) lattice`` with ``D_rings = ½ (1 − coverage) + ½ H / (1 + H)`` (module docstring),
+    in [0, 1]; ``lattice`` (:func:`lattice_order`) is 1 where no bonds are known (a grammar's estimate)."""
+    rings = 0.5 * (1.0 - coverage) + 0.5 * entropy_bits / (1.0 + entropy_bits)
+    return 1.0 - (1.0 - rings) * lattice
 
 
 class DisorderMeasures(NamedTuple):
@@ -73,6 +119,7 @@ class DisorderMeasures(NamedTuple):
 
     ring_entropy_bits: float
     domain_coverage: float
+    lattice_order: float
     bits_per_atom: float
     disorder: float
 
@@ -81,11 +128,13 @@ def disorder_measures(grammar: Grammar, graph, parse) -> DisorderMeasures:
     """All disorder measures of one parsed micrograph, and the combined index (module docstring)."""
     entropy = ring_word_entropy(graph)
     coverage = domain_coverage(grammar, parse)
+    lattice = lattice_order(graph)
     return DisorderMeasures(
         ring_entropy_bits=entropy,
         domain_coverage=coverage,
+        lattice_order=lattice,
         bits_per_atom=float(parse.bits_per_atom),
-        disorder=disorder_index(entropy, coverage),
+        disorder=disorder_index(entropy, coverage, lattice),
     )
 
 

@@ -68,7 +68,7 @@ log = logging.getLogger(__name__)
 
 LEVELS = ("composition", "topology", "arrangement", "mesoscale")
 """The structural levels of a comparison (:func:`level_distances`)."""
-MEASURES = ("disorder", "ring_entropy_bits", "domain_coverage", "bits_per_atom")
+MEASURES = ("disorder", "ring_entropy_bits", "domain_coverage", "lattice_order", "bits_per_atom")
 """The per-image disorder measures of ``summary.json`` an item keeps."""
 
 

@@ -23,6 +23,7 @@ from motifgram.engine.graph import (
     build_graph,
     ring_statistics,
 )
+from motifgram.engine.simulate import simulate
 
 BOND = 10.0  # px
 
@@ -568,3 +569,21 @@ def test_rings_read_as_a_tuple_of_tuples():
     g = _SW_GRAPH
     assert isinstance(g.rings, Rings) and g.rings.to_tuples() == tuple(g.rings)
     assert AtomGraph(g.xy, g.tokens, g.bonds, g.rings.to_tuples(), g.image_shape).rings == g.rings
+
+
+@pytest.mark.parametrize("seed", seeds(0, 1))
+def test_stray_atoms_in_a_glass_make_no_triangles(seed):
+    # a glass has no lattice, so the ordered-atom filter keeps its rings; a stray atom (contamination, a noise
+    # peak) inside a ring bonds to its atoms in a fan of triangles whose 60-degree corners a network of 120-degree
+    # angles does not have. Seeds 0-2, 1000, 1001 with six strays: 25-35 triangles before the corner rule, none now
+    sim = simulate("crn", size=192, seed=seed)
+    xy = np.asarray(sim.truth.xy, dtype=np.float64)
+    plain = build_graph(xy, image_shape=(192, 192))
+    inner = [r for r, b in zip(plain.rings, plain.ring_border) if not b]
+    picked = [inner[i] for i in np.random.default_rng(seed).choice(len(inner), 6, replace=False)]
+    strays = np.array([xy[list(r)].mean(axis=0) for r in picked])
+    g = build_graph(np.vstack([xy, strays]), image_shape=(192, 192))
+    check_graph(g)
+    assert 3 not in g.ring_sizes.tolist()
+    # the strays' rings are lost (seed 1: one of their neighbours too), the others kept
+    assert len(set(canonical(plain.rings)) - set(canonical(g.rings))) <= len(picked) + 1

@@ -8,6 +8,7 @@ nothing after the first, and a second process with the persistent compilation ca
 """
 
 import contextlib
+import importlib.util
 import json
 import os
 import subprocess
@@ -169,10 +170,12 @@ STAGES = textwrap.dedent("""
     from motifgram.engine.io import Micrograph
     from motifgram.engine.tokens import assign_tokens, learn_tokens
 
-    events = {"compiled": [], "hits": 0, "misses": 0}
+    events = {"compiled": [], "traced": [], "hits": 0, "misses": 0}
     def on_duration(event, duration, **metadata):
         if event == "/jax/core/compile/backend_compile_duration":
             events["compiled"].append(metadata.get("fun_name", "?"))
+        elif event == "/jax/core/compile/jaxpr_trace_duration":
+            events["traced"].append(metadata.get("fun_name", "?"))
     def on_event(event, **metadata):
         if event == "/jax/compilation_cache/cache_hits":
             events["hits"] += 1
@@ -190,7 +193,8 @@ STAGES = textwrap.dedent("""
         model, _, _ = learn_tokens(analysis.invariants, k_range=(1, 3), seed=0, n_init=2)
         assign_tokens(model, analysis.invariants)
         counts.append(events["compiled"][before:])
-    print(json.dumps({"per_size": counts, "hits": events["hits"], "misses": events["misses"]}))
+    print(json.dumps({"per_size": counts, "traced": events["traced"], "hits": events["hits"],
+                      "misses": events["misses"]}))
 """)
 
 
@@ -207,10 +211,16 @@ def run_stages(sizes, cache_dir) -> dict:
 def test_micrographs_of_three_sizes_compile_once_and_a_second_process_loads_everything(tmp_path):
     """Graphene micrographs of 440, 480 and 512 px (about 2300 to 3100 atoms): detection, features, graph and
     tokens compile for the first only; a second process (other sizes again) compiles nothing: every kernel
-    comes from the persistent cache."""
+    comes from the persistent cache, and the Gaussian fit of detection (three variants: the single-column fit
+    and the joint fit's two passes), the EM fit, the posterior and the patch kernels are loaded as exported,
+    not traced (engine/kernelstore.py)."""
     first = run_stages([440, 480, 512], tmp_path / "jax")
     assert first["per_size"][0], "the first micrograph compiles the kernels"
     assert first["per_size"][1:] == [[], []], first["per_size"]
     second = run_stages([460, 500], tmp_path / "jax")
     assert second["misses"] == 0 and second["hits"] == len(first["per_size"][0]) == len(second["per_size"][0])
     assert second["per_size"][1:] == [[]]
+    assert importlib.util.find_spec("flatbuffers"), "flatbuffers (kernelstore needs it) missing: pip install -e ."
+    assert first["traced"].count("_fit_windows") == 3 and "_fit" in first["traced"]
+    assert not {"_fit_windows", "_fit", "_evaluate", "_rotate", "_image_moments", "bilinear_gather"} & set(
+        second["traced"]), second["traced"]
