@@ -49,8 +49,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import gammaln
-from scipy.stats import chi2
+from scipy.special import gammainccinv, gammaln
 
 from motifgram.engine.chemistry import MAIN_KIND_SHARE
 from motifgram.engine.merging import groups_at_level, merge_sequence
@@ -232,6 +231,12 @@ def resolved(mixture, groups, floor):
     return bool(np.all(distance2[np.triu_indices(len(means), 1)] >= RESOLUTION**2))
 
 
+def _chi2_isf(probability: float, degrees: int) -> float:
+    """The chi-square quantile exceeded with ``probability`` (``scipy.stats.chi2.isf``, whose own definition this is:
+    importing scipy.stats would load scipy.optimize into every run)."""
+    return float(2.0 * gammainccinv(degrees / 2.0, probability))
+
+
 def rare_kinds(candidate, z, *, n_coded, floor, heavier):
     """Columns of a kind too rare to pay for a token: clusters of the coded rows beyond every token's reach.
 
@@ -267,8 +272,8 @@ def rare_kinds(candidate, z, *, n_coded, floor, heavier):
     excess = np.stack([(x - m) @ heavier / np.sqrt(heavier @ (c + floor) @ heavier)
                        for m, c in zip(means, covariances, strict=True)], axis=1)
     odds = 2.0 ** -CLOSE_CALL_BITS / max(n_coded, 1)
-    rows = np.flatnonzero(excess.min(axis=1) > np.sqrt(chi2.isf(odds, 1)))
-    bound = chi2.isf(odds, x.shape[1])
+    rows = np.flatnonzero(excess.min(axis=1) > np.sqrt(_chi2_isf(odds, 1)))
+    bound = _chi2_isf(odds, x.shape[1])
     if len(rows) == 0:
         return []
     diff = x[rows, None, :] - x[None, rows, :]
