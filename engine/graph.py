@@ -116,11 +116,11 @@ MIN_MEAN_DEGREE = 2.5
 """Bounds of the automatic bond factor (ratio of edge length to local nearest-neighbour distance)."""
 
 DUPLICATE_TOL_PX = 1e-6
+"""Two atoms closer than this (px) are duplicates, and :func:`build_graph` refuses them."""
 #: On a crystal, a ring is kept when at least this share of its atoms is ordered (:mod:`motifgram.engine.regions`)
 RING_ORDERED = 0.5
 #: ... or when at least this share of the bonds leaving it end at ordered atoms (a lone defect ring)
 RING_ENCLOSED = 0.75
-"""Two atoms closer than this (px) are duplicates, and :func:`build_graph` refuses them."""
 
 _HIST_BIN = 0.02  # ratio histogram bin width for the auto bond factor
 

@@ -163,16 +163,20 @@ def _fit_windows(windows, masks, sigma, start, sigma_max, ux, uy, half, n_iter):
     return fit(windows, masks, sigma, start, sigma_max, ux, uy)
 
 
-def _pixel_sample(img: np.ndarray) -> np.ndarray:
-    """The pixels of ``img``, or a seeded sample of :data:`_SAMPLE_PIXELS` of them on a larger image.
+def _sample_index(size: int) -> np.ndarray | None:
+    """Seeded indices of :data:`_SAMPLE_PIXELS` of ``size`` values, or None where ``size`` is at most twice that.
 
     Percentiles and medians of a 2^18-pixel sample are within ~0.2 % of the image's (a quantile's standard
     error at that size) and cost a fraction of a sort of a 2048^2 image.
     """
+    return None if size <= 2 * _SAMPLE_PIXELS else np.random.default_rng(0).integers(0, size, _SAMPLE_PIXELS)
+
+
+def _pixel_sample(img: np.ndarray) -> np.ndarray:
+    """The pixels of ``img``, or a seeded sample of them on a larger image (:func:`_sample_index`)."""
     flat = img.ravel()
-    if flat.size <= 2 * _SAMPLE_PIXELS:
-        return flat
-    return flat[np.random.default_rng(0).integers(0, flat.size, _SAMPLE_PIXELS)]
+    pick = _sample_index(flat.size)
+    return flat if pick is None else flat[pick]
 
 
 def _disk_offsets(bucket: int, half_window: int):
@@ -382,8 +386,8 @@ def noise_weights(image) -> np.ndarray:
     h, w = img.shape[0] // 2 * 2, img.shape[1] // 2 * 2
     a, b, c, d = img[:h:2, :w:2], img[:h:2, 1:w:2], img[1:h:2, :w:2], img[1:h:2, 1:w:2]
     detail, level = ((a - b - c + d) / 2).ravel(), ((a + b + c + d) / 4).ravel()
-    if level.size > 2 * _SAMPLE_PIXELS:
-        pick = np.random.default_rng(0).integers(0, level.size, _SAMPLE_PIXELS)
+    pick = _sample_index(level.size)
+    if pick is not None:
         detail, level = detail[pick], level[pick]
     order = np.argsort(level)
     bins = np.array_split(order, 16)

@@ -49,6 +49,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import sparse
+from scipy.sparse.csgraph import connected_components
 from scipy.special import gammainccinv, gammaln
 
 from motifgram.engine.chemistry import MAIN_KIND_SHARE
@@ -276,12 +278,10 @@ def rare_kinds(candidate, z, *, n_coded, floor, heavier):
     bound = _chi2_isf(odds, x.shape[1])
     if len(rows) == 0:
         return []
-    diff = x[rows, None, :] - x[None, rows, :]
-    linked = np.einsum("abi,ij,abj->ab", diff, np.linalg.inv(floor), diff) <= RESOLUTION**2
-    cluster = np.arange(len(rows))
-    for _ in range(len(rows)):  # label propagation to the smallest index in each connected component
-        cluster = np.min(np.where(linked, cluster[None, :], len(rows)), axis=1)
     precision = np.linalg.inv(floor)
+    diff = x[rows, None, :] - x[None, rows, :]
+    linked = np.einsum("abi,ij,abj->ab", diff, precision, diff) <= RESOLUTION**2
+    _, cluster = connected_components(sparse.csr_matrix(linked), directed=False)
     clusters = []
     for c in np.unique(cluster):
         members = x[rows[cluster == c]]
