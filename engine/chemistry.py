@@ -50,7 +50,7 @@ from scipy.spatial import cKDTree
 
 from motifgram.engine.context import NEIGHBOUR_RADIUS
 
-__all__ = ["CHEMISTRY_COLUMNS", "SIGMA_GRID", "column_intensities", "intensity_levels", "intensity_trend",
+__all__ = ["CHEMISTRY_COLUMNS", "SIGMA_GRID", "TILE_PX", "column_intensities", "intensity_levels", "intensity_trend",
            "chemistry_features", "feature_precision"]
 
 #: Columns of :func:`chemistry_features`: log relative intensity, log contrast with the neighbours.
@@ -102,15 +102,27 @@ TREND_ITERATIONS = 3
 #: Atoms used to choose the column width (the first ones in a seeded order).
 _SIGMA_SAMPLE = 600
 
+#: Widest core of a tile of the column fit, in px (:func:`column_intensities`): a micrograph up to this wide is
+#: fitted whole; a wider one by tiles, so that the fit's memory (about 0.4 GB per 1024^2 px tile of graphene at
+#: 8 px spacing) does not grow with the image.
+TILE_PX = 1024
+
+#: Halo fitted around a tile's core, in nearest-neighbour distances (three background node spacings).
+TILE_HALO = 12.0
+
 #: Most conjugate-gradient steps of a column fit before the direct solve takes over.
 _CG_ITERATIONS = 500
 
 
-def _design(xy, shape, sigma_px, background_px):
+def _design(xy, shape, window, sigma_px, background_px):
     """The sparse design matrix (pixels, atoms + nodes) of unit-height Gaussian columns of width ``sigma_px``
-    plus a smooth background (bilinear tents on a grid of spacing ``background_px``), over the pixels within
-    3 sigma of an atom; and those pixels' flat indices."""
+    plus a smooth background (bilinear tents on a grid of spacing ``background_px`` anchored at the image's
+    origin), over the pixels of ``window`` (rows ``r0:r1``, columns ``c0:c1`` of an image of ``shape``) within
+    3 sigma of an atom; and those pixels' flat indices in the window. The nodes are those whose tents can reach
+    the window, all of the image's for the whole image."""
     h, w = shape
+    r0, r1, c0, c1 = window
+    ww = c1 - c0
     r = int(np.ceil(3.0 * sigma_px))
     offsets = np.arange(-r, r + 1)
     centre = np.rint(xy).astype(np.int64)
@@ -121,36 +133,46 @@ def _design(xy, shape, sigma_px, background_px):
     # pixels within 2 sigma of the image edge also hold the tails of columns beyond it (never detected, so not
     # modelled): they are left out of the fit
     b = int(np.ceil(2.0 * sigma_px))
-    inside = (cols >= b) & (cols < w - b) & (rows >= b) & (rows < h - b) & (values > 1e-4)
+    inside = ((cols >= max(b, c0)) & (cols < min(w - b, c1)) & (rows >= max(b, r0)) & (rows < min(h - b, r1))
+              & (values > 1e-4))
     atom = np.broadcast_to(np.arange(len(xy))[:, None, None], values.shape)[inside]
-    pixel = (rows * w + cols)[inside]
-    taken = np.zeros(h * w, bool)  # the pixels used, in flat order, and each entry's row (np.unique without a sort)
+    pixel = ((rows - r0) * ww + cols - c0)[inside]
+    # the pixels used, in flat order, and each entry's row (np.unique without a sort)
+    taken = np.zeros((r1 - r0) * ww, bool)
     taken[pixel] = True
     used = np.flatnonzero(taken)
     row = (np.cumsum(taken) - 1)[pixel]
-    py, px = np.divmod(used, w)
+    py, px = np.divmod(used, ww)
+    py, px = py + r0, px + c0
     # background: bilinear interpolation between nodes every background_px (a smooth, slowly varying field)
     nx = int(np.ceil((w - 1) / background_px)) + 1
     ny = int(np.ceil((h - 1) / background_px)) + 1
+    last_x, last_y = max(nx - 2, 0), max(ny - 2, 0)
     fx, fy = px / background_px, py / background_px
-    ix = np.minimum(fx.astype(np.int64), nx - 2 if nx > 1 else 0)
-    iy = np.minimum(fy.astype(np.int64), ny - 2 if ny > 1 else 0)
+    ix = np.minimum(fx.astype(np.int64), last_x)
+    iy = np.minimum(fy.astype(np.int64), last_y)
     tx, ty = fx - ix, fy - iy
+    # the window's nodes: from the first pixel's cell to the last pixel's cell's far corner
+    ix0, iy0 = min(int(c0 / background_px), last_x), min(int(r0 / background_px), last_y)
+    mx = min(min(int((c1 - 1) / background_px), last_x) + 1, nx - 1) - ix0 + 1
+    my = min(min(int((r1 - 1) / background_px), last_y) + 1, ny - 1) - iy0 + 1
     # each pixel's (up to) four nodes in increasing column order, so the node block is built row by row in place
     corners = ((0, 0, (1 - tx) * (1 - ty)), (1, 0, tx * (1 - ty)), (0, 1, (1 - tx) * ty), (1, 1, tx * ty))
     keep = np.stack([(ix + dx < nx) & (iy + dy < ny) for dx, dy, _ in corners], axis=1)  # (pixels, 4)
-    node = np.stack([(iy + dy) * nx + ix + dx for dx, dy, _ in corners], axis=1)[keep]
+    node = np.stack([(iy + dy - iy0) * mx + ix + dx - ix0 for dx, dy, _ in corners], axis=1)[keep]
     weight = np.stack([value for _, _, value in corners], axis=1)[keep]
-    nodes = sparse.csr_matrix((weight, node, np.r_[0, np.cumsum(keep.sum(axis=1))]), shape=(len(used), nx * ny))
+    nodes = sparse.csr_matrix((weight, node, np.r_[0, np.cumsum(keep.sum(axis=1))]), shape=(len(used), mx * my))
     columns = sparse.csr_matrix((values[inside], (row, atom)), shape=(len(used), len(xy)))
     matrix = sparse.hstack([columns, nodes], format="csr")
     return matrix, used
 
 
-def _fit(image, xy, sigma_px, background_px):
-    """Least-squares column heights (N,) and the root-mean-square residual of the fit."""
-    matrix, used = _design(xy, image.shape, sigma_px, background_px)
-    target = image.ravel()[used].astype(np.float64)
+def _fit(image, xy, window, sigma_px, background_px):
+    """Least-squares heights (N,) of the columns at ``xy`` (px, image coordinates) over the pixels of ``window``
+    (rows ``r0:r1``, columns ``c0:c1`` of ``image``), and the root-mean-square residual of the fit."""
+    r0, r1, c0, c1 = window
+    matrix, used = _design(xy, image.shape, window, sigma_px, background_px)
+    target = np.asarray(image[r0:r1, c0:c1], dtype=np.float64).ravel()[used]
     # normal equations: sparse (each column overlaps its neighbours and a few background nodes; a tiny ridge
     # keeps nodes without pixels, far from every atom, determined) and strongly diagonal, so conjugate gradients
     # with a diagonal preconditioner reach 1e-12 in a few dozen products, where a sparse LU of a 2048^2
@@ -165,7 +187,32 @@ def _fit(image, xy, sigma_px, background_px):
     return solution[: len(xy)], float(np.sqrt(np.mean(residual**2)))
 
 
-def column_intensities(image, xy, *, nn_distance_px, sigma_px=None, seed=0):
+def _tiles(pts, shape, *, tile_px, halo_px, reach_px):
+    """The tiles of the column fit: for each, its window (rows ``r0:r1``, columns ``c0:c1``: its core plus
+    ``halo_px`` on every side, within the image), the atoms that reach into the window (within ``reach_px`` of
+    it; indices into ``pts``, increasing) and which of them lie in the core. The cores cut the image into equal
+    parts at most ``tile_px`` wide; every atom lies in exactly one core (those outside the image in the nearest);
+    one tile for an image no wider than ``tile_px``, its window the whole image and its atoms all of them."""
+    h, w = shape
+    # core edges in px; the outer ones open, so that every atom has a core
+    edges = [np.r_[-np.inf, np.rint(np.linspace(0, n, -(-n // tile_px) + 1))[1:-1], np.inf] for n in (h, w)]
+    margin = halo_px + reach_px
+    by_row = np.argsort(pts[:, 1], kind="stable")
+    ys = pts[by_row, 1]
+    for top, bottom in zip(edges[0][:-1], edges[0][1:]):
+        band = by_row[np.searchsorted(ys, top - margin):np.searchsorted(ys, bottom + margin)]
+        band = band[np.argsort(pts[band, 0], kind="stable")]
+        xs = pts[band, 0]
+        for left, right in zip(edges[1][:-1], edges[1][1:]):
+            members = np.sort(band[np.searchsorted(xs, left - margin):np.searchsorted(xs, right + margin)])
+            x, y = pts[members, 0], pts[members, 1]
+            core = (x >= left) & (x < right) & (y >= top) & (y < bottom)
+            window = (int(max(0.0, np.floor(top - halo_px))), int(min(h, np.ceil(bottom + halo_px))),
+                      int(max(0.0, np.floor(left - halo_px))), int(min(w, np.ceil(right + halo_px))))
+            yield window, members, core
+
+
+def column_intensities(image, xy, *, nn_distance_px, sigma_px=None, seed=0, tile_px=TILE_PX):
     """Integrated intensity of every atom column, fitted as StatSTEM does.
 
     The image near the atoms is modelled as one Gaussian per column (at the column's position, of one common
@@ -173,6 +220,13 @@ def column_intensities(image, xy, *, nn_distance_px, sigma_px=None, seed=0):
     :data:`BACKGROUND_SPACING` nearest-neighbour distances); the heights are the linear least-squares
     solution (all columns at once, so overlapping tails are shared out, not counted twice), and the
     integrated intensity is ``2 pi sigma**2`` times the height.
+
+    An image wider than ``tile_px`` is fitted by tiles, so that memory does not grow with the image: each tile's
+    core (the image cut into equal parts at most ``tile_px`` wide) is fitted with a halo of
+    :data:`TILE_HALO` nearest-neighbour distances around it (the halo's atoms, pixels and background nodes), and
+    only the core's heights are kept. The halo's influence on the core decays with distance; at this halo the
+    tiled heights differ from the whole image's fit by far less than the fitting noise
+    (``tests/test_chemistry.py``, benchmarks/README.md).
 
     Parameters
     ----------
@@ -186,6 +240,8 @@ def column_intensities(image, xy, *, nn_distance_px, sigma_px=None, seed=0):
         of a seeded region of at most 600 atoms leaves the least residual.
     seed : int
         Seed of that region's choice.
+    tile_px : int
+        Widest core of a tile, in px (:data:`TILE_PX`).
 
     Returns
     -------
@@ -194,21 +250,33 @@ def column_intensities(image, xy, *, nn_distance_px, sigma_px=None, seed=0):
     sigma_px : float
         The column width used.
     """
-    img = np.asarray(image, dtype=np.float64)
+    img = np.asarray(image)
     pts = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
     if not (np.isfinite(nn_distance_px) and nn_distance_px > 0):
         raise ValueError(f"nn_distance_px must be a positive number, got {nn_distance_px!r}")
+    if not (isinstance(tile_px, (int, np.integer)) and tile_px >= 1):
+        raise ValueError(f"tile_px must be a positive int, got {tile_px!r}")
     if len(pts) == 0:
         return np.zeros(0), float(sigma_px or SIGMA_GRID[2] * nn_distance_px)
     background_px = BACKGROUND_SPACING * nn_distance_px
     if sigma_px is None:
-        # a compact region (the atoms nearest a random atom), so its columns' neighbours are in the fit too
+        # a compact region (the atoms nearest a random atom), so its columns' neighbours are in the fit too; fitted
+        # over the pixels around it only
         start = np.random.default_rng(seed).integers(len(pts))
         region = cKDTree(pts).query(pts[start], k=min(_SIGMA_SAMPLE, len(pts)))[1]
         region = np.atleast_1d(region)
-        residuals = [_fit(img, pts[region], f * nn_distance_px, background_px)[1] for f in SIGMA_GRID]
+        margin = np.ceil(3.0 * max(SIGMA_GRID) * nn_distance_px) + 1
+        low, high = pts[region].min(axis=0) - margin, pts[region].max(axis=0) + margin
+        window = (max(0, int(low[1])), min(img.shape[0], int(high[1]) + 1),
+                  max(0, int(low[0])), min(img.shape[1], int(high[0]) + 1))
+        residuals = [_fit(img, pts[region], window, f * nn_distance_px, background_px)[1] for f in SIGMA_GRID]
         sigma_px = SIGMA_GRID[int(np.argmin(residuals))] * nn_distance_px
-    heights, _ = _fit(img, pts, float(sigma_px), background_px)
+    heights = np.zeros(len(pts))
+    tiles = _tiles(pts, img.shape, tile_px=int(tile_px), halo_px=TILE_HALO * nn_distance_px,
+                   reach_px=np.ceil(3.0 * sigma_px) + 1)
+    for window, members, core in tiles:
+        if core.any():
+            heights[members[core]] = _fit(img, pts[members], window, float(sigma_px), background_px)[0][core]
     return 2 * np.pi * float(sigma_px) ** 2 * heights, float(sigma_px)
 
 
