@@ -13,6 +13,8 @@ columns are splatted in one vectorised pass), more than these machines have.
 
     python benchmarks/e2e_memory.py --sizes 2048 4096 --baseline ../before/venv/bin/motifgram
     python benchmarks/e2e_memory.py --sizes --mirrored 8192
+    python benchmarks/e2e_memory.py --fit IMAGE.npy RUN_DIR   # the column fit alone: tiled vs whole image
+    python benchmarks/e2e_memory.py --fit IMAGE.npy RUN_DIR --tiled-only   # tiled only (8192²: whole needs ~27 GB)
     python benchmarks/e2e_memory.py --child PEAKS.json run SPEC --out OUT   # the child, in this process
 
 Writes ``benchmarks/e2e-memory.json`` (``--out`` to choose) and prints a Markdown table.
@@ -72,6 +74,40 @@ def child(peaks_path: str, argv: list[str]) -> int:
     return code
 
 
+def fit_check(image_path: str, run_dir: str, *, whole_image: bool = True) -> str:
+    """The chemistry column fit (:func:`motifgram.engine.chemistry.column_intensities`) on a run's atoms, by tiles
+    (the default) and then (``whole_image``) of the whole image at the same width: the peak RSS the tiled fit adds
+    to this process, and how far the two fits' intensities are apart on the measured columns."""
+    import csv
+    import resource
+
+    from scipy.spatial import cKDTree
+
+    from motifgram.engine.chemistry import EDGE_SIGMAS, column_intensities
+
+    image = np.load(image_path)
+    with open(Path(run_dir) / "atoms.csv") as table:
+        xy = np.array([[float(row["x"]), float(row["y"])] for row in csv.DictReader(table)])
+    nn = float(np.median(cKDTree(xy).query(xy[:: max(1, len(xy) // 5000)], k=2)[0][:, 1]))
+    before, start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, time.perf_counter()
+    tiled, sigma = column_intensities(image, xy, nn_distance_px=nn)
+    added, tiled_s = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before, time.perf_counter() - start
+    head = f"{Path(image_path).name}: {len(xy):,} atoms, nn {nn:.2f} px, width {sigma:.2f} px; tiled fit +{added:.0f} "
+    if not whole_image:
+        return head + f"MiB peak RSS, {tiled_s:.1f} s"
+    start = time.perf_counter()
+    whole, _ = column_intensities(image, xy, nn_distance_px=nn, sigma_px=sigma, tile_px=max(image.shape))
+    whole_s = time.perf_counter() - start
+    h, w = image.shape
+    measured = np.minimum.reduce([xy[:, 0], xy[:, 1], w - 1 - xy[:, 0], h - 1 - xy[:, 1]]) >= EDGE_SIGMAS * sigma
+    rel = (np.abs(tiled - whole) / np.abs(whole))[measured]
+    log_i = np.log(whole[measured])
+    spread = 1.4826 * np.median(np.abs(log_i - np.median(log_i)))
+    return (head + f"MiB peak RSS, {tiled_s:.1f} s (whole {whole_s:.1f} s); |tiled - whole| / whole over "
+            f"{measured.sum():,} measured columns: max {rel.max():.2e}, 99th percentile {np.quantile(rel, 0.99):.2e}, "
+            f"median {np.median(rel):.2e}; robust spread of log intensity {spread:.4f}")
+
+
 def mirrored(size: int, folder: Path) -> dict:
     """The ``size``² micrograph made of the seed-1 ``size // 2``² one (:func:`e2e.simulate`) and its mirror images."""
     from e2e import simulate
@@ -124,6 +160,9 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--child"]:
         return child(argv[1], argv[2:])
+    if argv[:1] == ["--fit"]:
+        print(fit_check(argv[1], argv[2], whole_image=argv[3:] != ["--tiled-only"]))
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="*", default=[2048, 4096])
     parser.add_argument("--mirrored", type=int, nargs="*", default=[], help="sizes made of mirror images")
@@ -143,7 +182,8 @@ def main(argv=None) -> int:
         result["sizes"][Path(meta["path"]).stem] = runs = {}
         for tool, executable in tools.items():
             runs[tool] = memory_run(meta, work, tool, executable)
-            log(f"{size}² {tool}: {runs[tool]['wall_s']} s, peak RSS {runs[tool]['peak_rss_mib']} MiB "
+            run = runs[tool]
+            log(f"{Path(meta['path']).stem} {tool}: {run['wall_s']} s, peak RSS {run['peak_rss_mib']} MiB "
                 f"(load {os.getloadavg()[0]:.1f})")
     result["load_end"] = [round(x, 2) for x in os.getloadavg()]
     args.out.write_text(json.dumps(result, indent=1))

@@ -103,8 +103,8 @@ TREND_ITERATIONS = 3
 _SIGMA_SAMPLE = 600
 
 #: Widest core of a tile of the column fit, in px (:func:`column_intensities`): a micrograph up to this wide is
-#: fitted whole; a wider one by tiles, so that the fit's memory (about 0.4 GB per 1024^2 px tile of graphene at
-#: 8 px spacing) does not grow with the image.
+#: fitted whole; a wider one by tiles, so that the fit's memory (0.5-0.6 GB for graphene at 8 px spacing, whose
+#: windows are 1216 px wide) does not grow with the image.
 TILE_PX = 1024
 
 #: Halo fitted around a tile's core, in nearest-neighbour distances (three background node spacings).
