@@ -169,9 +169,12 @@ def _design(xy, shape, window, sigma_px, background_px):
 
 def _fit(image, xy, window, sigma_px, background_px):
     """Least-squares heights (N,) of the columns at ``xy`` (px, image coordinates) over the pixels of ``window``
-    (rows ``r0:r1``, columns ``c0:c1`` of ``image``), and the root-mean-square residual of the fit."""
+    (rows ``r0:r1``, columns ``c0:c1`` of ``image``), and the root-mean-square residual of the fit (infinite
+    without pixels to fit)."""
     r0, r1, c0, c1 = window
     matrix, used = _design(xy, image.shape, window, sigma_px, background_px)
+    if len(used) == 0:  # no pixel of the window is near a column away from the image edge: nothing to fit
+        return np.zeros(len(xy)), np.inf
     target = np.asarray(image[r0:r1, c0:c1], dtype=np.float64).ravel()[used]
     # normal equations: sparse (each column overlaps its neighbours and a few background nodes; a tiny ridge
     # keeps nodes without pixels, far from every atom, determined) and strongly diagonal, so conjugate gradients
@@ -254,7 +257,7 @@ def column_intensities(image, xy, *, nn_distance_px, sigma_px=None, seed=0, tile
     pts = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
     if not (np.isfinite(nn_distance_px) and nn_distance_px > 0):
         raise ValueError(f"nn_distance_px must be a positive number, got {nn_distance_px!r}")
-    if not (isinstance(tile_px, (int, np.integer)) and tile_px >= 1):
+    if isinstance(tile_px, bool) or not (isinstance(tile_px, (int, np.integer)) and tile_px >= 1):
         raise ValueError(f"tile_px must be a positive int, got {tile_px!r}")
     if len(pts) == 0:
         return np.zeros(0), float(sigma_px or SIGMA_GRID[2] * nn_distance_px)
