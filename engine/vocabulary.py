@@ -40,12 +40,13 @@ ever gives less) become tokens of their own, one per compact cluster within :dat
 A kind sits on lattice sites, substituted at random or in order with the other kinds; amorphous contamination
 over a crystal adds a random amount of scattering to every column under it, in patches. The columns of such a patch
 are bonded to each other, and a token of them pays in bits (its columns' neighbours predict it), yet it is no kind.
-So a minor token (below :data:`motifgram.engine.chemistry.MAIN_KIND_SHARE`) whose columns are bonded to columns of
-their own token more often than its share of the neighbours allows, beyond the odds of a close call
+So in a lattice of one main kind (graphene, a glass) a minor token (below
+:data:`motifgram.engine.chemistry.MAIN_KIND_SHARE`) whose columns are bonded to columns of their own token more
+often than its share of the neighbours allows, beyond the odds of a close call
 (:func:`patchy_tokens`), marks contamination: its columns and their bonded neighbours leave the coded columns and
 the search runs again, until no token is patchy (:func:`choose_vocabulary`). They keep their features and are
-tokenised by the vocabulary fitted without them, like every atom. A kind of a crystal is not patchy: MoS2's
-chalcogen columns bond only to metal columns, a dopant sits alone. Nor is a column a rare kind when it is no heavier
+tokenised by the vocabulary fitted without them, like every atom. A dopant sits alone; where several main kinds
+bond to each other (MoS2, a perovskite) the test is not made (:func:`patchy_tokens`). Nor is a column a rare kind when it is no heavier
 than the heaviest column of such a patch's token: contamination alone could make it.
 
 References
@@ -96,8 +97,8 @@ CLOSE_CALL_BITS = 10.0
 RESOLUTION = 2.0
 
 #: How many times more often than its share of the neighbours a patchy token's columns neighbour their own token
-#: (:func:`patchy_tokens`): at least twice, so that a kind's token holding a few columns of a bonded kind (MoS2's SSe
-#: token with 18 Mo columns: 1.7 times) is no patch; contamination gave 3.2-20 times (benchmarks/README.md).
+#: (:func:`patchy_tokens`): at least twice; contamination on graphene, a glass and the Cairo tiling gave 3-7 times
+#: (benchmarks/README.md).
 PATCH_ENRICHMENT = 2.0
 
 #: Weight of the uniform outlier density in the data code (see the module docstring).
@@ -255,7 +256,11 @@ def token_labels(candidate, z, floor=None):
 def patchy_tokens(labels, neighbours, n_tokens):
     """Minor tokens whose columns are bonded to each other beyond chance: patches, not kinds (module docstring).
 
-    A token holding less than :data:`motifgram.engine.chemistry.MAIN_KIND_SHARE` of the coded rows is patchy when
+    Only in a lattice of one main kind (one token holding at least
+    :data:`motifgram.engine.chemistry.MAIN_KIND_SHARE` of the coded rows), where every bond joins columns of that
+    kind: with several, a kind's token that holds a few columns of the kind it bonds to is bonded to itself as
+    often as a patch (the Se-bearing token of the MoS2-Se image, 3.4 % of the columns: 9.5 times its share). There,
+    a token holding less than :data:`motifgram.engine.chemistry.MAIN_KIND_SHARE` of the coded rows is patchy when
     the number of its coded rows' neighbours of its own token is at least :data:`PATCH_ENRICHMENT` times what its
     share of all the coded rows' neighbours predicts, and more than a binomial draw at that share gives at odds
     below ``2**-CLOSE_CALL_BITS``.
@@ -287,6 +292,8 @@ def patchy_tokens(labels, neighbours, n_tokens):
     valid = nb >= 0
     around = np.where(valid, lab[np.maximum(nb, 0)], -1)  # (S, J) the neighbours' tokens
     slots = np.bincount(around[valid], minlength=n_tokens)
+    if np.sum(np.bincount(coded, minlength=n_tokens) >= MAIN_KIND_SHARE * len(coded)) != 1:
+        return np.zeros(0, np.int64)  # several main kinds: a kind's token holding columns of a bonded kind looks patchy
     patchy = []
     for t in range(n_tokens):
         own = coded == t
