@@ -253,7 +253,7 @@ def contaminated_lattice(rng, *, kind_share):
 def test_contamination_patches_are_no_token_and_hide_no_kind(seed):
     # columns under amorphous contamination are bonded to each other in patches (engine/vocabulary.py: patchy_tokens):
     # left out of the fit, they take the token of their kind. Before, 2-3 tokens on these seeds (a token of the
-    # contaminated columns); the benchmarks' realistic graphene, CRN and Cairo: 1-5 tokens before, 1-2 after
+    # contaminated columns); the benchmarks' realistic graphene, CRN and Cairo: 1-5 tokens before, 1-3 after
     rng = np.random.default_rng(seed)
     features, neighbours, covered, _ = contaminated_lattice(rng, kind_share=0.0)
     model, labels, _ = learn_tokens(features, k_range=(1, 4), descriptor="chemistry", seed=seed, neighbours=neighbours)
