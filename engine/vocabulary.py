@@ -37,6 +37,18 @@ hold it costs about ``log2 N`` each, as much as the outlier code saves. It is to
 over all ``N`` columns; more scattering: more or heavier atoms, where a failed fit or a spurious detection only
 ever gives less) become tokens of their own, one per compact cluster within :data:`RESOLUTION` precisions.
 
+A kind sits on lattice sites, substituted at random or in order with the other kinds; amorphous contamination
+over a crystal adds a random amount of scattering to every column under it, in patches. The columns of such a patch
+are bonded to each other, and a token of them pays in bits (its columns' neighbours predict it), yet it is no kind.
+So in a lattice of one main kind (graphene, a glass) a minor token (below
+:data:`motifgram.engine.chemistry.MAIN_KIND_SHARE`) whose columns are bonded to columns of their own token more
+often than its share of the neighbours allows, beyond the odds of a close call
+(:func:`patchy_tokens`), marks contamination: its columns and their bonded neighbours leave the coded columns and
+the search runs again, until no token is patchy (:func:`choose_vocabulary`). They keep their features and are
+tokenised by the vocabulary fitted without them, like every atom. A dopant sits alone; where several main kinds
+bond to each other (MoS2, a perovskite) the test is not made (:func:`patchy_tokens`). Nor is a column a rare kind when it is no heavier
+than the heaviest column of such a patch's token: contamination alone could make it.
+
 References
 ----------
 C. Fraley, A. E. Raftery, "Model-based clustering, discriminant analysis, and density estimation", J. Am.
@@ -51,7 +63,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
-from scipy.special import gammainccinv, gammaln
+from scipy.special import bdtrc, gammainccinv, gammaln
 
 from motifgram.engine.chemistry import MAIN_KIND_SHARE
 from motifgram.engine.merging import groups_at_level, merge_sequence
@@ -60,6 +72,7 @@ from motifgram.engine.mixture import fit_mixture, min_component_size
 __all__ = [
     "CLOSE_CALL_BITS",
     "OUTLIER_WEIGHT",
+    "PATCH_ENRICHMENT",
     "RESOLUTION",
     "Candidate",
     "token_gaussians",
@@ -68,6 +81,8 @@ __all__ = [
     "description_length",
     "resolved",
     "rare_kinds",
+    "token_labels",
+    "patchy_tokens",
     "choose_vocabulary",
 ]
 
@@ -80,6 +95,11 @@ CLOSE_CALL_BITS = 10.0
 #: Least distance between two tokens' means in units of the features' precision (see :func:`resolved`): two
 #: kinds this far apart are told apart column by column with at most 16 % error each way.
 RESOLUTION = 2.0
+
+#: How many times more often than its share of the neighbours a patchy token's columns neighbour their own token
+#: (:func:`patchy_tokens`): at least twice; contamination on graphene, a glass and the Cairo tiling gave 3-7 times
+#: (benchmarks/README.md).
+PATCH_ENRICHMENT = 2.0
 
 #: Weight of the uniform outlier density in the data code (see the module docstring).
 OUTLIER_WEIGHT = 0.01
@@ -205,12 +225,8 @@ def description_length(mixture, groups, z, neighbours=None, *, floor=None):
     Candidate
     """
     grp = np.asarray(groups, dtype=np.int64)
-    weights, means, covariances = token_gaussians(mixture, grp)
-    if floor is not None:
-        covariances = covariances + np.asarray(floor, dtype=np.float64)
-    n_tokens, d = means.shape
-    log_density = gaussian_log_densities(means, covariances, z)
-    labels = np.argmax(log_density + np.log(weights), axis=1)
+    n_tokens, d = int(grp.max()) + 1, np.shape(z)[1]
+    log_density, labels = _token_densities(mixture, grp, z, floor)
     n_coded = len(labels) if neighbours is None else len(neighbours)
     x = np.asarray(z, dtype=np.float64)[:n_coded]
     log_volume = float(np.sum(np.log(np.maximum(np.ptp(x, axis=0), 1e-12)))) if n_coded else 0.0
@@ -220,6 +236,73 @@ def description_length(mixture, groups, z, neighbours=None, *, floor=None):
     n_params = n_tokens * (d + d * (d + 1) // 2)
     model = 0.5 * n_params * math.log2(max(n_coded, 2))
     return Candidate(mixture, grp, model, structure_bits(labels, n_tokens, neighbours), data)
+
+
+def _token_densities(mixture, groups, z, floor):
+    """``log N(z | token)`` ``(N, T)`` of every row under each token's Gaussian (plus ``floor``), and each row's
+    token of highest weighted density ``(N,)``."""
+    weights, means, covariances = token_gaussians(mixture, groups)
+    if floor is not None:
+        covariances = covariances + np.asarray(floor, dtype=np.float64)
+    log_density = gaussian_log_densities(means, covariances, z)
+    return log_density, np.argmax(log_density + np.log(weights), axis=1)
+
+
+def token_labels(candidate, z, floor=None):
+    """(N,) int64: the token of every row of ``z`` under ``candidate`` (as :func:`description_length` codes it)."""
+    return _token_densities(candidate.mixture, candidate.groups, z, floor)[1]
+
+
+def patchy_tokens(labels, neighbours, n_tokens):
+    """Minor tokens whose columns are bonded to each other beyond chance: patches, not kinds (module docstring).
+
+    Only in a lattice of one main kind (one token holding at least
+    :data:`motifgram.engine.chemistry.MAIN_KIND_SHARE` of the coded rows), where every bond joins columns of that
+    kind: with several, a kind's token that holds a few columns of the kind it bonds to is bonded to itself as
+    often as a patch (the Se-bearing token of the MoS2-Se image, 3.4 % of the columns: 9.5 times its share). There,
+    a token holding less than :data:`motifgram.engine.chemistry.MAIN_KIND_SHARE` of the coded rows is patchy when
+    the number of its coded rows' neighbours of its own token is at least :data:`PATCH_ENRICHMENT` times what its
+    share of all the coded rows' neighbours predicts, and more than a binomial draw at that share gives at odds
+    below ``2**-CLOSE_CALL_BITS``.
+
+    Parameters
+    ----------
+    labels : (N,) array_like of int
+        Token of every row.
+    neighbours : (S, J) array_like of int
+        Row indices of the neighbours of the first ``S`` (coded) rows, ``-1`` pads.
+    n_tokens : int
+
+    Returns
+    -------
+    (P,) ndarray of int64
+        The patchy tokens.
+
+    Examples
+    --------
+    >>> chain = np.array([[1, -1], [0, 2], [1, 3], [2, 4], [3, 5], [4, 6], [5, 7], [6, -1]])
+    >>> patch = np.r_[np.zeros(60, np.int64), np.ones(5, np.int64)]
+    >>> line = np.array([[i - 1 if i else -1, i + 1 if i < 64 else -1] for i in range(65)])
+    >>> patchy_tokens(patch, line, 2).tolist(), patchy_tokens(np.arange(8) % 2, chain, 2).tolist()
+    ([1], [])
+    """
+    lab = np.asarray(labels, dtype=np.int64)
+    nb = np.asarray(neighbours, dtype=np.int64).reshape(len(neighbours), -1)
+    coded = lab[: len(nb)]
+    valid = nb >= 0
+    around = np.where(valid, lab[np.maximum(nb, 0)], -1)  # (S, J) the neighbours' tokens
+    slots = np.bincount(around[valid], minlength=n_tokens)
+    if np.sum(np.bincount(coded, minlength=n_tokens) >= MAIN_KIND_SHARE * len(coded)) != 1:
+        return np.zeros(0, np.int64)  # several main kinds: a kind's token holding columns of a bonded kind looks patchy
+    patchy = []
+    for t in range(n_tokens):
+        own = coded == t
+        if not own.any() or own.mean() >= MAIN_KIND_SHARE:
+            continue
+        same, n, share = int(np.sum(around[own] == t)), int(valid[own].sum()), slots[t] / max(int(valid.sum()), 1)
+        if same >= PATCH_ENRICHMENT * share * n and bdtrc(same - 1, n, share) < 2.0**-CLOSE_CALL_BITS:
+            patchy.append(t)
+    return np.asarray(patchy, dtype=np.int64)
 
 
 def resolved(mixture, groups, floor):
@@ -239,7 +322,7 @@ def _chi2_isf(probability: float, degrees: int) -> float:
     return float(2.0 * gammainccinv(degrees / 2.0, probability))
 
 
-def rare_kinds(candidate, z, *, n_coded, floor, heavier):
+def rare_kinds(candidate, z, *, n_coded, floor, heavier, beyond=-np.inf):
     """Columns of a kind too rare to pay for a token: clusters of the coded rows beyond every token's reach.
 
     A row is beyond reach when it is heavier than every main token (one holding at least
@@ -261,6 +344,9 @@ def rare_kinds(candidate, z, *, n_coded, floor, heavier):
         The features' precision as a covariance.
     heavier : (D,) ndarray
         Direction of more scattering in ``z``.
+    beyond : float
+        Rows at most this far along ``heavier`` are no kind (the most that contamination added to a column of a
+        patch, :func:`choose_vocabulary`: such a column could be contamination alone).
 
     Returns
     -------
@@ -274,7 +360,7 @@ def rare_kinds(candidate, z, *, n_coded, floor, heavier):
     excess = np.stack([(x - m) @ heavier / np.sqrt(heavier @ (c + floor) @ heavier)
                        for m, c in zip(means, covariances, strict=True)], axis=1)
     odds = 2.0 ** -CLOSE_CALL_BITS / max(n_coded, 1)
-    rows = np.flatnonzero(excess.min(axis=1) > np.sqrt(_chi2_isf(odds, 1)))
+    rows = np.flatnonzero((excess.min(axis=1) > np.sqrt(_chi2_isf(odds, 1))) & (x @ heavier > beyond))
     bound = _chi2_isf(odds, x.shape[1])
     if len(rows) == 0:
         return []
@@ -349,6 +435,19 @@ def _search(z, fitted, k_min, k_max, neighbours, merge, floor, min_weight, seed,
     return candidates, components, best
 
 
+def _without_rows(z, neighbours, fitted, coded, keep):
+    """The rows of ``z`` reordered so that the coded rows ``keep`` ((S,) bool) selects come first and the others are
+    context only; ``neighbours`` and ``fitted`` renumbered, ``coded`` (their rows in the caller's first numbering)
+    narrowed."""
+    s = len(neighbours)
+    order = np.concatenate([np.flatnonzero(keep), np.flatnonzero(~keep), np.arange(s, len(z))])
+    position = np.empty(len(z), np.int64)
+    position[order] = np.arange(len(z))
+    kept = neighbours[keep]
+    renumbered = np.where(kept >= 0, position[np.maximum(kept, 0)], -1)
+    return z[order], renumbered, np.sort(position[fitted[keep[fitted]]]), coded[keep]
+
+
 def choose_vocabulary(z, *, k_range, neighbours=None, merge=True, min_weight=0.0, sample=None,
                       seed=0, floor=None, heavier=None, **options):
     """The vocabulary (mixture and components' tokens) of the shortest description.
@@ -360,7 +459,8 @@ def choose_vocabulary(z, *, k_range, neighbours=None, merge=True, min_weight=0.0
     k_range : tuple of int
         Mixture components tried, inclusive.
     neighbours : (S, J) array_like of int, optional
-        As for :func:`structure_bits`; the mixtures are fitted on the first ``S`` rows (the coded ones).
+        As for :func:`structure_bits`; the mixtures are fitted on the first ``S`` rows (the coded ones), less the
+        patches of :func:`patchy_tokens` and their neighbours (while they are fewer than half of them).
     merge : bool
         Score every level of each mixture's merge sequence (components of any overlap stay separate tokens
         unless merging them shortens the description); false keeps one token per component.
@@ -389,17 +489,37 @@ def choose_vocabulary(z, *, k_range, neighbours=None, merge=True, min_weight=0.0
         ``mixture_components``, ``tokens``, ``description_length_bits`` (model, structure, data, total), the
         best candidate of each other token count (``alternatives``: tokens -> total bits), ``runner_up_bits``
         (how much longer the best other token count is; ``None`` if there is none), ``close_call`` and
-        ``rare_kinds`` (the columns of each token added by :func:`rare_kinds`; ``tokens`` counts them).
+        ``rare_kinds`` (the columns of each token added by :func:`rare_kinds`; ``tokens`` counts them) and
+        ``patch_columns`` (the coded rows left out as patches of contamination, see the module docstring).
     """
     k_min, k_max = (int(v) for v in k_range)
     if not 1 <= k_min <= k_max:
         raise ValueError(f"k_range must be (k_min, k_max) with 1 <= k_min <= k_max, got {k_range!r}")
+    if neighbours is not None:
+        neighbours = np.asarray(neighbours, dtype=np.int64).reshape(len(neighbours), -1)
     n_coded = len(z) if neighbours is None else len(neighbours)
     fitted = np.arange(n_coded) if sample is None else np.asarray(sample)
-    candidates, components, best = _search(z, fitted, k_min, k_max, neighbours, merge, floor, min_weight, seed,
-                                           options, refit=sample is not None)
-    rare = [] if floor is None or heavier is None else rare_kinds(best, z, n_coded=n_coded, floor=floor,
-                                                                   heavier=heavier)
+    coded = np.arange(n_coded)  # the rows still coded, clear of patches (all of them without neighbours)
+    reach = -np.inf  # the most scattering a patch's column showed, along heavier
+    while True:
+        candidates, components, best = _search(z, fitted, k_min, k_max, neighbours, merge, floor, min_weight, seed,
+                                               options, refit=sample is not None)
+        if neighbours is None:
+            break
+        labels = token_labels(best, z, floor)
+        members = np.isin(labels[: len(neighbours)], patchy_tokens(labels, neighbours, best.n_tokens))
+        around = neighbours[members]
+        area = members.copy()
+        area[around[(around >= 0) & (around < len(neighbours))]] = True
+        if not area.any() or len(coded) - area.sum() < n_coded / 2:
+            break
+        if heavier is not None:
+            reach = max(reach, float(np.max(z[: len(neighbours)][members] @ heavier)))
+        log.info("%d column(s) in patches bonded to each other beyond chance (contamination): the search again "
+                 "without them and their %d neighbours", int(members.sum()), int(area.sum() - members.sum()))
+        z, neighbours, fitted, coded = _without_rows(z, neighbours, fitted, coded, ~area)
+    rare = [] if floor is None or heavier is None else rare_kinds(best, z, n_coded=len(coded), floor=floor,
+                                                                   heavier=heavier, beyond=reach)
     if rare:  # the search again with the rare kinds' rows as tokens of their own, fitted without them
         log.info("%d column(s) of rare kinds beyond every main token: tokens of their own %s",
                  sum(map(len, rare)), [len(c) for c in rare])
@@ -420,6 +540,7 @@ def choose_vocabulary(z, *, k_range, neighbours=None, merge=True, min_weight=0.0
         "runner_up_bits": None if runner_up is None else round(runner_up, 1),
         "close_call": runner_up is not None and runner_up < CLOSE_CALL_BITS,
         "rare_kinds": [len(c) for c in rare],
+        "patch_columns": n_coded - len(coded),
     }
     log.info("description length by mixture components %s; by token count %s; chose %d tokens from %d components",
              {k: round(v, 1) for k, v in components.items()}, report["alternatives"], best.n_tokens,
