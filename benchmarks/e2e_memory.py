@@ -8,10 +8,11 @@ and at the end of every stage, each sample counted for the innermost stage of
 ``--baseline BIN`` runs another ``motifgram`` executable's interpreter (an older checkout's) on the same images,
 right after. Each tool keeps its JAX compilation cache in ``--work`` across sizes and invocations.
 ``--mirrored`` sizes are made of the half-size seed-1 micrograph and its three mirror images (a mirror twin
-boundary along the middle row and column): the simulator's own 8192² micrograph needs more than 20 GB (its
-columns are splatted in one vectorised pass), more than these machines have.
+boundary along the middle row and column): the stand-in for 8192² before the simulator's memory was bounded
+(``benchmarks/README.md``, Scale); ``--sizes 8192`` now simulates it.
 
     python benchmarks/e2e_memory.py --sizes 2048 4096 --baseline ../before/venv/bin/motifgram
+    python benchmarks/e2e_memory.py --sizes 8192
     python benchmarks/e2e_memory.py --sizes --mirrored 8192
     python benchmarks/e2e_memory.py --fit IMAGE.npy RUN_DIR   # the column fit alone: tiled vs whole image
     python benchmarks/e2e_memory.py --fit IMAGE.npy RUN_DIR --tiled-only   # tiled only (8192²: whole needs ~27 GB)

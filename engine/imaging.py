@@ -60,6 +60,7 @@ PROBE_CALIBRATION = {"tail_sigma_ratio": 5.0, "tail_fraction": 0.2}
 _CONTAMINATION_SCALE_NN = 3.0  # smoothing of the field whose high values are the contaminated patches, nn
 _CONTAMINATION_LAYERS = 2  # independent random carbon networks stacked in a patch
 _GRAPHENE_AREA_NN2 = 3 * math.sqrt(3) / 4  # projected area per carbon atom of graphene, in nn^2
+_SPLAT_CHUNK = 1 << 21  # window pixels splatted at once: ~17 MB per float64 temporary
 
 
 @dataclass(frozen=True, eq=False)
@@ -193,8 +194,10 @@ def _tail_sigma(opts, sigma):
 def _splat(xy, amplitude, *, sigma, size, shift):
     """Gaussian columns of peak ``amplitude`` and width ``sigma``, each row shifted along x by ``shift[row]``.
 
-    Each column is splatted on its own window (r = ceil(4 sigma) px, widened by the largest shift) in one
-    vectorised pass and the windows summed with ``np.bincount``; cost O(N r**2), whatever the image size.
+    Each column is splatted on its own window (r = ceil(4 sigma) px, widened by the largest shift), vectorised
+    over chunks of at most :data:`_SPLAT_CHUNK` window pixels, and the windows are added to the canvas with
+    ``np.add.at`` in column order: every pixel sums its columns in the same order whatever the chunking, so
+    the image does not depend on it, and the memory is bounded by the canvas. Cost O(N r**2).
     """
     r = int(math.ceil(4 * sigma))
     reach = int(math.ceil(np.abs(shift).max())) if len(shift) else 0
@@ -204,19 +207,24 @@ def _splat(xy, amplitude, *, sigma, size, shift):
     x, y, amp = xy[keep, 0], xy[keep, 1], amplitude[keep]
     offsets = np.arange(-r, r + 1)
     col_offsets = np.arange(-r - reach, r + reach + 1)
-    rr = np.rint(y).astype(np.int64)[:, None] + offsets  # (N, w)
-    cc = np.rint(x).astype(np.int64)[:, None] + col_offsets  # (N, wc)
     inv = 1.0 / (2 * sigma * sigma)
-    gy = np.exp(-((rr - y[:, None]) ** 2) * inv) * amp[:, None]
-    if np.any(shift != 0):
-        row_shift = shift[np.clip(rr, 0, size - 1)]  # (N, w)
-        dx = cc[:, None, :] - x[:, None, None] - row_shift[:, :, None]
-        values = gy[:, :, None] * np.exp(-(dx**2) * inv)
-    else:
-        values = gy[:, :, None] * np.exp(-((cc - x[:, None]) ** 2) * inv)[:, None, :]
+    shifted = bool(np.any(shift != 0))
     width = size + 2 * pad
-    flat = (rr + pad)[:, :, None] * width + (cc + pad)[:, None, :]
-    canvas = np.bincount(flat.ravel(), weights=values.ravel(), minlength=width * width)
+    canvas = np.zeros(width * width)
+    step = max(1, _SPLAT_CHUNK // (len(offsets) * len(col_offsets)))
+    for start in range(0, len(x), step):
+        xs, ys, amps = x[start : start + step], y[start : start + step], amp[start : start + step]
+        rr = np.rint(ys).astype(np.int64)[:, None] + offsets  # (n, w)
+        cc = np.rint(xs).astype(np.int64)[:, None] + col_offsets  # (n, wc)
+        gy = np.exp(-((rr - ys[:, None]) ** 2) * inv) * amps[:, None]
+        if shifted:
+            row_shift = shift[np.clip(rr, 0, size - 1)]  # (n, w)
+            dx = cc[:, None, :] - xs[:, None, None] - row_shift[:, :, None]
+            values = gy[:, :, None] * np.exp(-(dx**2) * inv)
+        else:
+            values = gy[:, :, None] * np.exp(-((cc - xs[:, None]) ** 2) * inv)[:, None, :]
+        flat = (rr + pad)[:, :, None] * width + (cc + pad)[:, None, :]
+        np.add.at(canvas, flat.ravel(), values.ravel())
     return canvas.reshape(width, width)[pad : pad + size, pad : pad + size]
 
 

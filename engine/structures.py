@@ -157,11 +157,11 @@ def compact_structure(xy, label, bonds, alive, defects):
     """Drop dead atoms, reindexing bonds and defect specs."""
     new = np.cumsum(alive) - 1
     bonds = bonds[alive[bonds].all(axis=1)]
-    old_to_new = {int(o): int(new[o]) for o in np.flatnonzero(alive)}
+    inverse = np.flatnonzero(alive)  # one array shared by every spec's closure (one each grew as N x defects)
+    old_to_new = {int(o): int(new[o]) for o in inverse}
 
     def remap(spec):
         selects = spec.selects
-        inverse = np.flatnonzero(alive)
         return spec._replace(
             selects=lambda ring: selects(tuple(int(inverse[i]) for i in ring)),
             anchors=tuple(old_to_new[a] for a in spec.anchors if a in old_to_new),

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from motifgram.engine import imaging
 from motifgram.engine.imaging import REALISTIC_OPTIONS, position_bound, render
 from motifgram.engine.simulate import simulate, simulate_options
 from conftest import seed, seeds
@@ -91,6 +92,19 @@ def test_contamination_covers_its_share_and_flags_atoms(coverage):
     # by seed 5 and a few others), 0.14-0.21 on average inside the patches
     assert np.abs(extra[distance > 4 * sim.options["sigma_px"] + 1]).max() < 1e-4
     assert extra[im.contamination].mean() > 0.1
+
+
+@pytest.mark.parametrize("shift_px", [0.0, 0.5])
+def test_splatting_in_chunks_sums_every_pixel_in_the_same_order(shift_px, monkeypatch):
+    # the columns are splatted a chunk at a time (bounded memory); the float64 canvas must not depend on the
+    # chunking (partial sums per chunk added to the canvas differ by ~1e-15 from one pass)
+    rng = np.random.default_rng(seed(8))
+    xy, amplitude = rng.uniform(-5, SIZE + 5, (600, 2)), rng.uniform(0.5, 1.5, 600)
+    shift = shift_px * rng.standard_normal(SIZE)
+    whole = imaging._splat(xy, amplitude, sigma=2.0, size=SIZE, shift=shift)  # one chunk
+    for chunk in (1, 5000):  # one column per chunk; ~20 columns per chunk
+        monkeypatch.setattr(imaging, "_SPLAT_CHUNK", chunk)
+        np.testing.assert_array_equal(imaging._splat(xy, amplitude, sigma=2.0, size=SIZE, shift=shift), whole)
 
 
 def test_drift_moves_imaged_positions_smoothly_and_keeps_truth():
