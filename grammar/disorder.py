@@ -6,9 +6,10 @@ Four measures (DESIGN.md, "Comparison"):
   (size and token order both count), so a perfect crystal has ``H = 0`` and a continuous random network
   a few bits;
 - domain coverage ``c``: the fraction of ring atoms inside a domain node of the parse (a crystal region);
-- lattice order ``L``: the bond-orientational order ``max_n |<exp(i n theta)>|`` over the bonds' directions
-  ``theta``, ``n`` in :data:`LATTICE_HARMONICS`: 1 when every bond lies along the directions of one lattice,
-  near 0 for a network without one;
+- lattice order ``L``: the bond-orientational order ``|<exp(i n theta)>|`` of the bonds' directions ``theta``
+  within a few bond lengths of each atom, averaged over the atoms, for the best ``n`` of
+  :data:`LATTICE_HARMONICS`: 1 when the bonds around every atom lie along the directions of one lattice (each
+  grain of a polycrystal its own), near 0 for a network without one;
 - bits per atom under the grammar (the parse's data description length per atom).
 
 The disorder index combines the first three, which need no reference grammar and are therefore comparable
@@ -20,19 +21,22 @@ It lies in [0, 1]: 0 for a perfect, fully domain-covered crystal, approaching 1 
 domains, many ring kinds and no lattice; it grows with each of ``D_rings`` and ``1 − L``. The lattice term
 separates what rings alone cannot: graphene with 5 % defects has rings as irregular as a random network
 (ring-size entropy, hexagon share and ``mu2`` overlap) but keeps its lattice (benchmarks/README.md, "Comparing
-grammars"). ``L`` is image-wide: two grains of one crystal at different orientations lower it too.
+grammars"). ``L`` is local, so a grain boundary between two crystals costs only the atoms near it: measured
+image-wide, two grains' bonds point along two lattices and read as lost order (examples/real_comparison.md).
 """
 
 from typing import NamedTuple
 
 import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.spatial import cKDTree
 
 from motifgram.grammar.model import Grammar
 from motifgram.grammar.parse import distinct_ring_words, interior_graph
 
 __all__ = [
     "DisorderMeasures", "ring_word_entropy", "domain_coverage", "lattice_order", "disorder_index", "disorder_measures",
-    "is_poor_fit", "LATTICE_HARMONICS", "POOR_FIT_FACTOR", "POOR_FIT_MARGIN_BITS",
+    "is_poor_fit", "LATTICE_HARMONICS", "LATTICE_RADIUS_BONDS", "POOR_FIT_FACTOR", "POOR_FIT_MARGIN_BITS",
 ]
 
 #: A grammar fits a micrograph poorly when the micrograph costs more than ``POOR_FIT_FACTOR`` times the
@@ -76,8 +80,21 @@ def domain_coverage(grammar: Grammar, parse) -> float:
 LATTICE_HARMONICS = (4, 6, 8, 12)
 
 
+#: Radius of the neighbourhood in which :func:`lattice_order` measures each atom's bond-orientational order, in
+#: median bond lengths: about 60 bonds of a honeycomb, beyond the one or two bond lengths over which any network
+#: of 3-coordinated atoms keeps its bonds' directions, and small against a grain. Measurements: benchmarks/README.md,
+#: "Comparing grammars".
+LATTICE_RADIUS_BONDS = 4.0
+
+
 def lattice_order(graph) -> float:
-    """Bond-orientational order of an atom graph: ``max_n |<exp(i n theta)>|`` over its bonds (module docstring).
+    """Local bond-orientational order of an atom graph, averaged over its atoms (module docstring).
+
+    For each atom the bonds whose first atoms lie within :data:`LATTICE_RADIUS_BONDS` median bond lengths give
+    ``|psi_n|^2 = |<exp(i n theta)>|^2``, estimated without the ``1 / m`` it has for ``m`` random directions as
+    ``(|sum exp(i n theta)|^2 - m) / (m (m - 1))``; the atom's order is its square root (0 where the estimate is
+    negative). ``L`` is the mean over the atoms with two or more such bonds, for the ``n`` of
+    :data:`LATTICE_HARMONICS` that gives the largest mean.
 
     Parameters
     ----------
@@ -87,9 +104,9 @@ def lattice_order(graph) -> float:
     Returns
     -------
     float
-        In [0, 1]: 1 when every bond's direction ``theta`` is a multiple of ``360° / n`` away from the others'
-        for one ``n`` of :data:`LATTICE_HARMONICS`, about ``1 / sqrt(bonds)`` for random directions; 1 for a
-        graph without bonds (no lattice measured, so the disorder index is that of the rings alone).
+        In [0, 1]: 1 when around every atom the bonds' directions ``theta`` lie a multiple of ``360° / n`` apart,
+        whatever each grain's orientation; near 0 for random directions; 1 where no atom has two bonds near it
+        (no lattice measured, so the disorder index is that of the rings alone).
 
     Examples
     --------
@@ -100,11 +117,25 @@ def lattice_order(graph) -> float:
     1.0
     """
     bonds = np.asarray(graph.bonds, dtype=np.int64).reshape(-1, 2)
-    if len(bonds) == 0:
+    if len(bonds) < 2:
         return 1.0
     d = graph.xy[bonds[:, 1]] - graph.xy[bonds[:, 0]]
     theta = np.arctan2(d[:, 1], d[:, 0])
-    return float(max(np.abs(np.mean(np.exp(1j * n * theta))) for n in LATTICE_HARMONICS))
+    radius = LATTICE_RADIUS_BONDS * float(np.median(np.hypot(d[:, 0], d[:, 1])))
+    # each bond listed once, at its first atom: per atom the sum of its bonds' exp(i n theta), and their number
+    n_atoms = len(graph.xy)
+    own = coo_matrix((np.ones(len(bonds)), (bonds[:, 0], np.arange(len(bonds)))), shape=(n_atoms, len(bonds))).tocsr()
+    z, count = own @ np.exp(1j * np.outer(theta, LATTICE_HARMONICS)), np.asarray(own.sum(axis=1))
+    tree = cKDTree(graph.xy)
+    pairs = tree.sparse_distance_matrix(tree, radius, output_type="ndarray")  # every atom is its own neighbour
+    near = coo_matrix((np.ones(len(pairs)), (pairs["i"], pairs["j"])), shape=(n_atoms, n_atoms)).tocsr()
+    m = near @ count
+    measured = m[:, 0] >= 2
+    if not measured.any():
+        return 1.0
+    m = m[measured]
+    psi2 = (np.abs(near[measured] @ z) ** 2 - m) / (m * (m - 1))
+    return float(np.max(np.mean(np.sqrt(np.clip(psi2, 0.0, 1.0)), axis=0)))
 
 
 def disorder_index(entropy_bits: float, coverage: float, lattice: float = 1.0) -> float:
