@@ -28,15 +28,14 @@ image-wide, two grains' bonds point along two lattices and read as lost order (e
 from typing import NamedTuple
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.spatial import cKDTree
 
 from motifgram.grammar.model import Grammar
 from motifgram.grammar.parse import distinct_ring_words, interior_graph
 
 __all__ = [
     "DisorderMeasures", "ring_word_entropy", "domain_coverage", "lattice_order", "disorder_index", "disorder_measures",
-    "is_poor_fit", "LATTICE_HARMONICS", "LATTICE_RADIUS_BONDS", "POOR_FIT_FACTOR", "POOR_FIT_MARGIN_BITS",
+    "is_poor_fit", "LATTICE_HARMONICS", "LATTICE_CELL_BONDS", "LATTICE_BLOCK_CELLS", "POOR_FIT_FACTOR",
+    "POOR_FIT_MARGIN_BITS",
 ]
 
 #: A grammar fits a micrograph poorly when the micrograph costs more than ``POOR_FIT_FACTOR`` times the
@@ -80,21 +79,36 @@ def domain_coverage(grammar: Grammar, parse) -> float:
 LATTICE_HARMONICS = (4, 6, 8, 12)
 
 
-#: Radius of the neighbourhood in which :func:`lattice_order` measures each atom's bond-orientational order, in
-#: median bond lengths: about 60 bonds of a honeycomb, beyond the one or two bond lengths over which any network
-#: of 3-coordinated atoms keeps its bonds' directions, and small against a grain. Measurements: benchmarks/README.md,
-#: "Comparing grammars".
-LATTICE_RADIUS_BONDS = 4.0
+#: Side of the square cells over which :func:`lattice_order` sums the bonds, in median bond lengths; each cell's
+#: order is measured over the block of ``(2 LATTICE_BLOCK_CELLS + 1)²`` cells around it, 8 bond lengths wide:
+#: about 70 bonds of a honeycomb, beyond the one or two bond lengths over which any network of 3-coordinated atoms
+#: keeps its bonds' directions, and small against a grain. Measurements: benchmarks/README.md, "Comparing grammars".
+LATTICE_CELL_BONDS = 1.6
+LATTICE_BLOCK_CELLS = 2
+
+
+def _block_sums(grid: np.ndarray, half: int) -> np.ndarray:
+    """Sum of each cell's ``(2 half + 1)²`` block over the last two axes of ``grid`` (zero beyond its edges)."""
+    rows, cols = grid.shape[-2:]
+    padded = np.zeros((*grid.shape[:-2], rows + 2 * half, cols + 2 * half), dtype=grid.dtype)
+    padded[..., half:half + rows, half:half + cols] = grid
+    out = np.zeros_like(grid)
+    for dr in range(2 * half + 1):
+        for dc in range(2 * half + 1):
+            out += padded[..., dr:dr + rows, dc:dc + cols]
+    return out
 
 
 def lattice_order(graph) -> float:
     """Local bond-orientational order of an atom graph, averaged over its atoms (module docstring).
 
-    For each atom the bonds whose first atoms lie within :data:`LATTICE_RADIUS_BONDS` median bond lengths give
-    ``|psi_n|^2 = |<exp(i n theta)>|^2``, estimated without the ``1 / m`` it has for ``m`` random directions as
-    ``(|sum exp(i n theta)|^2 - m) / (m (m - 1))``; the atom's order is its square root (0 where the estimate is
-    negative). ``L`` is the mean over the atoms with two or more such bonds, for the ``n`` of
-    :data:`LATTICE_HARMONICS` that gives the largest mean.
+    The bonds are binned by their midpoints into square cells :data:`LATTICE_CELL_BONDS` median bond lengths
+    wide. Over the block of cells around each cell (:data:`LATTICE_BLOCK_CELLS` on each side), its ``m`` bonds
+    give ``|psi_n|^2 = |<exp(i n theta)>|^2``, estimated without the ``1 / m`` it has for ``m`` random
+    directions as ``(|sum exp(i n theta)|^2 - m) / (m (m - 1))``; the cell's order is its square root (0 where the
+    estimate is negative). ``L`` is the mean over the atoms (each with its cell's order; cells whose block holds
+    fewer than two bonds do not count), for the ``n`` of :data:`LATTICE_HARMONICS` that gives the largest mean.
+    Linear in the atoms, with memory for one value per cell and harmonic.
 
     Parameters
     ----------
@@ -105,7 +119,7 @@ def lattice_order(graph) -> float:
     -------
     float
         In [0, 1]: 1 when around every atom the bonds' directions ``theta`` lie a multiple of ``360° / n`` apart,
-        whatever each grain's orientation; near 0 for random directions; 1 where no atom has two bonds near it
+        whatever each grain's orientation; near 0 for random directions; 1 where no block holds two bonds
         (no lattice measured, so the disorder index is that of the rings alone).
 
     Examples
@@ -121,21 +135,24 @@ def lattice_order(graph) -> float:
         return 1.0
     d = graph.xy[bonds[:, 1]] - graph.xy[bonds[:, 0]]
     theta = np.arctan2(d[:, 1], d[:, 0])
-    radius = LATTICE_RADIUS_BONDS * float(np.median(np.hypot(d[:, 0], d[:, 1])))
-    # each bond listed once, at its first atom: per atom the sum of its bonds' exp(i n theta), and their number
-    n_atoms = len(graph.xy)
-    own = coo_matrix((np.ones(len(bonds)), (bonds[:, 0], np.arange(len(bonds)))), shape=(n_atoms, len(bonds))).tocsr()
-    z, count = own @ np.exp(1j * np.outer(theta, LATTICE_HARMONICS)), np.asarray(own.sum(axis=1))
-    tree = cKDTree(graph.xy)
-    pairs = tree.sparse_distance_matrix(tree, radius, output_type="ndarray")  # every atom is its own neighbour
-    near = coo_matrix((np.ones(len(pairs)), (pairs["i"], pairs["j"])), shape=(n_atoms, n_atoms)).tocsr()
-    m = near @ count
-    measured = m[:, 0] >= 2
-    if not measured.any():
+    cell_px = LATTICE_CELL_BONDS * float(np.median(np.hypot(d[:, 0], d[:, 1])))
+    origin = graph.xy.min(axis=0)
+    atom_cells = np.floor((graph.xy - origin) / cell_px).astype(np.int64)  # (column, row) of each atom's cell
+    cols, rows = atom_cells.max(axis=0) + 1
+    bond_cells = np.floor((0.5 * (graph.xy[bonds[:, 0]] + graph.xy[bonds[:, 1]]) - origin) / cell_px).astype(np.int64)
+    bond_flat = bond_cells[:, 1] * cols + bond_cells[:, 0]
+    phase = np.exp(1j * np.outer(LATTICE_HARMONICS, theta))  # (harmonics, bonds)
+    sums = np.stack([np.bincount(bond_flat, p.real, rows * cols) + 1j * np.bincount(bond_flat, p.imag, rows * cols)
+                     for p in phase]).reshape(len(LATTICE_HARMONICS), rows, cols)
+    m = _block_sums(np.bincount(bond_flat, minlength=rows * cols).reshape(rows, cols).astype(np.float64),
+                    LATTICE_BLOCK_CELLS)
+    psi2 = (np.abs(_block_sums(sums, LATTICE_BLOCK_CELLS)) ** 2 - m) / np.where(m >= 2, m * (m - 1), np.inf)
+    atoms = np.bincount(atom_cells[:, 1] * cols + atom_cells[:, 0], minlength=rows * cols).reshape(rows, cols)
+    weight = np.where(m >= 2, atoms, 0)
+    if weight.sum() == 0:
         return 1.0
-    m = m[measured]
-    psi2 = (np.abs(near[measured] @ z) ** 2 - m) / (m * (m - 1))
-    return float(np.max(np.mean(np.sqrt(np.clip(psi2, 0.0, 1.0)), axis=0)))
+    orders = (np.sqrt(np.clip(psi2, 0.0, 1.0)) * weight).sum(axis=(1, 2)) / weight.sum()
+    return float(orders.max())
 
 
 def disorder_index(entropy_bits: float, coverage: float, lattice: float = 1.0) -> float:
