@@ -10,7 +10,8 @@ items of a comparison on one vocabulary (``motifgram compare --tokens``):
     whole sample stays within :data:`motifgram.engine.tokens.BIC_SAMPLE` rows: the mixture is then fitted on
     the sample itself, one compiled EM shape, instead of being scanned on a subsample and refitted on all rows;
     each item's rows are drawn with a seed of its name, so the fit does not depend on the order in which the
-    items are given); every atom of every item is then
+    items are given; the last few fits are kept, so the same runs compared again fit nothing); every atom of
+    every item is then
     re-tokenised with it and each item's grammar re-induced from its re-tokenised atom graphs (with the
     run's own ``grammar`` settings), so the same structure gives the same rules whatever each run learned
     alone.
@@ -48,6 +49,7 @@ which no token of the other run carries.
 
 from __future__ import annotations
 
+import functools
 import logging
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
@@ -320,6 +322,14 @@ def _express(item: Comparable, model: TokenModel) -> tuple[Comparable, dict]:
     return expressed, match
 
 
+@functools.lru_cache(maxsize=4)
+def _joint_fit(rows: bytes, dtype: str, n_features: int, seed: int, descriptor: str) -> TokenModel:
+    """The joint token model of a sample (its rows' bytes), kept for the comparisons that follow: the same runs
+    compared again (against other references, in another order) draw the same sample and fit nothing anew."""
+    sample = np.frombuffer(rows, dtype=dtype).reshape(-1, n_features)
+    return learn_tokens(sample, k="auto", seed=seed, descriptor=descriptor)[0]
+
+
 def common_vocabulary(items: Sequence[Comparable], tokens: str | Path = "auto", *,
                       seed: int = 0) -> tuple[list[Comparable], Vocabulary]:
     """Put the items on one token vocabulary (module docstring).
@@ -364,7 +374,7 @@ def common_vocabulary(items: Sequence[Comparable], tokens: str | Path = "auto", 
         per_item = max(1, min(JOINT_SAMPLE, BIC_SAMPLE // len(items)))
         sample = np.concatenate([it.features.sample(per_item, seed + zlib.crc32(it.name.encode()))
                                  for it in ordered])
-        model, _, _ = learn_tokens(sample, k="auto", seed=seed, descriptor=descriptor)
+        model = _joint_fit(sample.tobytes(), sample.dtype.str, n_features, seed, descriptor)
         method, source = "joint", f"joint fit over {len(items)} items ({len(sample)} atoms, {descriptor})"
     else:
         model = reference_token_model(tokens, descriptor=descriptor)

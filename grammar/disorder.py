@@ -6,9 +6,10 @@ Four measures (DESIGN.md, "Comparison"):
   (size and token order both count), so a perfect crystal has ``H = 0`` and a continuous random network
   a few bits;
 - domain coverage ``c``: the fraction of ring atoms inside a domain node of the parse (a crystal region);
-- lattice order ``L``: the bond-orientational order ``max_n |<exp(i n theta)>|`` over the bonds' directions
-  ``theta``, ``n`` in :data:`LATTICE_HARMONICS`: 1 when every bond lies along the directions of one lattice,
-  near 0 for a network without one;
+- lattice order ``L``: the bond-orientational order ``|<exp(i n theta)>|`` of the bonds' directions ``theta``
+  within a few bond lengths of each atom, averaged over the atoms, for the best ``n`` of
+  :data:`LATTICE_HARMONICS`: 1 when the bonds around every atom lie along the directions of one lattice (each
+  grain of a polycrystal its own), near 0 for a network without one;
 - bits per atom under the grammar (the parse's data description length per atom).
 
 The disorder index combines the first three, which need no reference grammar and are therefore comparable
@@ -20,7 +21,8 @@ It lies in [0, 1]: 0 for a perfect, fully domain-covered crystal, approaching 1 
 domains, many ring kinds and no lattice; it grows with each of ``D_rings`` and ``1 − L``. The lattice term
 separates what rings alone cannot: graphene with 5 % defects has rings as irregular as a random network
 (ring-size entropy, hexagon share and ``mu2`` overlap) but keeps its lattice (benchmarks/README.md, "Comparing
-grammars"). ``L`` is image-wide: two grains of one crystal at different orientations lower it too.
+grammars"). ``L`` is local, so a grain boundary between two crystals costs only the atoms near it: measured
+image-wide, two grains' bonds point along two lattices and read as lost order (examples/real_comparison.md).
 """
 
 from typing import NamedTuple
@@ -32,7 +34,8 @@ from motifgram.grammar.parse import distinct_ring_words, interior_graph
 
 __all__ = [
     "DisorderMeasures", "ring_word_entropy", "domain_coverage", "lattice_order", "disorder_index", "disorder_measures",
-    "is_poor_fit", "LATTICE_HARMONICS", "POOR_FIT_FACTOR", "POOR_FIT_MARGIN_BITS",
+    "is_poor_fit", "LATTICE_HARMONICS", "LATTICE_CELL_BONDS", "LATTICE_BLOCK_CELLS", "POOR_FIT_FACTOR",
+    "POOR_FIT_MARGIN_BITS",
 ]
 
 #: A grammar fits a micrograph poorly when the micrograph costs more than ``POOR_FIT_FACTOR`` times the
@@ -76,8 +79,36 @@ def domain_coverage(grammar: Grammar, parse) -> float:
 LATTICE_HARMONICS = (4, 6, 8, 12)
 
 
+#: Side of the square cells over which :func:`lattice_order` sums the bonds, in median bond lengths; each cell's
+#: order is measured over the block of ``(2 LATTICE_BLOCK_CELLS + 1)²`` cells around it, 8 bond lengths wide:
+#: about 70 bonds of a honeycomb, beyond the one or two bond lengths over which any network of 3-coordinated atoms
+#: keeps its bonds' directions, and small against a grain. Measurements: benchmarks/README.md, "Comparing grammars".
+LATTICE_CELL_BONDS = 1.6
+LATTICE_BLOCK_CELLS = 2
+
+
+def _block_sums(grid: np.ndarray, half: int) -> np.ndarray:
+    """Sum of each cell's ``(2 half + 1)²`` block over the last two axes of ``grid`` (zero beyond its edges)."""
+    rows, cols = grid.shape[-2:]
+    padded = np.zeros((*grid.shape[:-2], rows + 2 * half, cols + 2 * half), dtype=grid.dtype)
+    padded[..., half:half + rows, half:half + cols] = grid
+    out = np.zeros_like(grid)
+    for dr in range(2 * half + 1):
+        for dc in range(2 * half + 1):
+            out += padded[..., dr:dr + rows, dc:dc + cols]
+    return out
+
+
 def lattice_order(graph) -> float:
-    """Bond-orientational order of an atom graph: ``max_n |<exp(i n theta)>|`` over its bonds (module docstring).
+    """Local bond-orientational order of an atom graph, averaged over its atoms (module docstring).
+
+    The bonds are binned by their midpoints into square cells :data:`LATTICE_CELL_BONDS` median bond lengths
+    wide. Over the block of cells around each cell (:data:`LATTICE_BLOCK_CELLS` on each side), its ``m`` bonds
+    give ``|psi_n|^2 = |<exp(i n theta)>|^2``, estimated without the ``1 / m`` it has for ``m`` random
+    directions as ``(|sum exp(i n theta)|^2 - m) / (m (m - 1))``; the cell's order is its square root (0 where the
+    estimate is negative). ``L`` is the mean over the atoms (each with its cell's order; cells whose block holds
+    fewer than two bonds do not count), for the ``n`` of :data:`LATTICE_HARMONICS` that gives the largest mean.
+    Linear in the atoms, with memory for one value per cell and harmonic.
 
     Parameters
     ----------
@@ -87,9 +118,9 @@ def lattice_order(graph) -> float:
     Returns
     -------
     float
-        In [0, 1]: 1 when every bond's direction ``theta`` is a multiple of ``360° / n`` away from the others'
-        for one ``n`` of :data:`LATTICE_HARMONICS`, about ``1 / sqrt(bonds)`` for random directions; 1 for a
-        graph without bonds (no lattice measured, so the disorder index is that of the rings alone).
+        In [0, 1]: 1 when around every atom the bonds' directions ``theta`` lie a multiple of ``360° / n`` apart,
+        whatever each grain's orientation; near 0 for random directions; 1 where no block holds two bonds
+        (no lattice measured, so the disorder index is that of the rings alone).
 
     Examples
     --------
@@ -100,11 +131,28 @@ def lattice_order(graph) -> float:
     1.0
     """
     bonds = np.asarray(graph.bonds, dtype=np.int64).reshape(-1, 2)
-    if len(bonds) == 0:
+    if len(bonds) < 2:
         return 1.0
     d = graph.xy[bonds[:, 1]] - graph.xy[bonds[:, 0]]
     theta = np.arctan2(d[:, 1], d[:, 0])
-    return float(max(np.abs(np.mean(np.exp(1j * n * theta))) for n in LATTICE_HARMONICS))
+    cell_px = LATTICE_CELL_BONDS * float(np.median(np.hypot(d[:, 0], d[:, 1])))
+    origin = graph.xy.min(axis=0)
+    atom_cells = np.floor((graph.xy - origin) / cell_px).astype(np.int64)  # (column, row) of each atom's cell
+    cols, rows = atom_cells.max(axis=0) + 1
+    bond_cells = np.floor((0.5 * (graph.xy[bonds[:, 0]] + graph.xy[bonds[:, 1]]) - origin) / cell_px).astype(np.int64)
+    bond_flat = bond_cells[:, 1] * cols + bond_cells[:, 0]
+    phase = np.exp(1j * np.outer(LATTICE_HARMONICS, theta))  # (harmonics, bonds)
+    sums = np.stack([np.bincount(bond_flat, p.real, rows * cols) + 1j * np.bincount(bond_flat, p.imag, rows * cols)
+                     for p in phase]).reshape(len(LATTICE_HARMONICS), rows, cols)
+    m = _block_sums(np.bincount(bond_flat, minlength=rows * cols).reshape(rows, cols).astype(np.float64),
+                    LATTICE_BLOCK_CELLS)
+    psi2 = (np.abs(_block_sums(sums, LATTICE_BLOCK_CELLS)) ** 2 - m) / np.where(m >= 2, m * (m - 1), np.inf)
+    atoms = np.bincount(atom_cells[:, 1] * cols + atom_cells[:, 0], minlength=rows * cols).reshape(rows, cols)
+    weight = np.where(m >= 2, atoms, 0)
+    if weight.sum() == 0:
+        return 1.0
+    orders = (np.sqrt(np.clip(psi2, 0.0, 1.0)) * weight).sum(axis=(1, 2)) / weight.sum()
+    return float(orders.max())
 
 
 def disorder_index(entropy_bits: float, coverage: float, lattice: float = 1.0) -> float:
