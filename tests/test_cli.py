@@ -282,12 +282,11 @@ def test_show_depth_must_be_a_whole_number(capsys):
 
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
-    """A small run directory written by ``motifgram run`` (graphene, 192 px, no overlays or report)."""
-    from conftest import seed
-
+    """A small run directory written by ``motifgram run`` (graphene, 192 px, no overlays or report), at a fixed seed:
+    the exit codes and messages for bad input are no claim about a draw (CI's second seed set does not repeat them)."""
     folder = tmp_path_factory.mktemp("small")
     spec = folder / "spec.yaml"
-    spec.write_text(f"name: small\ninputs:\n  - simulate: {{kind: graphene, size: 192, seed: {seed(1)}}}\n"
+    spec.write_text("name: small\ninputs:\n  - simulate: {kind: graphene, size: 192, seed: 1}\n"
                     "output: {overlays: false, report: false}\n")
     code = main(["run", str(spec), "--out", str(folder / "run"), "--quiet"])
     assert code == 0

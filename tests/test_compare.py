@@ -667,11 +667,11 @@ def real(tmp_path_factory):
     comparison on one joint vocabulary."""
     if not DATA.is_dir():
         pytest.skip(f"real micrographs not present at {DATA}")
-    from test_real_data import real_run
+    from test_real_data import REAL_SPEC_SEED, real_run
 
     paths = {name: real_run(tmp_path_factory, name) for name in REAL}  # test_real_data's runs, built once
     items = {name: load_comparable(path) for name, path in paths.items()}
-    return paths, items, built_once(tmp_path_factory, f"real-compare-{seed(0)}",
+    return paths, items, built_once(tmp_path_factory, f"real-compare-{REAL_SPEC_SEED}",
                                     lambda _: compare(list(items.values())))
 
 

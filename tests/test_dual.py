@@ -265,7 +265,8 @@ def test_graphene_flower_lattice(tmp_path):
 
     raw = yaml.safe_load((SPECS / "graphene_flower_lattice.yaml").read_text())
     raw["output"] = {"overlays": False, "report": False}
-    raw["seed"] = seed(raw.get("seed", 0))
+    # a real micrograph: the spec's seed as written, not shifted by the test seed offset (tests/test_real_data.py)
+    raw["seed"] = raw.get("seed", 0)
     run_dir = run(load_spec(raw, base_dir=SPECS), out_dir=tmp_path / "run", quiet=True)
     xy, _, _, bonds, rings = read_run(run_dir)
     defects = [(size, xy[ids].mean(axis=0)) for size, ids in rings if size != 6]
