@@ -46,8 +46,8 @@ often than its share of the neighbours allows, beyond the odds of a close call
 (:func:`patchy_tokens`), marks contamination: its columns and their bonded neighbours leave the coded columns and
 the search runs again, until no token is patchy (:func:`choose_vocabulary`). They keep their features and are
 tokenised by the vocabulary fitted without them, like every atom. A dopant sits alone; where several main kinds
-bond to each other (MoS2, a perovskite) the test is not made (:func:`patchy_tokens`). Nor is a column a rare kind when it is no heavier
-than the heaviest column of such a patch's token: contamination alone could make it.
+bond to each other (MoS2, a perovskite) the test is not made (:func:`patchy_tokens`). Nor is a column a rare kind
+when it is no heavier than the heaviest column of such a patch's token: contamination alone could make it.
 
 References
 ----------
