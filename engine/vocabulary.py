@@ -435,17 +435,16 @@ def _search(z, fitted, k_min, k_max, neighbours, merge, floor, min_weight, seed,
     return candidates, components, best
 
 
-def _without_rows(z, neighbours, fitted, coded, keep):
+def _without_rows(z, neighbours, fitted, keep):
     """The rows of ``z`` reordered so that the coded rows ``keep`` ((S,) bool) selects come first and the others are
-    context only; ``neighbours`` and ``fitted`` renumbered, ``coded`` (their rows in the caller's first numbering)
-    narrowed."""
+    context only; ``neighbours`` (of the kept rows only) and ``fitted`` renumbered."""
     s = len(neighbours)
     order = np.concatenate([np.flatnonzero(keep), np.flatnonzero(~keep), np.arange(s, len(z))])
     position = np.empty(len(z), np.int64)
     position[order] = np.arange(len(z))
     kept = neighbours[keep]
     renumbered = np.where(kept >= 0, position[np.maximum(kept, 0)], -1)
-    return z[order], renumbered, np.sort(position[fitted[keep[fitted]]]), coded[keep]
+    return z[order], renumbered, np.sort(position[fitted[keep[fitted]]])
 
 
 def choose_vocabulary(z, *, k_range, neighbours=None, merge=True, min_weight=0.0, sample=None,
@@ -499,7 +498,6 @@ def choose_vocabulary(z, *, k_range, neighbours=None, merge=True, min_weight=0.0
         neighbours = np.asarray(neighbours, dtype=np.int64).reshape(len(neighbours), -1)
     n_coded = len(z) if neighbours is None else len(neighbours)
     fitted = np.arange(n_coded) if sample is None else np.asarray(sample)
-    coded = np.arange(n_coded)  # the rows still coded, clear of patches (all of them without neighbours)
     reach = -np.inf  # the most scattering a patch's column showed, along heavier
     while True:
         candidates, components, best = _search(z, fitted, k_min, k_max, neighbours, merge, floor, min_weight, seed,
@@ -511,14 +509,15 @@ def choose_vocabulary(z, *, k_range, neighbours=None, merge=True, min_weight=0.0
         around = neighbours[members]
         area = members.copy()
         area[around[(around >= 0) & (around < len(neighbours))]] = True
-        if not area.any() or len(coded) - area.sum() < n_coded / 2:
+        if not area.any() or len(neighbours) - area.sum() < n_coded / 2:
             break
         if heavier is not None:
             reach = max(reach, float(np.max(z[: len(neighbours)][members] @ heavier)))
         log.info("%d column(s) in patches bonded to each other beyond chance (contamination): the search again "
                  "without them and their %d neighbours", int(members.sum()), int(area.sum() - members.sum()))
-        z, neighbours, fitted, coded = _without_rows(z, neighbours, fitted, coded, ~area)
-    rare = [] if floor is None or heavier is None else rare_kinds(best, z, n_coded=len(coded), floor=floor,
+        z, neighbours, fitted = _without_rows(z, neighbours, fitted, ~area)
+    n_left = n_coded if neighbours is None else len(neighbours)  # the rows still coded, clear of patches
+    rare = [] if floor is None or heavier is None else rare_kinds(best, z, n_coded=n_left, floor=floor,
                                                                    heavier=heavier, beyond=reach)
     if rare:  # the search again with the rare kinds' rows as tokens of their own, fitted without them
         log.info("%d column(s) of rare kinds beyond every main token: tokens of their own %s",
@@ -540,7 +539,7 @@ def choose_vocabulary(z, *, k_range, neighbours=None, merge=True, min_weight=0.0
         "runner_up_bits": None if runner_up is None else round(runner_up, 1),
         "close_call": runner_up is not None and runner_up < CLOSE_CALL_BITS,
         "rare_kinds": [len(c) for c in rare],
-        "patch_columns": n_coded - len(coded),
+        "patch_columns": n_coded - n_left,
     }
     log.info("description length by mixture components %s; by token count %s; chose %d tokens from %d components",
              {k: round(v, 1) for k, v in components.items()}, report["alternatives"], best.n_tokens,
