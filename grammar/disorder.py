@@ -28,6 +28,7 @@ image-wide, two grains' bonds point along two lattices and read as lost order (e
 from typing import NamedTuple
 
 import numpy as np
+from scipy import ndimage as ndi
 
 from motifgram.grammar.model import Grammar
 from motifgram.grammar.parse import distinct_ring_words, interior_graph
@@ -89,14 +90,8 @@ LATTICE_BLOCK_CELLS = 2
 
 def _block_sums(grid: np.ndarray, half: int) -> np.ndarray:
     """Sum of each cell's ``(2 half + 1)²`` block over the last two axes of ``grid`` (zero beyond its edges)."""
-    rows, cols = grid.shape[-2:]
-    padded = np.zeros((*grid.shape[:-2], rows + 2 * half, cols + 2 * half), dtype=grid.dtype)
-    padded[..., half:half + rows, half:half + cols] = grid
-    out = np.zeros_like(grid)
-    for dr in range(2 * half + 1):
-        for dc in range(2 * half + 1):
-            out += padded[..., dr:dr + rows, dc:dc + cols]
-    return out
+    width = 2 * half + 1
+    return ndi.uniform_filter(grid, size=(1,) * (grid.ndim - 2) + (width, width), mode="constant") * width**2
 
 
 def lattice_order(graph) -> float:
@@ -144,8 +139,9 @@ def lattice_order(graph) -> float:
     phase = np.exp(1j * np.outer(LATTICE_HARMONICS, theta))  # (harmonics, bonds)
     sums = np.stack([np.bincount(bond_flat, p.real, rows * cols) + 1j * np.bincount(bond_flat, p.imag, rows * cols)
                      for p in phase]).reshape(len(LATTICE_HARMONICS), rows, cols)
-    m = _block_sums(np.bincount(bond_flat, minlength=rows * cols).reshape(rows, cols).astype(np.float64),
-                    LATTICE_BLOCK_CELLS)
+    # bond counts: whole numbers again after the filter's rounding, so that the two-bond minimum is exact
+    m = np.rint(_block_sums(np.bincount(bond_flat, minlength=rows * cols).reshape(rows, cols).astype(np.float64),
+                            LATTICE_BLOCK_CELLS))
     psi2 = (np.abs(_block_sums(sums, LATTICE_BLOCK_CELLS)) ** 2 - m) / np.where(m >= 2, m * (m - 1), np.inf)
     atoms = np.bincount(atom_cells[:, 1] * cols + atom_cells[:, 0], minlength=rows * cols).reshape(rows, cols)
     weight = np.where(m >= 2, atoms, 0)
