@@ -40,14 +40,21 @@ ever gives less) become tokens of their own, one per compact cluster within :dat
 A kind sits on lattice sites, substituted at random or in order with the other kinds; amorphous contamination
 over a crystal adds a random amount of scattering to every column under it, in patches. The columns of such a patch
 are bonded to each other, and a token of them pays in bits (its columns' neighbours predict it), yet it is no kind.
-So in a lattice of one main kind (graphene, a glass) a minor token (below
-:data:`motifgram.engine.chemistry.MAIN_KIND_SHARE`) whose columns are bonded to columns of their own token more
-often than its share of the neighbours allows, beyond the odds of a close call
+So a minor token (below :data:`motifgram.engine.chemistry.MAIN_KIND_SHARE`) whose columns are bonded to columns of
+their own token more often than its share of the neighbours allows, beyond the odds of a close call
 (:func:`patchy_tokens`), marks contamination: its columns and their bonded neighbours leave the coded columns and
 the search runs again, until no token is patchy (:func:`choose_vocabulary`). They keep their features and are
-tokenised by the vocabulary fitted without them, like every atom. A dopant sits alone; where several main kinds
-bond to each other (MoS2, a perovskite) the test is not made (:func:`patchy_tokens`). Nor is a column a rare kind
-when it is no heavier than the heaviest column of such a patch's token: contamination alone could make it.
+tokenised by the vocabulary fitted without them, like every atom. In a lattice of one main kind (graphene, a
+glass) that is all: a dopant sits alone. Where several main kinds bond to each other (MoS2, a perovskite) a kind's
+token can be bonded to itself too, when it holds columns of the kind it bonds to (the MoS2-Se image's Se-bearing
+token holds Mo columns of Se-rich parts), yet its columns are one kind's measurement, as tight as the features'
+precision, while a patch's token holds columns of several kinds, each raised by a random amount: there a patchy
+token is one whose columns also spread beyond :data:`RESOLUTION` precisions in the integrated intensity, and only
+its columns bonded to each other are the patch (a kind may share the token with contamination: MoS2's Se-bearing
+columns when the Se is rare); its lone columns are the patch's too when, fitted again without the patch, they make
+up most of a minor token that spreads as a patch's does (columns whose fit failed, scattered about a perovskite's
+patches). Nor is a column a rare kind when it is no heavier than the heaviest column of a patch's token:
+contamination alone could make it.
 
 References
 ----------
@@ -56,6 +63,7 @@ Stat. Assoc. 97, 611 (2002). R. E. Krichevsky, V. K. Trofimov, "The performance 
 IEEE Trans. Inf. Theory 27, 199 (1981).
 """
 
+import functools
 import logging
 import math
 from dataclasses import dataclass
@@ -253,17 +261,19 @@ def token_labels(candidate, z, floor=None):
     return _token_densities(candidate.mixture, candidate.groups, z, floor)[1]
 
 
-def patchy_tokens(labels, neighbours, n_tokens):
-    """Minor tokens whose columns are bonded to each other beyond chance: patches, not kinds (module docstring).
+def patchy_tokens(labels, neighbours, n_tokens, *, spread=None):
+    """Minor tokens whose columns are bonded to each other beyond chance and are no one kind: patches (module
+    docstring).
 
-    Only in a lattice of one main kind (one token holding at least
-    :data:`motifgram.engine.chemistry.MAIN_KIND_SHARE` of the coded rows), where every bond joins columns of that
-    kind: with several, a kind's token that holds a few columns of the kind it bonds to is bonded to itself as
-    often as a patch (the Se-bearing token of the MoS2-Se image, 3.4 % of the columns: 9.5 times its share). There,
-    a token holding less than :data:`motifgram.engine.chemistry.MAIN_KIND_SHARE` of the coded rows is patchy when
-    the number of its coded rows' neighbours of its own token is at least :data:`PATCH_ENRICHMENT` times what its
-    share of all the coded rows' neighbours predicts, and more than a binomial draw at that share gives at odds
-    below ``2**-CLOSE_CALL_BITS``.
+    A token holding less than :data:`motifgram.engine.chemistry.MAIN_KIND_SHARE` of the coded rows is bonded to
+    itself beyond chance when the number of its coded rows' neighbours of its own token is at least
+    :data:`PATCH_ENRICHMENT` times what its share of all the coded rows' neighbours predicts, and more than a
+    binomial draw at that share gives at odds below ``2**-CLOSE_CALL_BITS``. In a lattice of one main kind (one
+    token holding at least that share), where every bond joins columns of that kind, such a token is a patch. With
+    several main kinds a kind's token holding columns of a bonded kind is bonded to itself as well (the Se-bearing
+    token of the MoS2-Se image, 3.2 % of the columns: 9.3 times its share; its spread 1.3 precisions): there it is a
+    patch only when its columns' ``spread`` exceeds :data:`RESOLUTION` precisions (the contamination tokens of the
+    benchmarks' perovskite and MoS2: 2.8-18), and without ``spread`` the test is not made.
 
     Parameters
     ----------
@@ -272,6 +282,8 @@ def patchy_tokens(labels, neighbours, n_tokens):
     neighbours : (S, J) array_like of int
         Row indices of the neighbours of the first ``S`` (coded) rows, ``-1`` pads.
     n_tokens : int
+    spread : callable, optional
+        ``spread(rows)``: the spread of the features of the coded rows ``rows`` ((n,) int), in precisions.
 
     Returns
     -------
@@ -285,6 +297,9 @@ def patchy_tokens(labels, neighbours, n_tokens):
     >>> line = np.array([[i - 1 if i else -1, i + 1 if i < 64 else -1] for i in range(65)])
     >>> patchy_tokens(patch, line, 2).tolist(), patchy_tokens(np.arange(8) % 2, chain, 2).tolist()
     ([1], [])
+    >>> two = np.r_[np.arange(60) % 2, np.full(5, 2)]  # two main kinds bonded to each other, and a patch
+    >>> [patchy_tokens(two, line, 3, spread=lambda rows: s).tolist() for s in (3.0, 1.0)]
+    [[2], []]
     """
     lab = np.asarray(labels, dtype=np.int64)
     nb = np.asarray(neighbours, dtype=np.int64).reshape(len(neighbours), -1)
@@ -292,7 +307,8 @@ def patchy_tokens(labels, neighbours, n_tokens):
     valid = nb >= 0
     around = np.where(valid, lab[np.maximum(nb, 0)], -1)  # (S, J) the neighbours' tokens
     slots = np.bincount(around[valid], minlength=n_tokens)
-    if np.sum(np.bincount(coded, minlength=n_tokens) >= MAIN_KIND_SHARE * len(coded)) != 1:
+    one_kind = _one_main_kind(coded, n_tokens)
+    if spread is None and not one_kind:
         return np.zeros(0, np.int64)  # several main kinds: a kind's token holding columns of a bonded kind looks patchy
     patchy = []
     for t in range(n_tokens):
@@ -300,9 +316,16 @@ def patchy_tokens(labels, neighbours, n_tokens):
         if not own.any() or own.mean() >= MAIN_KIND_SHARE:
             continue
         same, n, share = int(np.sum(around[own] == t)), int(valid[own].sum()), slots[t] / max(int(valid.sum()), 1)
-        if same >= PATCH_ENRICHMENT * share * n and bdtrc(same - 1, n, share) < 2.0**-CLOSE_CALL_BITS:
+        if (same >= PATCH_ENRICHMENT * share * n and bdtrc(same - 1, n, share) < 2.0**-CLOSE_CALL_BITS
+                and (one_kind or spread(np.flatnonzero(own)) > RESOLUTION)):
             patchy.append(t)
     return np.asarray(patchy, dtype=np.int64)
+
+
+def _one_main_kind(coded, n_tokens):
+    """Whether exactly one token holds at least :data:`motifgram.engine.chemistry.MAIN_KIND_SHARE` of the rows
+    ``coded`` (their tokens)."""
+    return int(np.sum(np.bincount(coded, minlength=n_tokens) >= MAIN_KIND_SHARE * len(coded))) == 1
 
 
 def resolved(mixture, groups, floor):
@@ -314,6 +337,13 @@ def resolved(mixture, groups, floor):
     diff = means[:, None, :] - means[None, :, :]
     distance2 = np.einsum("abi,ij,abj->ab", diff, np.linalg.inv(floor), diff)
     return bool(np.all(distance2[np.triu_indices(len(means), 1)] >= RESOLUTION**2))
+
+
+def _spread(z, floor, heavier, rows):
+    """The robust standard deviation (1.4826 x the median absolute deviation) of the rows ``rows`` of ``z`` along
+    ``heavier``, in units of the precision ``floor`` along it."""
+    along = np.asarray(z, dtype=np.float64)[rows] @ heavier
+    return float(1.4826 * np.median(np.abs(along - np.median(along))) / np.sqrt(heavier @ floor @ heavier))
 
 
 def _chi2_isf(probability: float, degrees: int) -> float:
@@ -435,16 +465,16 @@ def _search(z, fitted, k_min, k_max, neighbours, merge, floor, min_weight, seed,
     return candidates, components, best
 
 
-def _without_rows(z, neighbours, fitted, keep):
+def _without_rows(z, neighbours, fitted, keep, lone):
     """The rows of ``z`` reordered so that the coded rows ``keep`` ((S,) bool) selects come first and the others are
-    context only; ``neighbours`` (of the kept rows only) and ``fitted`` renumbered."""
+    context only; ``neighbours`` (of the kept rows only), ``fitted`` and the rows ``lone`` ((N,) bool) renumbered."""
     s = len(neighbours)
     order = np.concatenate([np.flatnonzero(keep), np.flatnonzero(~keep), np.arange(s, len(z))])
     position = np.empty(len(z), np.int64)
     position[order] = np.arange(len(z))
     kept = neighbours[keep]
     renumbered = np.where(kept >= 0, position[np.maximum(kept, 0)], -1)
-    return z[order], renumbered, np.sort(position[fitted[keep[fitted]]])
+    return z[order], renumbered, np.sort(position[fitted[keep[fitted]]]), lone[order]
 
 
 def choose_vocabulary(z, *, k_range, neighbours=None, merge=True, min_weight=0.0, sample=None,
@@ -499,23 +529,40 @@ def choose_vocabulary(z, *, k_range, neighbours=None, merge=True, min_weight=0.0
     n_coded = len(z) if neighbours is None else len(neighbours)
     fitted = np.arange(n_coded) if sample is None else np.asarray(sample)
     reach = -np.inf  # the most scattering a patch's column showed, along heavier
+    lone = np.zeros(len(z), bool)  # the columns of patchy tokens bonded to none of their own token
     while True:
         candidates, components, best = _search(z, fitted, k_min, k_max, neighbours, merge, floor, min_weight, seed,
                                                options, refit=sample is not None)
         if neighbours is None:
             break
         labels = token_labels(best, z, floor)
-        members = np.isin(labels[: len(neighbours)], patchy_tokens(labels, neighbours, best.n_tokens))
+        spread = None if floor is None or heavier is None else functools.partial(_spread, z, floor, heavier)
+        coded = labels[: len(neighbours)]
+        bonded = (np.where(neighbours >= 0, labels[np.maximum(neighbours, 0)], -1) == coded[:, None]).any(axis=1)
+        patchy = np.isin(coded, patchy_tokens(labels, neighbours, best.n_tokens, spread=spread))
+        if _one_main_kind(coded, best.n_tokens):
+            members = patchy  # a kind there sits alone: every column of a patchy token is contamination's
+        else:
+            # a kind can share a patchy token with contamination (MoS2's Se-bearing columns): the patches are its
+            # columns bonded to one of their own token, and a minor token mostly of its lone columns refitted is
+            # the rest of the patches unless they are one kind's measurement
+            members = patchy & bonded
+            for t in np.unique(coded[lone[: len(coded)]]):
+                own = coded == t
+                if (own.mean() < MAIN_KIND_SHARE and lone[: len(coded)][own].mean() > 0.5
+                        and spread(np.flatnonzero(own)) > RESOLUTION):
+                    members |= own
+            lone[: len(coded)] |= patchy & ~bonded
         around = neighbours[members]
         area = members.copy()
         area[around[(around >= 0) & (around < len(neighbours))]] = True
         if not area.any() or len(neighbours) - area.sum() < n_coded / 2:
             break
         if heavier is not None:
-            reach = max(reach, float(np.max(z[: len(neighbours)][members] @ heavier)))
+            reach = max(reach, float(np.max(z[: len(neighbours)][members | patchy] @ heavier)))
         log.info("%d column(s) in patches bonded to each other beyond chance (contamination): the search again "
                  "without them and their %d neighbours", int(members.sum()), int(area.sum() - members.sum()))
-        z, neighbours, fitted = _without_rows(z, neighbours, fitted, ~area)
+        z, neighbours, fitted, lone = _without_rows(z, neighbours, fitted, ~area, lone)
     n_left = n_coded if neighbours is None else len(neighbours)  # the rows still coded, clear of patches
     rare = [] if floor is None or heavier is None else rare_kinds(best, z, n_coded=n_left, floor=floor,
                                                                    heavier=heavier, beyond=reach)
