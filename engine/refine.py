@@ -68,7 +68,7 @@ def _solve_spd(a, b):
     return jnp.stack(x)
 
 
-def _fit_one(window, mask, sigma, start, sigma_max, ux, uy, half, n_iter):
+def _fit_one(window, mask, sigma, start, sigma_max, ux, uy, n_iter, half):
     """Fit ``b + a exp(-|p - p0|^2 / 2 s^2)`` to one window by weighted Levenberg-Marquardt.
 
     Parameters
@@ -81,7 +81,7 @@ def _fit_one(window, mask, sigma, start, sigma_max, ux, uy, half, n_iter):
     sigma_max : () float32, largest Gaussian sigma allowed, px
     ux, uy : (P,) float32, each pixel's offset from the window centre, px
     half : int (static), the window's half-width, px
-    n_iter : int (static), LM iterations; 0 returns the start
+    n_iter : () int32, LM iterations; 0 returns the start (traced, so that one compiled kernel serves every count)
 
     Returns
     -------
@@ -142,25 +142,24 @@ def _fit_one(window, mask, sigma, start, sigma_max, ux, uy, half, n_iter):
     # a width at the cap is a result when the cap is the caller's; at the window's own limit it is degenerate
     width_ok = (p[3] > s_min) & ((p[3] < s_max) | (sigma_max < float(h) + 1.0))
     ok = jnp.all(jnp.isfinite(p)) & inside & (p[2] > 0) & width_ok
-    if n_iter == 0:
-        ok = jnp.asarray(False)
+    ok = ok & (n_iter > 0)
     xy = jnp.where(ok, p[:2], com)
     amp = jnp.where(ok, p[2], amp0)
     return xy, amp, jnp.where(ok, p[3], sigma), ok
 
 
 @stored
-@partial(jax.jit, static_argnames=("half", "n_iter"))
-def _fit_windows(windows, masks, sigma, start, sigma_max, ux, uy, half, n_iter):
-    """Batched :func:`_fit_one`: windows, masks (P, N), sigma (N,), start (N, 2), sigma_max (), ux, uy (P,) ->
-    xy (N, 2), amplitude (N,), sigma (N,), ok (N,).
+@partial(jax.jit, static_argnames=("half",))
+def _fit_windows(windows, masks, sigma, start, sigma_max, ux, uy, n_iter, half):
+    """Batched :func:`_fit_one`: windows, masks (P, N), sigma (N,), start (N, 2), sigma_max (), ux, uy (P,),
+    n_iter () -> xy (N, 2), amplitude (N,), sigma (N,), ok (N,).
 
     Atoms run along the last (minor) axis so that XLA vectorises across atoms and the per-atom sums over
-    pixels become row additions; with atoms leading it is several times slower on CPU. ``half`` and ``n_iter``
+    pixels become row additions; with atoms leading it is several times slower on CPU. ``half`` (static)
     by keyword (:func:`~motifgram.engine.kernelstore.stored`).
     """
-    fit = jax.vmap(partial(_fit_one, half=half, n_iter=n_iter), in_axes=(1, 1, 0, 0, None, None, None))
-    return fit(windows, masks, sigma, start, sigma_max, ux, uy)
+    fit = jax.vmap(partial(_fit_one, half=half), in_axes=(1, 1, 0, 0, None, None, None, None))
+    return fit(windows, masks, sigma, start, sigma_max, ux, uy, n_iter)
 
 
 def _sample_index(size: int) -> np.ndarray | None:
@@ -312,7 +311,7 @@ def refine_columns(image, xy, *, sigma_px, half_window, n_iter, sigma_max=None, 
         masks = valid.astype(np.float32)
         if root_w is not None:
             masks *= root_w.ravel()[flat]
-        return _fit_windows(windows, masks, s0, st, s_cap, ux, uy, half=hb, n_iter=n_iter)
+        return _fit_windows(windows, masks, s0, st, s_cap, ux, uy, np.int32(n_iter), half=hb)
 
     fit_xy, amp, sig, ok = map_chunks(
         fit_chunk, [centre, sigma0, start, own_amp, own_sigma], chunk=chunk_rows(n)
