@@ -12,7 +12,9 @@ Pipeline of :func:`detect_atoms`:
    Bragg reflection, or a weaker one of lower order that stands out; the Welch spectrum where the periodogram
    shows no spot at a low dose; the diffuse ring for an amorphous structure).
 2. A first peak search on a central crop, at a separation of a quarter period, gives the
-   nearest-neighbour atom distance ``nn`` (median length of the first-shell neighbour pairs).
+   nearest-neighbour atom distance ``nn`` (median length of the first-shell neighbour pairs). It smooths by a
+   tenth of the period, or more where its peaks stand barely above the noise or are barely more curved than
+   the noise (broad, blurred columns whose flat tops noise splits).
 3. Gaussian denoising at ``0.15 nn``; every 3x3 local maximum is a candidate; heights above a smooth
    lower envelope; an automatic threshold ``max(5 sigma_noise, 0.1 x strong column)`` that keeps weak
    columns (S2 next to Mo, O next to Ti) and drops noise maxima; of two candidates closer than
@@ -71,6 +73,9 @@ EDGE_MARGIN_NN = 0.2
 _NOISE_K = 5.0  # peak heights must exceed this many sigma of the smoothed noise
 _RELATIVE_FLOOR = 0.1  # ... and this fraction of the strong-column height (95th percentile)
 _NOISE_LIMITED = 9.0  # median first-search peak height (smoothed-noise sigma) below which an image is noise-limited
+#: ... or median peak curvature (sigma of the smoothed noise's curvature) below which the peaks are noise-shaped:
+#: columns broad for the smoothing, whose flat tops noise splits into several maxima
+_CURVATURE_LIMITED = 4.0
 _SCAN_HIGH_F = 0.35  # cycles/px: above this the columns carry no signal, the power is noise
 _SCAN_PROFILE_BINS = 7  # the noise profiles are averaged over this many frequency bins
 _SCAN_Z = 7.0  # a row (column) noise excess counts at >= this many standard errors of its estimate
@@ -274,7 +279,10 @@ def _first_search(img, period, noise, threshold):
     The smoothing is a tenth of the period, fine enough to keep a dim column beside a bright one (perovskite
     oxygen, Si[110] dumbbells). Where the peaks found stand barely above the noise (median height below
     ``_NOISE_LIMITED`` sigma of the smoothed noise: a low-dose image, where most maxima at this smoothing are
-    noise between and around the columns), the smoothing is instead the one, up to a fifth of the period, that
+    noise between and around the columns) or are barely more curved than it (median curvature below
+    ``_CURVATURE_LIMITED`` sigma of the noise's, :func:`_curvature_significance`: columns broad for this
+    smoothing, such as a network imaged with a probe 0.4 bonds wide, whose flat tops noise splits into several
+    maxima), the smoothing is instead the one, up to a fifth of the period, that
     gives the peaks the largest median significance: the matched filter of the columns. That smoothing is
     returned so that the second search does not smooth less; 0.0 when the image is not noise-limited.
     """
@@ -288,13 +296,29 @@ def _first_search(img, period, noise, threshold):
         return significance, fraction, rc, sigma
 
     trials = [search(0.1)]
-    if trials[0][0] >= _NOISE_LIMITED:
+    curvature = _curvature_significance(img, trials[0][2], sigma_px=trials[0][3], noise_sigma=noise)
+    if trials[0][0] >= _NOISE_LIMITED and curvature >= _CURVATURE_LIMITED:
         return trials[0][2], 0.0
     trials += [search(fraction) for fraction in (0.125, 0.15, 0.175, 0.2)]
     significance, fraction, rc, sigma = max(trials, key=lambda trial: trial[0])
-    log.info("noise-limited image (median peak %.1f sigma at a tenth of the period): first search smoothed by "
-             "%.3g periods (%.2f px), median peak %.1f sigma", trials[0][0], fraction, sigma, significance)
+    log.info("noise-limited image (median peak %.1f sigma, curvature %.1f sigma at a tenth of the period): first "
+             "search smoothed by %.3g periods (%.2f px), median peak %.1f sigma", trials[0][0], curvature, fraction,
+             sigma, significance)
     return rc, sigma
+
+
+def _curvature_significance(img, rc, *, sigma_px, noise_sigma):
+    """Median curvature of the Gaussian-smoothed image at the maxima ``rc`` (P, 2), in sigma of the noise's curvature.
+
+    The curvature is minus half the Laplacian of the image smoothed by ``sigma_px``; white noise of sigma
+    ``noise_sigma`` per pixel gives it a standard deviation of ``noise_sigma / (sigma_px**3 sqrt(8 pi))``. A column
+    of amplitude A and sigma s_c has ``A s_c**2 / (s_c**2 + sigma_px**2)**2`` at its centre: where that is only a
+    few times the noise's, the column's top is flat enough for noise to split it into several maxima.
+    """
+    if rc.shape[0] == 0 or not noise_sigma > 0:
+        return np.inf
+    curvature = -0.5 * ndi.gaussian_laplace(img, sigma_px, mode="nearest")[rc[:, 0], rc[:, 1]]
+    return float(np.median(curvature)) * sigma_px**3 * np.sqrt(8 * np.pi) / noise_sigma
 
 
 def _suppress_weaker(xy: np.ndarray, strength: np.ndarray, *, radius: float) -> np.ndarray:
