@@ -379,9 +379,8 @@ def _missing_neighbour_votes(xy, sites, *, nn_px):
     tree = cKDTree(xy)
     pairs = tree.query_pairs(_BOND_NN * nn_px, output_type="ndarray")
     n = xy.shape[0]
-    votes = np.zeros(sites.shape[0], int)
     if pairs.size == 0 or sites.shape[0] == 0:
-        return votes, 0
+        return np.zeros(sites.shape[0], int), 0
     i, j = np.concatenate([pairs[:, 0], pairs[:, 1]]), np.concatenate([pairs[:, 1], pairs[:, 0]])
     d = (xy[j] - xy[i]).astype(np.float64)
     unit = d / np.linalg.norm(d, axis=1, keepdims=True)
@@ -390,12 +389,10 @@ def _missing_neighbour_votes(xy, sites, *, nn_px):
     strength = np.linalg.norm(bond_sum, axis=1)
     voter = (n_bonds < np.median(n_bonds)) & (strength >= 0.5)
     missing = -bond_sum / np.maximum(strength, 1e-12)[:, None]  # unit vector towards the missing neighbour
-    near = cKDTree(sites).query_ball_point(xy[voter], _BOND_NN * nn_px)
-    for k, site_ids in zip(np.flatnonzero(voter), near):  # a loop over the under-bonded columns only
-        if site_ids:
-            to_site = sites[site_ids] - xy[k]
-            cosine = (to_site @ missing[k]) / np.linalg.norm(to_site, axis=1)
-            votes[np.asarray(site_ids)[cosine >= np.cos(np.radians(_MISSING_ANGLE))]] += 1
+    near = cKDTree(xy[voter]).sparse_distance_matrix(cKDTree(sites), _BOND_NN * nn_px, output_type="coo_matrix")
+    to_site = sites[near.col] - xy[voter][near.row]
+    cosine = np.einsum("ij,ij->i", to_site, missing[voter][near.row]) / np.linalg.norm(to_site, axis=1)
+    votes = np.bincount(near.col[cosine >= np.cos(np.radians(_MISSING_ANGLE))], minlength=sites.shape[0])
     return votes, int(np.median(n_bonds))
 
 
