@@ -27,8 +27,8 @@ Pipeline of :func:`detect_atoms`:
    out of a 0.8 nn window, a local background and Poisson + read-noise weights, in the same kernel; its
    positions are reported.
 6. :func:`_hidden_columns`: with every fitted column taken out of the image, a dim column hidden on brighter
-   neighbours' flanks (no maximum of its own) stands alone; it is added where at least two neighbours miss a
-   bond towards it, and fitted in that residual.
+   neighbours' flanks (no maximum of its own) stands alone; it is added where all its would-be neighbours
+   (as many as a typical column has) miss a bond towards it, and fitted in that residual.
 
 The prior art (motif-learn) finds peaks with ``skimage.feature.peak_local_max`` and refines them by a
 centre of mass. Here a 3x3 ``scipy.ndimage.maximum_filter`` plus a k-d tree for the separation does the
@@ -339,12 +339,11 @@ def _hidden_columns(img, xy, amplitude, width, *, sigma_px, nn_px, threshold):
     the image was and less its broad background (smoothed over ``nn_px``), is noise, fast-scan noise and model
     error where the fit was right; its spread is measured there (MAD). A maximum of it counts where as many
     columns as a typical column has bonds (at least two) say one is missing there
-    (:func:`_missing_neighbour_votes`; two votes admitted 106 columns on the real MoS2-Se image, three 28), it
-    lies at least ``_HIDDEN_APART`` nn
-    from every fitted column, and it stands more than ``threshold`` (the caller's, image units) above the broad
-    background, or by default more than ``_SITE_K`` spreads and ``_RELATIVE_FLOOR`` of a strong column's
-    smoothed height. Such sites are few, so a lower threshold than the blind search's admits few noise maxima;
-    bumps elsewhere (contamination, whose columns nothing predicts) are left alone. Of two maxima closer than
+    (:func:`_missing_neighbour_votes`), it lies at least ``_HIDDEN_APART`` nn from every fitted column, and it
+    stands more than ``threshold`` (the caller's, image units) above the broad background, or by default more
+    than ``_SITE_K`` spreads and ``_RELATIVE_FLOOR`` of a strong column's smoothed height. Such sites are few,
+    so a lower threshold than the blind search's admits few noise maxima; bumps elsewhere (contamination, whose
+    columns nothing predicts) are left alone. Of two maxima closer than
     ``_HIDDEN_APART`` nn the weaker goes. Returns their positions (M, 2), px, and the residual (H, W).
     """
     amp = np.clip(amplitude, 0.0, 3.0 * max(float(np.median(amplitude)), 0.0))
