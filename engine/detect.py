@@ -12,7 +12,9 @@ Pipeline of :func:`detect_atoms`:
    Bragg reflection, or a weaker one of lower order that stands out; the Welch spectrum where the periodogram
    shows no spot at a low dose; the diffuse ring for an amorphous structure).
 2. A first peak search on a central crop, at a separation of a quarter period, gives the
-   nearest-neighbour atom distance ``nn`` (median length of the first-shell neighbour pairs).
+   nearest-neighbour atom distance ``nn`` (median length of the first-shell neighbour pairs). It smooths by a
+   tenth of the period, or more where its peaks stand barely above the noise or are barely more curved than
+   the noise (broad, blurred columns whose flat tops noise splits).
 3. Gaussian denoising at ``0.15 nn``; every 3x3 local maximum is a candidate; heights above a smooth
    lower envelope; an automatic threshold ``max(5 sigma_noise, 0.1 x strong column)`` that keeps weak
    columns (S2 next to Mo, O next to Ti) and drops noise maxima; of two candidates closer than
@@ -24,6 +26,9 @@ Pipeline of :func:`detect_atoms`:
    :data:`~motifgram.engine.refine.JOINT_MAX_SNR`): every column refitted with its neighbours' model taken
    out of a 0.8 nn window, a local background and Poisson + read-noise weights, in the same kernel; its
    positions are reported.
+6. :func:`_hidden_columns`: with every fitted column taken out of the image, a dim column hidden on brighter
+   neighbours' flanks (no maximum of its own) stands alone; it is added where all its would-be neighbours
+   (as many as a typical column has) miss a bond towards it, and fitted in that residual.
 
 The prior art (motif-learn) finds peaks with ``skimage.feature.peak_local_max`` and refines them by a
 centre of mass. Here a 3x3 ``scipy.ndimage.maximum_filter`` plus a k-d tree for the separation does the
@@ -49,7 +54,7 @@ from scipy.spatial import cKDTree
 from motifgram.engine.geometry import inside_image, nn_distance
 from motifgram.engine.errors import NoLatticeError
 from motifgram.engine.period import checked_image, estimate_lattice_period
-from motifgram.engine.refine import refine_columns, refine_jointly, refine_positions
+from motifgram.engine.refine import refine_columns, refine_jointly, refine_positions, render_columns
 
 __all__ = [
     "Atoms",
@@ -71,6 +76,13 @@ EDGE_MARGIN_NN = 0.2
 _NOISE_K = 5.0  # peak heights must exceed this many sigma of the smoothed noise
 _RELATIVE_FLOOR = 0.1  # ... and this fraction of the strong-column height (95th percentile)
 _NOISE_LIMITED = 9.0  # median first-search peak height (smoothed-noise sigma) below which an image is noise-limited
+#: ... or median peak curvature (sigma of the smoothed noise's curvature) below which the peaks are noise-shaped:
+#: columns broad for the smoothing, whose flat tops noise splits into several maxima
+_CURVATURE_LIMITED = 4.0
+_HIDDEN_APART = 0.75  # a hidden column lies at least this many nn from every other (honeycomb, glass: 1 nn)
+_BOND_NN = 1.25  # columns closer than this many nn are bonded (honeycomb, glass: the next shell lies at 1.7 nn)
+_SITE_K = 2.5  # a hidden column, where the bonds say one is missing: this many residual spreads
+_MISSING_ANGLE = 30.0  # degrees: a site this close to a column's missing-bond direction gets its vote
 _SCAN_HIGH_F = 0.35  # cycles/px: above this the columns carry no signal, the power is noise
 _SCAN_PROFILE_BINS = 7  # the noise profiles are averaged over this many frequency bins
 _SCAN_Z = 7.0  # a row (column) noise excess counts at >= this many standard errors of its estimate
@@ -274,7 +286,10 @@ def _first_search(img, period, noise, threshold):
     The smoothing is a tenth of the period, fine enough to keep a dim column beside a bright one (perovskite
     oxygen, Si[110] dumbbells). Where the peaks found stand barely above the noise (median height below
     ``_NOISE_LIMITED`` sigma of the smoothed noise: a low-dose image, where most maxima at this smoothing are
-    noise between and around the columns), the smoothing is instead the one, up to a fifth of the period, that
+    noise between and around the columns) or are barely more curved than it (median curvature below
+    ``_CURVATURE_LIMITED`` sigma of the noise's, :func:`_curvature_significance`: columns broad for this
+    smoothing, such as a network imaged with a probe 0.4 bonds wide, whose flat tops noise splits into several
+    maxima), the smoothing is instead the one, up to a fifth of the period, that
     gives the peaks the largest median significance: the matched filter of the columns. That smoothing is
     returned so that the second search does not smooth less; 0.0 when the image is not noise-limited.
     """
@@ -288,13 +303,96 @@ def _first_search(img, period, noise, threshold):
         return significance, fraction, rc, sigma
 
     trials = [search(0.1)]
-    if trials[0][0] >= _NOISE_LIMITED:
+    curvature = _curvature_significance(img, trials[0][2], sigma_px=trials[0][3], noise_sigma=noise)
+    if trials[0][0] >= _NOISE_LIMITED and curvature >= _CURVATURE_LIMITED:
         return trials[0][2], 0.0
     trials += [search(fraction) for fraction in (0.125, 0.15, 0.175, 0.2)]
     significance, fraction, rc, sigma = max(trials, key=lambda trial: trial[0])
-    log.info("noise-limited image (median peak %.1f sigma at a tenth of the period): first search smoothed by "
-             "%.3g periods (%.2f px), median peak %.1f sigma", trials[0][0], fraction, sigma, significance)
+    log.info("noise-limited image (median peak %.1f sigma, curvature %.1f sigma at a tenth of the period): first "
+             "search smoothed by %.3g periods (%.2f px), median peak %.1f sigma", trials[0][0], curvature, fraction,
+             sigma, significance)
     return rc, sigma
+
+
+def _curvature_significance(img, rc, *, sigma_px, noise_sigma):
+    """Median curvature of the Gaussian-smoothed image at the maxima ``rc`` (P, 2), in sigma of the noise's curvature.
+
+    The curvature is minus half the Laplacian of the image smoothed by ``sigma_px``; white noise of sigma
+    ``noise_sigma`` per pixel gives it a standard deviation of ``noise_sigma / (sigma_px**3 sqrt(8 pi))``. A column
+    of amplitude A and sigma s_c has ``A s_c**2 / (s_c**2 + sigma_px**2)**2`` at its centre: where that is only a
+    few times the noise's, the column's top is flat enough for noise to split it into several maxima.
+    """
+    if rc.shape[0] == 0 or not noise_sigma > 0:
+        return np.inf
+    curvature = -0.5 * ndi.gaussian_laplace(img, sigma_px, mode="nearest")[rc[:, 0], rc[:, 1]]
+    return float(np.median(curvature)) * sigma_px**3 * np.sqrt(8 * np.pi) / noise_sigma
+
+
+def _hidden_columns(img, xy, amplitude, width, *, sigma_px, nn_px, threshold):
+    """Columns hidden beside brighter ones: maxima of the image with the fitted columns taken out, where a column
+    is missing.
+
+    A dim column beside bright ones (a single S of an S vacancy, or an S2 on a noise ridge between Mo columns)
+    can lie on their flanks without a maximum of its own, and then leaves its neighbours short of a bond. Taking
+    every fitted Gaussian out (amplitude clipped to 3x the median, width to 1.25x, as
+    :func:`~motifgram.engine.refine.refine_jointly` does) leaves it standing alone. The residual, smoothed as
+    the image was and less its broad background (smoothed over ``nn_px``), is noise, fast-scan noise and model
+    error where the fit was right; its spread is measured there (MAD). A maximum of it counts where as many
+    columns as a typical column has bonds (at least two) say one is missing there
+    (:func:`_missing_neighbour_votes`), it lies at least ``_HIDDEN_APART`` nn from every fitted column, and it
+    stands more than ``threshold`` (the caller's, image units) above the broad background, or by default more
+    than ``_SITE_K`` spreads and ``_RELATIVE_FLOOR`` of a strong column's smoothed height. Such sites are few,
+    so a lower threshold than the blind search's admits few noise maxima; bumps elsewhere (contamination, whose
+    columns nothing predicts) are left alone. Of two maxima closer than
+    ``_HIDDEN_APART`` nn the weaker goes. Returns their positions (M, 2), px, and the residual (H, W).
+    """
+    amp = np.clip(amplitude, 0.0, 3.0 * max(float(np.median(amplitude)), 0.0))
+    residual = img - render_columns(img.shape, xy, amp, np.minimum(width, 1.25 * float(np.median(width))))
+    smooth = ndi.gaussian_filter(residual, sigma_px, mode="nearest")
+    field = smooth - ndi.gaussian_filter(smooth, nn_px, mode="nearest")
+    spread = 1.4826 * float(np.median(np.abs(field - np.median(field))))
+    rc = np.argwhere(smooth == ndi.maximum_filter(smooth, size=3, mode="nearest"))
+    heights = field[rc[:, 0], rc[:, 1]]
+    found = rc[:, ::-1].astype(np.float64)
+    tree = cKDTree(xy)
+    apart = tree.query(found, distance_upper_bound=_HIDDEN_APART * nn_px)[0] > _HIDDEN_APART * nn_px
+    found, heights = found[apart], heights[apart]
+    votes, typical = _missing_neighbour_votes(xy, found, nn_px=nn_px)
+    if threshold is None:
+        w2 = float(np.median(width)) ** 2
+        strong = float(np.percentile(amp, 95)) * w2 / (w2 + sigma_px**2)  # a strong column's smoothed height
+        threshold = max(_SITE_K * spread, _RELATIVE_FLOOR * strong)
+    keep = (heights > threshold) & (votes >= max(typical, 2))
+    found, heights = found[keep], heights[keep]
+    return found[_suppress_weaker(found, heights, radius=_HIDDEN_APART * nn_px)].astype(np.float32), residual
+
+
+def _missing_neighbour_votes(xy, sites, *, nn_px):
+    """How many columns miss a neighbour at each of ``sites`` (M, 2): (M,) int, and a typical column's bonds.
+
+    A column's bonds (neighbours within ``_BOND_NN`` nn) in a symmetric environment sum to about zero; a column
+    with fewer bonds than the image's typical (median) column, whose unit bond vectors sum to at least half a bond,
+    misses its neighbour opposite that sum. It votes for a site within ``_BOND_NN`` nn of it that lies within
+    ``_MISSING_ANGLE`` of that direction (a honeycomb's hollow sites lie 60 degrees off).
+    """
+    tree = cKDTree(xy)
+    pairs = tree.query_pairs(_BOND_NN * nn_px, output_type="ndarray")
+    n = xy.shape[0]
+    if pairs.size == 0 or sites.shape[0] == 0:
+        return np.zeros(sites.shape[0], int), 0
+    i, j = np.concatenate([pairs[:, 0], pairs[:, 1]]), np.concatenate([pairs[:, 1], pairs[:, 0]])
+    d = (xy[j] - xy[i]).astype(np.float64)
+    unit = d / np.linalg.norm(d, axis=1, keepdims=True)
+    bond_sum = np.stack([np.bincount(i, unit[:, 0], n), np.bincount(i, unit[:, 1], n)], axis=1)
+    n_bonds = np.bincount(i, minlength=n)
+    strength = np.linalg.norm(bond_sum, axis=1)
+    voter = (n_bonds < np.median(n_bonds)) & (strength >= 0.5)
+    missing = -bond_sum / np.maximum(strength, 1e-12)[:, None]  # unit vector towards the missing neighbour
+    near = cKDTree(xy[voter]).sparse_distance_matrix(cKDTree(sites), _BOND_NN * nn_px, output_type="coo_matrix")
+    to_site = sites[near.col] - xy[voter][near.row]
+    cosine = np.einsum("ij,ij->i", to_site, missing[voter][near.row]) / np.linalg.norm(to_site, axis=1)
+    votes = np.bincount(near.col[cosine >= np.cos(np.radians(_MISSING_ANGLE))], minlength=sites.shape[0])
+    return votes, int(np.median(n_bonds))
 
 
 def _suppress_weaker(xy: np.ndarray, strength: np.ndarray, *, radius: float) -> np.ndarray:
@@ -438,7 +536,19 @@ def detect_atoms(
         if joint:
             # the positions of the joint fit; the intensity stays the independent fit's (its amplitude above the
             # local background in a 0.4 nn window), on which the token step's brightness ratios are measured
-            xy = refine_jointly(img, xy, intensity, width, nn_px=nn_distance(xy.astype(np.float64)))[0]
+            xy, amplitude, width = refine_jointly(img, xy, intensity, width, nn_px=nn_distance(xy.astype(np.float64)))
+        else:
+            amplitude = intensity
+        hidden, residual = _hidden_columns(img, xy, amplitude, width, sigma_px=sigma, nn_px=nn_guess,
+                                           threshold=threshold)
+        if hidden.shape[0]:
+            # fitted where the other columns are taken out, as the joint fit does; the amplitude is the intensity
+            new_xy, new_intensity, _, new_ok = refine_columns(
+                residual, hidden, sigma_px=float(np.median(width)), half_window=fit_radius, n_iter=8,
+                own=(0.0, float(np.median(width))))
+            log.info("%d columns found beside brighter ones once those were taken out", int(new_ok.sum()))
+            xy = np.concatenate([xy, new_xy[new_ok]])
+            intensity = np.concatenate([intensity, new_intensity[new_ok]])
         inside = inside_image(xy, (h, w))
         xy, intensity = xy[inside], intensity[inside]
     else:
