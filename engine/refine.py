@@ -359,8 +359,12 @@ def render_columns(shape, xy, amplitude, sigma, *, reach=3.0):
         gy = np.exp((rows - p[:, 1, None]) ** 2 * inv) * ((rows >= 0) & (rows < h))
         gx = np.exp((cols - p[:, 0, None]) ** 2 * inv) * ((cols >= 0) & (cols < w))
         val = amplitude[c0 : c0 + 4096, None, None] * gy[:, :, None] * gx[:, None, :]
-        flat = rows.clip(0, h - 1)[:, :, None] * w + cols.clip(0, w - 1)[:, None, :]
-        out += np.bincount(flat.ravel(), weights=val.ravel(), minlength=h * w)
+        flat = (rows.clip(0, h - 1)[:, :, None] * w + cols.clip(0, w - 1)[:, None, :]).ravel()
+        # summed over the span of pixels the chunk reaches only (a band of rows: detection gives the atoms in row
+        # order), not the whole image per chunk, which made the rendering quadratic in the image's side
+        first = int(flat.min())
+        part = np.bincount(flat - first, weights=val.ravel())
+        out[first : first + len(part)] += part
     return out.reshape(h, w)
 
 
