@@ -168,7 +168,6 @@ STAGES = textwrap.dedent("""
     from motifgram.engine.spec import load_spec
     from motifgram.engine.stages import analyse_micrograph
     from motifgram.engine.io import Micrograph
-    from motifgram.engine.records import entry_from_analysis
     from motifgram.engine.tokens import assign_tokens, learn_tokens
 
     events = {"compiled": [], "traced": [], "hits": 0, "misses": 0}
@@ -191,7 +190,7 @@ STAGES = textwrap.dedent("""
     for k, image in enumerate(images):
         before = len(events["compiled"])
         analysis = analyse_micrograph(Micrograph(image, None, str(k), "g", "simulated"), spec)
-        entry_from_analysis(analysis, 0)  # the sampled patches and their moments, as the pipeline's cache entry
+        analysis.features.moments_of(slice(512))  # the sampled patches' moments (the chemistry descriptor's only)
         model, _, _ = learn_tokens(analysis.invariants, k_range=(1, 3), seed=0, n_init=2)
         assign_tokens(model, analysis.invariants)
         counts.append(events["compiled"][before:])
