@@ -42,11 +42,14 @@ approach for accurate and precise model-based quantification of atomic resolutio
 images", Ultramicroscopy 171, 104 (2016).
 """
 
+import itertools
+
 import numpy as np
 from scipy import sparse
 from scipy.ndimage import gaussian_filter, gaussian_filter1d, map_coordinates
 from scipy.sparse.linalg import cg, spsolve
 from scipy.spatial import cKDTree
+from threadpoolctl import threadpool_limits
 
 from motifgram.engine.context import NEIGHBOUR_RADIUS
 
@@ -114,80 +117,177 @@ TILE_HALO = 12.0
 _CG_ITERATIONS = 500
 
 
-def _design(xy, shape, window, sigma_px, background_px):
-    """The sparse design matrix (pixels, atoms + nodes) of unit-height Gaussian columns of width ``sigma_px``
-    plus a smooth background (bilinear tents on a grid of spacing ``background_px`` anchored at the image's
-    origin), over the pixels of ``window`` (rows ``r0:r1``, columns ``c0:c1`` of an image of ``shape``) within
-    3 sigma of an atom; and those pixels' flat indices in the window. The nodes are those whose tents can reach
-    the window, all of the image's for the whole image."""
-    h, w = shape
+def _tents(coords, size, lo, hi, background_px):
+    """The background's bilinear tents along one axis of an image ``size`` px long (nodes every
+    ``background_px`` from its origin) at integer pixel coordinates ``coords`` (within the image): each
+    coordinate's first node, counted from the first node whose tent reaches pixels ``lo:hi``, and the weights
+    (2, ...) of that node and the next (0 where the next is beyond the image's last node); and the number of
+    nodes that reach ``lo:hi``."""
+    n = int(np.ceil((size - 1) / background_px)) + 1
+    last = max(n - 2, 0)
+    first = min(int(lo / background_px), last)
+    count = min(min(int((hi - 1) / background_px), last) + 1, n - 1) - first + 1
+    f = coords / background_px
+    node = np.minimum(f.astype(np.int64), last)
+    t = f - node
+    return node - first, np.stack([1 - t, np.where(node + 1 < n, t, 0.0)]), count
+
+
+def _normal_equations(image, xy, window, sigma_px, background_px):
+    """The least-squares problem of the column fit, as its normal equations, assembled column by column.
+
+    The model: unit-height Gaussian columns of width ``sigma_px`` at ``xy`` (px) plus a smooth background
+    (bilinear tents on a grid of spacing ``background_px`` anchored at the image's origin; the nodes whose tents
+    reach the window), over the pixels of ``window`` (rows ``r0:r1``, columns ``c0:c1`` of ``image``) within 3
+    sigma of a column. Pixels within 2 sigma of the image edge also hold the tails of columns beyond it (never
+    detected, so not modelled): they are left out.
+
+    The design matrix (a row per pixel, 4.15 M rows for a 2048^2 micrograph) is never formed: its Gram matrix is
+    summed per pair of overlapping columns (their masked stencils' products), per column and background cell
+    (the stencil weighted by the cell's tents, a stencil being narrower than a cell) and per cell over the
+    pixels fitted (the tents' products).
+
+    Returns
+    -------
+    normal : (N + B, N + B) sparse.csr_matrix
+        ``A^T A`` of the design matrix ``A`` (pixels, columns then background nodes).
+    rhs : (N + B,) ndarray
+        ``A^T y`` of the pixels' values ``y``.
+    model : callable
+        ``model(solution) -> (residuals, pixels)``: the fit's residuals at its pixels (the model minus the image)
+        and their number.
+    """
+    h, w = image.shape
     r0, r1, c0, c1 = window
     ww = c1 - c0
+    n_atoms = len(xy)
     r = int(np.ceil(3.0 * sigma_px))
+    stencil = 2 * r + 1
     offsets = np.arange(-r, r + 1)
     centre = np.rint(xy).astype(np.int64)
-    cols = centre[:, 0, None, None] + offsets[None, None, :]  # (N, 1, S)
-    rows = centre[:, 1, None, None] + offsets[None, :, None]  # (N, S, 1)
-    cols, rows = np.broadcast_arrays(cols, rows)
-    values = np.exp(-((cols - xy[:, 0, None, None]) ** 2 + (rows - xy[:, 1, None, None]) ** 2) / (2 * sigma_px**2))
-    # pixels within 2 sigma of the image edge also hold the tails of columns beyond it (never detected, so not
-    # modelled): they are left out of the fit
+    cols = centre[:, 0, None] + offsets  # (N, S)
+    rows = centre[:, 1, None] + offsets
+    values = np.exp(-((cols[:, None, :] - xy[:, 0, None, None]) ** 2 + (rows[:, :, None] - xy[:, 1, None, None]) ** 2)
+                    / (2 * sigma_px**2))  # (N, S, S): [atom, row, column]
     b = int(np.ceil(2.0 * sigma_px))
-    inside = ((cols >= max(b, c0)) & (cols < min(w - b, c1)) & (rows >= max(b, r0)) & (rows < min(h - b, r1))
-              & (values > 1e-4))
-    atom = np.broadcast_to(np.arange(len(xy))[:, None, None], values.shape)[inside]
-    pixel = ((rows - r0) * ww + cols - c0)[inside]
-    # the pixels used, in flat order, and each entry's row (np.unique without a sort)
+    col_in = (cols >= max(b, c0)) & (cols < min(w - b, c1))
+    row_in = (rows >= max(b, r0)) & (rows < min(h - b, r1))
+    inside = row_in[:, :, None] & col_in[:, None, :] & (values > 1e-4)
+    values = np.where(inside, values, 0.0)
+    # the stencils' coordinates clipped into the window (where they are outside, their values are 0)
+    cols_w = np.clip(cols, c0, c1 - 1) - c0
+    rows_w = np.clip(rows, r0, r1 - 1) - r0
+    window_image = np.asarray(image[r0:r1, c0:c1], dtype=np.float64)
+    pixel = rows_w[:, :, None] * ww + cols_w[:, None, :]
     taken = np.zeros((r1 - r0) * ww, bool)
-    taken[pixel] = True
-    used = np.flatnonzero(taken)
-    row = (np.cumsum(taken) - 1)[pixel]
-    py, px = np.divmod(used, ww)
-    py, px = py + r0, px + c0
-    # background: bilinear interpolation between nodes every background_px (a smooth, slowly varying field)
-    nx = int(np.ceil((w - 1) / background_px)) + 1
-    ny = int(np.ceil((h - 1) / background_px)) + 1
-    last_x, last_y = max(nx - 2, 0), max(ny - 2, 0)
-    fx, fy = px / background_px, py / background_px
-    ix = np.minimum(fx.astype(np.int64), last_x)
-    iy = np.minimum(fy.astype(np.int64), last_y)
-    tx, ty = fx - ix, fy - iy
-    # the window's nodes: from the first pixel's cell to the last pixel's cell's far corner
-    ix0, iy0 = min(int(c0 / background_px), last_x), min(int(r0 / background_px), last_y)
-    mx = min(min(int((c1 - 1) / background_px), last_x) + 1, nx - 1) - ix0 + 1
-    my = min(min(int((r1 - 1) / background_px), last_y) + 1, ny - 1) - iy0 + 1
-    # each pixel's (up to) four nodes in increasing column order, so the node block is built row by row in place
-    corners = ((0, 0, (1 - tx) * (1 - ty)), (1, 0, tx * (1 - ty)), (0, 1, (1 - tx) * ty), (1, 1, tx * ty))
-    keep = np.stack([(ix + dx < nx) & (iy + dy < ny) for dx, dy, _ in corners], axis=1)  # (pixels, 4)
-    node = np.stack([(iy + dy - iy0) * mx + ix + dx - ix0 for dx, dy, _ in corners], axis=1)[keep]
-    weight = np.stack([value for _, _, value in corners], axis=1)[keep]
-    nodes = sparse.csr_matrix((weight, node, np.r_[0, np.cumsum(keep.sum(axis=1))]), shape=(len(used), mx * my))
-    columns = sparse.csr_matrix((values[inside], (row, atom)), shape=(len(used), len(xy)))
-    matrix = sparse.hstack([columns, nodes], format="csr")
-    return matrix, used
+    taken[pixel[inside]] = True
+
+    node_x, weight_x, mx = _tents(np.arange(c0, c1), w, c0, c1, background_px)
+    node_y, weight_y, my = _tents(np.arange(r0, r1), h, r0, r1, background_px)
+    n_nodes = mx * my
+    # the background's cells (a node and the three beyond it) met by the window's rows and columns: where each
+    # starts, and each cell's four nodes (clipped to the last; the weights are 0 there)
+    starts_y = np.flatnonzero(np.r_[True, np.diff(node_y) != 0])
+    starts_x = np.flatnonzero(np.r_[True, np.diff(node_x) != 0])
+    corner_node = [[(n_atoms + np.minimum(node_y[starts_y] + dy, my - 1)[:, None] * mx
+                     + np.minimum(node_x[starts_x] + dx, mx - 1)).ravel() for dx in (0, 1)] for dy in (0, 1)]
+    tent_pairs = ((0, 0), (0, 1), (1, 1))
+
+    # columns with columns: the overlap of two stencils, for every pair whose stencils meet (centres at most 2r
+    # apart in each direction), grouped by the pair's offset
+    pairs = cKDTree(centre).query_pairs(2 * r, p=np.inf, output_type="ndarray")
+    first, second = pairs[:, 0], pairs[:, 1]
+    shift = centre[second] - centre[first]  # (P, 2): x, y
+    key = (shift[:, 1] + 2 * r) * (4 * r + 1) + shift[:, 0] + 2 * r
+    order = np.argsort(key, kind="stable")
+    bounds = np.flatnonzero(np.diff(key[order])) + 1
+    overlap = np.empty(len(pairs))
+    for group in np.split(order, bounds) if len(order) else ():
+        dx, dy = shift[group[0]]
+        a, c = values[first[group]], values[second[group]]
+        a = a[:, max(dy, 0):stencil + min(dy, 0), max(dx, 0):stencil + min(dx, 0)]
+        c = c[:, max(-dy, 0):stencil + min(-dy, 0), max(-dx, 0):stencil + min(-dx, 0)]
+        overlap[group] = np.einsum("nij,nij->n", a, c)
+    diagonal = np.einsum("nij,nij->n", values, values)
+
+    # columns with background nodes: each stencil weighted by the tents of the cells it spans
+    sy, sx = node_y[rows_w], node_x[cols_w]  # (N, S): each stencil row's / column's first node
+    base_y, base_x = sy[:, 0], sx[:, 0]
+    span_y, span_x = int((sy[:, -1] - base_y).max()) + 2, int((sx[:, -1] - base_x).max()) + 2
+    tent_y = np.zeros((n_atoms, stencil, span_y))
+    tent_x = np.zeros((n_atoms, stencil, span_x))
+    atom_index, position = np.indices((n_atoms, stencil))
+    for k in (0, 1):
+        tent_y[atom_index, position, sy - base_y[:, None] + k] = weight_y[k][rows_w]
+        tent_x[atom_index, position, sx - base_x[:, None] + k] = weight_x[k][cols_w]
+    cross = np.einsum("nsl,nst,ntm->nlm", tent_y, values, tent_x, optimize=True)  # (N, span_y, span_x)
+    cross_y = base_y[:, None, None] + np.arange(span_y)[None, :, None]
+    cross_x = base_x[:, None, None] + np.arange(span_x)[None, None, :]
+    cross_atom = np.broadcast_to(np.arange(n_atoms)[:, None, None], cross.shape)
+    real = (cross_y < my) & (cross_x < mx)  # beyond the last node the weights are 0
+    cross_node = n_atoms + (cross_y * mx + cross_x)[real]
+    cross_atom, cross = cross_atom[real], cross[real]
+
+    # background nodes with background nodes: the tents' products summed per cell over the pixels fitted (a
+    # tent's weight is a row's times a column's, so the sums are taken along rows and then along columns)
+    taken = taken.reshape(r1 - r0, ww)
+    pair_x = [np.add.reduceat(taken * (weight_x[i] * weight_x[j]), starts_x, axis=1) for i, j in tent_pairs]
+    node_rows, node_cols, node_values = [], [], []
+    for (iy, jy), (ix, jx) in itertools.product(tent_pairs, tent_pairs):
+        summed = np.add.reduceat(pair_x[tent_pairs.index((ix, jx))] * (weight_y[iy] * weight_y[jy])[:, None], starts_y,
+                                 axis=0).ravel()
+        for (ay, by), (ax, bx) in {((iy, jy), (ix, jx)), ((jy, iy), (jx, ix)), ((iy, jy), (jx, ix)),
+                                   ((jy, iy), (ix, jx))}:
+            node_rows.append(corner_node[ay][ax])
+            node_cols.append(corner_node[by][bx])
+            node_values.append(summed)
+
+    atoms = np.arange(n_atoms)
+    normal = sparse.coo_matrix(
+        (np.concatenate([diagonal, overlap, overlap, cross, cross, *node_values]),
+         (np.concatenate([atoms, first, second, cross_atom, cross_node, *node_rows]),
+          np.concatenate([atoms, second, first, cross_node, cross_atom, *node_cols]))),
+        shape=(n_atoms + n_nodes,) * 2).tocsr()
+    normal.sum_duplicates()
+    normal.eliminate_zeros()  # pairs of stencils that meet only where one of them is masked
+    rhs = np.zeros(n_atoms + n_nodes)
+    rhs[:n_atoms] = np.einsum("nij,nij->n", values, window_image[rows_w[:, :, None], cols_w[:, None, :]])
+    fitted_image = np.where(taken, window_image, 0.0)
+    for ix in (0, 1):
+        part = np.add.reduceat(fitted_image * weight_x[ix], starts_x, axis=1)
+        for iy in (0, 1):
+            rhs += np.bincount(corner_node[iy][ix], np.add.reduceat(part * weight_y[iy][:, None], starts_y,
+                                                                    axis=0).ravel(), minlength=len(rhs))
+
+    def model(solution):
+        """The fit's residuals (the model minus the image) at its pixels."""
+        fitted = np.bincount(pixel[inside], (values * solution[:n_atoms, None, None])[inside], minlength=taken.size)
+        nodes = solution[n_atoms:].reshape(my, mx)
+        for iy, ix in itertools.product((0, 1), (0, 1)):
+            rows_n, cols_n = np.minimum(node_y + iy, my - 1), np.minimum(node_x + ix, mx - 1)
+            fitted += (weight_y[iy][:, None] * weight_x[ix] * nodes[rows_n[:, None], cols_n]).ravel()
+        return (fitted - window_image.ravel())[taken.ravel()]
+
+    return normal, rhs, model, int(taken.sum())
 
 
-def _fit(image, xy, window, sigma_px, background_px):
+def _fit(image, xy, window, sigma_px, background_px, *, residual=True):
     """Least-squares heights (N,) of the columns at ``xy`` (px, image coordinates) over the pixels of ``window``
-    (rows ``r0:r1``, columns ``c0:c1`` of ``image``), and the root-mean-square residual of the fit (infinite
-    without pixels to fit)."""
-    r0, r1, c0, c1 = window
-    matrix, used = _design(xy, image.shape, window, sigma_px, background_px)
-    if len(used) == 0:  # no pixel of the window is near a column away from the image edge: nothing to fit
+    (rows ``r0:r1``, columns ``c0:c1`` of ``image``; the model of :func:`_normal_equations`), and the
+    root-mean-square residual of the fit (infinite without pixels to fit; NaN, not computed, unless
+    ``residual``)."""
+    normal, rhs, model, n_pixels = _normal_equations(image, xy, window, sigma_px, background_px)
+    if n_pixels == 0:  # no pixel of the window is near a column away from the image edge: nothing to fit
         return np.zeros(len(xy)), np.inf
-    target = np.asarray(image[r0:r1, c0:c1], dtype=np.float64).ravel()[used]
     # normal equations: sparse (each column overlaps its neighbours and a few background nodes; a tiny ridge
     # keeps nodes without pixels, far from every atom, determined) and strongly diagonal, so conjugate gradients
     # with a diagonal preconditioner reach 1e-12 in a few dozen products, where a sparse LU of a 2048^2
     # micrograph's system took 10x longer (benchmarks/README.md, issue 21); the LU remains the fallback
-    normal = (matrix.T @ matrix).tocsr()
     normal = normal + sparse.identity(normal.shape[0], format="csr") * (1e-9 * normal.diagonal().max())
-    rhs = matrix.T @ target
     solution, info = cg(normal, rhs, rtol=1e-12, maxiter=_CG_ITERATIONS, M=sparse.diags(1.0 / normal.diagonal()))
     if info != 0:
         solution = spsolve(normal.tocsc(), rhs)
-    residual = matrix @ solution - target
-    return solution[: len(xy)], float(np.sqrt(np.mean(residual**2)))
+    return solution[: len(xy)], float(np.sqrt(np.mean(model(solution) ** 2))) if residual else np.nan
 
 
 def _tiles(pts, shape, *, tile_px, halo_px, reach_px):
@@ -277,9 +377,13 @@ def column_intensities(image, xy, *, nn_distance_px, sigma_px=None, seed=0, tile
     heights = np.zeros(len(pts))
     tiles = _tiles(pts, img.shape, tile_px=int(tile_px), halo_px=TILE_HALO * nn_distance_px,
                    reach_px=np.ceil(3.0 * sigma_px) + 1)
-    for window, members, core in tiles:
-        if core.any():
-            heights[members[core]] = _fit(img, pts[members], window, float(sigma_px), background_px)[0][core]
+    # one BLAS thread: the dot products of conjugate gradients (vectors of ~20,000 numbers per tile) gain
+    # nothing from threads, whose wake-ups cost 3-10x the whole solve on a busy machine (benchmarks/README.md)
+    with threadpool_limits(1, user_api="blas"):
+        for window, members, core in tiles:
+            if core.any():
+                heights[members[core]] = _fit(img, pts[members], window, float(sigma_px), background_px,
+                                              residual=False)[0][core]
     return 2 * np.pi * float(sigma_px) ** 2 * heights, float(sigma_px)
 
 

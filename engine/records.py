@@ -183,7 +183,7 @@ def entry_from_analysis(analysis: MicrographAnalysis, seed: int) -> dict:
         "patch_size": np.array(patch_size),
         "invariants": analysis.invariants,
         "sample": sample,
-        "sample_moments": analysis.moments[with_patches],
+        "sample_moments": analysis.features.moments_of(with_patches),
         "sample_patches": extract_patches(analysis.features.image, atoms.xy[with_patches], patch_size=patch_size),
     }
 

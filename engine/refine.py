@@ -358,8 +358,12 @@ def render_columns(shape, xy, amplitude, sigma, *, reach=3.0):
         gy = np.exp((rows - p[:, 1, None]) ** 2 * inv) * ((rows >= 0) & (rows < h))
         gx = np.exp((cols - p[:, 0, None]) ** 2 * inv) * ((cols >= 0) & (cols < w))
         val = amplitude[c0 : c0 + 4096, None, None] * gy[:, :, None] * gx[:, None, :]
-        flat = rows.clip(0, h - 1)[:, :, None] * w + cols.clip(0, w - 1)[:, None, :]
-        out += np.bincount(flat.ravel(), weights=val.ravel(), minlength=h * w)
+        flat = (rows.clip(0, h - 1)[:, :, None] * w + cols.clip(0, w - 1)[:, None, :]).ravel()
+        # summed over the span of pixels the chunk reaches only (a band of rows: detection gives the atoms in row
+        # order), not the whole image per chunk, which made the rendering quadratic in the image's side
+        first = int(flat.min())
+        part = np.bincount(flat - first, weights=val.ravel())
+        out[first : first + len(part)] += part
     return out.reshape(h, w)
 
 
@@ -381,13 +385,13 @@ def noise_weights(image) -> np.ndarray:
     -------
     (H, W) float32 ndarray, image units^-2
     """
-    img = np.asarray(image, np.float64)
-    h, w = img.shape[0] // 2 * 2, img.shape[1] // 2 * 2
-    a, b, c, d = img[:h:2, :w:2], img[:h:2, 1:w:2], img[1:h:2, :w:2], img[1:h:2, 1:w:2]
-    detail, level = ((a - b - c + d) / 2).ravel(), ((a + b + c + d) / 4).ravel()
-    pick = _sample_index(level.size)
-    if pick is not None:
-        detail, level = detail[pick], level[pick]
+    img = np.asarray(image)
+    h, w = img.shape[0] // 2, img.shape[1] // 2
+    # the blocks' corners in float64, only the sampled blocks' on a larger image (no float64 copy of the image)
+    pick = _sample_index(h * w)
+    rows, cols = np.divmod(np.arange(h * w) if pick is None else pick, w)
+    a, b, c, d = (img[2 * rows + i, 2 * cols + j].astype(np.float64) for i, j in ((0, 0), (0, 1), (1, 0), (1, 1)))
+    detail, level = (a - b - c + d) / 2, (a + b + c + d) / 4
     order = np.argsort(level)
     bins = np.array_split(order, 16)
     lev = np.array([np.median(level[g]) for g in bins])
@@ -396,8 +400,13 @@ def noise_weights(image) -> np.ndarray:
     floor = 0.1 * float(np.median(var))
     if not (slope > 0 and floor > 0):
         return np.full(img.shape, 1.0 / max(float(np.median(var)), 1e-30), np.float32)
-    model = slope * ndi.gaussian_filter(img, 1.0, mode="nearest") + intercept
-    return (1.0 / np.maximum(model, floor)).astype(np.float32)
+    # the model in float64 (the filter computes in float64 whatever its input), in place: one image-sized buffer
+    model = ndi.gaussian_filter(img, 1.0, mode="nearest", output=np.float64)
+    model *= slope
+    model += intercept
+    np.maximum(model, floor, out=model)
+    np.divide(1.0, model, out=model)
+    return model.astype(np.float32)
 
 
 def refine_jointly(image, xy, amplitude, sigma, *, nn_px, n_iter=(8, 4), max_snr=JOINT_MAX_SNR):

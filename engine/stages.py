@@ -76,8 +76,9 @@ class MicrographAnalysis:
     atoms : Atoms
         Sub-pixel atom positions (px) and intensities.
     features : Features
-        Zernike moments and rotation invariants of each atom's neighbourhood (and its square patches,
-        extracted when first used, for class averages).
+        Each atom's features: rotation invariants of its neighbourhood's Zernike moments, or the descriptor's
+        own (then the moments are computed only for the sampled patches, :meth:`Features.moments_of`); and
+        its square patches, extracted when first used, for class averages.
     graph : AtomGraph
         Bonds and rings (tokens not yet assigned).
     """
@@ -90,10 +91,6 @@ class MicrographAnalysis:
     @property
     def invariants(self) -> np.ndarray:
         return self.features.invariants
-
-    @property
-    def moments(self) -> np.ndarray:
-        return self.features.moments
 
 
 def load_input(item: InputSpec) -> Micrograph:
@@ -158,13 +155,14 @@ def find_atoms(image: np.ndarray, spec: Spec) -> tuple[np.ndarray, Atoms, RingCe
 def describe_atoms(image: np.ndarray, atoms: Atoms, spec: Spec) -> Features:
     """The features of every atom's neighbourhood, by ``spec.features`` (descriptor resolved by the spec)."""
     image = normalise_image(image, atoms.xy)
+    descriptor = spec.feature_descriptor
     features = compute_features(
         image,
         atoms.xy,
         patch_size=spec.features.patch_size or patch_size_for(atoms.lattice_period_px),
         n_max=spec.features.n_max,
+        moments=descriptor in ("zernike", "zernike_context"),
     )
-    descriptor = spec.feature_descriptor
     if descriptor == "intensity":
         quantiles = intensity_quantiles(image, atoms.xy, radius_px=INTENSITY_RADIUS_PERIODS * atoms.lattice_period_px)
         return dataclasses.replace(features, invariants=quantiles)

@@ -96,34 +96,45 @@ class Features:
 
     Attributes
     ----------
-    moments : (N, M) ndarray of complex64
+    moments : (N, M) ndarray of complex64 or None
         Zernike moments ``A_nm`` of the disk of diameter ``patch_size`` about each atom, sampled on a polar
-        grid (:func:`motifgram.engine.zernike.image_moments`); orientation in their phases.
+        grid (:func:`motifgram.engine.zernike.image_moments`); orientation in their phases. None where a
+        descriptor of its own replaces the invariants (:meth:`moments_of` computes a sample's).
     invariants : (N, M) ndarray of float32
-        ``|A_nm|``, invariant to rotation.
+        ``|A_nm|``, invariant to rotation (or the descriptor's features).
     image : (H, W) ndarray of float32
         The (normalised) image the features were computed from.
     xy : (N, 2) ndarray of float32
         Atom positions (x = column, y = row) in px.
     patch_size : int
         Neighbourhood diameter / square patch side in px.
+    n_max : int
+        Highest Zernike radial order.
     patches : (N, P, P) ndarray of float32
         Square patches centred on the atoms (:func:`motifgram.engine.patches.extract_patches`), extracted
         on first access (for class averages) and then kept.
     """
 
-    moments: np.ndarray
+    moments: np.ndarray | None
     invariants: np.ndarray
     image: np.ndarray = field(repr=False)
     xy: np.ndarray
     patch_size: int
+    n_max: int = 10
 
     @cached_property
     def patches(self):
         return extract_patches(self.image, self.xy, patch_size=self.patch_size)
 
+    def moments_of(self, rows):
+        """The Zernike moments (R, M) of the atoms ``rows``: rows of :attr:`moments`, or where those were not
+        computed, these atoms' alone (the same values)."""
+        if self.moments is not None:
+            return self.moments[rows]
+        return image_moments(self.image, self.xy[rows], patch_size=self.patch_size, n_max=self.n_max)
 
-def compute_features(image, xy, *, patch_size, n_max=10):
+
+def compute_features(image, xy, *, patch_size, n_max=10, moments=True):
     """Zernike moments and rotation invariants of every atom's neighbourhood.
 
     Parameters
@@ -135,6 +146,9 @@ def compute_features(image, xy, *, patch_size, n_max=10):
         Odd neighbourhood diameter in px (see :func:`motifgram.engine.patches.patch_size_for`).
     n_max : int
         Highest Zernike radial order.
+    moments : bool
+        False: neither moments nor invariants are computed (both None), for a descriptor of its own that
+        replaces the invariants; ``Features.moments_of`` then computes a sample's moments.
 
     Returns
     -------
@@ -146,8 +160,11 @@ def compute_features(image, xy, *, patch_size, n_max=10):
         raise ValueError(f"patch_size must be an odd integer >= 3 px, got {patch_size!r}")
     img = np.asarray(image, dtype=np.float32)
     pts = np.asarray(xy, dtype=np.float32)
-    moments = image_moments(img, pts, patch_size=size, n_max=n_max)
-    return Features(moments=moments, invariants=rotation_invariants(moments), image=img, xy=pts, patch_size=size)
+    if not moments:
+        return Features(moments=None, invariants=None, image=img, xy=pts, patch_size=size, n_max=n_max)
+    values = image_moments(img, pts, patch_size=size, n_max=n_max)
+    return Features(moments=values, invariants=rotation_invariants(values), image=img, xy=pts, patch_size=size,
+                    n_max=n_max)
 
 
 @dataclass(frozen=True)

@@ -190,6 +190,7 @@ STAGES = textwrap.dedent("""
     for k, image in enumerate(images):
         before = len(events["compiled"])
         analysis = analyse_micrograph(Micrograph(image, None, str(k), "g", "simulated"), spec)
+        analysis.features.moments_of(slice(512))  # the sampled patches' moments (the chemistry descriptor's only)
         model, _, _ = learn_tokens(analysis.invariants, k_range=(1, 3), seed=0, n_init=2)
         assign_tokens(model, analysis.invariants)
         counts.append(events["compiled"][before:])
