@@ -76,7 +76,7 @@ def child(peaks_path: str, argv: list[str]) -> int:
 
 
 def fit_check(image_path: str, run_dir: str, *, whole_image: bool = True) -> str:
-    """The chemistry column fit (:func:`motifgram.engine.chemistry.column_intensities`) on a run's atoms, by tiles
+    """The chemistry column fit (:func:`motifgram.engine.columnfit.column_intensities`) on a run's atoms, by tiles
     (the default) and then (``whole_image``) of the whole image at the same width: the peak RSS the tiled fit adds
     to this process, and how far the two fits' intensities are apart on the measured columns."""
     import csv
@@ -84,7 +84,8 @@ def fit_check(image_path: str, run_dir: str, *, whole_image: bool = True) -> str
 
     from scipy.spatial import cKDTree
 
-    from motifgram.engine.chemistry import EDGE_SIGMAS, column_intensities
+    from motifgram.engine.chemistry import EDGE_SIGMAS
+    from motifgram.engine.columnfit import column_intensities
 
     image = np.load(image_path)
     with open(Path(run_dir) / "atoms.csv") as table:

@@ -147,8 +147,7 @@ def compute_features(image, xy, *, patch_size, n_max=10, moments=True):
     n_max : int
         Highest Zernike radial order.
     moments : bool
-        False: neither moments nor invariants are computed (both None), for a descriptor of its own that
-        replaces the invariants; ``Features.moments_of`` then computes a sample's moments.
+        False: none computed (moments and invariants None; :meth:`Features.moments_of` computes a sample's).
 
     Returns
     -------
@@ -160,11 +159,9 @@ def compute_features(image, xy, *, patch_size, n_max=10, moments=True):
         raise ValueError(f"patch_size must be an odd integer >= 3 px, got {patch_size!r}")
     img = np.asarray(image, dtype=np.float32)
     pts = np.asarray(xy, dtype=np.float32)
-    if not moments:
-        return Features(moments=None, invariants=None, image=img, xy=pts, patch_size=size, n_max=n_max)
-    values = image_moments(img, pts, patch_size=size, n_max=n_max)
-    return Features(moments=values, invariants=rotation_invariants(values), image=img, xy=pts, patch_size=size,
-                    n_max=n_max)
+    values = image_moments(img, pts, patch_size=size, n_max=n_max) if moments else None
+    invariants = None if values is None else rotation_invariants(values)
+    return Features(moments=values, invariants=invariants, image=img, xy=pts, patch_size=size, n_max=n_max)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
-from motifgram.engine.chemistry import chemistry_features, column_intensities, feature_precision
+from motifgram.engine.chemistry import chemistry_features, feature_precision
+from motifgram.engine.columnfit import column_intensities
 from motifgram.engine.detect import detect_atoms, remove_scan_noise
 from motifgram.engine.graph import build_graph
 from motifgram.engine.mixture import Mixture, adjusted_rand_index

@@ -4,7 +4,8 @@
 import numpy as np
 import pytest
 
-from motifgram.engine.chemistry import BACKGROUND_SPACING, EDGE_SIGMAS, SIGMA_GRID, _fit, column_intensities
+from motifgram.engine.chemistry import EDGE_SIGMAS
+from motifgram.engine.columnfit import BACKGROUND_SPACING, SIGMA_GRID, _fit, column_intensities
 from motifgram.engine.refine import render_columns
 from conftest import seeds
 
