@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from scipy import fft as sp_fft
@@ -344,8 +345,12 @@ def _hidden_columns(img, xy, amplitude, width, *, sigma_px, nn_px, threshold):
     than ``_SITE_K`` spreads and ``_RELATIVE_FLOOR`` of a strong column's smoothed height. Such sites are few,
     so a lower threshold than the blind search's admits few noise maxima; bumps elsewhere (contamination, whose
     columns nothing predicts) are left alone. Of two maxima closer than
-    ``_HIDDEN_APART`` nn the weaker goes. Returns their positions (M, 2), px, and the residual (H, W).
+    ``_HIDDEN_APART`` nn the weaker goes. Returns their positions (M, 2), px, and the residual (H, W), or None
+    where no pixel of the image has the votes (:func:`_voted_pixels`): then the image-wide work is skipped.
     """
+    voters = _voters(xy, nn_px=nn_px)
+    if _voted_pixels(voters, img.shape, nn_px=nn_px).shape[0] == 0:
+        return np.zeros((0, 2), np.float32), None
     amp = np.clip(amplitude, 0.0, 3.0 * max(float(np.median(amplitude)), 0.0))
     residual = img - render_columns(img.shape, xy, amp, np.minimum(width, 1.25 * float(np.median(width))))
     smooth = ndi.gaussian_filter(residual, sigma_px, mode="nearest")
@@ -357,29 +362,36 @@ def _hidden_columns(img, xy, amplitude, width, *, sigma_px, nn_px, threshold):
     tree = cKDTree(xy)
     apart = tree.query(found, distance_upper_bound=_HIDDEN_APART * nn_px)[0] > _HIDDEN_APART * nn_px
     found, heights = found[apart], heights[apart]
-    votes, typical = _missing_neighbour_votes(xy, found, nn_px=nn_px)
+    votes = _missing_neighbour_votes(voters, found, nn_px=nn_px)
     if threshold is None:
         w2 = float(np.median(width)) ** 2
         strong = float(np.percentile(amp, 95)) * w2 / (w2 + sigma_px**2)  # a strong column's smoothed height
         threshold = max(_SITE_K * spread, _RELATIVE_FLOOR * strong)
-    keep = (heights > threshold) & (votes >= max(typical, 2))
+    keep = (heights > threshold) & (votes >= voters.needed)
     found, heights = found[keep], heights[keep]
     return found[_suppress_weaker(found, heights, radius=_HIDDEN_APART * nn_px)].astype(np.float32), residual
 
 
-def _missing_neighbour_votes(xy, sites, *, nn_px):
-    """How many columns miss a neighbour at each of ``sites`` (M, 2): (M,) int, and a typical column's bonds.
+class _Voters(NamedTuple):
+    """Columns that miss a neighbour: positions (V, 2) px, unit vectors towards the missing neighbour (V, 2), and
+    the votes a site needs (a typical column's bonds, at least two)."""
+
+    xy: np.ndarray
+    missing: np.ndarray
+    needed: int
+
+
+def _voters(xy, *, nn_px) -> _Voters:
+    """The columns that miss a neighbour, and where.
 
     A column's bonds (neighbours within ``_BOND_NN`` nn) in a symmetric environment sum to about zero; a column
     with fewer bonds than the image's typical (median) column, whose unit bond vectors sum to at least half a bond,
-    misses its neighbour opposite that sum. It votes for a site within ``_BOND_NN`` nn of it that lies within
-    ``_MISSING_ANGLE`` of that direction (a honeycomb's hollow sites lie 60 degrees off).
+    misses its neighbour opposite that sum.
     """
-    tree = cKDTree(xy)
-    pairs = tree.query_pairs(_BOND_NN * nn_px, output_type="ndarray")
+    pairs = cKDTree(xy).query_pairs(_BOND_NN * nn_px, output_type="ndarray")
     n = xy.shape[0]
-    if pairs.size == 0 or sites.shape[0] == 0:
-        return np.zeros(sites.shape[0], int), 0
+    if pairs.size == 0:
+        return _Voters(np.zeros((0, 2), xy.dtype), np.zeros((0, 2)), 2)
     i, j = np.concatenate([pairs[:, 0], pairs[:, 1]]), np.concatenate([pairs[:, 1], pairs[:, 0]])
     d = (xy[j] - xy[i]).astype(np.float64)
     unit = d / np.linalg.norm(d, axis=1, keepdims=True)
@@ -387,12 +399,48 @@ def _missing_neighbour_votes(xy, sites, *, nn_px):
     n_bonds = np.bincount(i, minlength=n)
     strength = np.linalg.norm(bond_sum, axis=1)
     voter = (n_bonds < np.median(n_bonds)) & (strength >= 0.5)
-    missing = -bond_sum / np.maximum(strength, 1e-12)[:, None]  # unit vector towards the missing neighbour
-    near = cKDTree(xy[voter]).sparse_distance_matrix(cKDTree(sites), _BOND_NN * nn_px, output_type="coo_matrix")
-    to_site = sites[near.col] - xy[voter][near.row]
-    cosine = np.einsum("ij,ij->i", to_site, missing[voter][near.row]) / np.linalg.norm(to_site, axis=1)
-    votes = np.bincount(near.col[cosine >= np.cos(np.radians(_MISSING_ANGLE))], minlength=sites.shape[0])
-    return votes, int(np.median(n_bonds))
+    missing = -bond_sum[voter] / strength[voter, None]
+    return _Voters(xy[voter], missing, max(int(np.median(n_bonds)), 2))
+
+
+def _missing_neighbour_votes(voters: _Voters, sites, *, nn_px):
+    """How many of ``voters`` miss a neighbour at each of ``sites`` (M, 2): (M,) int.
+
+    A voter votes for a site within ``_BOND_NN`` nn of it that lies within ``_MISSING_ANGLE`` of its missing
+    neighbour's direction (a honeycomb's hollow sites lie 60 degrees off).
+    """
+    if voters.xy.shape[0] == 0 or sites.shape[0] == 0:
+        return np.zeros(sites.shape[0], int)
+    near = cKDTree(voters.xy).sparse_distance_matrix(cKDTree(sites), _BOND_NN * nn_px, output_type="coo_matrix")
+    to_site = sites[near.col] - voters.xy[near.row]
+    cosine = np.einsum("ij,ij->i", to_site, voters.missing[near.row]) / np.linalg.norm(to_site, axis=1)
+    return np.bincount(near.col[cosine >= np.cos(np.radians(_MISSING_ANGLE))], minlength=sites.shape[0])
+
+
+def _voted_pixels(voters: _Voters, shape, *, nn_px) -> np.ndarray:
+    """Whole-pixel positions (x, y) of an image of ``shape`` that enough ``voters`` vote for, (K, 2) int.
+
+    A hidden column lies on a pixel (a maximum) at least ``_HIDDEN_APART`` nn from every column, its voters
+    included, so only such pixels are counted; the bounds are widened by 1e-6 px and the angle's cosine by 1e-9,
+    so that every site :func:`_missing_neighbour_votes` gives the votes is among them.
+    """
+    if voters.xy.shape[0] < voters.needed:
+        return np.zeros((0, 2), np.int64)
+    reach = _BOND_NN * nn_px
+    off = np.arange(-int(np.ceil(reach)) - 1, int(np.ceil(reach)) + 2)
+    ox, oy = (a.ravel() for a in np.meshgrid(off, off))
+    base = np.floor(voters.xy).astype(np.int64)
+    px, py = base[:, :1] + ox, base[:, 1:] + oy  # (V, B) candidate pixels around each voter
+    dx, dy = px - voters.xy[:, :1].astype(np.float64), py - voters.xy[:, 1:].astype(np.float64)
+    dist = np.hypot(dx, dy)
+    cosine = (dx * voters.missing[:, :1] + dy * voters.missing[:, 1:]) / np.maximum(dist, 1e-12)
+    h, w = shape
+    hit = ((dist <= reach + 1e-6) & (dist >= _HIDDEN_APART * nn_px - 1e-6)
+           & (cosine >= np.cos(np.radians(_MISSING_ANGLE)) - 1e-9)
+           & (px >= 0) & (px < w) & (py >= 0) & (py < h))
+    flat, count = np.unique(py[hit] * w + px[hit], return_counts=True)
+    flat = flat[count >= voters.needed]
+    return np.stack([flat % w, flat // w], axis=1)
 
 
 def _suppress_weaker(xy: np.ndarray, strength: np.ndarray, *, radius: float) -> np.ndarray:
