@@ -352,7 +352,8 @@ def _hidden_columns(img, xy, amplitude, width, *, sigma_px, nn_px, threshold):
     if _voted_pixels(voters, img.shape, nn_px=nn_px).shape[0] == 0:
         return np.zeros((0, 2), np.float32), None
     amp = np.clip(amplitude, 0.0, 3.0 * max(float(np.median(amplitude)), 0.0))
-    residual = img - render_columns(img.shape, xy, amp, np.minimum(width, 1.25 * float(np.median(width))))
+    residual = render_columns(img.shape, xy, amp, np.minimum(width, 1.25 * float(np.median(width))))
+    np.subtract(img, residual, out=residual)
     smooth = ndi.gaussian_filter(residual, sigma_px, mode="nearest")
     field = smooth - ndi.gaussian_filter(smooth, nn_px, mode="nearest")
     spread = 1.4826 * float(np.median(np.abs(field - np.median(field))))

@@ -465,7 +465,9 @@ def refine_jointly(image, xy, amplitude, sigma, *, nn_px, n_iter=(8, 4), max_snr
     log.info("joint refinement: column signal-to-noise %.1f, %d passes", snr, len(n_iter))
     half_window = max(2, int(round(0.8 * nn_px)))
     for iterations in n_iter:
-        others = img - render_columns(img.shape, xy, np.maximum(amp, 0.0), sig)
+        others = render_columns(img.shape, xy, np.maximum(amp, 0.0), sig)
+        np.subtract(img, others, out=others)  # in place, then in float32 (as the fit reads it): one float64 image
+        others = others.astype(np.float32)
         new_xy, new_amp, new_sig, ok = refine_columns(
             others, xy, sigma_px=sig, half_window=half_window, n_iter=iterations, sigma_max=cap,
             weights=weights, own=(np.maximum(amp, 0.0), sig),
