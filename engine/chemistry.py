@@ -2,20 +2,22 @@
 
 In HAADF-STEM the integrated intensity of a column (its scattering cross-section) grows with the atomic
 numbers in it (about ``sum Z**1.7``) and is nearly independent of the probe and of small displacements;
-StatSTEM (De Backer et al. 2016) fits it as the volume of a Gaussian per column. The rotation invariants
-of a neighbourhood disk (the ``zernike`` descriptor) also see geometry: next to a Stone–Wales defect or a
-vacancy the same carbon column gets different invariants, and a mixture fitted to them gives strain its own
-tokens. This descriptor keeps only chemistry, two numbers per column (:data:`CHEMISTRY_COLUMNS`):
+StatSTEM (De Backer et al. 2016; :mod:`motifgram.engine.columnfit`) fits it as the volume of a Gaussian per
+column. The rotation invariants of a neighbourhood disk (the ``zernike`` descriptor) also see geometry: next
+to a Stone–Wales defect or a vacancy the same carbon column gets different invariants, and a mixture fitted to
+them gives strain its own tokens. This descriptor keeps only chemistry, two numbers per column
+(:data:`CHEMISTRY_COLUMNS`):
 
-* ``log(I / trend)``: the column's fitted integrated intensity (:func:`motifgram.engine.columnfit.column_intensities`) relative to a
-  smooth spatial trend (:func:`intensity_trend`) so that dose, gain and probe cancel, and so do thickness,
-  background and probe drift over a real micrograph, which otherwise split a kind's columns into tokens by
-  region. The trend is class-aware: the intensity levels (:func:`intensity_levels`) are found first, and only
-  the columns of main kinds (levels holding at least :data:`MAIN_KIND_SHARE` of the columns) enter it, each
-  relative to its level, so neither the mix of kinds nor a rare kind (a dopant, a vacancy) moves it; levels
-  and trend are found in turn (:data:`TREND_ITERATIONS`). The trend is that of the brightest main kind (its
-  columns sit at 0). (The median of the 64 nearest columns, used before, flips between Mo and S2 in MoS2,
-  where the two kinds are equally common.)
+* ``log(I / trend)``: the column's fitted integrated intensity
+  (:func:`motifgram.engine.columnfit.column_intensities`) relative to a smooth spatial trend
+  (:func:`intensity_trend`) so that dose, gain and probe cancel, and so do thickness, background and probe
+  drift over a real micrograph, which otherwise split a kind's columns into tokens by region. The trend is
+  class-aware: the intensity levels (:func:`intensity_levels`) are found first, and only the columns of main
+  kinds (levels holding at least :data:`MAIN_KIND_SHARE` of the columns) enter it, each relative to its level,
+  so neither the mix of kinds nor a rare kind (a dopant, a vacancy) moves it; levels and trend are found in
+  turn (:data:`TREND_ITERATIONS`). The trend is that of the brightest main kind (its columns sit at 0). (The
+  median of the 64 nearest columns, used before, flips between Mo and S2 in MoS2, where the two kinds are
+  equally common.)
 * ``log(I / I of its dimmest neighbour of a main kind)``: its contrast with its nearest neighbours (the atoms
   within :data:`motifgram.engine.context.NEIGHBOUR_RADIUS` nearest-neighbour distances; the dimmest of all
   its neighbours where none is of a main kind, 0 for an atom without one). It tells a metal column from an
@@ -34,12 +36,6 @@ Positions enter only through which pixels belong to which column, so bond rotati
 move an atom's features by the fitting noise alone. Both columns are rotation invariant (the trend's grid is
 symmetric about the columns' middle, so 90-degree rotations and mirrors of the image leave them unchanged up
 to the fitting noise).
-
-References
-----------
-A. De Backer, K. H. W. van den Bos, W. Van den Broek, J. Sijbers, S. Van Aert, "StatSTEM: an efficient
-approach for accurate and precise model-based quantification of atomic resolution electron microscopy
-images", Ultramicroscopy 171, 104 (2016).
 """
 
 import numpy as np
