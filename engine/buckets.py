@@ -47,6 +47,9 @@ WINDOW_BUCKETS = (2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64)
 SIDE_BUCKET = 256
 """Image sides handed to a kernel are padded to a multiple of this (px)."""
 
+_IN_FLIGHT = 4
+"""Chunks :func:`map_chunks` dispatches ahead of the oldest result it has not read (each holds its inputs)."""
+
 _K_BUCKET = 8
 _ROW_STEPS = (4, 5, 6, 7)  # quarter-octave steps: a bucket wastes at most a quarter of its rows
 
@@ -137,8 +140,8 @@ def map_chunks(kernel: Callable, arrays: Sequence[np.ndarray], *args, chunk: int
     kernel : callable
         ``kernel(*chunks, *args, **kwargs)``: takes one chunk of each of ``arrays`` (``chunk`` rows along
         ``axis``, the last chunk zero-padded) and returns an array or a tuple of arrays with one row per
-        input row along their first axis. All chunks are dispatched before any result is read, so JAX
-        overlaps them.
+        input row along their first axis. Up to :data:`_IN_FLIGHT` chunks are dispatched ahead of the
+        results read, so JAX overlaps them while the inputs it holds stay bounded.
     arrays : sequence of ndarray
         Arrays with the same number of rows along ``axis``.
     chunk : int
@@ -166,4 +169,6 @@ def map_chunks(kernel: Callable, arrays: Sequence[np.ndarray], *args, chunk: int
     for start in range(0, n, chunk):
         part = (slice(None),) * (axis % arrays[0].ndim) + (slice(start, start + chunk),)
         results.append(kernel(*(to_device(pad_to(a[part], chunk, axis=axis)) for a in arrays), *args, **kwargs))
+        if len(results) > _IN_FLIGHT:  # read the oldest pending result: its inputs are freed
+            results[-_IN_FLIGHT - 1] = jax.tree_util.tree_map(np.asarray, results[-_IN_FLIGHT - 1])
     return jax.tree_util.tree_map(lambda *outs: np.concatenate([np.asarray(o) for o in outs])[:n], *results)

@@ -338,48 +338,50 @@ def _hidden_columns(img, xy, amplitude, width, *, sigma_px, nn_px, threshold):
     :func:`~motifgram.engine.refine.refine_jointly` does) leaves it standing alone. The residual, smoothed as
     the image was and less its broad background (smoothed over ``nn_px``), is noise, fast-scan noise and model
     error where the fit was right; its spread is measured there (MAD). A maximum of it counts where as many
-    columns as a typical column has bonds (at least two) say one is missing there
-    (:func:`_missing_neighbour_votes`), it lies at least ``_HIDDEN_APART`` nn from every fitted column, and it
+    columns as a typical column has bonds (at least two) say one is missing there (:func:`_voted_pixels`), it
+    lies at least ``_HIDDEN_APART`` nn from every fitted column, and it
     stands more than ``threshold`` (the caller's, image units) above the broad background, or by default more
     than ``_SITE_K`` spreads and ``_RELATIVE_FLOOR`` of a strong column's smoothed height. Such sites are few,
     so a lower threshold than the blind search's admits few noise maxima; bumps elsewhere (contamination, whose
     columns nothing predicts) are left alone. Of two maxima closer than
-    ``_HIDDEN_APART`` nn the weaker goes. Returns their positions (M, 2), px, and the residual (H, W).
+    ``_HIDDEN_APART`` nn the weaker goes. Returns their positions (M, 2), px, and the residual (H, W), or None
+    where no pixel has the votes (the votes need only the columns: then the image-wide work is skipped).
     """
+    voted = _voted_pixels(*_voters(xy, nn_px=nn_px), img.shape, nn_px=nn_px)
+    if voted.size == 0:
+        return np.zeros((0, 2), np.float32), None
     amp = np.clip(amplitude, 0.0, 3.0 * max(float(np.median(amplitude)), 0.0))
-    residual = img - render_columns(img.shape, xy, amp, np.minimum(width, 1.25 * float(np.median(width))))
+    residual = render_columns(img.shape, xy, amp, np.minimum(width, 1.25 * float(np.median(width))))
+    np.subtract(img, residual, out=residual)
     smooth = ndi.gaussian_filter(residual, sigma_px, mode="nearest")
     field = smooth - ndi.gaussian_filter(smooth, nn_px, mode="nearest")
     spread = 1.4826 * float(np.median(np.abs(field - np.median(field))))
     rc = np.argwhere(smooth == ndi.maximum_filter(smooth, size=3, mode="nearest"))
+    rc = rc[np.isin(rc[:, 0] * img.shape[1] + rc[:, 1], voted)]
     heights = field[rc[:, 0], rc[:, 1]]
     found = rc[:, ::-1].astype(np.float64)
-    tree = cKDTree(xy)
-    apart = tree.query(found, distance_upper_bound=_HIDDEN_APART * nn_px)[0] > _HIDDEN_APART * nn_px
+    apart = cKDTree(xy).query(found, distance_upper_bound=_HIDDEN_APART * nn_px)[0] > _HIDDEN_APART * nn_px
     found, heights = found[apart], heights[apart]
-    votes, typical = _missing_neighbour_votes(xy, found, nn_px=nn_px)
     if threshold is None:
         w2 = float(np.median(width)) ** 2
         strong = float(np.percentile(amp, 95)) * w2 / (w2 + sigma_px**2)  # a strong column's smoothed height
         threshold = max(_SITE_K * spread, _RELATIVE_FLOOR * strong)
-    keep = (heights > threshold) & (votes >= max(typical, 2))
-    found, heights = found[keep], heights[keep]
+    found, heights = found[heights > threshold], heights[heights > threshold]
     return found[_suppress_weaker(found, heights, radius=_HIDDEN_APART * nn_px)].astype(np.float32), residual
 
 
-def _missing_neighbour_votes(xy, sites, *, nn_px):
-    """How many columns miss a neighbour at each of ``sites`` (M, 2): (M,) int, and a typical column's bonds.
+def _voters(xy, *, nn_px):
+    """The columns that miss a neighbour: positions (V, 2) px, unit vectors towards the missing neighbour (V, 2),
+    and the votes a site needs (a typical column's bonds, at least two).
 
     A column's bonds (neighbours within ``_BOND_NN`` nn) in a symmetric environment sum to about zero; a column
     with fewer bonds than the image's typical (median) column, whose unit bond vectors sum to at least half a bond,
-    misses its neighbour opposite that sum. It votes for a site within ``_BOND_NN`` nn of it that lies within
-    ``_MISSING_ANGLE`` of that direction (a honeycomb's hollow sites lie 60 degrees off).
+    misses its neighbour opposite that sum.
     """
-    tree = cKDTree(xy)
-    pairs = tree.query_pairs(_BOND_NN * nn_px, output_type="ndarray")
+    pairs = cKDTree(xy).query_pairs(_BOND_NN * nn_px, output_type="ndarray")
     n = xy.shape[0]
-    if pairs.size == 0 or sites.shape[0] == 0:
-        return np.zeros(sites.shape[0], int), 0
+    if pairs.size == 0:
+        return np.zeros((0, 2), xy.dtype), np.zeros((0, 2)), 2
     i, j = np.concatenate([pairs[:, 0], pairs[:, 1]]), np.concatenate([pairs[:, 1], pairs[:, 0]])
     d = (xy[j] - xy[i]).astype(np.float64)
     unit = d / np.linalg.norm(d, axis=1, keepdims=True)
@@ -387,12 +389,30 @@ def _missing_neighbour_votes(xy, sites, *, nn_px):
     n_bonds = np.bincount(i, minlength=n)
     strength = np.linalg.norm(bond_sum, axis=1)
     voter = (n_bonds < np.median(n_bonds)) & (strength >= 0.5)
-    missing = -bond_sum / np.maximum(strength, 1e-12)[:, None]  # unit vector towards the missing neighbour
-    near = cKDTree(xy[voter]).sparse_distance_matrix(cKDTree(sites), _BOND_NN * nn_px, output_type="coo_matrix")
-    to_site = sites[near.col] - xy[voter][near.row]
-    cosine = np.einsum("ij,ij->i", to_site, missing[voter][near.row]) / np.linalg.norm(to_site, axis=1)
-    votes = np.bincount(near.col[cosine >= np.cos(np.radians(_MISSING_ANGLE))], minlength=sites.shape[0])
-    return votes, int(np.median(n_bonds))
+    return xy[voter], -bond_sum[voter] / strength[voter, None], max(int(np.median(n_bonds)), 2)
+
+
+def _voted_pixels(xy, missing, needed, shape, *, nn_px) -> np.ndarray:
+    """The pixels of an image of ``shape`` that at least ``needed`` of the columns ``xy`` (V, 2) px, short of a bond
+    towards ``missing`` (V, 2) (:func:`_voters`), vote for: flat indices (row x W + column), sorted (K,) int.
+
+    A column votes for a pixel ``_HIDDEN_APART`` to ``_BOND_NN`` nn from it within ``_MISSING_ANGLE`` of that
+    direction (a honeycomb's hollow sites lie 60 degrees off; a hidden column lies that far from every column).
+    """
+    if xy.shape[0] < needed:
+        return np.zeros(0, np.int64)
+    reach = _BOND_NN * nn_px
+    off = np.arange(-int(np.ceil(reach)) - 1, int(np.ceil(reach)) + 2)
+    ox, oy = (a.ravel() for a in np.meshgrid(off, off))
+    px, py = np.floor(xy[:, :1]).astype(np.int64) + ox, np.floor(xy[:, 1:]).astype(np.int64) + oy  # (V, B)
+    dx, dy = px - xy[:, :1].astype(np.float64), py - xy[:, 1:].astype(np.float64)
+    dist = np.sqrt(dx * dx + dy * dy)
+    cosine = (dx * missing[:, :1] + dy * missing[:, 1:]) / np.maximum(dist, 1e-12)
+    h, w = shape
+    hit = ((dist <= reach) & (dist > _HIDDEN_APART * nn_px) & (cosine >= np.cos(np.radians(_MISSING_ANGLE)))
+           & (px >= 0) & (px < w) & (py >= 0) & (py < h))
+    flat, count = np.unique(py[hit] * w + px[hit], return_counts=True)
+    return flat[count >= needed]
 
 
 def _suppress_weaker(xy: np.ndarray, strength: np.ndarray, *, radius: float) -> np.ndarray:

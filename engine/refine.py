@@ -292,15 +292,20 @@ def refine_columns(image, xy, *, sigma_px, half_window, n_iter, sigma_max=None, 
         own_amp, own_sigma = (np.broadcast_to(np.asarray(v, np.float32), (n,)) for v in own)
     s_cap = jnp.float32(np.inf if sigma_max is None else sigma_max)
     fx, fy = ox.astype(np.float32), oy.astype(np.float32)
+    offset_flat = oy * w + ox
     ux, uy = jnp.asarray(fx), jnp.asarray(fy)
 
     def fit_chunk(chunk, s0, st, a_own, s_own):
-        # one flat gather of the disk's pixels straight into the kernel's (pixel, atom) layout: (P, n)
-        chunk = np.asarray(chunk)
-        rows = oy[:, None] + chunk[None, :, 1]
-        cols = ox[:, None] + chunk[None, :, 0]
-        valid = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w) & used[:, None]
-        flat = rows.clip(0, h - 1) * w + cols.clip(0, w - 1)
+        # one flat gather of the disk's pixels straight into the kernel's (pixel, atom) layout: (P, n); a window
+        # within the image is its centre's flat index plus the offsets', only those cut by the border are clipped
+        chunk = np.asarray(chunk, np.int64)
+        flat = offset_flat[:, None] + (chunk[:, 1] * w + chunk[:, 0])[None, :]
+        valid = np.repeat(used[:, None], chunk.shape[0], axis=1)
+        cut = np.flatnonzero((chunk.min(axis=1) < hb) | (chunk[:, 0] >= w - hb) | (chunk[:, 1] >= h - hb))
+        if cut.size:
+            rows, cols = oy[:, None] + chunk[None, cut, 1], ox[:, None] + chunk[None, cut, 0]
+            valid[:, cut] &= (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
+            flat[:, cut] = rows.clip(0, h - 1) * w + cols.clip(0, w - 1)
         windows = img.ravel()[flat]
         if own is not None:
             st = np.asarray(st)
@@ -460,7 +465,9 @@ def refine_jointly(image, xy, amplitude, sigma, *, nn_px, n_iter=(8, 4), max_snr
     log.info("joint refinement: column signal-to-noise %.1f, %d passes", snr, len(n_iter))
     half_window = max(2, int(round(0.8 * nn_px)))
     for iterations in n_iter:
-        others = img - render_columns(img.shape, xy, np.maximum(amp, 0.0), sig)
+        others = render_columns(img.shape, xy, np.maximum(amp, 0.0), sig)
+        np.subtract(img, others, out=others)  # in place, then in float32 (as the fit reads it): one float64 image
+        others = others.astype(np.float32)
         new_xy, new_amp, new_sig, ok = refine_columns(
             others, xy, sigma_px=sig, half_window=half_window, n_iter=iterations, sigma_max=cap,
             weights=weights, own=(np.maximum(amp, 0.0), sig),

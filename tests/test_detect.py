@@ -465,3 +465,21 @@ def test_noise_weights_follow_poisson_and_read_noise():
     variance = 1.0 / noise_weights(image)
     assert np.median(variance[:128]) == pytest.approx(0.0104, rel=0.15)
     assert np.median(variance[128:]) == pytest.approx(0.0404, rel=0.15)
+
+
+@pytest.mark.parametrize("seed", seeds(0, 1))
+def test_missing_neighbours_are_voted_for_at_vacancies_only(seed):
+    # detect._hidden_columns skips its image-wide work where no pixel has the votes: none on a clean honeycomb (its
+    # edges included), and with two lone vacancies 26-30 pixels at them and none elsewhere (seeds 0-9, 1000-1009)
+    rng = np.random.default_rng(seed)
+    _, xy, _ = lattice_image(spacing=8.0, angle=rng.uniform(0, np.pi / 3), seed=seed)
+    xy = xy[np.all((xy >= 0) & (xy <= 255), axis=1)].astype(np.float32)
+    inner = np.flatnonzero(np.all((xy > 40) & (xy < 215), axis=1))
+    first, *rest = xy[rng.permutation(inner)]  # two vacancies apart (adjacent ones change their neighbours' bonds)
+    vacancies = np.stack([first, next(p for p in rest if np.hypot(*(p - first)) > 5 * 8.0)])
+    assert detect._voted_pixels(*detect._voters(xy, nn_px=8.0), (256, 256), nn_px=8.0).size == 0
+    atoms = xy[cKDTree(vacancies).query(xy)[0] > 1.0]
+    voted = detect._voted_pixels(*detect._voters(atoms, nn_px=8.0), (256, 256), nn_px=8.0)
+    pixels = np.stack([voted % 256, voted // 256], axis=1)
+    assert cKDTree(vacancies).query(pixels)[0].max() < 0.35 * 8.0  # 1.9-2.3 px: where the three cones meet
+    assert cKDTree(pixels).query(vacancies)[0].max() < 1.0
