@@ -155,8 +155,8 @@ def map_chunks(kernel: Callable, arrays: Sequence[np.ndarray], *args, chunk: int
     Examples
     --------
     >>> double = jax.jit(lambda x: 2 * x)
-    >>> map_chunks(double, [np.arange(5.0)], chunk=4)
-    array([0., 2., 4., 6., 8.])
+    >>> map_chunks(double, [np.arange(5.0)], chunk=4).tolist()
+    [0.0, 2.0, 4.0, 6.0, 8.0]
     """
     arrays = [np.asarray(a) for a in arrays]
     n = arrays[0].shape[axis]

@@ -695,6 +695,10 @@ def test_real_tmds_nearest_each_other_and_sto_unknown(real):
 
 
 @needs_data
+@pytest.mark.xfail(strict=True, reason="since issue 18's hidden-column pass (2b28849) adds 28 columns to the MoS2-Se "
+                   "run (3929 -> 3957; the WS2Te2, MoSe2 and flower runs unchanged), the joint token fit moves and "
+                   "WS2Te2's nearest over joint-fit seeds 0-5 is MoSe2, MoS2-Se, flower, MoSe2, flower, flower: a TMD "
+                   "on 3 of 6 (5 of 6 before), Au on none; the comparison's dependence on the joint fit, not fixed here")
 def test_real_ws2te2_nearest_a_tmd_on_most_joint_fits(real):
     """WS2Te2's nearest run depends on the joint token fit (its seed): its own tokens match the joint ones poorly
     (agreement 0.44 on most seeds, 0.76-0.91 on others), so which neighbour it lands beside varies. Measured at
