@@ -54,7 +54,8 @@ from scipy.spatial import cKDTree
 from motifgram.engine.geometry import inside_image, nn_distance
 from motifgram.engine.errors import NoLatticeError
 from motifgram.engine.period import checked_image, estimate_lattice_period
-from motifgram.engine.refine import refine_columns, refine_jointly, refine_positions, render_columns
+from motifgram.engine.refine import (model_amplitudes, refine_columns, refine_jointly, refine_positions,
+                                     render_columns)
 
 __all__ = [
     "Atoms",
@@ -332,25 +333,25 @@ def _hidden_columns(img, xy, amplitude, width, *, sigma_px, nn_px, threshold):
     """Columns hidden beside brighter ones: maxima of the image with the fitted columns taken out, where a column
     is missing.
 
-    A dim column beside bright ones (a single S of an S vacancy, or an S2 on a noise ridge between Mo columns)
-    can lie on their flanks without a maximum of its own, and then leaves its neighbours short of a bond. Taking
-    every fitted Gaussian out (amplitude clipped to 3x the median, width to 1.25x, as
-    :func:`~motifgram.engine.refine.refine_jointly` does) leaves it standing alone. The residual, smoothed as
-    the image was and less its broad background (smoothed over ``nn_px``), is noise, fast-scan noise and model
-    error where the fit was right; its spread is measured there (MAD). A maximum of it counts where as many
-    columns as a typical column has bonds (at least two) say one is missing there (:func:`_voted_pixels`), it
-    lies at least ``_HIDDEN_APART`` nn from every fitted column, and it
-    stands more than ``threshold`` (the caller's, image units) above the broad background, or by default more
-    than ``_SITE_K`` spreads and ``_RELATIVE_FLOOR`` of a strong column's smoothed height. Such sites are few,
-    so a lower threshold than the blind search's admits few noise maxima; bumps elsewhere (contamination, whose
-    columns nothing predicts) are left alone. Of two maxima closer than
-    ``_HIDDEN_APART`` nn the weaker goes. Returns their positions (M, 2), px, and the residual (H, W), or None
-    where no pixel has the votes (the votes need only the columns: then the image-wide work is skipped).
+    A dim column beside bright ones (a single S of an S vacancy, or an S2 on a noise ridge between Mo columns) can
+    lie on their flanks without a maximum of its own, and then leaves its neighbours short of a bond. Taking every
+    fitted Gaussian out (amplitudes as :func:`~motifgram.engine.refine.model_amplitudes` gives them, widths clipped
+    to 1.25x the median, as :func:`~motifgram.engine.refine.refine_jointly` does) leaves it standing alone. The
+    residual, smoothed as the image was and less its broad background (smoothed over ``nn_px``), is noise, fast-scan
+    noise and model error where the fit was right; its spread is measured there (MAD). A maximum of it counts where
+    as many columns as a typical column has bonds (at least two) say one is missing there (:func:`_voted_pixels`),
+    it lies at least ``_HIDDEN_APART`` nn from every fitted column, and it stands more than ``threshold`` (the
+    caller's, image units) above the broad background, or by default more than ``_SITE_K`` spreads and
+    ``_RELATIVE_FLOOR`` of a strong column's smoothed height. Such sites are few, so a lower threshold than the
+    blind search's admits few noise maxima; bumps elsewhere (contamination, whose columns nothing predicts) are left
+    alone. Of two maxima closer than ``_HIDDEN_APART`` nn the weaker goes. Returns their positions (M, 2), px, and
+    the residual (H, W), or None where no pixel has the votes (the votes need only the columns: then the image-wide
+    work is skipped).
     """
     voted = _voted_pixels(*_voters(xy, nn_px=nn_px), img.shape, nn_px=nn_px)
     if voted.size == 0:
         return np.zeros((0, 2), np.float32), None
-    amp = np.clip(amplitude, 0.0, 3.0 * max(float(np.median(amplitude)), 0.0))
+    amp = model_amplitudes(amplitude)
     residual = render_columns(img.shape, xy, amp, np.minimum(width, 1.25 * float(np.median(width))))
     np.subtract(img, residual, out=residual)
     smooth = ndi.gaussian_filter(residual, sigma_px, mode="nearest")

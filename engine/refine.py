@@ -27,7 +27,8 @@ from motifgram.engine.buckets import bucket_window, chunk_rows, map_chunks
 from motifgram.engine.errors import ImageError
 from motifgram.engine.kernelstore import stored
 
-__all__ = ["refine_positions", "refine_columns", "refine_jointly", "render_columns", "noise_weights", "JOINT_MAX_SNR"]
+__all__ = ["refine_positions", "refine_columns", "refine_jointly", "render_columns", "model_amplitudes",
+           "noise_weights", "JOINT_MAX_SNR"]
 
 log = logging.getLogger(__name__)
 
@@ -372,6 +373,12 @@ def render_columns(shape, xy, amplitude, sigma, *, reach=3.0):
     return out.reshape(h, w)
 
 
+def model_amplitudes(amplitude) -> np.ndarray:
+    """Fitted column amplitudes (N,) as a model of the columns uses them: float32, clipped to 0 .. 3x their median
+    (a small window can swell a column into a broad blob, whose model would take out its neighbours' signal)."""
+    return np.clip(np.asarray(amplitude, np.float32), 0.0, 3.0 * max(float(np.median(amplitude)), 0.0))
+
+
 def noise_weights(image) -> np.ndarray:
     """Inverse noise variance of every pixel under a Poisson + read-noise model ``var = g I + c``.
 
@@ -454,7 +461,7 @@ def refine_jointly(image, xy, amplitude, sigma, *, nn_px, n_iter=(8, 4), max_snr
         return xy, np.zeros(0, np.float32), np.zeros(0, np.float32)
     width = float(np.median(sigma))
     cap = min(nn_px / 2.8, 1.25 * width)
-    amp = np.clip(np.asarray(amplitude, np.float32), 0.0, 3.0 * max(float(np.median(amplitude)), 0.0))
+    amp = model_amplitudes(amplitude)
     sig = np.full(xy.shape[0], min(width, cap), np.float32)
     weights = noise_weights(img)
     centre = np.clip(np.rint(xy).astype(np.int64), 0, [img.shape[1] - 1, img.shape[0] - 1])
