@@ -704,8 +704,8 @@ def test_real_ws2te2_nearest_a_tmd_on_every_joint_fit(real):
     pass added to the MoS2-Se run (3929 -> 3957) were enough to move it. With the scan reaching the runs' own
     tokens summed (12; :func:`motifgram.grammar.align.joint_k_max`) BIC chooses 10-11 components and WS2Te2's
     nearest is MoSe2 on all six seeds, 0.36-0.42 away against 0.57-0.61 for the runner-up (the graphene flower; spec
-    seed 0, 2026-12-07). Asked: a TMD on each of seeds 0-2 (a fit that lands on a TMD half the time passes one
-    in eight)."""
+    seed 0, 2026-12-07; the runs of spec seed 1: MoSe2 on all six, a TMD on 5 of 6 before). Asked: a TMD on each
+    of seeds 0-2 (a fit that lands on a TMD half the time passes one in eight)."""
     paths, items, result = real  # its joint fit is seed 0's
     items = list(items.values())
     tmds = {paths[name].name for name in ("mose2_grain_boundary", "mos2_se_implanted")}
