@@ -19,8 +19,8 @@ they make up most of a minor token that spreads as a patch's does (columns whose
 perovskite's patches) and that does not sit on a main kind's sites (:func:`on_kind_sites`). A dim kind's columns
 are measured less precisely than the brightest kind's, by which the spread is measured (an S vacancy's single-S
 column in MoS2: 2.8-3.7 times Mo's robust sd, against 2.1-2.4 from counting noise), so the spread alone does not tell
-a vacancy from a failed fit; where they stand does: a single-S column sits on an S2 site, bonded to three Mo columns
-as an S2 column is, while holes, failed fits and the columns about a patch have odd neighbours, or none.
+a vacancy from a failed fit about a patch; where they stand does: a single-S column sits on an S2 site, bonded to
+three Mo columns as an S2 column is, while holes and the failed fits about a patch have odd neighbours, or none.
 """
 
 import numpy as np
@@ -29,7 +29,7 @@ from scipy.special import bdtrc, gammaln
 from motifgram.engine.chemistry import MAIN_KIND_SHARE
 
 __all__ = ["CLOSE_CALL_BITS", "PATCH_ENRICHMENT", "RESOLUTION", "patchy_tokens", "one_main_kind", "spread_along",
-           "on_kind_sites"]
+           "neighbour_contexts", "on_kind_sites"]
 
 
 #: A choice whose runner-up (another token count) is less than this many bits longer is a close call: odds
@@ -121,16 +121,40 @@ def spread_along(z, floor, heavier, rows):
     return float(1.4826 * np.median(np.abs(along - np.median(along))) / np.sqrt(heavier @ floor @ heavier))
 
 
+def neighbour_contexts(labels, neighbours, n_tokens):
+    """(S,) int64: the context of each of the first ``S`` (coded) rows, the multiset of its neighbours' tokens, as
+    an index (equal indices, equal multisets).
+
+    Parameters
+    ----------
+    labels : (N,) array_like of int
+        Token of every row, in ``[0, n_tokens)``.
+    neighbours : (S, J) array_like of int
+        Row indices of the neighbours of the first ``S`` rows, ``-1`` pads.
+    n_tokens : int
+
+    Returns
+    -------
+    (S,) ndarray of int64
+    """
+    lab = np.asarray(labels, dtype=np.int64)
+    nb = np.asarray(neighbours, dtype=np.int64).reshape(len(neighbours), -1)
+    counts = np.zeros((len(nb), n_tokens), np.int64)
+    rows, cols = np.nonzero(nb >= 0)
+    np.add.at(counts, (rows, lab[nb[rows, cols]]), 1)
+    return np.unique(counts, axis=0, return_inverse=True)[1].ravel()
+
+
 def on_kind_sites(labels, neighbours, rows):
     """Whether the coded rows ``rows`` sit on a main kind's sites: their neighbours' tokens are told more briefly by
     that kind's than by their own.
 
-    Each coded row's context is the multiset of its neighbours' tokens (as :func:`motifgram.engine.vocabulary.
-    structure_bits` codes it). The contexts of ``rows`` coded with the contexts of a main kind's columns (a token
-    of at least :data:`motifgram.engine.chemistry.MAIN_KIND_SHARE` of the coded rows; Krichevsky–Trofimov estimate
-    over every context of the coded rows) take no more bits than coded by an adaptive code of their own: a single-S
-    column's three Mo neighbours are an S2 column's context, while a hole's, a failed fit's or an edge column's odd
-    or missing neighbours are rare in every kind's (``benchmarks/README.md``).
+    The contexts (:func:`neighbour_contexts`) of ``rows`` coded with those of a main kind's columns (a token of at
+    least :data:`motifgram.engine.chemistry.MAIN_KIND_SHARE` of the coded rows; Krichevsky–Trofimov estimate over
+    every context of the coded rows) take no more bits than coded by an adaptive code of their own. A single-S
+    column's three Mo neighbours are an S2 column's context, while the odd or missing neighbours of the MoS2-Se
+    image's holes and of the failed fits about a perovskite's patches are rare in every kind's. Failed fits on the
+    lattice have a lattice column's neighbours and pass (``benchmarks/README.md``).
 
     Parameters
     ----------
@@ -155,12 +179,8 @@ def on_kind_sites(labels, neighbours, rows):
     (True, False)
     """
     lab = np.asarray(labels, dtype=np.int64)
-    nb = np.asarray(neighbours, dtype=np.int64).reshape(len(neighbours), -1)
-    coded = lab[: len(nb)]
-    counts = np.zeros((len(nb), int(lab.max()) + 1), np.int64)
-    r, c = np.nonzero(nb >= 0)
-    np.add.at(counts, (r, lab[nb[r, c]]), 1)
-    context = np.unique(counts, axis=0, return_inverse=True)[1].ravel()
+    coded = lab[: len(neighbours)]
+    context = neighbour_contexts(lab, neighbours, int(lab.max()) + 1)
     n_contexts = int(context.max()) + 1
     own = np.bincount(context[np.asarray(rows, dtype=np.int64)], minlength=n_contexts)
     own_bits = (gammaln(own.sum() + n_contexts / 2) - gammaln(n_contexts / 2)

@@ -61,8 +61,8 @@ from scipy.sparse.csgraph import connected_components
 from scipy.special import gammainccinv, gammaln
 
 from motifgram.engine.chemistry import MAIN_KIND_SHARE
-from motifgram.engine.kinds import (CLOSE_CALL_BITS, RESOLUTION, on_kind_sites, one_main_kind, patchy_tokens,
-                                    spread_along)
+from motifgram.engine.kinds import (CLOSE_CALL_BITS, RESOLUTION, neighbour_contexts, on_kind_sites, one_main_kind,
+                                    patchy_tokens, spread_along)
 from motifgram.engine.merging import groups_at_level, merge_sequence
 from motifgram.engine.mixture import fit_mixture, min_component_size
 
@@ -167,12 +167,7 @@ def structure_bits(labels, n_tokens, neighbours=None):
     if neighbours is None:
         coded, context = lab, np.zeros(len(lab), np.int64)
     else:
-        nb = np.asarray(neighbours, dtype=np.int64).reshape(len(neighbours), -1)
-        coded = lab[: len(nb)]
-        counts = np.zeros((len(nb), n_tokens), np.int64)
-        rows, cols = np.nonzero(nb >= 0)
-        np.add.at(counts, (rows, lab[nb[rows, cols]]), 1)
-        context = np.unique(counts, axis=0, return_inverse=True)[1].ravel()
+        coded, context = lab[: len(neighbours)], neighbour_contexts(lab, neighbours, n_tokens)
     table = np.zeros((int(context.max()) + 1, n_tokens))
     np.add.at(table, (context, coded), 1.0)
     half = 0.5
