@@ -37,23 +37,10 @@ hold it costs about ``log2 N`` each, as much as the outlier code saves. It is to
 over all ``N`` columns; more scattering: more or heavier atoms, where a failed fit or a spurious detection only
 ever gives less) become tokens of their own, one per compact cluster within :data:`RESOLUTION` precisions.
 
-A kind sits on lattice sites, substituted at random or in order with the other kinds; amorphous contamination
-over a crystal adds a random amount of scattering to every column under it, in patches. The columns of such a patch
-are bonded to each other, and a token of them pays in bits (its columns' neighbours predict it), yet it is no kind.
-So a minor token (below :data:`motifgram.engine.chemistry.MAIN_KIND_SHARE`) whose columns are bonded to columns of
-their own token more often than its share of the neighbours allows, beyond the odds of a close call
-(:func:`patchy_tokens`), marks contamination: its columns and their bonded neighbours leave the coded columns and
-the search runs again, until no token is patchy (:func:`choose_vocabulary`). They keep their features and are
-tokenised by the vocabulary fitted without them, like every atom. In a lattice of one main kind (graphene, a
-glass) that is all: a dopant sits alone. Where several main kinds bond to each other (MoS2, a perovskite) a kind's
-token can be bonded to itself too, when it holds columns of the kind it bonds to (the MoS2-Se image's Se-bearing
-token holds Mo columns of Se-rich parts), yet its columns are one kind's measurement, as tight as the features'
-precision, while a patch's token holds columns of several kinds, each raised by a random amount: there a patchy
-token is one whose columns also spread beyond :data:`RESOLUTION` precisions in the integrated intensity, and only
-its columns bonded to each other are the patch (a kind may share the token with contamination: MoS2's Se-bearing
-columns when the Se is rare); its lone columns are the patch's too when, fitted again without the patch, they make
-up most of a minor token that spreads as a patch's does (columns whose fit failed, scattered about a perovskite's
-patches). Nor is a column a rare kind when it is no heavier than the heaviest column of a patch's token:
+A minor token whose columns are bonded to each other beyond chance marks amorphous contamination, no kind
+(:func:`motifgram.engine.kinds.patchy_tokens`): its columns and their bonded neighbours leave the coded columns and
+the search runs again, until no token is patchy (:func:`choose_vocabulary`); :mod:`motifgram.engine.kinds` tells
+which. Nor is a column a rare kind when it is no heavier than the heaviest column of a patch's token:
 contamination alone could make it.
 
 References
@@ -71,16 +58,17 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
-from scipy.special import bdtrc, gammainccinv, gammaln
+from scipy.special import gammainccinv, gammaln
 
 from motifgram.engine.chemistry import MAIN_KIND_SHARE
+from motifgram.engine.kinds import (CLOSE_CALL_BITS, RESOLUTION, neighbour_contexts, on_kind_sites, one_main_kind,
+                                    patchy_tokens, spread_along)
 from motifgram.engine.merging import groups_at_level, merge_sequence
 from motifgram.engine.mixture import fit_mixture, min_component_size
 
 __all__ = [
     "CLOSE_CALL_BITS",
     "OUTLIER_WEIGHT",
-    "PATCH_ENRICHMENT",
     "RESOLUTION",
     "Candidate",
     "token_gaussians",
@@ -90,24 +78,10 @@ __all__ = [
     "resolved",
     "rare_kinds",
     "token_labels",
-    "patchy_tokens",
     "choose_vocabulary",
 ]
 
 log = logging.getLogger(__name__)
-
-#: A choice whose runner-up (another token count) is less than this many bits longer is a close call: odds
-#: below 2**10 = 1024 : 1.
-CLOSE_CALL_BITS = 10.0
-
-#: Least distance between two tokens' means in units of the features' precision (see :func:`resolved`): two
-#: kinds this far apart are told apart column by column with at most 16 % error each way.
-RESOLUTION = 2.0
-
-#: How many times more often than its share of the neighbours a patchy token's columns neighbour their own token
-#: (:func:`patchy_tokens`): at least twice; contamination on graphene, a glass and the Cairo tiling gave 3-7 times
-#: (benchmarks/README.md).
-PATCH_ENRICHMENT = 2.0
 
 #: Weight of the uniform outlier density in the data code (see the module docstring).
 OUTLIER_WEIGHT = 0.01
@@ -193,12 +167,7 @@ def structure_bits(labels, n_tokens, neighbours=None):
     if neighbours is None:
         coded, context = lab, np.zeros(len(lab), np.int64)
     else:
-        nb = np.asarray(neighbours, dtype=np.int64).reshape(len(neighbours), -1)
-        coded = lab[: len(nb)]
-        counts = np.zeros((len(nb), n_tokens), np.int64)
-        rows, cols = np.nonzero(nb >= 0)
-        np.add.at(counts, (rows, lab[nb[rows, cols]]), 1)
-        context = np.unique(counts, axis=0, return_inverse=True)[1].ravel()
+        coded, context = lab[: len(neighbours)], neighbour_contexts(lab, neighbours, n_tokens)
     table = np.zeros((int(context.max()) + 1, n_tokens))
     np.add.at(table, (context, coded), 1.0)
     half = 0.5
@@ -261,73 +230,6 @@ def token_labels(candidate, z, floor=None):
     return _token_densities(candidate.mixture, candidate.groups, z, floor)[1]
 
 
-def patchy_tokens(labels, neighbours, n_tokens, *, spread=None):
-    """Minor tokens whose columns are bonded to each other beyond chance and are no one kind: patches (module
-    docstring).
-
-    A token holding less than :data:`motifgram.engine.chemistry.MAIN_KIND_SHARE` of the coded rows is bonded to
-    itself beyond chance when the number of its coded rows' neighbours of its own token is at least
-    :data:`PATCH_ENRICHMENT` times what its share of all the coded rows' neighbours predicts, and more than a
-    binomial draw at that share gives at odds below ``2**-CLOSE_CALL_BITS``. In a lattice of one main kind (one
-    token holding at least that share), where every bond joins columns of that kind, such a token is a patch. With
-    several main kinds a kind's token holding columns of a bonded kind is bonded to itself as well (the Se-bearing
-    token of the MoS2-Se image, 3.2 % of the columns: 9.3 times its share; its spread 1.3 precisions): there it is a
-    patch only when its columns' ``spread`` exceeds :data:`RESOLUTION` precisions (the contamination tokens of the
-    benchmarks' perovskite and MoS2: 2.8-18), and without ``spread`` the test is not made.
-
-    Parameters
-    ----------
-    labels : (N,) array_like of int
-        Token of every row.
-    neighbours : (S, J) array_like of int
-        Row indices of the neighbours of the first ``S`` (coded) rows, ``-1`` pads.
-    n_tokens : int
-    spread : callable, optional
-        ``spread(rows)``: the spread of the features of the coded rows ``rows`` ((n,) int), in precisions.
-
-    Returns
-    -------
-    (P,) ndarray of int64
-        The patchy tokens.
-
-    Examples
-    --------
-    >>> chain = np.array([[1, -1], [0, 2], [1, 3], [2, 4], [3, 5], [4, 6], [5, 7], [6, -1]])
-    >>> patch = np.r_[np.zeros(60, np.int64), np.ones(5, np.int64)]
-    >>> line = np.array([[i - 1 if i else -1, i + 1 if i < 64 else -1] for i in range(65)])
-    >>> patchy_tokens(patch, line, 2).tolist(), patchy_tokens(np.arange(8) % 2, chain, 2).tolist()
-    ([1], [])
-    >>> two = np.r_[np.arange(60) % 2, np.full(5, 2)]  # two main kinds bonded to each other, and a patch
-    >>> [patchy_tokens(two, line, 3, spread=lambda rows: s).tolist() for s in (3.0, 1.0)]
-    [[2], []]
-    """
-    lab = np.asarray(labels, dtype=np.int64)
-    nb = np.asarray(neighbours, dtype=np.int64).reshape(len(neighbours), -1)
-    coded = lab[: len(nb)]
-    valid = nb >= 0
-    around = np.where(valid, lab[np.maximum(nb, 0)], -1)  # (S, J) the neighbours' tokens
-    slots = np.bincount(around[valid], minlength=n_tokens)
-    one_kind = _one_main_kind(coded, n_tokens)
-    if spread is None and not one_kind:
-        return np.zeros(0, np.int64)  # several main kinds: a kind's token holding columns of a bonded kind looks patchy
-    patchy = []
-    for t in range(n_tokens):
-        own = coded == t
-        if not own.any() or own.mean() >= MAIN_KIND_SHARE:
-            continue
-        same, n, share = int(np.sum(around[own] == t)), int(valid[own].sum()), slots[t] / max(int(valid.sum()), 1)
-        if (same >= PATCH_ENRICHMENT * share * n and bdtrc(same - 1, n, share) < 2.0**-CLOSE_CALL_BITS
-                and (one_kind or spread(np.flatnonzero(own)) > RESOLUTION)):
-            patchy.append(t)
-    return np.asarray(patchy, dtype=np.int64)
-
-
-def _one_main_kind(coded, n_tokens):
-    """Whether exactly one token holds at least :data:`motifgram.engine.chemistry.MAIN_KIND_SHARE` of the rows
-    ``coded`` (their tokens)."""
-    return int(np.sum(np.bincount(coded, minlength=n_tokens) >= MAIN_KIND_SHARE * len(coded))) == 1
-
-
 def resolved(mixture, groups, floor):
     """Whether every two tokens' means (:func:`token_gaussians`) differ by at least :data:`RESOLUTION` times the
     features' precision ``floor`` (a covariance, Mahalanobis distance); always true without a floor."""
@@ -337,13 +239,6 @@ def resolved(mixture, groups, floor):
     diff = means[:, None, :] - means[None, :, :]
     distance2 = np.einsum("abi,ij,abj->ab", diff, np.linalg.inv(floor), diff)
     return bool(np.all(distance2[np.triu_indices(len(means), 1)] >= RESOLUTION**2))
-
-
-def _spread(z, floor, heavier, rows):
-    """The robust standard deviation (1.4826 x the median absolute deviation) of the rows ``rows`` of ``z`` along
-    ``heavier``, in units of the precision ``floor`` along it."""
-    along = np.asarray(z, dtype=np.float64)[rows] @ heavier
-    return float(1.4826 * np.median(np.abs(along - np.median(along))) / np.sqrt(heavier @ floor @ heavier))
 
 
 def _chi2_isf(probability: float, degrees: int) -> float:
@@ -489,7 +384,8 @@ def choose_vocabulary(z, *, k_range, neighbours=None, merge=True, min_weight=0.0
         Mixture components tried, inclusive.
     neighbours : (S, J) array_like of int, optional
         As for :func:`structure_bits`; the mixtures are fitted on the first ``S`` rows (the coded ones), less the
-        patches of :func:`patchy_tokens` and their neighbours (while they are fewer than half of them).
+        patches of :func:`motifgram.engine.kinds.patchy_tokens` and their neighbours (while they are fewer than half
+        of them).
     merge : bool
         Score every level of each mixture's merge sequence (components of any overlap stay separate tokens
         unless merging them shortens the description); false keeps one token per component.
@@ -536,22 +432,22 @@ def choose_vocabulary(z, *, k_range, neighbours=None, merge=True, min_weight=0.0
         if neighbours is None:
             break
         labels = token_labels(best, z, floor)
-        spread = None if floor is None or heavier is None else functools.partial(_spread, z, floor, heavier)
+        spread = None if floor is None or heavier is None else functools.partial(spread_along, z, floor, heavier)
         coded = labels[: len(neighbours)]
         bonded = (np.where(neighbours >= 0, labels[np.maximum(neighbours, 0)], -1) == coded[:, None]).any(axis=1)
         patchy = np.isin(coded, patchy_tokens(labels, neighbours, best.n_tokens, spread=spread))
-        if _one_main_kind(coded, best.n_tokens):
+        if one_main_kind(coded, best.n_tokens):
             members = patchy  # a kind there sits alone: every column of a patchy token is contamination's
         else:
             # a kind can share a patchy token with contamination (MoS2's Se-bearing columns): the patches are its
             # columns bonded to one of their own token, and a minor token mostly of its lone columns refitted is
-            # the rest of the patches unless they are one kind's measurement
+            # the rest of the patches unless they are one kind's measurement or sit on a main kind's sites
             members = patchy & bonded
             for t in np.unique(coded[lone[: len(coded)]]):
-                own = coded == t
-                if (own.mean() < MAIN_KIND_SHARE and lone[: len(coded)][own].mean() > 0.5
-                        and spread(np.flatnonzero(own)) > RESOLUTION):
-                    members |= own
+                own = np.flatnonzero(coded == t)
+                if (len(own) < MAIN_KIND_SHARE * len(coded) and lone[own].mean() > 0.5
+                        and spread(own) > RESOLUTION and not on_kind_sites(labels, neighbours, own)):
+                    members[own] = True
             lone[: len(coded)] |= patchy & ~bonded
         around = neighbours[members]
         area = members.copy()
