@@ -10,9 +10,12 @@ items of a comparison on one vocabulary (``motifgram compare --tokens``):
     whole sample stays within :data:`motifgram.engine.tokens.BIC_SAMPLE` rows: the mixture is then fitted on
     the sample itself, one compiled EM shape, instead of being scanned on a subsample and refitted on all rows;
     each item's rows are drawn with a seed of its name, so the fit does not depend on the order in which the
-    items are given; the last few fits are kept, so the same runs compared again fit nothing); every atom of
-    every item is then
-    re-tokenised with it and each item's grammar re-induced from its re-tokenised atom graphs (with the
+    items are given; the last few fits are kept, so the same runs compared again fit nothing); its BIC scan
+    tries up to as many mixture components as the items' own tokens summed (:func:`joint_k_max`, at least
+    :data:`JOINT_K_MAX`, one run's default): the seven real micrographs' runs hold 12 own tokens and BIC still
+    fell at 8 components, where which site classes shared a component was a near-tie that the fit's seed
+    decided (benchmarks/README.md, "Issue 20: a joint fit steady under its seed"). Every atom of every item is
+    then re-tokenised with it and each item's grammar re-induced from its re-tokenised atom graphs (with the
     run's own ``grammar`` settings), so the same structure gives the same rules whatever each run learned
     alone.
 ``RUN``
@@ -68,7 +71,8 @@ from motifgram.grammar.model import Grammar
 from motifgram.grammar.rules import TokenSymbol, is_valid_name
 
 __all__ = ["TokenAlignment", "Vocabulary", "token_centroids", "align_tokens", "rename_tokens",
-           "common_vocabulary", "DEFAULT_MAX_TOKEN_DISTANCE", "JOINT_SAMPLE"]
+           "common_vocabulary", "joint_k_max", "DEFAULT_MAX_TOKEN_DISTANCE", "JOINT_SAMPLE",
+           "JOINT_K_MAX"]
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +80,8 @@ DEFAULT_MAX_TOKEN_DISTANCE = 0.4
 """Largest relative centroid distance at which two tokens of different runs are matched."""
 JOINT_SAMPLE = 4000
 """Most atoms per item in the joint token fit's sample (``BIC_SAMPLE // N`` for N items when that is fewer)."""
+JOINT_K_MAX = 8
+"""Fewest mixture components the joint fit's BIC scan may reach (one run's default ``tokens.k_range``)."""
 _UNMATCHED = "X_"
 
 
@@ -322,12 +328,18 @@ def _express(item: Comparable, model: TokenModel) -> tuple[Comparable, dict]:
     return expressed, match
 
 
+def joint_k_max(items: Sequence[Comparable]) -> int:
+    """Most mixture components the joint token fit's BIC scan tries: the items' own tokens summed, at least
+    :data:`JOINT_K_MAX` (module docstring)."""
+    return max(JOINT_K_MAX, sum(len(item.grammar.tokens) for item in items))
+
+
 @functools.lru_cache(maxsize=4)
-def _joint_fit(rows: bytes, dtype: str, n_features: int, seed: int, descriptor: str) -> TokenModel:
+def _joint_fit(rows: bytes, dtype: str, n_features: int, seed: int, descriptor: str, k_max: int) -> TokenModel:
     """The joint token model of a sample (its rows' bytes), kept for the comparisons that follow: the same runs
     compared again (against other references, in another order) draw the same sample and fit nothing anew."""
     sample = np.frombuffer(rows, dtype=dtype).reshape(-1, n_features)
-    return learn_tokens(sample, k="auto", seed=seed, descriptor=descriptor)[0]
+    return learn_tokens(sample, k="auto", k_range=(1, k_max), seed=seed, descriptor=descriptor)[0]
 
 
 def common_vocabulary(items: Sequence[Comparable], tokens: str | Path = "auto", *,
@@ -374,7 +386,7 @@ def common_vocabulary(items: Sequence[Comparable], tokens: str | Path = "auto", 
         per_item = max(1, min(JOINT_SAMPLE, BIC_SAMPLE // len(items)))
         sample = np.concatenate([it.features.sample(per_item, seed + zlib.crc32(it.name.encode()))
                                  for it in ordered])
-        model = _joint_fit(sample.tobytes(), sample.dtype.str, n_features, seed, descriptor)
+        model = _joint_fit(sample.tobytes(), sample.dtype.str, n_features, seed, descriptor, joint_k_max(items))
         method, source = "joint", f"joint fit over {len(items)} items ({len(sample)} atoms, {descriptor})"
     else:
         model = reference_token_model(tokens, descriptor=descriptor)
