@@ -153,7 +153,10 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/many.json"))
     parser.add_argument("--kernel-cache", type=Path, metavar="DIR",
                         help="JAX's persistent compilation cache in DIR for every run and worker (as the CLI "
-                             "does), filled by an untimed run of the smallest count per executor first")
+                             "does), filled by an untimed run per executor first")
+    parser.add_argument("--warm-up", type=int, metavar="N",
+                        help="micrographs of the untimed run that fills the kernel cache (default: the smallest "
+                             "count; fewer suffice when DIR is already filled by a run of the same size)")
     args = parser.parse_args(argv)
     if args.kernel_cache:
         os.environ["JAX_COMPILATION_CACHE_DIR"] = str(args.kernel_cache.absolute())
@@ -162,7 +165,7 @@ def main(argv=None) -> int:
     results = {"size": args.size, "cores": os.cpu_count(), "workers": args.workers, "runs": []}
     try:
         write_micrographs(scratch, max(args.counts), args.size)
-        warm_up = [min(args.counts)] if args.kernel_cache else []
+        warm_up = [args.warm_up or min(args.counts)] if args.kernel_cache else []
         for run_index, count in enumerate([*warm_up, *args.counts]):
             folder = scratch / f"n{count}-{run_index}"
             folder.mkdir()
@@ -184,18 +187,18 @@ def main(argv=None) -> int:
                     check=True, capture_output=True, text=True,
                 ).stdout)
                 hashes[executor] = result.pop("hashes")
+                first = args.executors[0]
+                if hashes[executor] != hashes[first]:
+                    raise AssertionError(f"{count} micrographs: {executor} wrote other outputs than {first}: "
+                                         + str(sorted(set(hashes[executor].items()) ^ set(hashes[first].items()))))
                 result.update(count=count, executor=executor, workers=spec["engine"]["workers"],
                               kernel_cache=bool(args.kernel_cache), load_before=round(load_before, 2),
                               load_after=round(os.getloadavg()[0], 2))
                 if run_index < len(warm_up):
                     continue
                 results["runs"].append(result)
+                args.out.write_text(json.dumps(results, indent=2) + "\n")  # a cut-short benchmark keeps its runs
                 print(json.dumps(result), file=sys.stderr)
-            first = args.executors[0]
-            for executor in args.executors[1:]:
-                if hashes[executor] != hashes[first]:
-                    raise AssertionError(f"{count} micrographs: {executor} wrote other outputs than {first}: "
-                                         + str(sorted(set(hashes[executor].items()) ^ set(hashes[first].items()))))
             print(f"{count} micrographs: {len(hashes[first])} output files identical across "
                   f"{', '.join(args.executors)}", file=sys.stderr)
     finally:
