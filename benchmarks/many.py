@@ -1,12 +1,22 @@
-"""Many micrographs: wall time and peak memory of a glob spec run serially and with the local process pool.
+"""Many micrographs: throughput, CPU and peak memory of a glob spec run serially, with the local pool and on Dask.
 
 Usage::
 
-    python benchmarks/many.py [--counts 50 200] [--size 512] [--out benchmarks/many.json] [--kernel-cache DIR]
+    python benchmarks/many.py [--counts 50 200] [--size 512] [--executors serial local dask] [--workers 2]
+                              [--out benchmarks/many.json] [--kernel-cache DIR]
 
 Writes ``--size``² simulated graphene micrographs (fixed seeds) to a scratch folder, then runs the same
-spec over the first N of them with ``engine: {executor: local, workers: 1}`` and ``workers: 2``, each run in a
-fresh process. The per-micrograph cache is removed before every run, so every run computes everything.
+spec over the first N of them with each executor: ``serial`` is ``engine: {executor: local, workers: 1}``,
+``local`` the local process pool (``workers: --workers``), ``dask`` a new local Dask cluster of ``--workers``
+worker processes of one thread each (``engine: {executor: dask, workers: --workers}``). Each run is a fresh
+process, and the per-micrograph cache is removed before every run, so every run computes everything. The
+runs of one count must write the same bytes: the benchmark fails unless every executor's CSV files and
+grammar.txt have the same hashes.
+
+Throughput per run: micrographs per second of wall time, micrographs per CPU second (``cpu_seconds``: user +
+system time of the run's whole process tree, the Dask scheduler, nannies and workers included, from
+``RUSAGE_CHILDREN`` of the process that started the run), and atoms (rows of atoms.csv) per second. The load
+average (1 min) before and after each run is recorded with it: the machine may be shared.
 
 Memory of a run is the memory of all its processes: the main process and the pool's workers. Recorded per run:
 
@@ -18,6 +28,7 @@ Memory of a run is the memory of all its processes: the main process and the poo
 """
 
 import argparse
+import hashlib
 import json
 import os
 import resource
@@ -39,6 +50,14 @@ from motifgram.engine.spec import load_spec
 spec = load_spec(yaml.safe_load(open(sys.argv[1])), base_dir=sys.argv[2])
 run(spec, out_dir=sys.argv[3], force=True, quiet=True)
 """
+
+
+#: The spec's ``engine`` section of each executor, given the number of parallel workers.
+ENGINES = {
+    "serial": lambda workers: {"executor": "local", "workers": 1},
+    "local": lambda workers: {"executor": "local", "workers": workers},
+    "dask": lambda workers: {"executor": "dask", "workers": workers},
+}
 
 
 def write_micrographs(folder: Path, count: int, size: int) -> None:
@@ -84,6 +103,12 @@ class TreeMemory:
         self._thread.join()
 
 
+def output_hashes(run_dir: Path) -> dict:
+    """SHA-256 of every CSV file and of grammar.txt of a run, by path relative to ``run_dir``."""
+    files = sorted([*run_dir.rglob("*.csv"), run_dir / "grammar.txt"])
+    return {f.relative_to(run_dir).as_posix(): hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
+
+
 def timed_run(spec: dict, folder: Path, out: Path) -> dict:
     spec_path = folder / "spec.yaml"
     import yaml
@@ -101,12 +126,21 @@ def timed_run(spec: dict, folder: Path, out: Path) -> dict:
         memory.stop()
     seconds = time.perf_counter() - start
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_seconds = usage.ru_utime + usage.ru_stime
+    with open(out / "atoms.csv") as atoms_csv:
+        atoms = sum(1 for _ in atoms_csv) - 1
+    count = len(list(folder.glob("*.npy")))
     return {
         "seconds": round(seconds, 2),
-        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
+        "cpu_seconds": round(cpu_seconds, 1),
+        "atoms": atoms,
+        "micrographs_per_s": round(count / seconds, 3),
+        "micrographs_per_cpu_s": round(count / cpu_seconds, 3),
+        "atoms_per_s": round(atoms / seconds),
         "peak_total_rss_mib": round(memory.peak_rss / 2**20, 1),
         "peak_total_pss_mib": round(memory.peak_pss / 2**20, 1),
         "peak_rss_mib": round(max(usage.ru_maxrss, before) / 1024, 1),
+        "hashes": output_hashes(out),
     }
 
 
@@ -114,43 +148,59 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--counts", type=int, nargs="+", default=[50, 200])
     parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--executors", nargs="+", choices=list(ENGINES), default=list(ENGINES))
+    parser.add_argument("--workers", type=int, default=2, help="workers of the local pool and of the Dask cluster")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/many.json"))
     parser.add_argument("--kernel-cache", type=Path, metavar="DIR",
-                        help="JAX's persistent compilation cache in DIR for every run and pool worker (as the CLI "
-                             "does), filled by an untimed run of the smallest count per worker setting first")
+                        help="JAX's persistent compilation cache in DIR for every run and worker (as the CLI "
+                             "does), filled by an untimed run per executor first")
+    parser.add_argument("--warm-up", type=int, metavar="N",
+                        help="micrographs of the untimed run that fills the kernel cache (default: the smallest "
+                             "count; fewer suffice when DIR is already filled by a run of the same size)")
     args = parser.parse_args(argv)
     if args.kernel_cache:
         os.environ["JAX_COMPILATION_CACHE_DIR"] = str(args.kernel_cache.absolute())
         os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     scratch = Path(tempfile.mkdtemp(prefix="motifgram-many-"))
-    results = {"size": args.size, "cores": os.cpu_count(), "runs": []}
+    results = {"size": args.size, "cores": os.cpu_count(), "workers": args.workers, "runs": []}
     try:
         write_micrographs(scratch, max(args.counts), args.size)
-        warm_up = [min(args.counts)] if args.kernel_cache else []
+        warm_up = [args.warm_up or min(args.counts)] if args.kernel_cache else []
         for run_index, count in enumerate([*warm_up, *args.counts]):
             folder = scratch / f"n{count}-{run_index}"
             folder.mkdir()
             for i in range(count):
                 (folder / f"frame{i:04d}.npy").symlink_to(scratch / f"frame{i:04d}.npy")
-            for workers in args.workers:
+            hashes = {}
+            for executor in args.executors:
                 spec = {
-                    "name": f"many-{count}-{workers}",
+                    "name": f"many-{count}",
                     "inputs": [{"path": "*.npy", "group": "graphene"}],
-                    "engine": {"executor": "local", "workers": workers},
+                    "engine": ENGINES[executor](args.workers),
                     "output": {"report": False, "overlays": False},
                 }
+                load_before = os.getloadavg()[0]
                 # ru_maxrss of children is the largest child so far: run each configuration in its own
                 # python so the figure belongs to this run alone
                 result = json.loads(subprocess.run(
                     [sys.executable, __file__, "--_one", json.dumps(spec), str(folder)],
                     check=True, capture_output=True, text=True,
                 ).stdout)
-                result.update(count=count, workers=workers, kernel_cache=bool(args.kernel_cache))
+                hashes[executor] = result.pop("hashes")
+                first = args.executors[0]
+                if hashes[executor] != hashes[first]:
+                    raise AssertionError(f"{count} micrographs: {executor} wrote other outputs than {first}: "
+                                         + str(sorted(set(hashes[executor].items()) ^ set(hashes[first].items()))))
+                result.update(count=count, executor=executor, workers=spec["engine"]["workers"],
+                              kernel_cache=bool(args.kernel_cache), load_before=round(load_before, 2),
+                              load_after=round(os.getloadavg()[0], 2))
                 if run_index < len(warm_up):
                     continue
                 results["runs"].append(result)
+                args.out.write_text(json.dumps(results, indent=2) + "\n")  # a cut-short benchmark keeps its runs
                 print(json.dumps(result), file=sys.stderr)
+            print(f"{count} micrographs: {len(hashes[first])} output files identical across "
+                  f"{', '.join(args.executors)}", file=sys.stderr)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")

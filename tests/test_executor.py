@@ -1,6 +1,7 @@
 """Many micrographs: executors give identical results, interrupted runs resume, bad files are skipped."""
 
 import json
+import os
 import re
 
 import numpy as np
@@ -8,9 +9,10 @@ import pytest
 
 import motifgram.engine.pipeline as pipeline
 import motifgram.engine.records as records
+from motifgram.engine.executor import WORKER_ENVIRONMENT, open_executor
 from motifgram.engine.pipeline import run
 from motifgram.engine.simulate import simulate
-from motifgram.engine.spec import load_spec
+from motifgram.engine.spec import EngineSpec, load_spec
 
 #: summary.json keys that describe the run rather than its results: when and where, the engine, timings, and which
 #: micrographs this run recomputed rather than read from the cache
@@ -96,6 +98,15 @@ def report_results(path):
 def test_executors_give_identical_outputs(micrographs, serial_run, tmp_path, executor):
     out = run(spec_for(micrographs, executor=executor, workers=2), out_dir=tmp_path / "run", quiet=True)
     assert_same_outputs(out, serial_run)
+
+
+def test_a_local_dask_cluster_runs_its_workers_as_the_pool_does():
+    """Single-threaded, and with this process's malloc settings (not Dask's trim threshold, which doubles the CPU
+    time of a micrograph: benchmarks/README.md, "Many micrographs")."""
+    names = [*WORKER_ENVIRONMENT, "MALLOC_TRIM_THRESHOLD_"]
+    with open_executor(EngineSpec(executor="dask", workers=1), n_tasks=1) as executor:
+        seen = list(executor.map(os.getenv, names))
+    assert seen == [*WORKER_ENVIRONMENT.values(), os.getenv("MALLOC_TRIM_THRESHOLD_")]
 
 
 def test_interrupted_run_resumes_recomputing_only_what_is_missing(micrographs, serial_run, tmp_path, monkeypatch):
