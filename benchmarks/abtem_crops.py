@@ -1,10 +1,10 @@
 """A second, physical renderer: abTEM multislice HAADF crops, scored at several doses (issue 18, item 1).
 
-    .bench/venv/bin/python benchmarks/abtem_crops.py --render    # abTEM (benchmark-only): writes abtem_crops.npz
+    .bench/abtem/bin/python benchmarks/abtem_crops.py --render   # abTEM (benchmark-only): writes abtem_crops.npz
     python benchmarks/abtem_crops.py --out benchmarks/abtem_crops.json   # score motifgram and the reference
 
-``--render`` (run with a Python that has abTEM 1.0 and ASE, e.g. ``python -m venv .bench/venv &&
-.bench/venv/bin/pip install abtem==1.0.11 ase``) simulates two crops at 60 kV, a 31.5 mrad probe, a MADF detector
+``--render`` (run with a Python that has abTEM 1.0 and ASE, e.g. ``python -m venv .bench/abtem &&
+.bench/abtem/bin/pip install abtem==1.0.11 ase``) simulates two crops at 60 kV, a 31.5 mrad probe, a MADF detector
 (54-200 mrad, as on the Nion instruments of the real low-dose graphene) and 0.2 Å scan steps, each periodic
 (the scan covers the supercell): graphene (10 x 6 orthogonal cells, 24.6 x 25.6 Å) with a single vacancy and a
 Stone–Wales pair of pentagons and heptagons made by rotating one bond by 90 degrees, and MoS2 (8 x 5 cells, 25.3 x
