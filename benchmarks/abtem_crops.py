@@ -1,4 +1,4 @@
-"""A second, physical renderer: abTEM multislice HAADF crops, scored at several doses (issue 18, item 1).
+"""A second, physical renderer: abTEM multislice ADF (MADF) crops, scored at several doses (issue 18, item 1).
 
     .bench/abtem/bin/python benchmarks/abtem_crops.py --render   # abTEM (benchmark-only): writes abtem_crops.npz
     python benchmarks/abtem_crops.py --out benchmarks/abtem_crops.json   # score motifgram and the reference
