@@ -126,8 +126,8 @@ def noisy(image, xy, classes, dose, seed, step):
 def measure(name, dose, seed, data, work):
     """One noisy crop through the CLI and the reference, scored."""
     sys.path.insert(0, str(HERE))
-    from accuracy import match, run_reference
-    from outside import run_cli
+    from accuracy import run_reference
+    from outside import run_cli, scores
     from motifgram.engine.mixture import adjusted_rand_index
 
     image, xy, classes, step = (data[f"{name}_{k}"] for k in ("image", "xy", "class", "step"))
@@ -142,21 +142,12 @@ def measure(name, dose, seed, data, work):
 
     scored = inside(xy)
     row["columns"] = int(scored.sum())
-    for tool, positions in (("motifgram", found), ("reference", run_reference(img.astype(np.float64), bond)[0])):
-        pairs = match(positions, xy, 0.5 * bond)
-        hit = pairs >= 0
-        matched = np.zeros(len(positions), bool)
-        matched[pairs[hit]] = True
-        d = np.hypot(*(positions[pairs[hit & scored]] - xy[hit & scored]).T)
-        row[tool] = {"recall": float(hit[scored].mean()), "precision": float(matched[inside(positions)].mean()),
-                     "rmse_px": float(np.sqrt(np.mean(d**2))),
-                     "recall_by_class": {c: float(hit[scored & (classes == k)].mean())
-                                         for k, c in enumerate(CLASSES[name]) if np.any(scored & (classes == k))}}
-        if tool == "motifgram":
-            both = hit & scored
-            row["tokens"] = len(set(token.tolist()))
-            row["token_ari"] = float(adjusted_rand_index(classes[both], np.unique(token[pairs[both]],
-                                                                                   return_inverse=True)[1]))
+    row["motifgram"], pairs = scores(found, xy, classes, CLASSES[name], scored, inside(found), bond)
+    reference = run_reference(img.astype(np.float64), bond)[0]
+    row["reference"], _ = scores(reference, xy, classes, CLASSES[name], scored, inside(reference), bond)
+    both = (pairs >= 0) & scored
+    row["tokens"] = len(set(token.tolist()))
+    row["token_ari"] = float(adjusted_rand_index(classes[both], np.unique(token[pairs[both]], return_inverse=True)[1]))
     row["rings_by_size"] = {int(n): int(c) for n, c in zip(*np.unique(rings["size"], return_counts=True))}
     return row
 

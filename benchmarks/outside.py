@@ -155,9 +155,10 @@ def run_cli(image, work, name, pixel_nm):
     return np.column_stack([atoms["x"], atoms["y"]]), np.asarray(atoms["token"]).astype(str), np.atleast_1d(rings)
 
 
-def scores(found, truth, label, classes, scored_truth, scored_found):
-    """Recall, precision, RMSE (px) and recall per class over the scored columns; the one-to-one matches."""
-    pairs = match(found, truth, 0.5 * BOND_PX)
+def scores(found, truth, label, classes, scored_truth, scored_found, bond_px=BOND_PX):
+    """Recall, precision, RMSE (px) and recall per class over the scored columns (one-to-one matches within half
+    a bond); the matches (truth index -> found index or -1)."""
+    pairs = match(found, truth, 0.5 * bond_px)
     hit = pairs >= 0
     matched_found = np.zeros(len(found), bool)
     matched_found[pairs[hit]] = True
