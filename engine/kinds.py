@@ -29,7 +29,7 @@ from scipy.special import bdtrc, gammaln
 from motifgram.engine.chemistry import MAIN_KIND_SHARE
 
 __all__ = ["CLOSE_CALL_BITS", "PATCH_ENRICHMENT", "RESOLUTION", "patchy_tokens", "one_main_kind", "spread_along",
-           "neighbour_contexts", "on_kind_sites"]
+           "neighbour_contexts", "kt_nats", "on_kind_sites"]
 
 
 #: A choice whose runner-up (another token count) is less than this many bits longer is a close call: odds
@@ -145,6 +145,20 @@ def neighbour_contexts(labels, neighbours, n_tokens):
     return np.unique(counts, axis=0, return_inverse=True)[1].ravel()
 
 
+def kt_nats(counts):
+    """Nats of an adaptive Krichevsky–Trofimov code of a sequence of symbols with the counts ``counts`` (one per
+    symbol of the alphabet, along the last axis; a leading axis codes several sequences, each on its own).
+
+    Examples
+    --------
+    >>> round(float(kt_nats([3, 3]) / np.log(2.0)), 2)  # six symbols of two kinds
+    7.68
+    """
+    counts = np.asarray(counts)
+    half = counts.shape[-1] / 2
+    return gammaln(counts.sum(axis=-1) + half) - gammaln(half) - (gammaln(counts + 0.5) - gammaln(0.5)).sum(axis=-1)
+
+
 def on_kind_sites(labels, neighbours, rows):
     """Whether the coded rows ``rows`` sit on a main kind's sites: their neighbours' tokens are told more briefly by
     that kind's than by their own.
@@ -183,8 +197,7 @@ def on_kind_sites(labels, neighbours, rows):
     context = neighbour_contexts(lab, neighbours, int(lab.max()) + 1)
     n_contexts = int(context.max()) + 1
     own = np.bincount(context[np.asarray(rows, dtype=np.int64)], minlength=n_contexts)
-    own_bits = (gammaln(own.sum() + n_contexts / 2) - gammaln(n_contexts / 2)
-                - (gammaln(own + 0.5) - gammaln(0.5)).sum()) / np.log(2.0)
+    own_bits = kt_nats(own) / np.log(2.0)
     tokens, size = np.unique(coded, return_counts=True)
     for t in tokens[size >= MAIN_KIND_SHARE * len(coded)]:
         kind = np.bincount(context[coded == t], minlength=n_contexts)

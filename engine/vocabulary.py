@@ -58,11 +58,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
-from scipy.special import gammainccinv, gammaln
+from scipy.special import gammainccinv
 
 from motifgram.engine.chemistry import MAIN_KIND_SHARE
-from motifgram.engine.kinds import (CLOSE_CALL_BITS, RESOLUTION, neighbour_contexts, on_kind_sites, one_main_kind,
-                                    patchy_tokens, spread_along)
+from motifgram.engine.kinds import (CLOSE_CALL_BITS, RESOLUTION, kt_nats, neighbour_contexts, on_kind_sites,
+                                    one_main_kind, patchy_tokens, spread_along)
 from motifgram.engine.merging import groups_at_level, merge_sequence
 from motifgram.engine.mixture import fit_mixture, min_component_size
 
@@ -170,10 +170,7 @@ def structure_bits(labels, n_tokens, neighbours=None):
         coded, context = lab[: len(neighbours)], neighbour_contexts(lab, neighbours, n_tokens)
     table = np.zeros((int(context.max()) + 1, n_tokens))
     np.add.at(table, (context, coded), 1.0)
-    half = 0.5
-    nats = (gammaln(table.sum(axis=1) + n_tokens * half) - gammaln(n_tokens * half)
-            - (gammaln(table + half) - gammaln(half)).sum(axis=1))
-    return float(nats.sum() / _LN2)
+    return float(kt_nats(table).sum() / _LN2)
 
 
 def description_length(mixture, groups, z, neighbours=None, *, floor=None):
