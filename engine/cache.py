@@ -2,10 +2,14 @@
 
 A run over many micrographs that is interrupted (Ctrl-C, a killed worker) and started again recomputes only
 the micrographs it has no entry for. An entry is written to a temporary file and renamed into place, so a
-half-written entry is never read; an entry that cannot be read is recomputed.
+half-written entry is never read; an entry that cannot be read is recomputed. An entry made by other code (another
+motifgram, an edited checkout, other numerical libraries or another JAX backend) is not reused: its key carries
+:func:`code_fingerprint`.
 """
 
+import functools
 import hashlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -15,7 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["fingerprint_file", "cache_key", "save_entry", "load_entry", "cache_dir_for"]
+__all__ = ["fingerprint_file", "code_fingerprint", "cache_key", "save_entry", "load_entry", "cache_dir_for"]
+
+#: The distributions whose numerics a per-micrograph result depends on besides the engine's own source.
+_NUMERICAL_LIBRARIES = ("jax", "jaxlib", "numpy", "scipy", "scikit-image", "networkx")
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +40,22 @@ def fingerprint_file(path, *, chunk_bytes: int = 1 << 22) -> str:
         while block := fh.read(chunk_bytes):
             digest.update(block)
     return digest.hexdigest()
+
+
+@functools.cache
+def code_fingerprint() -> str:
+    """SHA-256 (hex, 16 characters) of the engine's source files, the numerical libraries' versions and JAX's
+    default backend: what a result depends on besides its input and settings. Cache entries and exported kernels
+    carry it, so that results of other code are computed again rather than read."""
+    import jax
+
+    digest = hashlib.sha256(jax.default_backend().encode())
+    for name in _NUMERICAL_LIBRARIES:
+        digest.update(f"{name} {importlib.metadata.version(name)}".encode())
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def cache_key(*parts) -> str:

@@ -6,8 +6,8 @@ and EM kernels that costs more than running them (benchmarks/README.md, issue 21
 kernel: while the persistent cache is on (the command line turns it on), the first call with each combination
 of static arguments and argument shapes exports the kernel (:func:`jax.export.export`) into a folder inside
 that cache, and later processes deserialize the file and call it; the executable itself still comes from the
-persistent cache. A file's name carries a fingerprint of the engine's source and of the JAX version, so changed
-code is traced again. Without the persistent cache (library use, most tests) the kernel is called as it is.
+persistent cache. A file's name carries :func:`~motifgram.engine.cache.code_fingerprint` (the engine's source, the
+numerical libraries' versions, the backend), so changed code is traced again. Without the persistent cache (library use, most tests) the kernel is called as it is.
 """
 
 import functools
@@ -19,23 +19,14 @@ import tempfile
 from pathlib import Path
 
 import jax
-import jaxlib
+
+from motifgram.engine.cache import code_fingerprint
 
 __all__ = ["stored"]
 
 log = logging.getLogger(__name__)
 
 _FOLDER = "motifgram-kernels"
-
-
-@functools.cache
-def _fingerprint() -> str:
-    """SHA-256 (hex, 16 characters) of the engine's source files, JAX's and jaxlib's versions and the backend."""
-    digest = hashlib.sha256(f"{jax.__version__} {jaxlib.__version__} {jax.default_backend()}".encode())
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
 
 
 @functools.cache
@@ -59,7 +50,7 @@ def _load_or_export(jitted, name: str, folder: Path, args, static: dict):
     exported there (written to a temporary file, then renamed, so a half-written file is never read)."""
     specs = [jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=a.weak_type) for a in map(jax.typeof, args)]
     signature = repr((name, sorted(static.items()), [(s.shape, str(s.dtype), s.weak_type) for s in specs],
-                      jax.config.jax_enable_x64, _fingerprint()))
+                      jax.config.jax_enable_x64, code_fingerprint()))
     path = folder / f"{name}-{hashlib.sha256(signature.encode()).hexdigest()[:32]}.exported"
     if path.is_file():
         try:

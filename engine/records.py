@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from motifgram.engine.cache import cache_key, fingerprint_file, load_entry
+from motifgram.engine.cache import cache_key, code_fingerprint, fingerprint_file, load_entry
 from motifgram.engine.errors import MotifgramError
 from motifgram.engine.geometry import inside_image
 from motifgram.engine.graph import AtomGraph, Rings
@@ -28,7 +28,6 @@ __all__ = [
     "SAMPLE_PER_MICROGRAPH",
     "PATCHES_PER_MICROGRAPH",
     "PATCH_SAMPLE",
-    "CACHE_VERSION",
     "FitSample",
     "MicrographRecord",
     "Failure",
@@ -47,10 +46,6 @@ SAMPLE_PER_MICROGRAPH = 4096
 PATCHES_PER_MICROGRAPH = 512
 #: ... of which a run keeps an equal share per micrograph, about this many patches in all.
 PATCH_SAMPLE = 8192
-#: Bump when a change to the per-micrograph stages makes cached results stale (2: the zernike_context
-#: descriptor became the default for atoms; 4: fast-scan noise removed before detection and features;
-#: 5: per-atom region and per-ring border flag).
-CACHE_VERSION = 5
 
 
 @dataclass(frozen=True, eq=False)
@@ -129,15 +124,15 @@ class Failure:
 
 
 def input_cache_key(item: InputSpec, spec: Spec) -> str:
-    """The cache entry of one input: its content (file hash or simulation) and every setting of the
-    per-micrograph stages."""
+    """The cache entry of one input: its content (file hash or simulation), every setting of the per-micrograph
+    stages and the code that computes them (:func:`~motifgram.engine.cache.code_fingerprint`)."""
     if item.simulate is not None:
         content = {"simulate": dataclasses.asdict(item.simulate)}
     else:
         content = {"sha256": fingerprint_file(item.path)}
     sections = spec.to_dict()
     return cache_key(
-        CACHE_VERSION, content, item.id, item.pixel_size, spec.seed,
+        code_fingerprint(), content, item.id, item.pixel_size, spec.seed,
         sections["detect"], sections["features"], spec.feature_descriptor, sections["graph"],
     )
 

@@ -7,6 +7,7 @@ import re
 import numpy as np
 import pytest
 
+import motifgram.engine.cache as cache
 import motifgram.engine.pipeline as pipeline
 import motifgram.engine.records as records
 from motifgram.engine.executor import WORKER_ENVIRONMENT, open_executor
@@ -150,6 +151,33 @@ def test_a_stale_cache_entry_is_not_reused(micrographs, tmp_path):
     again = run(changed, out_dir=first, force=True, quiet=True)
     summary = json.loads((again / "summary.json").read_text())
     assert sorted(summary["recomputed"]) == ["frame0", "frame1", "frame2", "frame3"]
+
+
+def test_a_cache_entry_of_other_code_is_not_reused(micrographs, tmp_path, monkeypatch):
+    """An entry written by another motifgram (here: another engine source fingerprint) is computed again, not read:
+    a run resumed in a folder of an older run once wrote the older code's positions."""
+    spec = spec_for(micrographs)
+    pipeline.analysis_pass(0, spec.inputs[0], spec, tmp_path / "cache", 1)
+    again, _ = pipeline.analysis_pass(0, spec.inputs[0], spec, tmp_path / "cache", 1)
+    assert not again.recomputed
+    monkeypatch.setattr(records, "code_fingerprint", lambda: "other code")
+    other, _ = pipeline.analysis_pass(0, spec.inputs[0], spec, tmp_path / "cache", 1)
+    assert other.recomputed
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 2
+
+
+def test_code_fingerprint_follows_the_engine_source(tmp_path, monkeypatch):
+    engine = tmp_path / "engine"
+    engine.mkdir()
+    (engine / "cache.py").write_text("x = 1\n")
+    monkeypatch.setattr(cache, "__file__", str(engine / "cache.py"))
+    cache.code_fingerprint.cache_clear()
+    first = cache.code_fingerprint()
+    (engine / "stages.py").write_text("y = 2\n")
+    cache.code_fingerprint.cache_clear()
+    assert cache.code_fingerprint() != first
+    monkeypatch.undo()
+    cache.code_fingerprint.cache_clear()
 
 
 def test_a_record_keeps_only_its_share_of_the_fit_sample(micrographs, tmp_path):
