@@ -163,11 +163,7 @@ def render(kind, seed, dose, effects=()):
         gain = 1 + ROW_GAIN * one_over_f(SIZE, row_rng)
         offset = ROW_OFFSET * one_over_f(SIZE, row_rng)
         shift = shift + ROW_SHIFT_PX * one_over_f(SIZE, row_rng)
-    # where each column is imaged: the row r scanned when the drifted sample brings it there, r - dy(r) = y
-    y_imaged = xy[:, 1].copy()
-    for _ in range(6):
-        y_imaged = xy[:, 1] + np.interp(y_imaged, rows, drift[:, 1])
-    x_imaged = xy[:, 0] + np.interp(y_imaged, rows, drift[:, 0])
+    x_imaged, y_imaged = drifted(xy, drift).T
     yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float64)
     xx_sample = xx - shift[:, None] - drift[:, :1]  # the sample point under each pixel's probe
     yy_sample = yy - drift[:, 1:]
@@ -201,13 +197,23 @@ def render(kind, seed, dose, effects=()):
     expected = np.clip(dose * gain[:, None] * (image + background), 0, None)
     counts = rng.poisson(expected) + rng.normal(0, READ_NOISE, image.shape) + dose * offset[:, None]
     weight = np.exp(-(rows[None, :] - y_imaged[:, None]) ** 2 / (2 * sigma**2))
-    drifted = np.stack([x_imaged, y_imaged], axis=1)
-    imaged = drifted.copy()
+    unshifted = np.stack([x_imaged, y_imaged], axis=1)
+    imaged = unshifted.copy()
     imaged[:, 0] += (weight * shift).sum(axis=1) / np.maximum(weight.sum(axis=1), 1e-12)
     inside = np.all((imaged >= 0) & (imaged <= SIZE - 1), axis=1)
     peak = dose * amplitude * np.interp(y_imaged, rows, gain)
-    floor = position_floor(drifted[inside], peak[inside], expected + READ_NOISE**2, sigma, tail_sigma, tail_share)
-    return counts.astype(np.float32), imaged[inside], label[inside], patches, vacancies, floor
+    floor = position_floor(unshifted[inside], peak[inside], expected + READ_NOISE**2, sigma, tail_sigma, tail_share)
+    return counts.astype(np.float32), imaged[inside], label[inside], patches, drifted(vacancies, drift), floor
+
+
+def drifted(xy, drift):
+    """(N, 2) positions (px) where points of the sample at ``xy`` are imaged under the slow-scan ``drift`` (the
+    sample's displacement when each row is scanned): at the row r where r - dy(r) = y, and x + dx(r)."""
+    rows = np.arange(SIZE)
+    y = xy[:, 1].copy()
+    for _ in range(6):  # a fixed point: dy changes by far less than a pixel per row
+        y = xy[:, 1] + np.interp(y, rows, drift[:, 1])
+    return np.stack([xy[:, 0] + np.interp(y, rows, drift[:, 0]), y], axis=1)
 
 
 def position_floor(xy, peak, variance, sigma, tail_sigma, tail_share):
@@ -292,6 +298,11 @@ def measure(kind, seed, dose, work, effects=()):
         near = np.hypot(*(vacancies[:, None] - centres[None]).transpose(2, 0, 1)) < BOND_PX
         row["vacancies_inside"] = int(inner(vacancies).sum())
         row["vacancies_with_12_ring"] = int(near[inner(vacancies)].any(axis=1).sum())
+        if effects:  # the carbon cover hides columns: those vacancies whose whole 12-ring (2 bonds) is clear too
+            rc = np.clip(np.rint(vacancies[:, ::-1]).astype(int), 0, SIZE - 1)
+            ring_clear = inner(vacancies) & (ndimage.distance_transform_edt(~patches)[rc[:, 0], rc[:, 1]] > 2 * BOND_PX)
+            row["vacancies_ring_clear"] = int(ring_clear.sum())
+            row["vacancies_ring_clear_with_12_ring"] = int(near[ring_clear].any(axis=1).sum())
         row["rings_12_inside"] = len(centres)
         row["rings_by_size"] = {int(n): int(c) for n, c in zip(*np.unique(rings["size"], return_counts=True))}
     return row
