@@ -2,6 +2,7 @@
 
     python benchmarks/outside.py                                   # graphene and MoS2, 20 and 60 counts, seeds 11-14
     python benchmarks/outside.py --kinds mos2 --doses 20 --seeds 11 --out benchmarks/outside.json
+    python benchmarks/outside.py --harsh --kinds graphene mos2 mos2_madf --out benchmarks/outside_harsh.json
 
 The accuracy benchmark (``accuracy.py``) renders with ``engine/imaging.py``, the model the detector was developed
 against. The issues' figures came from outside the project, from a different renderer; this one is written here,
@@ -13,6 +14,13 @@ Gaussian read noise and a white per-row x shift (0.2 px; the truth is each colum
 shift averaged over its rows). MoS2 (2H, [001]): Mo 1, S2 0.39, single S 0.19 (5 % of the S2 sites), S+Se 0.60
 (8 %), from Z**1.7. Graphene: 0.5 % of the atoms removed (isolated vacancies, each leaving a 12-ring when not
 reconstructed).
+
+Options (``--effects``, or ``--harsh`` for all; each from its own seed stream, so the default images are unchanged):
+``drift``, a linear slow-scan drift plus an exponential stage settling (2 + 2 px over the frame; the truth and the
+vacancies are where they are imaged); ``rows``, 1/f noise along the slow axis: a row gain (probe current flicker, rms
+3 %), a row offset (detector baseline, rms 0.05 of a unit peak) and row x shifts (rms 0.3 px); ``thickness``, a smooth
+log-normal factor on the column peaks (std 0.15); ``cover``, amorphous carbon over 25 % of the field (3 random layers
+at graphene's areal density). Kind ``mos2_madf``: MoS2 at the MADF contrast of the abTEM crop (:data:`CONTRAST`).
 
 Each image runs through the CLI exactly as a user runs it (``motifgram run SPEC``, a new process, a spec of only
 the path and the pixel size) and through the plain reference of ``accuracy.py`` (smoothing, ``peak_local_max``,
