@@ -598,6 +598,12 @@ def test_unrelated_material_is_unknown(items):
     assert "perovskite: unknown (nearest graphene" in format_table(result)
     doc = json.loads(json.dumps(result.to_json()))
     assert doc["classification"]["perovskite"]["label"] == UNKNOWN
+    # the joint fit pools Zernike invariants of two discs (patch_size auto: perovskite's period 16 px gives 17 px,
+    # graphene's and MoS2's 12 px give 13 px), and the vocabulary says so
+    match = doc["tokens"]["match"]
+    assert match["perovskite"]["patch_size_px"] == [17]
+    assert all(match[name]["patch_size_px"] == [13] for name in ("g4", "mos2a", "mos2b", "g0"))
+    assert "discs 13, 17 px pooled" in doc["tokens"]["source"]
 
 
 def test_joint_vocabulary_does_not_depend_on_the_order(items, joint):
