@@ -17,7 +17,13 @@ items of a comparison on one vocabulary (``motifgram compare --tokens``):
     decided (benchmarks/README.md, "Issue 20: a joint fit steady under its seed"). Every atom of every item is
     then re-tokenised with it and each item's grammar re-induced from its re-tokenised atom graphs (with the
     run's own ``grammar`` settings), so the same structure gives the same rules whatever each run learned
-    alone.
+    alone. Features that describe a disc about each site (Zernike invariants, intensity quantiles) are one
+    feature space only for one disc diameter (``features.patch_size``; ``auto`` follows each micrograph's
+    period): a joint model over several discs can separate micrographs of one structure by their disc, and
+    the vocabulary's source says when it pooled more than one (a random carbon network's period is its
+    diffuse ring's spacing, 10.3-11.5 px at the test scenarios' sampling, so its micrographs got discs of 11
+    or 13 px, and the two discs' atoms two tokens; benchmarks/README.md, "Issue 20: one disc for the defect
+    series").
 ``RUN``
     A reference run's token model (``tokens.npz``, the one ``tokens: {model: RUN}`` reuses) assigns the
     tokens instead of a joint fit; the grammars are re-induced as for ``joint``.
@@ -31,7 +37,8 @@ are.
 ``auto``
     ``joint`` when every item has stored features of one kind, else ``own`` (the report says why).
 
-How well the tokens matched is reported per item: the mean posterior confidence of the common tokens and the
+How well the tokens matched is reported per item: the disc diameters of its features (``patch_size_px``, for
+the descriptors that describe a disc), the mean posterior confidence of the common tokens and the
 *agreement* of the item's own tokens with them, ``min(sum_own max_common n, sum_common max_own n) / N`` over
 the contingency table ``n`` of own against common tokens (1: the two vocabularies are one relabelling of the
 other; a run whose one token the common model splits in two scores the larger half's share).
@@ -83,6 +90,8 @@ JOINT_SAMPLE = 4000
 JOINT_K_MAX = 8
 """Fewest mixture components the joint fit's BIC scan may reach (one run's default ``tokens.k_range``)."""
 _UNMATCHED = "X_"
+#: Descriptors whose features describe a disc about each site, so that they depend on its diameter.
+_DISC_DESCRIPTORS = ("zernike", "zernike_context", "intensity")
 
 
 @dataclass(frozen=True)
@@ -264,7 +273,8 @@ class Vocabulary:
         Where the model came from: ``"joint fit over N items"``, the reference run's path, or why each item
         keeps its own tokens.
     match : dict of str to dict
-        Item name -> ``{"own_tokens", "agreement", "mean_confidence"}`` (empty for ``own``).
+        Item name -> ``{"own_tokens", "agreement", "mean_confidence"}`` and, for features of a disc,
+        ``"patch_size_px"`` (the discs of its micrographs, px) (empty for ``own``).
     """
 
     method: str
@@ -325,7 +335,14 @@ def _express(item: Comparable, model: TokenModel) -> tuple[Comparable, dict]:
     match = {"own_tokens": len(item.grammar.tokens),
              "agreement": _agreement(np.concatenate(own), np.concatenate(common)),
              "mean_confidence": float(np.mean(np.concatenate(confidence))) if item.graphs else None}
+    if model.descriptor in _DISC_DESCRIPTORS:
+        match["patch_size_px"] = _discs(item)
     return expressed, match
+
+
+def _discs(item: Comparable) -> list[int]:
+    """The disc diameters (px) of the features of the item's micrographs, as its run recorded them."""
+    return sorted({int(m["patch_size_px"]) for m in item.images.values() if m.get("patch_size_px") is not None})
 
 
 def joint_k_max(items: Sequence[Comparable]) -> int:
@@ -388,6 +405,11 @@ def common_vocabulary(items: Sequence[Comparable], tokens: str | Path = "auto", 
                                  for it in ordered])
         model = _joint_fit(sample.tobytes(), sample.dtype.str, n_features, seed, descriptor, joint_k_max(items))
         method, source = "joint", f"joint fit over {len(items)} items ({len(sample)} atoms, {descriptor})"
+        discs = sorted({d for item in items for d in _discs(item)}) if descriptor in _DISC_DESCRIPTORS else []
+        if len(discs) > 1:
+            source += (f"; features of discs {', '.join(map(str, discs))} px pooled: a token can separate the "
+                       "micrographs of one structure by their disc (give the runs one features.patch_size)")
+            log.warning("the joint token model pools %s features of discs %s px", descriptor, discs)
     else:
         model = reference_token_model(tokens, descriptor=descriptor)
         if len(model.feature_mean) != n_features:

@@ -326,7 +326,8 @@ class Comparable:
     graphs : mapping of str to AtomGraph
         Image id -> atom graph with tokens (empty for a bare grammar).
     images : mapping of str to mapping of str to float
-        Image id -> disorder measures (:data:`MEASURES`) and ``n_atoms``.
+        Image id -> disorder measures (:data:`MEASURES`), ``n_atoms`` and, for a run, ``patch_size_px`` (the
+        diameter of the disc its features describe).
     usage : mapping of int to mapping of str to float, or None
         Level -> symbol -> count in the item's own parses (level 0: token counts); None: use rule counts.
     min_domain_size : int or None
@@ -464,7 +465,8 @@ def load_comparable(path, *, group: str | None = None) -> Comparable:
         if not infos:
             known = sorted({m.get("group") for m in summary.get("images", {}).values()} - {None})
             raise MotifgramError(f"{path}: no images of group {group!r} (groups: {', '.join(known) or 'none'})")
-    images = {i: {k: m[k] for k in (*MEASURES, "n_atoms") if m.get(k) is not None} for i, m in infos.items()}
+    images = {i: {k: m[k] for k in (*MEASURES, "n_atoms", "patch_size_px") if m.get(k) is not None}
+              for i, m in infos.items()}
     usage = None
     if infos and all("motif_counts" in m and "token_counts" in m for m in infos.values()):
         counts: dict[int, Counter] = defaultdict(Counter)
