@@ -569,14 +569,16 @@ def build_graph(xy, *, image_shape, bond_factor=None, max_ring=12, border_px=Non
     else:
         faces = triangle_regions(xy, bonds, tri)
         regions = atom_regions(xy, bonds, image_shape=image_shape, outer=faces[2])
-        diagonal = _diagonals(xy, bonds, regions)
+        walk = _face_walk(xy, bonds, max_ring)
+        diagonal = _diagonals(xy, bonds, regions, walk)
         if diagonal.any():
             log.debug("%d bonds between two triangles narrower than the network's angles dropped", diagonal.sum())
             bonds = bonds[~diagonal]
             faces = triangle_regions(xy, bonds, tri)
             regions = atom_regions(xy, bonds, image_shape=image_shape, outer=faces[2])
+            walk = _face_walk(xy, bonds, max_ring)
         network = regions.network
-        rings, border = _rings(xy, bonds, tri, image_shape, max_ring, float(border_px), regions, faces)
+        rings, border = _rings(xy, bonds, tri, image_shape, float(border_px), regions, faces, walk)
     return AtomGraph(
         xy=xy,
         tokens=np.full(n, "", dtype="<U1"),
@@ -937,11 +939,12 @@ def face_cycles(xy, bonds, *, max_ring=12):
     return [tuple(r[:m]) for r, m, ok in zip(ring.tolist(), length.tolist(), simple.tolist()) if ok]
 
 
-def _rings(xy, bonds, tri, image_shape, max_ring, border_px, regions: Regions, faces):
+def _rings(xy, bonds, tri, image_shape, border_px, regions: Regions, faces, walk):
     """Rings of the bond graph (module docstring), sorted, and their border flags; ``tri`` is the Delaunay
-    triangulation of ``xy``, ``regions`` its atoms' regions, ``faces`` what :func:`triangle_regions` returns."""
+    triangulation of ``xy``, ``regions`` its atoms' regions, ``faces`` what :func:`triangle_regions` returns and
+    ``walk`` what :func:`_face_walk` does."""
     n = len(xy)
-    ring, length, simple, first, dst, _ = _face_walk(xy, bonds, max_ring)
+    ring, length, simple, first, dst, _ = walk
     if len(ring) == 0:
         return Rings([], [0]), np.zeros(0, bool)
 
@@ -962,7 +965,7 @@ def _rings(xy, bonds, tri, image_shape, max_ring, border_px, regions: Regions, f
     return _sorted_rings(ring[keep], length[keep], border[keep])
 
 
-def _diagonals(xy, bonds, regions: Regions):
+def _diagonals(xy, bonds, regions: Regions, walk):
     """(B,) bool: the bonds that are the longest side of a triangle on either side, in a network whose angles no
     triangle has.
 
@@ -970,13 +973,13 @@ def _diagonals(xy, bonds, regions: Regions):
     honeycomb: sides of a bond length, the diagonal 1.3 across); both triangles are no rings (:func:`_rings`),
     so the quadrilateral would be lost with them. The bond between the two halves of a split column is the
     shortest side of its triangles, and a stray atom beside a bond makes a triangle on one side only: both keep
-    their bonds.
+    their bonds. ``walk`` is what :func:`_face_walk` returns for these bonds.
     """
     diagonal = np.zeros(len(bonds), dtype=bool)
     if not np.pi / 3 < regions.narrowest_angle - ANGLE_TOLERANCE:  # NaN too: no typical angle, nothing narrow
         return diagonal
-    ring, length, simple, _, _, _ = _face_walk(xy, bonds, 3)
-    corners = ring[(length == 3) & simple]
+    ring, length, simple = walk[:3]
+    corners = ring[(length == 3) & simple][:, :3]
     if len(corners) == 0:
         return diagonal
     ends = np.roll(corners, -1, axis=1)
