@@ -18,9 +18,7 @@ Pipeline (:func:`build_graph`):
    lattice's short side, which cannot hold rings), ``tau`` moves on to the next valley (a local minimum at
    most half as high as the highest bin before it) whose cut reaches that degree, up to ratio 2.5. A
    perfect honeycomb (ratios 1 and sqrt(3)) gives 1.37, a square lattice (1 and sqrt(2)) 1.26. The value
-   is logged at INFO and kept as :attr:`AtomGraph.bond_factor`. In a network whose typical narrowest angle
-   between bonds is too wide for triangles (see step 5), a bond with a triangle on either side is dropped: the
-   short diagonal of a quadrilateral (a 4|4P boundary's 4-rings in a honeycomb) or a spoke to a stray atom.
+   is logged at INFO and kept as :attr:`AtomGraph.bond_factor`.
 4. **Faces** by half-edge traversal, vectorised: half-edges sorted by (origin, angle); the successor of
    half-edge ``u -> v`` in its face is ``v -> w``, where ``w`` is the neighbour of ``v`` following ``u``
    in increasing ``atan2(dy, dx)`` order at ``v``. Face cycles are the cycles of this permutation,
@@ -569,16 +567,8 @@ def build_graph(xy, *, image_shape, bond_factor=None, max_ring=12, border_px=Non
     else:
         faces = triangle_regions(xy, bonds, tri)
         regions = atom_regions(xy, bonds, image_shape=image_shape, outer=faces[2])
-        walk = _face_walk(xy, bonds, max_ring)
-        diagonal = _diagonals(xy, bonds, regions, walk)
-        if diagonal.any():
-            log.debug("%d bonds between two triangles narrower than the network's angles dropped", diagonal.sum())
-            bonds = bonds[~diagonal]
-            faces = triangle_regions(xy, bonds, tri)
-            regions = atom_regions(xy, bonds, image_shape=image_shape, outer=faces[2])
-            walk = _face_walk(xy, bonds, max_ring)
         network = regions.network
-        rings, border = _rings(xy, bonds, tri, image_shape, float(border_px), regions, faces, walk)
+        rings, border = _rings(xy, bonds, tri, image_shape, max_ring, float(border_px), regions, faces)
     return AtomGraph(
         xy=xy,
         tokens=np.full(n, "", dtype="<U1"),
@@ -939,12 +929,11 @@ def face_cycles(xy, bonds, *, max_ring=12):
     return [tuple(r[:m]) for r, m, ok in zip(ring.tolist(), length.tolist(), simple.tolist()) if ok]
 
 
-def _rings(xy, bonds, tri, image_shape, border_px, regions: Regions, faces, walk):
+def _rings(xy, bonds, tri, image_shape, max_ring, border_px, regions: Regions, faces):
     """Rings of the bond graph (module docstring), sorted, and their border flags; ``tri`` is the Delaunay
-    triangulation of ``xy``, ``regions`` its atoms' regions, ``faces`` what :func:`triangle_regions` returns and
-    ``walk`` what :func:`_face_walk` does."""
+    triangulation of ``xy``, ``regions`` its atoms' regions, ``faces`` what :func:`triangle_regions` returns."""
     n = len(xy)
-    ring, length, simple, first, dst, _ = walk
+    ring, length, simple, first, dst, _ = _face_walk(xy, bonds, max_ring)
     if len(ring) == 0:
         return Rings([], [0]), np.zeros(0, bool)
 
@@ -963,32 +952,6 @@ def _rings(xy, bonds, tri, image_shape, border_px, regions: Regions, faces, walk
         keep &= (_share(ring, length, ordered) >= RING_ORDERED) | _enclosed(ring, length, bonds, ordered)
     border = _touches(ring, length, _near_border(xy, image_shape, border_px) | outer_atoms)
     return _sorted_rings(ring[keep], length[keep], border[keep])
-
-
-def _diagonals(xy, bonds, regions: Regions, walk):
-    """(B,) bool: the bonds that are the longest side of a triangle on either side, in a network whose angles no
-    triangle has.
-
-    Such a bond is the short diagonal of a quadrilateral (the 4-rings of a 4|4P mirror-twin boundary in a
-    honeycomb: sides of a bond length, the diagonal 1.3 across); both triangles are no rings (:func:`_rings`),
-    so the quadrilateral would be lost with them. The bond between the two halves of a split column is the
-    shortest side of its triangles, and a stray atom beside a bond makes a triangle on one side only: both keep
-    their bonds. ``walk`` is what :func:`_face_walk` returns for these bonds.
-    """
-    diagonal = np.zeros(len(bonds), dtype=bool)
-    if not np.pi / 3 < regions.narrowest_angle - ANGLE_TOLERANCE:  # NaN too: no typical angle, nothing narrow
-        return diagonal
-    ring, length, simple = walk[:3]
-    corners = ring[(length == 3) & simple][:, :3]
-    if len(corners) == 0:
-        return diagonal
-    ends = np.roll(corners, -1, axis=1)
-    longest = np.argmax(np.hypot(*(xy[ends] - xy[corners]).transpose(2, 0, 1)), axis=1)
-    rows = np.arange(len(corners))
-    a, b = corners[rows, longest], ends[rows, longest]
-    n = len(xy)
-    key, count = np.unique(np.minimum(a, b) * n + np.maximum(a, b), return_counts=True)
-    return np.isin(bonds[:, 0] * n + bonds[:, 1], key[count == 2])
 
 
 def _tri_edge_keys(xy, tri):

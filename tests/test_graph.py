@@ -571,32 +571,6 @@ def test_rings_read_as_a_tuple_of_tuples():
     assert AtomGraph(g.xy, g.tokens, g.bonds, g.rings.to_tuples(), g.image_shape).rings == g.rings
 
 
-def mirror_twin_boundary(seed, *, bond=12.0, cols=14, rows=5, noise_px=0.3):
-    """Two honeycomb grains mirrored across a row of corner-sharing 4-rings (the 4|4P boundary of a MoSe2 image,
-    GB_mono_MoSe2.tif: rhombi of bond-length sides, 1.3 bonds across). Returns (xy, the row's y, the 4-rings)."""
-    a, depth = math.sqrt(3) * bond, 0.65 * bond
-    top = np.array([(i * a + (j % 2) * a / 2, j * 1.5 * bond + dy) for j in range(rows) for i in range(cols)
-                    for dy in (0.0, bond)])
-    row = np.array([(i * a + a / 2, -depth) for i in range(cols - 1)])
-    shift = np.array([20.0, 20.0 + 2 * depth + 1.5 * bond * rows])
-    xy = np.vstack([top, top * [1, -1] - [0, 2 * depth], row]) + shift
-    return xy + np.random.default_rng(seed).normal(0, noise_px, xy.shape), shift[1] - depth, cols - 2
-
-
-@pytest.mark.parametrize("seed", seeds(0, 1, 2, 3))
-def test_mirror_twin_boundary_keeps_its_four_rings(seed):
-    # the rhombi's short diagonals (ratio 1.3) lie under the auto bond factor on seeds 0, 2 and 3 (1.48-1.51; seed
-    # 1: 1.20), splitting each 4-ring into two triangles that a honeycomb's 120-degree angles drop: 0 of the 12
-    # 4-rings were kept there; now the diagonals are no bonds
-    xy, row_y, n_rhombi = mirror_twin_boundary(seed)
-    g = build_graph(xy, image_shape=(int(xy[:, 1].max()) + 20, int(xy[:, 0].max()) + 20))
-    check_graph(g)
-    centre_y = np.array([xy[list(r), 1].mean() for r in g.rings])
-    assert np.sum((g.ring_sizes == 4) & (np.abs(centre_y - row_y) < 3)) == n_rhombi
-    assert sorted(set(g.ring_sizes.tolist())) == [4, 6]
-    assert np.sum(g.ring_sizes == 6) == 104  # every hexagon of the two grains
-
-
 @pytest.mark.parametrize("seed", seeds(0, 1))
 def test_stray_atoms_in_a_glass_make_no_triangles(seed):
     # a glass has no lattice, so the ordered-atom filter keeps its rings; a stray atom (contamination, a noise
