@@ -298,7 +298,8 @@ def refine_columns(image, xy, *, sigma_px, half_window, n_iter, sigma_max=None, 
 
     def fit_chunk(chunk, s0, st, a_own, s_own):
         # one flat gather of the disk's pixels straight into the kernel's (pixel, atom) layout: (P, n); a window
-        # within the image is its centre's flat index plus the offsets', only those cut by the border are clipped
+        # within the image is its centre's flat index plus the offsets', only those cut by the border are clipped.
+        # The arithmetic on (P, n) runs in place: each new array of that size costs its page faults again
         chunk = np.asarray(chunk, np.int64)
         flat = offset_flat[:, None] + (chunk[:, 1] * w + chunk[:, 0])[None, :]
         valid = np.repeat(used[:, None], chunk.shape[0], axis=1)
@@ -310,13 +311,23 @@ def refine_columns(image, xy, *, sigma_px, half_window, n_iter, sigma_max=None, 
         windows = img.ravel()[flat]
         if own is not None:
             st = np.asarray(st)
-            dx, dy = fx[:, None] - st[:, 0], fy[:, None] - st[:, 1]
             inv = np.float32(-0.5) / np.maximum(np.asarray(s_own), np.float32(0.3)) ** 2
-            windows = windows + np.asarray(a_own) * np.exp((dx * dx + dy * dy) * inv)
-        windows = (windows - np.float32(lo)) * np.float32(1.0 / scale)
-        masks = valid.astype(np.float32)
-        if root_w is not None:
-            masks *= root_w.ravel()[flat]
+            model = np.subtract(fx[:, None], st[:, 0])
+            model *= model
+            dy = np.subtract(fy[:, None], st[:, 1])
+            dy *= dy
+            model += dy
+            model *= inv
+            np.exp(model, out=model)
+            model *= np.asarray(a_own)
+            windows += model
+        windows -= np.float32(lo)
+        windows *= np.float32(1.0 / scale)
+        if root_w is None:
+            masks = valid.astype(np.float32)
+        else:
+            masks = root_w.ravel()[flat]
+            masks *= valid
         return _fit_windows(windows, masks, s0, st, s_cap, ux, uy, np.int32(n_iter), half=hb)
 
     fit_xy, amp, sig, ok = map_chunks(
@@ -363,12 +374,13 @@ def render_columns(shape, xy, amplitude, sigma, *, reach=3.0):
         cols = c[:, 0, None] + off
         gy = np.exp((rows - p[:, 1, None]) ** 2 * inv) * ((rows >= 0) & (rows < h))
         gx = np.exp((cols - p[:, 0, None]) ** 2 * inv) * ((cols >= 0) & (cols < w))
-        val = amplitude[c0 : c0 + 4096, None, None] * gy[:, :, None] * gx[:, None, :]
-        flat = (rows.clip(0, h - 1)[:, :, None] * w + cols.clip(0, w - 1)[:, None, :]).ravel()
+        val = (amplitude[c0 : c0 + 4096, None] * gy)[:, :, None] * gx[:, None, :]
         # summed over the span of pixels the chunk reaches only (a band of rows: detection gives the atoms in row
-        # order), not the whole image per chunk, which made the rendering quadratic in the image's side
-        first = int(flat.min())
-        part = np.bincount(flat - first, weights=val.ravel())
+        # order), not the whole image per chunk, which made the rendering quadratic in the image's side; the span's
+        # first pixel is taken off the (n, S) offsets, before they are spread to (n, S, S)
+        row_flat, cols = rows.clip(0, h - 1) * w, cols.clip(0, w - 1)
+        first = int((row_flat.min(axis=1) + cols.min(axis=1)).min())
+        part = np.bincount(((row_flat - first)[:, :, None] + cols[:, None, :]).ravel(), weights=val.ravel())
         out[first : first + len(part)] += part
     return out.reshape(h, w)
 
