@@ -7,7 +7,8 @@ kernel: while the persistent cache is on (the command line turns it on), the fir
 of static arguments and argument shapes exports the kernel (:func:`jax.export.export`) into a folder inside
 that cache, and later processes deserialize the file and call it; the executable itself still comes from the
 persistent cache. A file's name carries :func:`~motifgram.engine.cache.code_fingerprint` (the engine's source, the
-numerical libraries' versions, the backend), so changed code is traced again. Without the persistent cache (library use, most tests) the kernel is called as it is.
+numerical libraries' versions, the backend), so changed code is traced again. Without the persistent cache
+(library use, most tests) the kernel is called as it is.
 """
 
 import functools
