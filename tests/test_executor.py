@@ -171,13 +171,15 @@ def test_code_fingerprint_follows_the_engine_source(tmp_path, monkeypatch):
     engine.mkdir()
     (engine / "cache.py").write_text("x = 1\n")
     monkeypatch.setattr(cache, "__file__", str(engine / "cache.py"))
-    cache.code_fingerprint.cache_clear()
-    first = cache.code_fingerprint()
-    (engine / "stages.py").write_text("y = 2\n")
-    cache.code_fingerprint.cache_clear()
-    assert cache.code_fingerprint() != first
-    monkeypatch.undo()
-    cache.code_fingerprint.cache_clear()
+    try:
+        cache.code_fingerprint.cache_clear()
+        first = cache.code_fingerprint()
+        (engine / "stages.py").write_text("y = 2\n")
+        cache.code_fingerprint.cache_clear()
+        assert cache.code_fingerprint() != first
+    finally:  # later tests get the real engine's fingerprint, whatever happened here
+        monkeypatch.undo()
+        cache.code_fingerprint.cache_clear()
 
 
 def test_a_record_keeps_only_its_share_of_the_fit_sample(micrographs, tmp_path):
