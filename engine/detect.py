@@ -53,7 +53,7 @@ from scipy.spatial import cKDTree
 
 from motifgram.engine.geometry import inside_image, nn_distance
 from motifgram.engine.errors import NoLatticeError
-from motifgram.engine.period import checked_image, estimate_lattice_period
+from motifgram.engine.period import LatticePeriod, checked_image, estimate_lattice_period, lattice_period
 from motifgram.engine.refine import (model_amplitudes, refine_columns, refine_jointly, refine_positions,
                                      render_columns)
 
@@ -108,6 +108,8 @@ class Atoms:
     nn_distance_px : float
         Nearest-neighbour (bond) distance of the detected atoms, px: the median over all neighbour pairs
         in the first coordination shell.
+    periodic : bool
+        False where no Bragg spot was found: ``lattice_period_px`` is then a diffuse ring's spacing.
     scan_noise : float
         RMS of the fast-scan (row- or column-correlated) noise that :func:`remove_scan_noise` took out of
         the image before peak finding, in the input image's units; 0 when none was found, or when the
@@ -119,6 +121,7 @@ class Atoms:
     intensity: np.ndarray
     lattice_period_px: float
     nn_distance_px: float
+    periodic: bool = True
     scan_noise: float = 0.0
 
     def __len__(self) -> int:
@@ -501,7 +504,8 @@ def detect_atoms(
     scan_rms = 0.0
     if scan_noise_removal:
         img, scan_rms, _ = _remove_scan_noise(img)
-    period = float(lattice_period_px) if lattice_period_px is not None else estimate_lattice_period(img)
+    measured = LatticePeriod(float(lattice_period_px), True) if lattice_period_px is not None else lattice_period(img)
+    period = measured.px
     noise = _noise_sigma(img)
 
     if min_distance_px is None or denoise_sigma_px is None:
@@ -594,5 +598,6 @@ def detect_atoms(
         intensity=np.ascontiguousarray(intensity, dtype=np.float32),
         lattice_period_px=period,
         nn_distance_px=nn,
+        periodic=measured.periodic,
         scan_noise=scan_rms,
     )

@@ -179,7 +179,7 @@ def atoms_at_ring_centres(image: np.ndarray, spots: Atoms, *, bond_factor: float
     bond_len = np.hypot(*(sites.xy[sites.bonds[:, 1]] - sites.xy[sites.bonds[:, 0]]).T)
     nn = float(np.median(bond_len)) if len(bond_len) else spots.nn_distance_px / np.sqrt(3.0)
     return Atoms(xy=xy, intensity=intensity.astype(np.float32), lattice_period_px=spots.lattice_period_px,
-                 nn_distance_px=nn), sites
+                 nn_distance_px=nn, periodic=spots.periodic), sites
 
 
 def _faces_without_centre(xy, bonds, max_face):

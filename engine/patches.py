@@ -31,6 +31,7 @@ __all__ = [
     "MIN_PATCH_SIZE",
     "MAX_PATCH_SIZE",
     "patch_size_for",
+    "disc_diameter_for",
     "prepare_sampling",
     "bilinear_gather",
     "sample_image",
@@ -51,16 +52,53 @@ MAX_PATCH_SIZE = 129
 """Largest patch side returned by :func:`patch_size_for` (px): bounds memory at O(N * 129**2)."""
 
 
-def patch_size_for(lattice_period_px):
-    """Feature disk diameter (odd, px) for a lattice period: ``period + 1`` rounded to odd, clipped.
+def disc_diameter_for(lattice_period_px):
+    """Zernike disc diameter (px) for a lattice period: ``period + 1``, clipped to ``[7, 129]`` px.
 
-    The disk holds the atom column and reaches about halfway to its neighbours, so a token describes the
+    The disc holds the atom column and reaches about halfway to its neighbours, so a token describes the
     column and its immediate surroundings; how columns combine is left to the rings and the grammar. The
-    prior art's wider disk (``2 * period + 1``, the first shell of neighbours included) makes tokens encode
+    prior art's wider disc (``2 * period + 1``, the first shell of neighbours included) makes tokens encode
     the neighbours' species and the strain field around defects, which splits one species into many
     tokens and the ring words with them (measured: simulated graphene with Stone–Wales defects gives 4
     tokens and 36 ring rules at 25 px, 1 token and 4 ring rules at 13 px; 2H-MoS2 site classes reach ARI
-    0.63 at 25 px and 0.75 at 13 px). Set ``features.patch_size`` for the wider disk.
+    0.63 at 25 px and 0.75 at 13 px). Set ``features.patch_size`` for the wider disc.
+
+    Continuous in the period, so that two micrographs of one structure whose period estimates differ a
+    little (an amorphous network's diffuse ring: 10.3-11.5 px over seeds) get features of nearly the same
+    disc; rounding to an odd patch side put them on either side of 12 px (discs of 11 and 13 px), and a
+    joint token model then separated them by their disc (benchmarks/README.md, "Issue 20"). The polar
+    sampling of :func:`motifgram.engine.zernike.image_moments` takes any diameter; square patches (class
+    averages) keep the odd side of :func:`patch_size_for`.
+
+    Parameters
+    ----------
+    lattice_period_px : float
+        Lattice period in pixels (> 0).
+
+    Returns
+    -------
+    float
+        Diameter in px.
+
+    Examples
+    --------
+    >>> disc_diameter_for(11.3)
+    12.3
+    """
+    return min(max(_checked_period(lattice_period_px) + 1.0, float(MIN_PATCH_SIZE)), float(MAX_PATCH_SIZE))
+
+
+def _checked_period(lattice_period_px) -> float:
+    period = float(lattice_period_px)
+    if not math.isfinite(period) or period <= 0:
+        raise ValueError(f"lattice_period_px must be a finite positive number of pixels, got {lattice_period_px!r}")
+    return period
+
+
+def patch_size_for(lattice_period_px):
+    """Square patch side (odd, px) for a lattice period: ``period + 1`` rounded to odd, clipped.
+
+    The side of the square patches (class averages, overlays) about a disc of :func:`disc_diameter_for`.
 
     Parameters
     ----------
@@ -79,10 +117,7 @@ def patch_size_for(lattice_period_px):
     >>> patch_size_for(1.0)
     7
     """
-    period = float(lattice_period_px)
-    if not math.isfinite(period) or period <= 0:
-        raise ValueError(f"lattice_period_px must be a finite positive number of pixels, got {lattice_period_px!r}")
-    size = 2 * int(round(period / 2)) + 1
+    size = 2 * int(round(_checked_period(lattice_period_px) / 2)) + 1
     return int(min(max(size, MIN_PATCH_SIZE), MAX_PATCH_SIZE))
 
 

@@ -8,6 +8,7 @@ applies first.
 from __future__ import annotations
 
 import logging
+from typing import NamedTuple
 
 import numpy as np
 from scipy import fft as sp_fft
@@ -16,7 +17,7 @@ from scipy.spatial import cKDTree
 
 from motifgram.engine.errors import ImageError, NoLatticeError
 
-__all__ = ["checked_image", "estimate_lattice_period", "MIN_SIDE_PX"]
+__all__ = ["checked_image", "estimate_lattice_period", "lattice_period", "LatticePeriod", "MIN_SIDE_PX"]
 
 log = logging.getLogger(__name__)
 
@@ -254,7 +255,22 @@ def _first_order(k_xy, power, significance, spot, lower):
     return strong & (np.abs(k_abs - k_first) <= 0.05 * k_first)
 
 
+class LatticePeriod(NamedTuple):
+    """A micrograph's lattice period and what it was measured from."""
+
+    px: float
+    """Period in px."""
+    periodic: bool
+    """False where no Bragg spot was found and ``px`` is the spacing of an amorphous structure's diffuse ring."""
+
+
 def estimate_lattice_period(image) -> float:
+    """The lattice period in px of :func:`lattice_period` (Bragg reflections, or an amorphous structure's
+    diffuse ring)."""
+    return lattice_period(image).px
+
+
+def lattice_period(image) -> LatticePeriod:
     """Dominant lattice period of an atomic-resolution image, from its Bragg reflections.
 
     The power spectrum of the Hann-windowed central crop (at most 1024 px square, best-fit plane removed)
@@ -284,8 +300,8 @@ def estimate_lattice_period(image) -> float:
 
     Returns
     -------
-    float
-        Lattice period in px.
+    LatticePeriod
+        Lattice period in px, and whether it is a Bragg lattice's (``periodic``) or a diffuse ring's.
 
     Raises
     ------
@@ -329,7 +345,7 @@ def estimate_lattice_period(image) -> float:
             best,
             period,
         )
-        return period
+        return LatticePeriod(period, periodic=False)
     k_abs = np.hypot(k_xy[:, 0], k_xy[:, 1])
     ring = _first_order(k_xy, power, significance, spot, lower)
     k_mean = float(np.average(k_abs[ring], weights=power[ring]))
@@ -342,4 +358,4 @@ def estimate_lattice_period(image) -> float:
         source,
         float(significance[ring].max()),
     )
-    return period
+    return LatticePeriod(period, periodic=True)

@@ -86,7 +86,9 @@ class MicrographRecord:
     n_atoms : int
     lattice_period_px, nn_distance_px : float
     patch_size : int
-        Feature patch side (px).
+        Square patch side (px).
+    disc_diameter_px : float
+        Zernike disc diameter (px).
     cache_key : str
         Entry of the cache holding the micrograph's atoms, graph and features.
     recomputed : bool
@@ -107,6 +109,7 @@ class MicrographRecord:
     lattice_period_px: float
     nn_distance_px: float
     patch_size: int
+    disc_diameter_px: float
     cache_key: str
     recomputed: bool
     moire: dict | None = None
@@ -176,6 +179,7 @@ def entry_from_analysis(analysis: MicrographAnalysis, seed: int) -> dict:
         "network": graph.region == REGION_NETWORK,
         "bond_factor": np.array(graph.bond_factor),
         "patch_size": np.array(patch_size),
+        "disc_diameter_px": np.array(analysis.features.disc_diameter_px),
         "invariants": analysis.invariants,
         "sample": sample,
         "sample_moments": analysis.features.moments_of(with_patches),
@@ -201,7 +205,8 @@ def record_from_entry(index: int, item: InputSpec, key: str, entry: dict, n_inpu
         index=index, id=item.id, group=item.group, source=str(entry["source"]),
         shape=tuple(int(v) for v in entry["shape"]), pixel_size_nm=None if np.isnan(pixel) else pixel,
         n_atoms=len(entry["xy"]), lattice_period_px=float(entry["lattice_period_px"]),
-        nn_distance_px=float(entry["nn_distance_px"]), patch_size=int(entry["patch_size"]), cache_key=key,
+        nn_distance_px=float(entry["nn_distance_px"]), patch_size=int(entry["patch_size"]),
+        disc_diameter_px=float(entry["disc_diameter_px"]), cache_key=key,
         recomputed=recomputed, moire=json.loads(str(entry["moire"])) if "moire" in entry else None, sample=sample,
     )
 

@@ -255,8 +255,8 @@ class FeaturesSpec:
 
     n_max: int = spec_key(10, minimum=2, maximum=20, doc="Highest Zernike order (10 gives 36 moments).")
     patch_size: int | None = spec_key(
-        None, minimum=5, odd=True, doc="Diameter of the disk around each site in px, odd. auto: about one "
-                                        "lattice period + 1.")
+        None, minimum=5, odd=True, doc="Diameter of the disk around each site in px, odd. auto: the lattice "
+                                        "period + 1 (not rounded; 1.5 bonds + 1 without Bragg spots).")
     descriptor: FeatureDescriptor = spec_key(
         "auto", doc="What the tokens are learned from: 'chemistry' (each column's fitted integrated intensity, "
                   "relative to a smooth trend of the main column kinds' intensities over the image, and its "

@@ -22,7 +22,7 @@ from motifgram.engine.graph import AtomGraph, build_graph, graph_from_bonds
 from motifgram.engine.io import Micrograph, load_micrograph
 from motifgram.engine.moire import grid_points
 from motifgram.engine.pairs import atoms_at_dumbbells
-from motifgram.engine.patches import intensity_quantiles, normalise_image, patch_size_for
+from motifgram.engine.patches import disc_diameter_for, intensity_quantiles, normalise_image, patch_size_for
 from motifgram.engine.simulate import simulate
 from motifgram.engine.spec import InputSpec, Spec
 from motifgram.engine.tokens import Features, compute_features
@@ -42,6 +42,9 @@ __all__ = [
 #: Radius of the intensity-quantile disk (``features.descriptor: intensity``), in lattice periods: more than
 #: a unit cell, so the descriptor does not depend on where a grid point falls in it.
 INTENSITY_RADIUS_PERIODS = 1.5
+#: The "period" of an amorphous structure for its feature disc, in bond lengths: a honeycomb's period for its
+#: bond, so that a 2-D network (carbon, a silica bilayer) and its crystal get discs of one rule.
+AMORPHOUS_PERIOD_BONDS = 1.5
 
 
 class StageTimer:
@@ -152,19 +155,34 @@ def find_atoms(image: np.ndarray, spec: Spec) -> tuple[np.ndarray, Atoms, RingCe
     return cleaned, atoms, None
 
 
+def feature_period_px(atoms: Atoms) -> float:
+    """The length (px) the feature disc follows: the lattice period, or for an amorphous structure (no Bragg
+    spot) :data:`AMORPHOUS_PERIOD_BONDS` bonds.
+
+    A diffuse ring's spacing is the broad maximum of a noisy spectrum: over micrographs of one simulated carbon
+    network (256 px, 8 seeds) it spread over 10.3-11.6 px, where the bond length, the median of thousands of
+    bonds, spread over 7.60-7.73 px. Discs that far apart (11.3-12.6 px) gave one network's micrographs features
+    further apart than graphene's at 0 and 0.5 % defects (benchmarks/README.md, "Issue 20: the disc of an
+    amorphous structure").
+    """
+    return atoms.lattice_period_px if atoms.periodic else AMORPHOUS_PERIOD_BONDS * atoms.nn_distance_px
+
+
 def describe_atoms(image: np.ndarray, atoms: Atoms, spec: Spec) -> Features:
     """The features of every atom's neighbourhood, by ``spec.features`` (descriptor resolved by the spec)."""
     image = normalise_image(image, atoms.xy)
     descriptor = spec.feature_descriptor
+    fixed, scale = spec.features.patch_size, feature_period_px(atoms)
     features = compute_features(
         image,
         atoms.xy,
-        patch_size=spec.features.patch_size or patch_size_for(atoms.lattice_period_px),
+        patch_size=fixed or patch_size_for(scale),
+        disc_diameter_px=fixed or disc_diameter_for(scale),
         n_max=spec.features.n_max,
         moments=descriptor in ("zernike", "zernike_context"),
     )
     if descriptor == "intensity":
-        quantiles = intensity_quantiles(image, atoms.xy, radius_px=INTENSITY_RADIUS_PERIODS * atoms.lattice_period_px)
+        quantiles = intensity_quantiles(image, atoms.xy, radius_px=INTENSITY_RADIUS_PERIODS * scale)
         return dataclasses.replace(features, invariants=quantiles)
     if descriptor == "chemistry":
         chemistry = chemistry_features(image, atoms.xy, nn_distance_px=atoms.nn_distance_px, seed=spec.seed)

@@ -97,7 +97,7 @@ class Features:
     Attributes
     ----------
     moments : (N, M) ndarray of complex64 or None
-        Zernike moments ``A_nm`` of the disk of diameter ``patch_size`` about each atom, sampled on a polar
+        Zernike moments ``A_nm`` of the disc of diameter ``disc_diameter_px`` about each atom, sampled on a polar
         grid (:func:`motifgram.engine.zernike.image_moments`); orientation in their phases. None where a
         descriptor of its own replaces the invariants (:meth:`moments_of` computes a sample's).
     invariants : (N, M) ndarray of float32
@@ -107,7 +107,9 @@ class Features:
     xy : (N, 2) ndarray of float32
         Atom positions (x = column, y = row) in px.
     patch_size : int
-        Neighbourhood diameter / square patch side in px.
+        Square patch side in px (odd).
+    disc_diameter_px : float
+        Diameter of the Zernike disc in px (not necessarily an integer).
     n_max : int
         Highest Zernike radial order.
     patches : (N, P, P) ndarray of float32
@@ -120,6 +122,7 @@ class Features:
     image: np.ndarray = field(repr=False)
     xy: np.ndarray
     patch_size: int
+    disc_diameter_px: float
     n_max: int = 10
 
     @cached_property
@@ -131,10 +134,10 @@ class Features:
         computed, these atoms' alone (the same values)."""
         if self.moments is not None:
             return self.moments[rows]
-        return image_moments(self.image, self.xy[rows], patch_size=self.patch_size, n_max=self.n_max)
+        return image_moments(self.image, self.xy[rows], patch_size=self.disc_diameter_px, n_max=self.n_max)
 
 
-def compute_features(image, xy, *, patch_size, n_max=10, moments=True):
+def compute_features(image, xy, *, patch_size, disc_diameter_px=None, n_max=10, moments=True):
     """Zernike moments and rotation invariants of every atom's neighbourhood.
 
     Parameters
@@ -143,7 +146,10 @@ def compute_features(image, xy, *, patch_size, n_max=10, moments=True):
     xy : (N, 2) array_like of float
         Atom positions (x = column, y = row) in px.
     patch_size : int
-        Odd neighbourhood diameter in px (see :func:`motifgram.engine.patches.patch_size_for`).
+        Odd square patch side in px (see :func:`motifgram.engine.patches.patch_size_for`).
+    disc_diameter_px : float, optional
+        Zernike disc diameter in px (see :func:`motifgram.engine.patches.disc_diameter_for`); default
+        ``patch_size``.
     n_max : int
         Highest Zernike radial order.
     moments : bool
@@ -159,9 +165,11 @@ def compute_features(image, xy, *, patch_size, n_max=10, moments=True):
         raise ValueError(f"patch_size must be an odd integer >= 3 px, got {patch_size!r}")
     img = np.asarray(image, dtype=np.float32)
     pts = np.asarray(xy, dtype=np.float32)
-    values = image_moments(img, pts, patch_size=size, n_max=n_max) if moments else None
+    disc = float(size if disc_diameter_px is None else disc_diameter_px)
+    values = image_moments(img, pts, patch_size=disc, n_max=n_max) if moments else None
     invariants = None if values is None else rotation_invariants(values)
-    return Features(moments=values, invariants=invariants, image=img, xy=pts, patch_size=size, n_max=n_max)
+    return Features(moments=values, invariants=invariants, image=img, xy=pts, patch_size=size,
+                    disc_diameter_px=disc, n_max=n_max)
 
 
 @dataclass(frozen=True)

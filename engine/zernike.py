@@ -133,7 +133,7 @@ def _radial(n, m, rho):
 
 
 def polar_shape(patch_size, n_max=10):
-    """Polar grid ``(n_r, n_theta)`` for a neighbourhood of diameter ``patch_size`` px.
+    """Polar grid ``(n_r, n_theta)`` for a neighbourhood of diameter ``patch_size`` px (any real >= 3).
 
     ``n_r = max(ceil(patch_size / 2), n_max // 2 + 1)`` (about one radius per pixel, and enough for an
     exact quadrature of the basis) and ``n_theta = max(MIN_N_THETA, 4 (n_max + 1))``.
@@ -143,9 +143,9 @@ def polar_shape(patch_size, n_max=10):
     >>> polar_shape(25)
     (13, 44)
     """
-    size = int(patch_size)
-    if size != patch_size or size < 3:
-        raise ValueError(f"patch_size must be an integer >= 3 px, got {patch_size!r}")
+    size = float(patch_size)
+    if not math.isfinite(size) or size < 3:
+        raise ValueError(f"patch_size must be a diameter >= 3 px, got {patch_size!r}")
     n_max = _check_n_max(n_max)
     return max(math.ceil(size / 2), n_max // 2 + 1), max(MIN_N_THETA, 4 * (n_max + 1))
 
@@ -300,8 +300,8 @@ def image_moments(image, xy, *, patch_size, n_max=10):
     image : (H, W) array_like of float
     xy : (N, 2) array_like of float
         Atom positions (x = column, y = row) in px.
-    patch_size : int
-        Neighbourhood diameter in px (e.g. :func:`motifgram.engine.patches.patch_size_for`).
+    patch_size : float
+        Disc diameter in px, not necessarily an integer (e.g. :func:`motifgram.engine.patches.disc_diameter_for`).
     n_max : int
         Highest radial order.
 

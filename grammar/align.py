@@ -18,12 +18,13 @@ items of a comparison on one vocabulary (``motifgram compare --tokens``):
     then re-tokenised with it and each item's grammar re-induced from its re-tokenised atom graphs (with the
     run's own ``grammar`` settings), so the same structure gives the same rules whatever each run learned
     alone. Features that describe a disc about each site (Zernike invariants, intensity quantiles) are one
-    feature space only for one disc diameter (``features.patch_size``; ``auto`` follows each micrograph's
-    period): a joint model over several discs can separate micrographs of one structure by their disc, and
-    the vocabulary's source says when it pooled more than one (a random carbon network's period is its
-    diffuse ring's spacing, 10.3-11.5 px at the test scenarios' sampling, so its micrographs got discs of 11
-    or 13 px, and the two discs' atoms two tokens; benchmarks/README.md, "Issue 20: one disc for the defect
-    series").
+    feature space only for discs of one rule: ``features.patch_size: auto`` gives every micrograph the disc
+    of its period (period + 1 px, continuous), a number gives that disc whatever the period. A joint model
+    over discs of several rules can separate micrographs of one structure by their disc, and the vocabulary's
+    source says when it pooled them. (Discs rounded to an odd side did so even under ``auto``: a random
+    carbon network's period, its diffuse ring's spacing, is 10.3-11.5 px at the test scenarios' sampling, so
+    its micrographs got discs of 11 or 13 px, and the two discs' atoms two tokens; benchmarks/README.md,
+    "Issue 20: one disc for the defect series".)
 ``RUN``
     A reference run's token model (``tokens.npz``, the one ``tokens: {model: RUN}`` reuses) assigns the
     tokens instead of a joint fit; the grammars are re-induced as for ``joint``.
@@ -37,7 +38,7 @@ are.
 ``auto``
     ``joint`` when every item has stored features of one kind, else ``own`` (the report says why).
 
-How well the tokens matched is reported per item: the disc diameters of its features (``patch_size_px``, for
+How well the tokens matched is reported per item: the disc diameters of its features (``disc_diameter_px``, for
 the descriptors that describe a disc), the mean posterior confidence of the common tokens and the
 *agreement* of the item's own tokens with them, ``min(sum_own max_common n, sum_common max_own n) / N`` over
 the contingency table ``n`` of own against common tokens (1: the two vocabularies are one relabelling of the
@@ -274,7 +275,7 @@ class Vocabulary:
         keeps its own tokens.
     match : dict of str to dict
         Item name -> ``{"own_tokens", "agreement", "mean_confidence"}`` and, for features of a disc,
-        ``"patch_size_px"`` (the discs of its micrographs, px) (empty for ``own``).
+        ``"disc_diameter_px"`` (the discs of its micrographs, px, to 0.01) (empty for ``own``).
     """
 
     method: str
@@ -336,13 +337,22 @@ def _express(item: Comparable, model: TokenModel) -> tuple[Comparable, dict]:
              "agreement": _agreement(np.concatenate(own), np.concatenate(common)),
              "mean_confidence": float(np.mean(np.concatenate(confidence))) if item.graphs else None}
     if model.descriptor in _DISC_DESCRIPTORS:
-        match["patch_size_px"] = _discs(item)
+        match["disc_diameter_px"] = sorted({round(d, 2) for d, _ in _discs(item)})
     return expressed, match
 
 
-def _discs(item: Comparable) -> list[int]:
-    """The disc diameters (px) of the features of the item's micrographs, as its run recorded them."""
-    return sorted({int(m["patch_size_px"]) for m in item.images.values() if m.get("patch_size_px") is not None})
+def _discs(item: Comparable) -> list[tuple[float, str]]:
+    """``(diameter px, rule)`` of the feature disc of each of the item's micrographs, as its run recorded them: the
+    rule is ``auto`` (``features.patch_size: auto``, the disc follows each micrograph's period) or the fixed
+    diameter; runs from before the disc was continuous recorded an odd side only, each its own rule."""
+    discs = []
+    for m in item.images.values():
+        if "disc_diameter_px" in m:
+            fixed = m.get("disc_fixed_px")
+            discs.append((float(m["disc_diameter_px"]), "auto" if fixed is None else f"{fixed:g} px"))
+        elif "patch_size_px" in m:
+            discs.append((float(m["patch_size_px"]), f"{m['patch_size_px']:g} px"))
+    return discs
 
 
 def joint_k_max(items: Sequence[Comparable]) -> int:
@@ -405,11 +415,11 @@ def common_vocabulary(items: Sequence[Comparable], tokens: str | Path = "auto", 
                                  for it in ordered])
         model = _joint_fit(sample.tobytes(), sample.dtype.str, n_features, seed, descriptor, joint_k_max(items))
         method, source = "joint", f"joint fit over {len(items)} items ({len(sample)} atoms, {descriptor})"
-        discs = sorted({d for item in items for d in _discs(item)}) if descriptor in _DISC_DESCRIPTORS else []
-        if len(discs) > 1:
-            source += (f"; features of discs {', '.join(map(str, discs))} px pooled: a token can separate the "
-                       "micrographs of one structure by their disc (give the runs one features.patch_size)")
-            log.warning("the joint token model pools %s features of discs %s px", descriptor, discs)
+        rules = sorted({rule for item in items for _, rule in _discs(item)}) if descriptor in _DISC_DESCRIPTORS else []
+        if len(rules) > 1:
+            source += (f"; features of discs {', '.join(rules)} pooled: a token can separate the micrographs of one "
+                       "structure by their disc (give the runs one features.patch_size)")
+            log.warning("the joint token model pools %s features of discs %s", descriptor, ", ".join(rules))
     else:
         model = reference_token_model(tokens, descriptor=descriptor)
         if len(model.feature_mean) != n_features:

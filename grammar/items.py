@@ -326,8 +326,9 @@ class Comparable:
     graphs : mapping of str to AtomGraph
         Image id -> atom graph with tokens (empty for a bare grammar).
     images : mapping of str to mapping of str to float
-        Image id -> disorder measures (:data:`MEASURES`), ``n_atoms`` and, for a run, ``patch_size_px`` (the
-        diameter of the disc its features describe).
+        Image id -> disorder measures (:data:`MEASURES`), ``n_atoms`` and, for a run, ``disc_diameter_px`` (the
+        disc its features describe; ``patch_size_px`` for runs before it) and ``disc_fixed_px`` where the run's
+        ``features.patch_size`` fixed it.
     usage : mapping of int to mapping of str to float, or None
         Level -> symbol -> count in the item's own parses (level 0: token counts); None: use rule counts.
     min_domain_size : int or None
@@ -465,7 +466,9 @@ def load_comparable(path, *, group: str | None = None) -> Comparable:
         if not infos:
             known = sorted({m.get("group") for m in summary.get("images", {}).values()} - {None})
             raise MotifgramError(f"{path}: no images of group {group!r} (groups: {', '.join(known) or 'none'})")
-    images = {i: {k: m[k] for k in (*MEASURES, "n_atoms", "patch_size_px") if m.get(k) is not None}
+    fixed_disc = summary.get("spec", {}).get("features", {}).get("patch_size")
+    images = {i: {**{k: m[k] for k in (*MEASURES, "n_atoms", "patch_size_px", "disc_diameter_px") if m.get(k) is not None},
+                  **({"disc_fixed_px": fixed_disc} if isinstance(fixed_disc, int) else {})}
               for i, m in infos.items()}
     usage = None
     if infos and all("motif_counts" in m and "token_counts" in m for m in infos.values()):

@@ -380,13 +380,6 @@ SE2_FRACTION = 0.12
 SELENIUM = {"ordered": (8, 1), "random": (1, 1), "mild": (1, 3), "strong": (1, 6)}
 #: Twist of the bilayer's second layer (degrees).
 TWISTS = {"t00": 0.0, "t02": 2.0, "t04": 4.0, "t08": 8.0, "t15": 15.0}
-#: The defect series' features: Zernike invariants of one disc for every run, as one spec for a series gives them.
-#: With ``patch_size: auto`` each micrograph's disc is its period + 1 rounded to odd: 13 px for graphene (period
-#: 11.9-12.1 px), but a network's period is its diffuse ring's spacing (10.3-11.5 px), which straddles the rounding,
-#: so a network micrograph got 11 or 13 px; invariants of two discs differ more than graphene's from the network's
-#: (mean |A_00| 0.36 at 11 px against 0.34 at 13 px and graphene's 0.32), and the joint token model put the two
-#: discs' network atoms in different tokens (benchmarks/README.md, "Issue 20: one disc for the defect series").
-SERIES_ZERNIKE = {**ZERNIKE, "patch_size": 13}
 #: The defect and Se runs' own tokens: ``compare`` re-tokenises every atom from the runs' features.npz with its joint
 #: model and re-induces every grammar, so a run's own tokens enter no distance or disorder (only the agreement it
 #: reports); one fixed token spares each run its token fit (benchmarks/README.md, "Comparing grammars").
@@ -410,8 +403,15 @@ def scenario_inputs(kind, base, *, replicates=2, size=256):
                 sim = ({"kind": "crn", "size": size, "seed": s} if value is None else
                        {"kind": "graphene", "size": size, "seed": s, "stone_wales_density": value / 2,
                         "vacancy_density": value / 2})
-                # swept with Zernike tokens; with chemistry (one token) seed set 1 gives NN accuracy 0.75 over graphene
-                spec = {"features": SERIES_ZERNIKE, "tokens": ONE_TOKEN}
+                # swept with Zernike tokens; with chemistry (one token) seed set 1 gives NN accuracy 0.75 over graphene.
+                # patch_size auto: each micrograph's disc follows its period (period + 1 px, continuous), or for the
+                # network, which has no Bragg spot, 1.5 bonds (engine/stages.py feature_period_px). With discs rounded
+                # to an odd side the network's "period", its diffuse ring's spacing (10.3-11.6 px), gave its
+                # micrographs discs of 11 or 13 px, and the joint token model split the two discs' atoms (NN accuracy
+                # 0.8-0.9 on five of eight seed sets); with continuous discs of the diffuse ring (11.3-12.6 px) its
+                # replicates still lay further apart than graphene's groups on two of eight (benchmarks/README.md,
+                # "Issue 20: the disc of an amorphous structure")
+                spec = {"features": ZERNIKE, "tokens": ONE_TOKEN}
             elif kind == "selenium":
                 sim = {"kind": "mos2", "size": size, "seed": s, "se_fraction": 0.0, "s_vacancy_density": 0.0,
                        "se2_fraction": SE2_FRACTION, "se2_superlattice": value[0], "se2_cluster_size": value[1]}
@@ -519,9 +519,9 @@ def test_defect_series_nearest_neighbours_and_order(defects):
     """Graphene at 0, 0.5, 2 and 5 % defects and a random network, one run per micrograph, two per group, on one
     joint vocabulary: every run's nearest neighbour is its replicate, replicates lie nearer each other than any two
     groups (the calibration of the weights), and the disorder index orders the graphene series. Seed sets 0-3 and
-    1000-1003: replicates' largest distance 0.0010-0.0041 against the groups' smallest 0.0076-0.0174 (before the
-    runs shared one disc, a network micrograph lay 0.57-0.63 from its replicate on five of the eight: the joint
-    tokens of discs 11 and 13 px, see SERIES_ZERNIKE).
+    1000-1003: replicates' largest distance 0.0010-0.0038 against the groups' smallest 0.0076-0.0117 (with discs
+    rounded to an odd side, a network micrograph lay 0.57-0.63 from its replicate on five of the eight: the joint
+    tokens of discs 11 and 13 px, see scenario_inputs).
     """
     measures, result = defects
     assert result.vocabulary.method == "joint"
@@ -536,8 +536,7 @@ def test_random_network_ranks_most_disordered(defects):
     network's (ring-size entropy, hexagon share and mu2 overlap at 256 px): the index's lattice term (bond
     orientational order, grammar/disorder.py) tells the lost lattice from a defective one. Seed sets 0-3 and
     1000-1003, the lattice order per grain: network 0.891-0.936 against 5 % graphene 0.681-0.713 (network L
-    0.10-0.19, 5 % graphene 0.57-0.60); with one disc for every run (SERIES_ZERNIKE) 0.899-0.939 against
-    0.681-0.746; the whole series in order (Spearman 1)."""
+    0.10-0.19, 5 % graphene 0.57-0.60); with the discs of scenario_inputs the whole series in order (Spearman 1)."""
     measures, result = defects
     assert measures["crn_disorder_min"] > measures["g5_disorder_max"]
     assert measures["spearman_disorder"] == pytest.approx(1.0)
@@ -598,12 +597,21 @@ def test_unrelated_material_is_unknown(items):
     assert "perovskite: unknown (nearest graphene" in format_table(result)
     doc = json.loads(json.dumps(result.to_json()))
     assert doc["classification"]["perovskite"]["label"] == UNKNOWN
-    # the joint fit pools Zernike invariants of two discs (patch_size auto: perovskite's period 16 px gives 17 px,
-    # graphene's and MoS2's 12 px give 13 px), and the vocabulary says so
+    # every run's disc follows its period (patch_size auto: perovskite's 16 px gives 17 px, graphene's and MoS2's
+    # 12 px 13 px): one rule, so no pooling of discs to report
     match = doc["tokens"]["match"]
-    assert match["perovskite"]["patch_size_px"] == [17]
-    assert all(match[name]["patch_size_px"] == [13] for name in ("g4", "mos2a", "mos2b", "g0"))
-    assert "discs 13, 17 px pooled" in doc["tokens"]["source"]
+    assert {round(d) for d in match["perovskite"]["disc_diameter_px"]} == {17}
+    assert all(abs(d - 13) < 0.1 for name in ("g4", "mos2a", "mos2b", "g0") for d in match[name]["disc_diameter_px"])
+    assert "pooled" not in doc["tokens"]["source"]
+
+
+def test_joint_vocabulary_says_when_it_pools_discs_of_two_rules(items):
+    """A run whose ``features.patch_size`` fixed its disc, compared with runs whose disc follows the period: the
+    joint model's source names both rules."""
+    fixed = dataclasses.replace(items["mos2a"], images={i: {**m, "disc_fixed_px": 13}
+                                                        for i, m in items["mos2a"].images.items()})
+    result = compare([items["g4"], fixed])
+    assert "discs 13 px, auto pooled" in result.vocabulary.source
 
 
 def test_joint_vocabulary_does_not_depend_on_the_order(items, joint):

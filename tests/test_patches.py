@@ -9,6 +9,7 @@ from motifgram.engine.errors import ImageError
 from motifgram.engine.patches import (
     MAX_PATCH_SIZE,
     MIN_PATCH_SIZE,
+    disc_diameter_for,
     extract_patches,
     normalise_image,
     patch_size_for,
@@ -31,6 +32,21 @@ def test_patch_size_for_is_odd_about_one_period_and_bounded():
         patch_size_for(0.0)
     with pytest.raises(ValueError):
         patch_size_for(float("nan"))
+
+
+def test_disc_diameter_follows_the_period_without_steps():
+    """Periods either side of a rounding step of the patch side (10.9 and 11.1 px: patches of 11 and 13 px) get
+    discs 0.2 px apart, and the patch side is the odd integer nearest the disc."""
+    assert disc_diameter_for(10.9) == pytest.approx(11.9) and disc_diameter_for(11.1) == pytest.approx(12.1)
+    assert (patch_size_for(10.9), patch_size_for(11.1)) == (11, 13)
+    periods = np.linspace(1, 200, 2000)
+    discs = np.array([disc_diameter_for(p) for p in periods])
+    assert np.all(np.diff(discs) >= 0) and np.abs(np.diff(discs)).max() <= periods[1] - periods[0] + 1e-9
+    assert discs.min() == MIN_PATCH_SIZE and discs.max() == MAX_PATCH_SIZE
+    for period, disc in zip(periods, discs, strict=True):
+        assert abs(patch_size_for(period) - disc) <= 1.0 or disc in (MIN_PATCH_SIZE, MAX_PATCH_SIZE)
+    with pytest.raises(ValueError, match="lattice_period_px"):
+        disc_diameter_for(-1.0)
 
 
 def test_extract_matches_bilinear_interpolation_with_mirror_borders():
