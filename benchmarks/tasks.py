@@ -164,7 +164,7 @@ def _time_zernike(out, d, reps):
 
     Adds ``out["zernike"]`` and ``out["zernike_kernel"]``; returns the features of the true positions.
     """
-    from motifgram.engine.tokens import compute_features
+    from motifgram.engine.features import compute_features
     from motifgram.engine.zernike import rotation_invariants
 
     image, truth, patch = d["image"], d["truth_xy"], int(d["patch_size"])
@@ -284,7 +284,8 @@ def task_mg_grammar_scaling(args, opts):
     from motifgram.engine.detect import detect_atoms
     from motifgram.engine.graph import build_graph
     from motifgram.engine.patches import normalise_image, patch_size_for
-    from motifgram.engine.tokens import assign_tokens, compute_features, learn_tokens
+    from motifgram.engine.features import compute_features
+    from motifgram.engine.tokens import assign_tokens, learn_tokens
     from motifgram.grammar.induce import induce_grammar
     from motifgram.grammar.parse import parse_graph
 

@@ -25,7 +25,7 @@ from motifgram.engine.pairs import atoms_at_dumbbells
 from motifgram.engine.patches import disc_diameter_for, intensity_quantiles, normalise_image, patch_size_for
 from motifgram.engine.simulate import simulate
 from motifgram.engine.spec import InputSpec, Spec
-from motifgram.engine.tokens import Features, compute_features
+from motifgram.engine.features import Features, compute_features
 
 __all__ = [
     "INTENSITY_RADIUS_PERIODS",

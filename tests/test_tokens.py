@@ -12,12 +12,12 @@ from motifgram.engine.errors import MotifgramError
 from motifgram.engine.mixture import Mixture, adjusted_rand_index, select_n_components
 from motifgram.engine.patches import extract_patches, normalise_image, patch_size_for, rotate_patches
 from motifgram.engine.simulate import simulate
+from motifgram.engine.features import compute_features
 from motifgram.engine.tokens import (
     TokenModel,
     assign_tokens,
     bhattacharyya_coefficient,
     class_averages,
-    compute_features,
     is_close_call,
     learn_tokens,
     merge_components,
