@@ -106,13 +106,15 @@ def _row_offsets(line: np.ndarray, power: np.ndarray, spectrum, slowest: int) ->
     return line * gain
 
 
-def scan_noise_removed(img: np.ndarray) -> tuple[np.ndarray, float]:
+def scan_noise_removed(img: np.ndarray, *, row_offsets: bool = False) -> tuple[np.ndarray, float]:
     """:func:`remove_scan_noise` of an image already checked, and the RMS it removed.
 
     Parameters
     ----------
     img : (H, W) float32 ndarray
         Grey-scale micrograph as :func:`~motifgram.engine.period.checked_image` returns it.
+    row_offsets : bool
+        Remove 1/f row (column) offsets first, as :func:`remove_scan_noise` describes.
 
     Returns
     -------
@@ -126,7 +128,7 @@ def scan_noise_removed(img: np.ndarray) -> tuple[np.ndarray, float]:
     power = coef * coef
     # row (column) offsets first, from the kx = 0 and ky = 0 lines of the same spectrum, so that rows and columns
     # are treated alike; then the fast-scan excess of what is left
-    rows, cols = _offset_spectrum(coef), _offset_spectrum(coef.T)
+    rows, cols = (_offset_spectrum(coef), _offset_spectrum(coef.T)) if row_offsets else (None, None)
     offsets = np.zeros_like(coef)
     if rows is not None or cols is not None:
         # offsets slower than half the lattice frequency (two periods) move neighbouring columns alike, and there
@@ -152,7 +154,7 @@ def scan_noise_removed(img: np.ndarray) -> tuple[np.ndarray, float]:
     return (img - removed).astype(np.float32), rms
 
 
-def remove_scan_noise(image) -> np.ndarray:
+def remove_scan_noise(image, *, row_offsets: bool = False) -> np.ndarray:
     """Remove fast-scan noise: noise independent between scan lines but correlated along each line.
 
     A STEM image is scanned row by row; a detector offset that drifts within a row and jumps between rows
@@ -172,17 +174,21 @@ def remove_scan_noise(image) -> np.ndarray:
     0.81 -> 0.83); clean simulations are returned unchanged.
 
     Per-row detector offsets that wander slowly from row to row (1/f along the slow scan) have most of their
-    power below 0.35 cycles/px and lie on the ``kx = 0`` line (the row means) only: they are removed first,
-    on that line, by a Wiener estimate from their own spectrum (``_offset_spectrum``), above half the
-    lattice frequency. A lattice whose rows run along the scan (a Bragg row on ``kx = 0``) keeps them.
-    Measured on ``benchmarks/outside.py`` (384^2, 1/f row gain 3 %, offsets 0.05 of a unit peak, x shifts
-    0.3 px; seeds 11-14 at 20 and 60 counts): MoS2 Mo y RMSE 0.15-0.21 -> 0.08-0.16 px, S2 0.36-0.53 ->
-    0.16-0.33 px, graphene 0.20-0.26 -> 0.19-0.25 px; images without them unchanged.
+    power below 0.35 cycles/px and lie on the ``kx = 0`` line (the row means) only: with ``row_offsets`` they
+    are removed first, on that line, by a Wiener estimate from their own spectrum (``_offset_spectrum``),
+    above half the lattice frequency; a lattice whose rows run along the scan (a Bragg row on ``kx = 0``)
+    keeps them. Measured with ``detect_atoms`` on ``benchmarks/outside.py``'s harsh images (384^2; 1/f row
+    gain 3 %, offsets 0.05 of a unit peak, x shifts 0.3 px; drift, thickness, 25 % carbon cover; seeds 11-14
+    at 20 and 60 counts), y RMSE: MoS2 Mo 0.15-0.21 -> 0.11-0.17 px, S2 0.36-0.53 -> 0.26-0.41 px, MADF S2
+    0.21-0.29 -> 0.17-0.25 px, graphene 0.20-0.26 -> 0.19-0.25 px; images without row noise unchanged.
 
     Parameters
     ----------
     image : (H, W) array_like
         Grey-scale micrograph, both sides >= 32 px.
+    row_offsets : bool
+        Remove 1/f row (column) offsets first. Off by default: on the real Si [110] and MoS2-Se images it changes
+        the dumbbell length and the Se token (benchmarks/README.md, issue 18's harsh section).
 
     Returns
     -------
@@ -206,4 +212,4 @@ def remove_scan_noise(image) -> np.ndarray:
     >>> bool(np.std(remove_scan_noise(noisy) - clean) < 0.8 * np.std(noisy - clean))
     True
     """
-    return scan_noise_removed(checked_image(image))[0]
+    return scan_noise_removed(checked_image(image), row_offsets=row_offsets)[0]

@@ -1,4 +1,4 @@
-"""Tests for motifgram.engine.scannoise: 1/f row offsets removed before detection, clean images left alone."""
+"""Tests for motifgram.engine.scannoise: 1/f row offsets removed (``row_offsets=True``), clean images left alone."""
 
 import numpy as np
 import pytest
@@ -28,7 +28,7 @@ def one_over_f_rows(n, rms, rng):
 def test_realistic_images_without_row_noise_are_left_alone(kind, seed):
     # background ramp and blobs, contamination, drift: large-scale content on kx = 0 is no offset
     image = simulate(kind, size=160, seed=seed, **REALISTIC).image
-    assert np.array_equal(remove_scan_noise(image), image)
+    assert np.array_equal(remove_scan_noise(image, row_offsets=True), image)
 
 
 def measure_row_offsets(seed):
@@ -40,8 +40,8 @@ def measure_row_offsets(seed):
     noisy = sim.image + offsets[:, None].astype(np.float32)
     truth = sim.imaging.xy[(sim.imaging.xy.min(1) > 8) & (sim.imaging.xy.max(1) < 184)]
 
-    def y_rmse(image, removal):
-        found = detect_atoms(image, scan_noise_removal=removal).xy
+    def y_rmse(image, row_offsets):
+        found = detect_atoms(remove_scan_noise(image, row_offsets=row_offsets), scan_noise_removal=False).xy
         dist, k = cKDTree(found).query(truth)
         near = dist < 3.0
         return float(np.sqrt(np.mean((found[k[near], 1] - truth[near, 1]) ** 2)))
@@ -52,8 +52,9 @@ def measure_row_offsets(seed):
 @pytest.mark.parametrize("seed", seeds(0, 1, 2))
 def test_row_offsets_removed_before_detection(seed):
     m = measure_row_offsets(seed)
-    # seeds 0-5 and 1000-1005: removed / kept 0.68-0.85 (y RMSE 0.27-0.34 -> 0.21-0.25 px), removed / clean 1.12-1.46
-    assert m["removed"] < 0.9 * m["kept"], m
+    # kept: the fast-scan excess removed, not the offsets. Seeds 0-5 and 1000-1005 (the pipeline's removal then):
+    # removed / kept 0.75-0.91 (y RMSE 0.25-0.33 -> 0.21-0.27 px), removed / clean 1.12-1.46
+    assert m["removed"] < 0.95 * m["kept"], m
     assert m["removed"] < 1.6 * m["clean"], m
 
 
@@ -70,14 +71,15 @@ def measure_aligned_lattice(seed):
     noisy = clean + one_over_f_rows(192, 0.05, rng)[:, None].astype(np.float32)
     truth = truth[(truth.min(1) > 8) & (truth.max(1) < 184)]
 
-    def y_rmse(image, removal):
-        dist, k = cKDTree(found := detect_atoms(image, scan_noise_removal=removal).xy).query(truth)
+    def y_rmse(image, row_offsets):
+        cleaned = remove_scan_noise(image, row_offsets=row_offsets)
+        dist, k = cKDTree(found := detect_atoms(cleaned, scan_noise_removal=False).xy).query(truth)
         return float(np.sqrt(np.mean((found[k[dist < 3], 1] - truth[dist < 3, 1]) ** 2)))
 
     bragg = sp_fft.dct(clean.mean(axis=1) - clean.mean(), norm="ortho")
-    change = sp_fft.dct((remove_scan_noise(noisy) - clean).mean(axis=1), norm="ortho")
+    change = sp_fft.dct((remove_scan_noise(noisy, row_offsets=True) - clean).mean(axis=1), norm="ortho")
     spot = np.argmax(np.abs(bragg))
-    return {"clean_unchanged": bool(np.array_equal(remove_scan_noise(clean), clean)),
+    return {"clean_unchanged": bool(np.array_equal(remove_scan_noise(clean, row_offsets=True), clean)),
             "removed": y_rmse(noisy, True), "kept": y_rmse(noisy, False),
             "bragg_change": float(abs(change[spot]) / abs(bragg[spot]))}
 
@@ -86,6 +88,7 @@ def measure_aligned_lattice(seed):
 def test_a_lattice_aligned_with_the_scan_keeps_its_rows(seed):
     m = measure_aligned_lattice(seed)
     assert m["clean_unchanged"], m
-    # seeds 7-12, 1007-1012: see the numbers beside each bound
+    # seeds 7-12, 1007-1012: the Bragg row changes by 0.2-3.9 % (the fast-scan excess); the offsets are left, and the
+    # y RMSE is the same (without that rule the Wiener estimate took the lattice's weaker rows too: 0.15 -> 0.29 px)
     assert m["bragg_change"] < 0.05, m
-    assert m["removed"] < m["kept"], m
+    assert m["removed"] <= m["kept"], m
