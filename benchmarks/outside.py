@@ -264,11 +264,17 @@ def scores(found, truth, label, classes, scored_truth, scored_found, bond_px=BON
     hit = pairs >= 0
     matched_found = np.zeros(len(found), bool)
     matched_found[pairs[hit]] = True
-    d = np.hypot(*(found[pairs[hit & scored_truth]] - truth[hit & scored_truth]).T)
+    both = hit & scored_truth
+    delta = found[pairs[both]] - truth[both]
+    d = np.hypot(*delta.T)
     return {"recall": float(hit[scored_truth].mean()), "precision": float(matched_found[scored_found].mean()),
             "rmse_px": float(np.sqrt(np.mean(d**2))),
             "recall_by_class": {name: float(hit[scored_truth & (label == k)].mean())
-                                for k, name in enumerate(classes) if np.any(scored_truth & (label == k))}}, pairs
+                                for k, name in enumerate(classes) if np.any(scored_truth & (label == k))},
+            # along the slow scan (y: drift, row offsets) and the fast scan (x: row shifts), per class
+            "rmse_yx_by_class": {name: [float(np.sqrt(np.mean(delta[label[both] == k, 1] ** 2))),
+                                        float(np.sqrt(np.mean(delta[label[both] == k, 0] ** 2)))]
+                                 for k, name in enumerate(classes) if np.sum(label[both] == k) >= 5}}, pairs
 
 
 def measure(kind, seed, dose, work, effects=()):
@@ -343,7 +349,8 @@ def main():
                              if kind == "graphene" else "")
                     print(f"{kind} {dose:g} counts seed {seed}: floor {row['position_floor_px']:.3f} px; "
                           f"motifgram recall {m['recall']:.3f} precision "
-                          f"{m['precision']:.3f} RMSE {m['rmse_px']:.3f} px {m['recall_by_class']} tokens "
+                          f"{m['precision']:.3f} RMSE {m['rmse_px']:.3f} px {m['recall_by_class']} y, x "
+                          f"{ {k: [round(v, 3) for v in yx] for k, yx in m['rmse_yx_by_class'].items()} } tokens "
                           f"{row['tokens']} ARI {row['token_ari']:.3f} main token "
                           f"{row['main_token_share']:.3f}{extra} | reference recall {r['recall']:.3f} "
                           f"precision {r['precision']:.3f} RMSE {r['rmse_px']:.3f} px", flush=True)
