@@ -3,9 +3,10 @@
 One EM iteration is :func:`em_step` (E step under the current parameters, then the M step); a fit is
 ``lax.while_loop`` over it until the mean log-likelihood per sample changes by less than ``tol`` (the
 stopping rule of scikit-learn's ``GaussianMixture``) or ``max_iter`` is reached. The ``n_init`` restarts
-(greedy k-means++ seeds drawn with ``jax.random``) run one after another inside the same jit and the one with the
-highest log-likelihood is kept, so a fit is deterministic for a seed; one E pass then computes the exact
-log-likelihood of the winner's final parameters.
+(greedy k-means++ seeds drawn with ``jax.random``) run one after another inside the same jit, each followed by one
+E pass for the exact log-likelihood of its final parameters, so a fit is deterministic for a seed;
+:func:`fit_restarts` returns every restart (a caller may score them by its own criterion), :func:`fit_mixture` the
+one of the highest log-likelihood.
 
 Numerics: the data are centred and scaled per feature before the fit (float32 friendly) and the result is
 transformed back; all sums over components use log-sum-exp; ``reg_covar`` is added to every covariance
@@ -41,6 +42,7 @@ __all__ = [
     "EMState",
     "em_step",
     "fit_mixture",
+    "fit_restarts",
     "posterior",
     "log_likelihood",
     "bic",
@@ -321,25 +323,21 @@ def _running(state, tol, max_iter):
 @stored
 @partial(jax.jit, static_argnames=("k_max", "n_init", "covariance"))
 def _fit(key, x, sample_weight, reg, tol, max_iter, n_active, *, k_max, n_init, covariance):
-    """Best of ``n_init`` EM runs: (state, mean log-likelihood of its final parameters, converged)."""
+    """``n_init`` EM runs: their final states (stacked), the mean log-likelihood of each one's final parameters and
+    whether each converged."""
     keys = jax.random.split(key, n_init)
 
     def one(key):
         state = _seed(key, x, sample_weight, reg, n_active, k_max, covariance)
-        return jax.lax.while_loop(
+        state = jax.lax.while_loop(
             lambda s: _running(s, tol, max_iter), lambda s: _em_step(s, x, sample_weight, reg, covariance), state
         )
+        return state, _mean_log_likelihood(state, x, sample_weight)
 
     # Restarts one after another (lax.map): side by side (vmap) every restart runs as long as the slowest,
     # which measured slower on CPU.
-    states = jax.lax.map(one, keys)
-    # Each restart's log_likelihood is that of the parameters its last M step started from (within tol of
-    # its final parameters, and never above them); the exact value is computed for the winner only.
-    lls = jnp.where(jnp.isfinite(states.log_likelihood), states.log_likelihood, -jnp.inf)
-    best = jnp.argmax(lls)
-    pick = jax.tree_util.tree_map(lambda a: a[best], states)
-    converged = jnp.abs(pick.log_likelihood - pick.previous) < tol
-    return pick, _mean_log_likelihood(pick, x, sample_weight), converged
+    states, lls = jax.lax.map(one, keys)
+    return states, lls, jnp.abs(states.log_likelihood - states.previous) < tol
 
 
 # ----------------------------------------------------------------------------------------------- public
@@ -362,10 +360,10 @@ def _padded(z):
     return to_device(pad_to(z, rows, dtype=np.float32)), to_device(pad_to(np.ones(len(z), np.float32), rows))
 
 
-def fit_mixture(
+def fit_restarts(
     x, *, n_components, seed=0, n_init=4, max_iter=200, tol=1e-4, reg_covar=1e-6, covariance="full"
 ):
-    """Fit a Gaussian mixture by EM (best of ``n_init`` k-means++ restarts).
+    """Fit a Gaussian mixture by EM from each of ``n_init`` k-means++ starts: every restart's mixture.
 
     Parameters
     ----------
@@ -376,7 +374,7 @@ def fit_mixture(
     seed : int
         Seed for the k-means++ initialisations (``jax.random.key(seed)``).
     n_init : int
-        Restarts; the fit with the highest log-likelihood is kept.
+        Restarts.
     max_iter : int
         Maximum EM iterations per restart.
     tol : float
@@ -389,15 +387,11 @@ def fit_mixture(
 
     Returns
     -------
-    Mixture
-
-    Examples
-    --------
-    >>> rng = np.random.default_rng(0)
-    >>> x = np.concatenate([rng.normal(0, 1, (200, 2)), rng.normal(10, 1, (200, 2))])
-    >>> m = fit_mixture(x, n_components=2, seed=0)
-    >>> np.round(np.sort(m.means[:, 0])) + 0.0
-    array([ 0., 10.])
+    list of Mixture
+        One per restart, the highest log-likelihood first (as the last EM step measured it; ties in restart
+        order). A caller that scores mixtures by another criterion (a description length,
+        :mod:`motifgram.engine.vocabulary`) takes its best of them: the restart of the highest likelihood need not
+        be the one of the shortest description.
     """
     arr = _check_data(x)
     k = int(n_components)
@@ -418,7 +412,7 @@ def fit_mixture(
     scale = np.where(scale > 0, scale, 1.0)
     xz, weight = _padded((arr - centre) / scale)
     reg = np.maximum(reg_covar / scale**2, _REG_FLOOR).astype(np.float32)
-    state, ll, converged = _fit(
+    states, lls, converged = _fit(
         jax.random.key(int(seed)),
         xz,
         weight,
@@ -430,18 +424,51 @@ def fit_mixture(
         n_init=int(n_init),
         covariance=covariance,
     )
-    cov = np.asarray(state.covariances, np.float64)[:k] * scale[None, :, None] * scale[None, None, :]
-    mixture = Mixture(
-        weights=np.asarray(state.weights, np.float64)[:k],
-        means=centre + np.asarray(state.means, np.float64)[:k] * scale,
-        covariances=cov,
-        log_likelihood=float(ll) - float(np.sum(np.log(scale))),
-        converged=bool(converged),
-        n_iter=int(state.n_iter),
-        covariance_type=covariance,
-    )
+    # the order is that of each restart's last measured log-likelihood (that of the parameters its last M step
+    # started from, within tol of its final parameters)
+    last = np.asarray(states.log_likelihood)
+    order = np.argsort(-np.where(np.isfinite(last), last, -np.inf), kind="stable")
+    weights, means = np.asarray(states.weights, np.float64), np.asarray(states.means, np.float64)
+    covariances, n_iter = np.asarray(states.covariances, np.float64), np.asarray(states.n_iter)
+    return [
+        Mixture(
+            weights=weights[r, :k],
+            means=centre + means[r, :k] * scale,
+            covariances=covariances[r, :k] * scale[None, :, None] * scale[None, None, :],
+            log_likelihood=float(lls[r]) - float(np.sum(np.log(scale))),
+            converged=bool(converged[r]),
+            n_iter=int(n_iter[r]),
+            covariance_type=covariance,
+        )
+        for r in order
+    ]
+
+
+def fit_mixture(x, *, n_components, max_iter=200, tol=1e-4, **options):
+    """Fit a Gaussian mixture by EM: the restart of :func:`fit_restarts` with the highest log-likelihood.
+
+    Parameters
+    ----------
+    x : (N, D) array_like of float
+    n_components, max_iter, tol : int, int, float
+    **options
+        ``seed``, ``n_init``, ``reg_covar``, ``covariance`` as in :func:`fit_restarts`.
+
+    Returns
+    -------
+    Mixture
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> x = np.concatenate([rng.normal(0, 1, (200, 2)), rng.normal(10, 1, (200, 2))])
+    >>> m = fit_mixture(x, n_components=2, seed=0)
+    >>> np.round(np.sort(m.means[:, 0])) + 0.0
+    array([ 0., 10.])
+    """
+    mixture = fit_restarts(x, n_components=n_components, max_iter=max_iter, tol=tol, **options)[0]
     if not mixture.converged:
-        log.warning("EM with K=%d did not converge in %d iterations (tol=%g)", k, max_iter, tol)
+        log.warning("EM with K=%d did not converge in %d iterations (tol=%g)", n_components, max_iter, tol)
     return mixture
 
 

@@ -9,6 +9,7 @@ from motifgram.engine.mixture import (
     bic,
     em_step,
     fit_mixture,
+    fit_restarts,
     log_likelihood,
     min_component_size,
     posterior,
@@ -125,6 +126,17 @@ def test_deterministic_for_a_seed_and_diag_option():
     diag = fit_mixture(x, n_components=4, seed=seed(0), covariance="diag")
     off = diag.covariances * (1 - np.eye(3))
     assert np.all(off == 0) and diag.covariance_type == "diag"
+
+
+def test_restarts_best_likelihood_first_and_fit_mixture_is_the_first():
+    x, _ = _blobs(200, CENTRES, 2.0, seed=seed(4))
+    restarts = fit_restarts(x, n_components=6, seed=seed(5), n_init=4)
+    assert len(restarts) == 4
+    assert all(a.log_likelihood >= b.log_likelihood - 1e-4 for a, b in zip(restarts, restarts[1:]))
+    # six components on four blobs: the restarts reach different optima
+    assert restarts[0].log_likelihood - restarts[-1].log_likelihood > 1e-3
+    for u, v in zip(restarts[0], fit_mixture(x, n_components=6, seed=seed(5), n_init=4), strict=True):
+        np.testing.assert_array_equal(u, v)
 
 
 def test_input_validation():
