@@ -232,6 +232,10 @@ class DetectSpec:
         None, minimum=0.0, doc="Gaussian smoothing before peak finding in px (0: none). auto: from the period.")
     refine: bool = spec_key(True, doc="Refine positions to sub-pixel precision by a Gaussian fit.")
     dark_atoms: bool = spec_key(False, doc="Atoms are dark on a bright background (e.g. bright-field); invert first.")
+    row_offsets: bool = spec_key(
+        False, doc="Also remove detector offsets that drift slowly from scan line to scan line (1/f; see "
+                   "motifgram.engine.scannoise). Off by default: it sharpens simulated columns under such offsets, "
+                   "but on two bundled real images with lattice rows along the scan it changed what was measured.")
     spots: SpotKind = spec_key(
         "atoms",
         doc="What the bright spots are: 'atoms' (atom columns, the sites themselves), 'ring_centres' (the "

@@ -136,7 +136,7 @@ def find_atoms(image: np.ndarray, spec: Spec) -> tuple[np.ndarray, Atoms, RingCe
     detect = spec.detect
     if detect.method == "grid":
         return image, grid_points(image, spacing_px=detect.spacing), None
-    cleaned = remove_scan_noise(image)  # detection and features see the same image
+    cleaned = remove_scan_noise(image, row_offsets=detect.row_offsets)  # detection and features see the same image
     atoms = detect_atoms(
         cleaned,
         lattice_period_px=detect.lattice_period,

@@ -8,7 +8,9 @@ from scipy.spatial import cKDTree
 from motifgram.engine.detect import detect_atoms
 from motifgram.engine.scannoise import remove_scan_noise
 from motifgram.engine.simulate import simulate
-from conftest import seeds
+from motifgram.engine.spec import load_spec
+from motifgram.engine.stages import find_atoms
+from conftest import seed, seeds
 
 REALISTIC = {"dose": 20.0, "probe_tail": 0.2, "background_gradient": 0.3, "background_blobs": 0.2,
              "contamination": 0.15, "drift": 2.0, "thickness_variation": 0.15, "row_jitter": 0.2}
@@ -92,3 +94,14 @@ def test_a_lattice_aligned_with_the_scan_keeps_its_rows(seed):
     # y RMSE is the same (without that rule the Wiener estimate took the lattice's weaker rows too: 0.15 -> 0.29 px)
     assert m["bragg_change"] < 0.05, m
     assert m["removed"] <= m["kept"], m
+
+
+def test_the_spec_turns_the_row_offsets_on():
+    """``detect.row_offsets`` in a spec is what the detection stage passes on (off by default)."""
+    sim = simulate("mos2", size=192, seed=seed(0), dose=60.0)
+    noisy = sim.image + one_over_f_rows(192, 0.05, np.random.default_rng(seed(0)))[:, None].astype(np.float32)
+    inputs = [{"simulate": {"kind": "mos2", "size": 192}}]
+    on = find_atoms(noisy, load_spec({"name": "on", "inputs": inputs, "detect": {"row_offsets": True}}))[0]
+    off = find_atoms(noisy, load_spec({"name": "off", "inputs": inputs}))[0]
+    assert np.array_equal(on, remove_scan_noise(noisy, row_offsets=True))
+    assert np.array_equal(off, remove_scan_noise(noisy)) and not np.array_equal(on, off)
