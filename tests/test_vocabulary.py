@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from motifgram.engine.kinds import neighbour_contexts
 from motifgram.engine.mixture import fit_restarts
 from motifgram.engine.vocabulary import choose_vocabulary, description_length
 from conftest import seeds
@@ -29,3 +30,19 @@ def test_every_restart_is_a_candidate():
         assert best.total_bits == pytest.approx(min(bits), abs=0.1)
         longer.append(bits[0] - min(bits))
     assert max(longer) > 10.0
+
+
+@pytest.mark.parametrize("seed", seeds(0, 1))
+def test_neighbour_contexts_are_the_multisets_of_neighbour_tokens(seed):
+    # two rows share a context exactly when their neighbours' tokens are one multiset (order and padding aside), and
+    # contexts are numbered in the multisets' lexicographic order (as np.unique over the count rows numbers them)
+    rng = np.random.default_rng(seed)
+    for n_tokens in (1, 3, 9):
+        labels = rng.integers(0, n_tokens, 300)
+        neighbours = rng.integers(-1, 300, (200, 6))
+        context = neighbour_contexts(labels, neighbours, n_tokens)
+        multisets = [tuple(sorted(labels[row[row >= 0]])) for row in neighbours]
+        for a in range(0, 200, 7):
+            assert all((context[a] == context[b]) == (multisets[a] == multisets[b]) for b in range(200))
+        counts = np.stack([np.bincount(labels[row[row >= 0]], minlength=n_tokens) for row in neighbours])
+        assert np.array_equal(context, np.unique(counts, axis=0, return_inverse=True)[1].ravel())
