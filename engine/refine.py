@@ -466,7 +466,8 @@ def refine_jointly(image, xy, amplitude, sigma, *, nn_px, n_iter=(6, 3), max_snr
         sigma at the columns, from :func:`noise_weights`); above it the input is returned unchanged.
     n_iter : sequence of int
         Levenberg-Marquardt iterations of each pass, one pass per entry. The second pass starts next to its
-        optimum, so 4 iterations reach what 8 do (benchmarks/README.md).
+        optimum; 6 + 3 iterations give the position error of 8 + 4 on the realistic dose sweep of
+        ``benchmarks/accuracy.py`` (benchmarks/README.md, Speed, part 9).
 
     Returns
     -------
