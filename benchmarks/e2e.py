@@ -446,7 +446,8 @@ def markdown(result: dict) -> str:
         lines += ["", f"Against the baseline `{result.get('baseline')}`, timed in the same rounds (warm):", "",
                   ("| size | baseline warm s | baseline / reference | motifgram / reference | motifgram / baseline | "
                    "detect s baseline → motifgram | warm CPU s baseline → motifgram (reference) | "
-                   "cold s baseline → motifgram | cold CPU s baseline → motifgram |"), "|---|---|---|---|---|---|---|---|---|"]
+                   "cold s baseline → motifgram | cold CPU s baseline → motifgram |"),
+                  "|---|---|---|---|---|---|---|---|---|"]
         for size, entry in result["sizes"].items():
             s = entry["summary"]
             cpu = s.get("cpu_s", {})
