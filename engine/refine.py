@@ -438,7 +438,7 @@ def noise_weights(image) -> np.ndarray:
     return model.astype(np.float32)
 
 
-def refine_jointly(image, xy, amplitude, sigma, *, nn_px, n_iter=(6, 3), max_snr=JOINT_MAX_SNR):
+def refine_jointly(image, xy, amplitude, sigma, *, nn_px, n_iter=(8, 4), max_snr=JOINT_MAX_SNR):
     """Refine every column together with its neighbours and a local background, noise-weighted.
 
     Each pass renders every column's current Gaussian (:func:`render_columns`), takes the others out of
@@ -466,8 +466,7 @@ def refine_jointly(image, xy, amplitude, sigma, *, nn_px, n_iter=(6, 3), max_snr
         sigma at the columns, from :func:`noise_weights`); above it the input is returned unchanged.
     n_iter : sequence of int
         Levenberg-Marquardt iterations of each pass, one pass per entry. The second pass starts next to its
-        optimum; 6 + 3 iterations give the position error of 8 + 4 on the realistic dose sweep of
-        ``benchmarks/accuracy.py`` (benchmarks/README.md, Speed, part 9).
+        optimum, so 4 iterations reach what 8 do (benchmarks/README.md).
 
     Returns
     -------

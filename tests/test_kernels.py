@@ -213,7 +213,7 @@ def test_micrographs_of_three_sizes_compile_once_and_a_second_process_loads_ever
     """Graphene micrographs of 440, 480 and 512 px (about 2300 to 3100 atoms): detection, features, graph and
     tokens compile for the first only; a second process (other sizes again) compiles nothing: every kernel
     comes from the persistent cache, and the Gaussian fit of detection (two variants: the single-column fit's
-    window and the joint fit's, whose two passes of 6 and 3 iterations share one kernel), the EM fit, the posterior and the patch kernels are loaded as exported,
+    window and the joint fit's, whose two passes of 8 and 4 iterations share one kernel), the EM fit, the posterior and the patch kernels are loaded as exported,
     not traced (engine/kernelstore.py)."""
     first = run_stages([440, 480, 512], tmp_path / "jax")
     assert first["per_size"][0], "the first micrograph compiles the kernels"
