@@ -28,8 +28,10 @@ for a 512² micrograph, its threads spinning against the machine's other work). 
 ``--scale`` adds 8192² (one warm-up and one timed run of each; motifgram's peak RSS is the figure of the
 issue's memory target) and the per-stage exponents over the three largest sizes.
 ``--baseline BIN`` also times another ``motifgram`` executable (an older checkout's, in its own venv) in the same
-rounds (warm, with its own kernel cache), the three tools' order rotating, so that a change is measured against
-the code before it under the same load. ``--exit-cost`` times what a ``motifgram run`` process spends after
+rounds (warm, with its own kernel cache), the three tools' order rotating, and its cold runs alternating with
+motifgram's, so that a change is measured against the code before it under the same load. Every run also records
+its CPU seconds (user + system of the process and its threads), which the machine's load moves far less than the
+wall. ``--exit-cost`` times what a ``motifgram run`` process spends after
 ``main`` has returned (the child writes the time when ``main`` returns; the parent takes the time the process
 ends), with and without freezing the collector first as the command line does
 (:func:`motifgram.engine.cli._skip_final_collection`).
@@ -51,6 +53,7 @@ import json
 import math
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -217,16 +220,20 @@ def simulate(size: int, seed: int, folder: Path) -> dict:
 
 
 def timed_process(command: list[str], env: dict) -> dict:
-    """Run ``command`` in a new process under /usr/bin/time; wall (s, from the parent) and peak RSS (MiB)."""
+    """Run ``command`` in a new process under /usr/bin/time; wall (s, from the parent), CPU (s, user + system) and
+    peak RSS (MiB)."""
     rss_file = Path(env["E2E_WORK"]) / "rss.txt"
     wrap = ["/usr/bin/time", "-f", "%M", "-o", str(rss_file)] if Path("/usr/bin/time").exists() else []
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(wrap + command, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
     if done.returncode:
         raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     rss = float(rss_file.read_text().split()[-1]) / 1024 if wrap else None
-    return {"wall_s": round(wall, 3), "peak_rss_mib": rss and round(rss, 1)}
+    return {"wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "peak_rss_mib": rss and round(rss, 1)}
 
 
 def motifgram_run(meta: dict, work: Path, cache_home: Path, env: dict, tag: str,
@@ -376,17 +383,21 @@ def measure(size: int, args, work: Path, env: dict, *, repeats: int, cold_repeat
             run = runners[tool]()
             entry[tool].append(run)
             log(f"  {tool} {i + 1}: {run['wall_s']} s (load {os.getloadavg()[0]:.2f})")
-    entry["motifgram_cold"] = []
+    colds = {"motifgram_cold": None, "baseline_cold": args.baseline} if args.baseline else {"motifgram_cold": None}
+    for tool in colds:
+        entry[tool] = []
     for i in range(cold_repeats):
-        cold_home = work / f"cache-cold-{size}-{i}"
-        shutil.rmtree(cold_home, ignore_errors=True)
-        entry["motifgram_cold"].append(motifgram_run(second, work, cold_home, env, f"cold{size}"))
-        shutil.rmtree(cold_home, ignore_errors=True)
-        log(f"  motifgram cold {i + 1}: {entry['motifgram_cold'][-1]['wall_s']} s")
+        for tool in list(colds)[:: 1 - 2 * (i % 2)]:
+            cold_home = work / f"cache-cold-{size}-{i}"
+            shutil.rmtree(cold_home, ignore_errors=True)
+            entry[tool].append(motifgram_run(second, work, cold_home, env, f"{tool}{size}", colds[tool]))
+            shutil.rmtree(cold_home, ignore_errors=True)
+            log(f"  {tool} {i + 1}: {entry[tool][-1]['wall_s']} s, {entry[tool][-1]['cpu_s']} CPU s")
     warm, ref = median(entry["motifgram_warm"]), median(entry["reference"])
     cold = median(entry["motifgram_cold"])
     entry["summary"] = {
         "motifgram_warm_s": warm, "reference_s": ref, "motifgram_cold_s": cold,
+        "cpu_s": {tool: median(entry[tool], "cpu_s") for tool in (*tools, *colds)},
         "ratio_warm": round(warm / ref, 3), "ratio_cold": cold and round(cold / ref, 3),
         "peak_rss_mib_warm": max(r["peak_rss_mib"] or 0 for r in entry["motifgram_warm"]),
         "peak_rss_mib_reference": max(r["peak_rss_mib"] or 0 for r in entry["reference"]),
@@ -396,6 +407,7 @@ def measure(size: int, args, work: Path, env: dict, *, repeats: int, cold_repeat
     if args.baseline:
         base = median(entry["baseline_warm"])
         entry["summary"].update(baseline_warm_s=base, ratio_baseline=round(base / ref, 3),
+                                baseline_cold_s=median(entry["baseline_cold"]),
                                 baseline_stages_s={s: round(statistics.median(r["stages_s"].get(s, 0.0)
                                                                               for r in entry["baseline_warm"]), 3)
                                                    for s in STAGES})
@@ -433,13 +445,18 @@ def markdown(result: dict) -> str:
     if any("baseline_warm_s" in entry["summary"] for entry in result["sizes"].values()):
         lines += ["", f"Against the baseline `{result.get('baseline')}`, timed in the same rounds (warm):", "",
                   ("| size | baseline warm s | baseline / reference | motifgram / reference | motifgram / baseline | "
-                   "tokens s baseline → motifgram | write s baseline → motifgram |"), "|---|---|---|---|---|---|---|"]
+                   "detect s baseline → motifgram | warm CPU s baseline → motifgram (reference) | "
+                   "cold s baseline → motifgram | cold CPU s baseline → motifgram |"),
+                  "|---|---|---|---|---|---|---|---|---|"]
         for size, entry in result["sizes"].items():
             s = entry["summary"]
+            cpu = s.get("cpu_s", {})
             lines.append(f"| {size}² | {s['baseline_warm_s']} | {s['ratio_baseline']}× | {s['ratio_warm']}× | "
                          f"{s['motifgram_warm_s'] / s['baseline_warm_s']:.3f}× | "
-                         f"{s['baseline_stages_s']['tokens']} → {s['stages_s']['tokens']} | "
-                         f"{s['baseline_stages_s']['write']} → {s['stages_s']['write']} |")
+                         f"{s['baseline_stages_s']['detect']} → {s['stages_s']['detect']} | "
+                         f"{cpu.get('baseline_warm')} → {cpu.get('motifgram_warm')} ({cpu.get('reference')}) | "
+                         f"{s.get('baseline_cold_s')} → {s['motifgram_cold_s']} | "
+                         f"{cpu.get('baseline_cold')} → {cpu.get('motifgram_cold')} |")
     lines += ["", f"`import motifgram.engine.pipeline` in a new process: {result['import_s']} s (median of 3)."]
     if result.get("exponents"):
         lines += ["", f"Stage exponents b (t ∝ atoms^b, warm, over {', '.join(result['exponent_sizes'])}): "

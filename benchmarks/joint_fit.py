@@ -1,6 +1,7 @@
 """What the joint refinement costs and buys: RMSE / Cramér–Rao bound with one or two passes, and detection time.
 
-The passes are ``refine_jointly``'s ``n_iter``: 8 + 4 Levenberg-Marquardt iterations (the default), 8 + 8, and 8 alone.
+The passes are ``refine_jointly``'s ``n_iter``: 8 + 4 Levenberg-Marquardt iterations (the default), 6 + 3,
+8 + 8, and 8 alone.
 
 The error is tests/test_low_dose.py's measurement (192² simulations, realistic imaging, seeds 0-3); the time is
 ``detect_atoms`` on the default 2048² graphene simulation in one warm process, with and without the joint fit
@@ -26,7 +27,7 @@ from test_low_dose import measure_position_error  # noqa: E402
 
 
 def main():
-    for n_iter in ((8, 4), (8, 8), (8,)):
+    for n_iter in ((8, 4), (6, 3), (8, 8), (8,)):
         detect.refine_jointly = functools.partial(refine.refine_jointly, n_iter=n_iter)
         for kind in ("graphene", "mos2"):
             for dose in (10.0, 40.0, 80.0):

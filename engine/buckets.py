@@ -28,7 +28,6 @@ __all__ = [
     "to_device",
     "pad_rows",
     "bucket_rows",
-    "chunk_rows",
     "bucket_side",
     "bucket_window",
     "bucket_components",
@@ -81,18 +80,6 @@ def bucket_rows(n: int) -> int:
         return units * N_BUCKET
     step = 1 << (units.bit_length() - 3)  # units in [4 step, 8 step): steps of a quarter
     return -(-units // step) * step * N_BUCKET
-
-
-def chunk_rows(n: int, *, smallest: int = 1024, largest: int = 8192) -> int:
-    """Rows per chunk of a row-wise kernel given ``n`` rows: the next power of two ``>= n``, between
-    ``smallest`` and ``largest`` (few rows do not pay for a full chunk; many run in chunks of ``largest``).
-
-    Examples
-    --------
-    >>> chunk_rows(1), chunk_rows(1025), chunk_rows(50_000)
-    (1024, 2048, 8192)
-    """
-    return min(largest, max(smallest, 1 << (max(int(n), 1) - 1).bit_length()))
 
 
 def bucket_side(n: int) -> int:

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import ndimage as ndi
 
-from motifgram.engine.buckets import bucket_window, chunk_rows, map_chunks
+from motifgram.engine.buckets import bucket_window, map_chunks
 from motifgram.engine.errors import ImageError
 from motifgram.engine.kernelstore import stored
 
@@ -33,6 +33,11 @@ __all__ = ["refine_positions", "refine_columns", "refine_jointly", "render_colum
 log = logging.getLogger(__name__)
 
 _SAMPLE_PIXELS = 1 << 18  # pixels sampled for image-wide percentiles and the noise model on large images
+
+_FIT_CHUNK = 2048
+"""Columns per call of the fit's kernel, whatever the image's column count: one compiled shape per window bucket, and
+the kernel's (pixel, column) intermediates stay in cache (at 2048^2, 50k columns, detection took 5.3-6.3 CPU s in
+chunks of 8192 and 4.6-5.2 in chunks of 2048; benchmarks/README.md)."""
 
 JOINT_MAX_SNR = 16.0
 """Column signal-to-noise ratio (median amplitude / noise sigma at the columns) up to which the joint fit runs.
@@ -331,7 +336,7 @@ def refine_columns(image, xy, *, sigma_px, half_window, n_iter, sigma_max=None, 
         return _fit_windows(windows, masks, s0, st, s_cap, ux, uy, np.int32(n_iter), half=hb)
 
     fit_xy, amp, sig, ok = map_chunks(
-        fit_chunk, [centre, sigma0, start, own_amp, own_sigma], chunk=chunk_rows(n)
+        fit_chunk, [centre, sigma0, start, own_amp, own_sigma], chunk=_FIT_CHUNK
     )
     if n_iter > 0 and not ok.all():
         log.info("refine: %d of %d fits fell back to their start", int((~ok).sum()), n)

@@ -1,17 +1,17 @@
-"""Tests of motifgram.engine.buckets: bucket sizes and the chunked map."""
+"""Tests of motifgram.engine.buckets: bucket sizes, the chunked map, and one compiled fit for every column count."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from motifgram.engine import refine
 from motifgram.engine.buckets import (
     N_BUCKET,
     WINDOW_BUCKETS,
     bucket_components,
     bucket_rows,
     bucket_side,
-    chunk_rows,
     bucket_window,
     map_chunks,
     pad_rows,
@@ -28,12 +28,6 @@ def test_row_buckets_hold_the_rows_and_waste_at_most_a_quarter():
     assert (buckets[big] <= 1.25 * sizes[big] + N_BUCKET).all()
     assert len(np.unique(buckets[sizes <= 1_000_000])) <= 28
     assert [bucket_rows(n) for n in (10_000, 40_000)] == [pad_rows(10_000), pad_rows(40_000)]
-
-
-def test_chunk_rows_are_powers_of_two_between_the_bounds():
-    assert [chunk_rows(n) for n in (0, 1, 1024, 1025, 5000, 8192, 8193, 10**6)] == [
-        1024, 1024, 1024, 2048, 8192, 8192, 8192, 8192]
-    assert chunk_rows(10, smallest=4, largest=64) == 16
 
 
 def test_side_window_and_component_buckets():
@@ -79,3 +73,36 @@ def test_map_chunks_along_the_last_axis():
     np.testing.assert_array_equal(got, x.T)
     with pytest.raises(ValueError, match="rows"):
         map_chunks(lambda a, b: a, [np.zeros(3), np.zeros(4)])
+
+
+def _lattice(n_side: int, spacing: float = 8.0, sigma: float = 1.6):
+    """A noiseless square lattice of ``n_side``^2 Gaussian columns (px) off the pixel grid, and their positions."""
+    size = int(spacing * (n_side + 1))
+    g = spacing * (np.arange(n_side) + 1) + 0.3
+    xy = np.stack(np.meshgrid(g, g + 0.2), axis=-1).reshape(-1, 2)
+    return refine.render_columns((size, size), xy, np.ones(len(xy)), np.full(len(xy), sigma)), xy
+
+
+def test_the_column_fit_compiles_once_for_every_column_count():
+    """9, 324 and 2500 columns (before: chunks of 1024 and 4096 columns, one compilation each) share one compiled
+    kernel; every fit lands on its column."""
+    compiled = []
+
+    def listen(event, duration, **metadata):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiled.extend(["_fit_windows"] if "_fit_windows" in metadata.get("fun_name", "") else [])
+
+    images = [_lattice(n) for n in (18, 50, 3)]
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        per_image = []
+        for image, xy in images:
+            before = len(compiled)
+            start = xy + np.array([0.4, -0.3])
+            got, _ = refine.refine_positions(image, start, sigma_px=2.0, half_window=3)
+            per_image.append(compiled[before:])
+            assert np.abs(got - xy).max() < 0.01
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    assert per_image[0] in ([], ["_fit_windows"]), per_image  # nothing where an earlier test compiled it
+    assert per_image[1:] == [[], []], per_image
