@@ -156,8 +156,8 @@ def find_atoms(image: np.ndarray, spec: Spec) -> tuple[np.ndarray, Atoms, RingCe
 
 
 def feature_period_px(atoms: Atoms) -> float:
-    """The length (px) the feature disc follows: the lattice period, or for an amorphous structure (no Bragg
-    spot) :data:`AMORPHOUS_PERIOD_BONDS` bonds.
+    """The length (px) the feature discs follow (the Zernike disc, the intensity quantiles' disc): the lattice
+    period, or for an amorphous structure (no Bragg spot) :data:`AMORPHOUS_PERIOD_BONDS` bonds.
 
     A diffuse ring's spacing is the broad maximum of a noisy spectrum: over micrographs of one simulated carbon
     network (256 px, 8 seeds) it spread over 10.3-11.6 px, where the bond length, the median of thousands of
