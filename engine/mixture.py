@@ -43,6 +43,7 @@ __all__ = [
     "em_step",
     "fit_mixture",
     "fit_restarts",
+    "EM_TOL",
     "posterior",
     "log_likelihood",
     "bic",
@@ -54,6 +55,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 COVARIANCE_TYPES = ("full", "diag")
+EM_TOL = 1e-4
+"""Default EM stopping rule: a change of the mean log-likelihood per sample below this (scikit-learn's)."""
 _REG_FLOOR = 1e-6  # relative to each feature's variance; float32 Cholesky needs it
 _EPS = 10 * float(np.finfo(np.float32).eps)
 _LOG_2PI = math.log(2 * math.pi)
@@ -361,7 +364,7 @@ def _padded(z):
 
 
 def fit_restarts(
-    x, *, n_components, seed=0, n_init=4, max_iter=200, tol=1e-4, reg_covar=1e-6, covariance="full"
+    x, *, n_components, seed=0, n_init=4, max_iter=200, tol=EM_TOL, reg_covar=1e-6, covariance="full"
 ):
     """Fit a Gaussian mixture by EM from each of ``n_init`` k-means++ starts: every restart's mixture.
 
@@ -444,7 +447,7 @@ def fit_restarts(
     ]
 
 
-def fit_mixture(x, *, n_components, max_iter=200, tol=1e-4, **options):
+def fit_mixture(x, *, n_components, max_iter=200, tol=EM_TOL, **options):
     """Fit a Gaussian mixture by EM: the restart of :func:`fit_restarts` with the highest log-likelihood.
 
     Parameters
@@ -550,7 +553,7 @@ def select_n_components(
     seed=0,
     n_init=4,
     max_iter=200,
-    tol=1e-4,
+    tol=EM_TOL,
     reg_covar=1e-6,
     covariance="full",
     min_weight=0.0,

@@ -64,7 +64,7 @@ from motifgram.engine.chemistry import MAIN_KIND_SHARE
 from motifgram.engine.kinds import (CLOSE_CALL_BITS, RESOLUTION, kt_nats, neighbour_contexts, on_kind_sites,
                                     one_main_kind, patchy_tokens, spread_along)
 from motifgram.engine.merging import groups_at_level, merge_sequence
-from motifgram.engine.mixture import fit_restarts, min_component_size
+from motifgram.engine.mixture import EM_TOL, fit_restarts, min_component_size
 
 __all__ = [
     "CLOSE_CALL_BITS",
@@ -326,14 +326,14 @@ def _levels(mixture, z, neighbours, merge, floor):
             for groups in levels if resolved(mixture, groups, floor)]
 
 
-def _distinct(mixtures, n_rows, tol):
-    """The restarts that reached different optima: a mixture whose mean log-likelihood is within ``tol`` (EM's own
-    stopping rule) of an earlier one's and whose sorted weights differ from its by less than one row's is the same
-    optimum, scored once."""
-    kept = []
-    for m in mixtures:
+def _distinct_restarts(x, n_components, seed, options):
+    """The mixtures of :func:`~motifgram.engine.mixture.fit_restarts` on ``x`` that reached different optima: a
+    mixture whose mean log-likelihood is within EM's own stopping rule (``tol``) of an earlier one's and whose sorted
+    weights differ from its by less than one row's is the same optimum, scored once."""
+    tol, kept = options.get("tol", EM_TOL), []
+    for m in fit_restarts(x, n_components=n_components, seed=seed, **options):
         if not any(abs(m.log_likelihood - o.log_likelihood) < tol
-                   and np.all(np.abs(np.sort(m.weights) - np.sort(o.weights)) < 1.0 / n_rows) for o in kept):
+                   and np.all(np.abs(np.sort(m.weights) - np.sort(o.weights)) < 1.0 / len(x)) for o in kept):
             kept.append(m)
     return kept
 
@@ -352,8 +352,7 @@ def _search(z, fitted, k_min, k_max, neighbours, merge, floor, min_weight, seed,
     k_max = min(k_max, len(rows))
     candidates, components = [], {}
     for k in range(k_min, max(k_max, k_min) + 1):
-        for mixture in _distinct(fit_restarts(rows, n_components=k, seed=seed, **options), len(rows),
-                                 options.get("tol", 1e-4)):
+        for mixture in _distinct_restarts(rows, k, seed, options):
             smallest = float(np.min(mixture.weights))
             if k > k_min and (smallest < min_weight or smallest * len(rows) < min_component_size(
                     z.shape[1], options.get("covariance", "full"))):
@@ -365,9 +364,8 @@ def _search(z, fitted, k_min, k_max, neighbours, merge, floor, min_weight, seed,
     if refit:  # the chosen number of components refitted on every row, its levels scored again
         every = np.setdiff1d(np.arange(n_coded), np.concatenate(rare)) if rare else np.arange(n_coded)
         k = len(best.mixture.weights) - len(rare)
-        restarts = _distinct(fit_restarts(z[every], n_components=k, seed=seed, **options), len(every),
-                             options.get("tol", 1e-4))
-        best = min((c for mixture in restarts for c in scored(mixture)), key=lambda c: c.total_bits)
+        best = min((c for mixture in _distinct_restarts(z[every], k, seed, options) for c in scored(mixture)),
+                   key=lambda c: c.total_bits)
         candidates.append(best)
     return candidates, components, best
 

@@ -89,8 +89,8 @@ def test_the_column_fit_compiles_once_for_every_column_count():
     compiled = []
 
     def listen(event, duration, **metadata):
-        if event == "/jax/core/compile/backend_compile_duration":
-            compiled.extend(["_fit_windows"] if "_fit_windows" in metadata.get("fun_name", "") else [])
+        if event == "/jax/core/compile/backend_compile_duration" and "_fit_windows" in metadata.get("fun_name", ""):
+            compiled.append("_fit_windows")
 
     images = [_lattice(n) for n in (18, 50, 3)]
     jax.monitoring.register_event_duration_secs_listener(listen)
